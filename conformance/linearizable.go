@@ -1,0 +1,325 @@
+package conformance
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+
+	"github.com/locklock/locklock/locklock"
+)
+
+// The linearizability check records a concurrent history of acquires,
+// releases and refreshes (with expiry) through a Service and asks porcupine
+// whether some sequential order of the operations, each taking effect at one
+// instant inside its call, explains every outcome under the lock model below.
+//
+// Time is part of the model: each operation records the clock before its
+// call and after its return, and the model lets it take effect at any clock
+// reading in between — which is exactly what the Service does (it reads the
+// clock once, during the call). Tokens must rise with every grant.
+
+const (
+	linClients = 32
+	linNames   = 4
+	linOps     = 60 // per client
+)
+
+type opKind uint8
+
+const (
+	opAcquire opKind = iota
+	opRelease
+	opRefresh
+)
+
+type linInput struct {
+	op        opKind
+	client    int
+	name      string
+	protected bool          // acquire with the client's secret
+	ttl       time.Duration // acquire and refresh
+	callAt    time.Time     // clock before the call
+	returnAt  time.Time     // clock after the return
+}
+
+type outcome uint8
+
+const (
+	outCreated outcome = iota
+	outReacquired
+	outHeld
+	outReleased
+	outRefreshed
+	outNotFound
+	outMismatch
+)
+
+var outcomeNames = [...]string{"created", "reacquired", "held", "released", "refreshed", "not_found", "mismatch"}
+
+type linOutput struct {
+	outcome   outcome
+	token     uint64
+	expiresAt time.Time
+}
+
+// lockState is the model's state for one lock name. It must stay comparable
+// with == (porcupine's default equality).
+type lockState struct {
+	holder    int // -1: nobody
+	protected bool
+	token     uint64
+	expiresAt time.Time
+	maxToken  uint64
+}
+
+// mayBeLive: some instant in [call, return] sees the lock held.
+func (s lockState) mayBeLive(in linInput) bool {
+	return s.holder >= 0 && in.callAt.Before(s.expiresAt)
+}
+
+// mayBeFree: some instant in [call, return] sees the lock free.
+func (s lockState) mayBeFree(in linInput) bool {
+	return s.holder < 0 || !in.returnAt.Before(s.expiresAt)
+}
+
+// grantedWithin: expiresAt - ttl is a clock reading inside the call.
+func grantedWithin(in linInput, expiresAt time.Time) bool {
+	at := expiresAt.Add(-in.ttl)
+	return !at.Before(in.callAt.Truncate(time.Millisecond)) && !at.After(in.returnAt)
+}
+
+func (s lockState) mayRelease(in linInput) bool {
+	return !s.protected || s.holder == in.client
+}
+
+func lockModel() porcupine.Model {
+	return porcupine.Model{
+		Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
+			byName := map[string][]porcupine.Operation{}
+			var order []string
+			for _, op := range history {
+				n := op.Input.(linInput).name
+				if _, ok := byName[n]; !ok {
+					order = append(order, n)
+				}
+				byName[n] = append(byName[n], op)
+			}
+			var out [][]porcupine.Operation
+			for _, n := range order {
+				out = append(out, byName[n])
+			}
+			return out
+		},
+		Init: func() any { return lockState{holder: -1} },
+		Step: func(state, input, output any) (bool, any) {
+			s, in, out := state.(lockState), input.(linInput), output.(linOutput)
+			switch in.op {
+			case opAcquire:
+				switch out.outcome {
+				case outCreated:
+					if !s.mayBeFree(in) || out.token <= s.maxToken || !grantedWithin(in, out.expiresAt) {
+						return false, s
+					}
+					return true, lockState{holder: in.client, protected: in.protected, token: out.token, expiresAt: out.expiresAt, maxToken: out.token}
+				case outReacquired:
+					ok := s.mayBeLive(in) && s.holder == in.client && s.protected && in.protected &&
+						out.token == s.token && out.expiresAt.Equal(s.expiresAt)
+					return ok, s
+				case outHeld:
+					return s.mayBeLive(in) && !(s.holder == in.client && s.protected && in.protected), s
+				}
+			case opRelease:
+				switch out.outcome {
+				case outReleased:
+					if !s.mayBeLive(in) || !s.mayRelease(in) || out.token != s.token {
+						return false, s
+					}
+					return true, lockState{holder: -1, maxToken: s.maxToken}
+				case outNotFound:
+					return s.mayBeFree(in), lockState{holder: -1, maxToken: s.maxToken}
+				case outMismatch:
+					return s.mayBeLive(in) && !s.mayRelease(in), s
+				}
+			case opRefresh:
+				switch out.outcome {
+				case outRefreshed:
+					if !s.mayBeLive(in) || !s.mayRelease(in) || out.token != s.token || !grantedWithin(in, out.expiresAt) {
+						return false, s
+					}
+					next := s
+					next.expiresAt = out.expiresAt
+					return true, next
+				case outNotFound:
+					return s.mayBeFree(in), lockState{holder: -1, maxToken: s.maxToken}
+				case outMismatch:
+					return s.mayBeLive(in) && !s.mayRelease(in), s
+				}
+			}
+			return false, s
+		},
+		DescribeOperation: func(input, output any) string {
+			in, out := input.(linInput), output.(linOutput)
+			return fmt.Sprintf("c%d %v %s -> %s tok=%d", in.client, in.op, in.name, outcomeNames[out.outcome], out.token)
+		},
+		DescribeState: func(state any) string {
+			s := state.(lockState)
+			return fmt.Sprintf("holder=c%d tok=%d exp=%s max=%d", s.holder, s.token, s.expiresAt.Format("15:04:05.000"), s.maxToken)
+		},
+	}
+}
+
+func testLinearizable(t *testing.T, h Harness) {
+	e := newEnv(t, h)
+	now := time.Now
+	if e.clock != nil {
+		now = e.clock.Now
+		// Time runs on by itself while the clients work, so that locks
+		// expire in the middle of the history.
+		stop := make(chan struct{})
+		var ticker sync.WaitGroup
+		ticker.Add(1)
+		go func() {
+			defer ticker.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(200 * time.Microsecond):
+					e.clock.Advance(100 * time.Millisecond)
+				}
+			}
+		}()
+		defer func() { close(stop); ticker.Wait() }()
+	}
+	ttls := []time.Duration{time.Second, 2 * time.Second, 3 * time.Second}
+
+	var (
+		mu      sync.Mutex
+		history []porcupine.Operation
+		seq     atomic.Int64 // porcupine's real-time order of calls and returns
+		wg      sync.WaitGroup
+	)
+	for c := range linClients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(c), 42))
+			secret := fmt.Sprint("client-", c)
+			// Clients mostly act like real ones (release or refresh what
+			// they hold, acquire what they do not) with some strays mixed
+			// in, so every outcome shows up often.
+			holds := map[string]bool{}
+			for range linOps {
+				in := linInput{client: c, name: fmt.Sprint("lin-", rng.IntN(linNames)), ttl: ttls[rng.IntN(len(ttls))]}
+				p := rng.IntN(10)
+				switch {
+				case holds[in.name] && p < 6, !holds[in.name] && p == 0:
+					in.op = opRelease
+				case holds[in.name] && p < 9, !holds[in.name] && p == 1:
+					in.op = opRefresh
+				default:
+					in.op, in.protected = opAcquire, rng.IntN(4) != 0
+				}
+				id := e.id(in.name)
+				call := seq.Add(1)
+				in.callAt = now()
+				var out linOutput
+				var err error
+				switch in.op {
+				case opAcquire:
+					req := locklock.AcquireRequest{ID: id, TTL: in.ttl}
+					if in.protected {
+						req.Secret = secret
+					}
+					var l locklock.Lock
+					var created bool
+					l, created, err = e.svc.Acquire(e.ctx(), req)
+					out = linOutput{outcome: outReacquired, token: l.Token, expiresAt: l.ExpiresAt}
+					if created {
+						out.outcome = outCreated
+					}
+				case opRelease:
+					var l locklock.Lock
+					l, err = e.svc.Release(e.ctx(), id, secret)
+					out = linOutput{outcome: outReleased, token: l.Token}
+				case opRefresh:
+					var l locklock.Lock
+					l, err = e.svc.Refresh(e.ctx(), id, secret, in.ttl)
+					out = linOutput{outcome: outRefreshed, token: l.Token, expiresAt: l.ExpiresAt}
+				}
+				in.returnAt = now()
+				ret := seq.Add(1)
+				switch {
+				case err == nil:
+				case errors.Is(err, locklock.ErrHeld):
+					out = linOutput{outcome: outHeld}
+				case errors.Is(err, locklock.ErrNotFound):
+					out = linOutput{outcome: outNotFound}
+				case errors.Is(err, locklock.ErrSecretMismatch):
+					out = linOutput{outcome: outMismatch}
+				default:
+					t.Errorf("client %d: unexpected error %v", c, err)
+					return
+				}
+				switch out.outcome {
+				case outCreated, outReacquired:
+					holds[in.name] = true
+				case outReleased, outNotFound, outMismatch:
+					holds[in.name] = false
+				}
+				mu.Lock()
+				history = append(history, porcupine.Operation{ClientId: c, Input: in, Call: call, Output: out, Return: ret})
+				mu.Unlock()
+				if h.RealTime {
+					time.Sleep(time.Duration(rng.IntN(50)) * time.Millisecond)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	counts := map[outcome]int{}
+	for _, op := range history {
+		counts[op.Output.(linOutput).outcome]++
+	}
+	t.Logf("history: %d operations, outcomes %v", len(history), describeCounts(counts))
+	if counts[outCreated] < 10 || counts[outHeld] < 10 {
+		t.Errorf("history too tame to mean much: %v", describeCounts(counts))
+	}
+	res, info := porcupine.CheckOperationsVerbose(lockModel(), history, time.Minute)
+	switch res {
+	case porcupine.Ok:
+	case porcupine.Unknown:
+		t.Fatal("porcupine timed out before deciding")
+	default:
+		t.Errorf("history is not linearizable under the lock model")
+		for _, part := range info.PartialLinearizationsOperations() {
+			for _, lin := range part {
+				var ops []string
+				for _, op := range lin {
+					ops = append(ops, lockModel().DescribeOperation(op.Input, op.Output))
+				}
+				t.Logf("longest linearizable prefix of a partition: %v", ops)
+				break
+			}
+		}
+	}
+}
+
+func (k opKind) String() string { return [...]string{"acquire", "release", "refresh"}[k] }
+
+func describeCounts(c map[outcome]int) string {
+	s := ""
+	for o, name := range outcomeNames {
+		s += fmt.Sprintf("%s=%d ", name, c[outcome(o)])
+	}
+	return s
+}

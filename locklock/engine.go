@@ -1,0 +1,74 @@
+package locklock
+
+import (
+	"context"
+	"time"
+)
+
+// Engine stores locks. Implementations must make each method one atomic
+// step with respect to every other call on the same lock ID — also across
+// processes when several share the storage — and must be safe for
+// concurrent use.
+//
+// Time: the Service reads its clock once per operation and passes that
+// instant as now. Engines judge expiry against it (a lock whose ExpiresAt is
+// not after now is free, even if no Sweep has removed it yet). An engine
+// whose storage keeps its own time (etcd leases) may instead rely on that and
+// say so in its documentation.
+//
+// Errors: ErrNotFound, ErrHeld (as *HeldError), the error returned by an
+// allow callback, ErrClosed after Close, the context's error when ctx is done
+// before the step was applied, and ErrUnavailable (wrapped) when storage
+// cannot answer. An engine never reports success for a step it did not
+// apply.
+type Engine interface {
+	// TryAcquire stores l if no live lock with l.ID exists at now, filling
+	// in l.Token with a token greater than any ever issued for l.ID, and
+	// returns the stored lock. If a live lock exists it returns a
+	// *HeldError carrying that lock, unchanged.
+	TryAcquire(ctx context.Context, l Lock, now time.Time) (Lock, error)
+
+	// Get returns the live lock with id, or ErrNotFound.
+	Get(ctx context.Context, id ID, now time.Time) (Lock, error)
+
+	// Release deletes the live lock with id if allow(lock) returns nil, and
+	// returns the lock as it was. allow runs inside the atomic step: it must
+	// be quick and must not call the engine.
+	Release(ctx context.Context, id ID, now time.Time, allow func(Lock) error) (Lock, error)
+
+	// Refresh sets the live lock's ExpiresAt to expiresAt if allow(lock)
+	// returns nil, keeping its token and AcquiredAt, and returns the updated
+	// lock.
+	Refresh(ctx context.Context, id ID, now, expiresAt time.Time, allow func(Lock) error) (Lock, error)
+
+	// List returns live locks of q.Namespace and q.Kind whose names start
+	// with q.Prefix and sort after q.After, in name order, at most q.Limit.
+	List(ctx context.Context, q ListQuery, now time.Time) ([]Lock, error)
+
+	// Sweep deletes locks that expired at or before now and returns how
+	// many it deleted. Engines whose storage expires entries itself may
+	// return 0.
+	Sweep(ctx context.Context, now time.Time) (int, error)
+
+	// Ping reports whether the storage answers.
+	Ping(ctx context.Context) error
+
+	// Close releases the engine's resources. Later calls return ErrClosed.
+	Close() error
+}
+
+// ListQuery selects locks for Engine.List.
+type ListQuery struct {
+	Namespace string
+	Kind      Kind
+	Prefix    string
+	After     string // exclusive; "" starts at the beginning
+	Limit     int    // > 0
+}
+
+// Matches reports whether id falls under the query, ignoring Limit.
+func (q ListQuery) Matches(id ID) bool {
+	return id.Namespace == q.Namespace && id.Kind == q.Kind &&
+		len(id.Name) >= len(q.Prefix) && id.Name[:len(q.Prefix)] == q.Prefix &&
+		id.Name > q.After
+}

@@ -1,0 +1,56 @@
+package locklock
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors. Every error the Service and engines return wraps one of
+// these, so callers (the HTTP transport, the Go client, tests) decide with
+// errors.Is and never by comparing strings.
+var (
+	// ErrHeld: the lock is held by someone else. The concrete error is a
+	// *HeldError that carries the holder's lock (without its secret).
+	ErrHeld = errors.New("lock is held")
+	// ErrNotFound: no such lock — never acquired, released, or expired.
+	ErrNotFound = errors.New("lock not found")
+	// ErrSecretMismatch: the lock is protected and the secret is missing or wrong.
+	ErrSecretMismatch = errors.New("secret does not match")
+
+	// ErrInvalidUUID: the name of a uuid lock is not an RFC 4122 UUID.
+	ErrInvalidUUID = errors.New("invalid uuid")
+	// ErrInvalidName: the name of a key lock breaks the name rules.
+	ErrInvalidName = errors.New("invalid lock name")
+	// ErrInvalidArgument: a request field is out of range or malformed.
+	ErrInvalidArgument = errors.New("invalid argument")
+
+	// ErrUnavailable: storage cannot answer right now; retrying later may work.
+	ErrUnavailable = errors.New("unavailable")
+	// ErrClosed: the engine was closed. It wraps ErrUnavailable.
+	ErrClosed = fmt.Errorf("%w: engine closed", ErrUnavailable)
+	// ErrShuttingDown: the service is draining and no longer waits for locks.
+	// It wraps ErrUnavailable.
+	ErrShuttingDown = fmt.Errorf("%w: server shutting down", ErrUnavailable)
+)
+
+// HeldError reports that a lock is held, with the holder's lock as observed.
+// errors.Is(err, ErrHeld) is true for it.
+type HeldError struct {
+	// Lock is the holder's lock. It is the zero Lock when a wait timed out
+	// at the instant the lock was between holders.
+	Lock Lock
+}
+
+func (e *HeldError) Error() string {
+	if e.Lock.ExpiresAt.IsZero() {
+		return ErrHeld.Error()
+	}
+	return fmt.Sprintf("lock %s is held until %s", e.Lock.ID, e.Lock.ExpiresAt.UTC().Format(timeFormat))
+}
+
+// Unwrap makes errors.Is(err, ErrHeld) true.
+func (e *HeldError) Unwrap() error { return ErrHeld }
+
+func invalidf(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidArgument}, args...)...)
+}

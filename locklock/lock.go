@@ -1,0 +1,175 @@
+package locklock
+
+import (
+	"fmt"
+	"time"
+)
+
+// timeFormat is how times appear in messages and on the wire: UTC with
+// millisecond precision, the precision the Service keeps.
+const timeFormat = "2006-01-02T15:04:05.000Z07:00"
+
+// Kind says how a lock is named.
+type Kind string
+
+const (
+	// KindUUID locks are named by an RFC 4122 UUID (lower-cased).
+	KindUUID Kind = "uuid"
+	// KindKey locks carry a custom name chosen by the caller.
+	KindKey Kind = "key"
+)
+
+// DefaultNamespace is the namespace of anonymous callers.
+const DefaultNamespace = "public"
+
+// MaxNameLen is the longest custom lock name.
+const MaxNameLen = 255
+
+// ID identifies a lock. Two IDs that differ in any field are different locks;
+// in particular two namespaces never see each other's locks.
+type ID struct {
+	Namespace string
+	Kind      Kind
+	Name      string
+}
+
+func (id ID) String() string {
+	return id.Namespace + "/" + string(id.Kind) + "/" + id.Name
+}
+
+// NewID checks kind and name against the naming rules of API.md §1 and returns
+// the canonical ID (UUIDs in lower case). The namespace must be valid too.
+func NewID(namespace string, kind Kind, name string) (ID, error) {
+	if err := ValidateNamespace(namespace); err != nil {
+		return ID{}, err
+	}
+	switch kind {
+	case KindUUID:
+		canonical, ok := canonicalUUID(name)
+		if !ok {
+			return ID{}, fmt.Errorf("%w: %q is not a UUID (8-4-4-4-12 hex digits)", ErrInvalidUUID, truncate(name))
+		}
+		name = canonical
+	case KindKey:
+		if err := validateKeyName(name); err != nil {
+			return ID{}, err
+		}
+	default:
+		return ID{}, invalidf("unknown lock kind %q", truncate(string(kind)))
+	}
+	return ID{Namespace: namespace, Kind: kind, Name: name}, nil
+}
+
+// Validate reports whether id is canonical, as NewID would return it.
+func (id ID) Validate() error {
+	canonical, err := NewID(id.Namespace, id.Kind, id.Name)
+	if err != nil {
+		return err
+	}
+	if canonical != id {
+		return fmt.Errorf("%w: %q is not in lower case", ErrInvalidUUID, id.Name)
+	}
+	return nil
+}
+
+// ValidateNamespace accepts DNS-label-shaped namespaces (1–63 characters of
+// a-z, 0-9 and '-', not starting or ending with '-'), because a namespace may
+// also be served as a custom subdomain.
+func ValidateNamespace(ns string) error {
+	if len(ns) == 0 || len(ns) > 63 || ns[0] == '-' || ns[len(ns)-1] == '-' {
+		return invalidf("namespace %q must be 1-63 characters of a-z, 0-9 and '-', not starting or ending with '-'", truncate(ns))
+	}
+	for i := 0; i < len(ns); i++ {
+		c := ns[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return invalidf("namespace %q must be 1-63 characters of a-z, 0-9 and '-'", truncate(ns))
+		}
+	}
+	return nil
+}
+
+func validateKeyName(name string) error {
+	if len(name) == 0 || len(name) > MaxNameLen {
+		return fmt.Errorf("%w: a lock name is 1-%d characters long, got %d", ErrInvalidName, MaxNameLen, len(name))
+	}
+	for i := 0; i < len(name); i++ {
+		if !nameChar(name[i]) {
+			return fmt.Errorf("%w: %q may contain only A-Z a-z 0-9 . _ - : ~", ErrInvalidName, truncate(name))
+		}
+	}
+	return nil
+}
+
+func nameChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+		c == '.' || c == '_' || c == '-' || c == ':' || c == '~'
+}
+
+// canonicalUUID accepts the 36-character textual form of any UUID version,
+// in any case, and returns it in lower case.
+func canonicalUUID(s string) (string, bool) {
+	if len(s) != 36 {
+		return "", false
+	}
+	var b [36]byte
+	for i := 0; i < 36; i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return "", false
+			}
+		default:
+			switch {
+			case c >= '0' && c <= '9', c >= 'a' && c <= 'f':
+			case c >= 'A' && c <= 'F':
+				c += 'a' - 'A'
+			default:
+				return "", false
+			}
+		}
+		b[i] = c
+	}
+	return string(b[:]), true
+}
+
+// truncate keeps hostile input from blowing up error messages.
+func truncate(s string) string {
+	const max = 64
+	if len(s) <= max {
+		return s
+	}
+	return s[:max] + "…"
+}
+
+// Lock is a held lock as stored by an engine.
+type Lock struct {
+	ID
+	// AcquiredAt is when the lock was granted; a refresh keeps it.
+	AcquiredAt time.Time
+	// ExpiresAt is when the lock frees itself.
+	ExpiresAt time.Time
+	// Token is the fencing token: strictly greater than every token issued
+	// before for the same ID. A refresh keeps it.
+	Token uint64
+	// Guard is the salted hash of the lock's secret; zero when unprotected.
+	Guard Guard
+	// ObservedAt is the instant the Service judged this lock at (its clock
+	// reading for the operation). Engines need not set it.
+	ObservedAt time.Time
+}
+
+// Protected says whether a secret guards the lock.
+func (l Lock) Protected() bool { return l.Guard.Protected() }
+
+// Live says whether the lock is still held at now.
+func (l Lock) Live(now time.Time) bool { return now.Before(l.ExpiresAt) }
+
+// Remaining is how long the lock had left when it was observed (never negative).
+func (l Lock) Remaining() time.Duration {
+	d := l.ExpiresAt.Sub(l.ObservedAt)
+	if d < 0 {
+		return 0
+	}
+	return d
+}

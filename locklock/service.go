@@ -1,0 +1,316 @@
+package locklock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Defaults of API.md §2.
+const (
+	DefaultTTL        = 30 * 24 * time.Hour
+	DefaultMaxTTL     = 365 * 24 * time.Hour
+	DefaultMaxWait    = 60 * time.Second
+	MaxSecretLen      = 256
+	DefaultListLimit  = 100
+	MaxListLimit      = 1000
+	defaultWaitPoll   = time.Second
+	defaultSweepEvery = 30 * time.Second
+)
+
+// Service is the behaviour every transport shares: validation and defaults,
+// secret hashing, judging expiry at the moment of each operation, idempotent
+// re-acquire, long-poll waiting in FIFO order, and sweeping.
+type Service struct {
+	engine     Engine
+	clock      Clock
+	log        *slog.Logger
+	defaultTTL time.Duration
+	maxTTL     time.Duration
+	maxWait    time.Duration
+	waitPoll   time.Duration
+	waits      *waitRegistry
+}
+
+// Option configures a Service.
+type Option func(*Service)
+
+// WithClock replaces the system clock (tests use a ManualClock).
+func WithClock(c Clock) Option { return func(s *Service) { s.clock = c } }
+
+// WithLogger sets the logger for background work (the sweeper).
+func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.log = l } }
+
+// WithDefaultTTL sets the lifetime of a lock acquired without expires_in.
+func WithDefaultTTL(d time.Duration) Option { return func(s *Service) { s.defaultTTL = d } }
+
+// WithMaxTTL caps expires_in.
+func WithMaxTTL(d time.Duration) Option { return func(s *Service) { s.maxTTL = d } }
+
+// WithMaxWait caps wait.
+func WithMaxWait(d time.Duration) Option { return func(s *Service) { s.maxWait = d } }
+
+// WithWaitPoll sets how often the first waiter on a lock looks again even
+// without a wake-up, which covers releases made by other processes sharing
+// the engine.
+func WithWaitPoll(d time.Duration) Option { return func(s *Service) { s.waitPoll = d } }
+
+// NewService returns a Service over engine. The Service does not own the
+// engine: closing it is the caller's job.
+func NewService(engine Engine, opts ...Option) *Service {
+	s := &Service{
+		engine:     engine,
+		clock:      SystemClock{},
+		log:        slog.New(slog.DiscardHandler),
+		defaultTTL: DefaultTTL,
+		maxTTL:     DefaultMaxTTL,
+		maxWait:    DefaultMaxWait,
+		waitPoll:   defaultWaitPoll,
+		waits:      newWaitRegistry(),
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// now is the instant an operation is judged at. Millisecond precision is what
+// the API shows and what every engine can store exactly.
+func (s *Service) now() time.Time {
+	return s.clock.Now().UTC().Truncate(time.Millisecond)
+}
+
+// AcquireRequest asks for a lock.
+type AcquireRequest struct {
+	ID ID
+	// Secret, when not empty, is needed later to release or refresh the lock.
+	Secret string
+	// TTL is how long the lock lives; zero means the service default.
+	TTL time.Duration
+	// Wait is how long to wait for a held lock; zero fails at once.
+	Wait time.Duration
+}
+
+// Acquire takes the lock. created is true when the lock was free and is now
+// the caller's; false when the lock was already held with the same non-empty
+// secret (a retried request), in which case nothing changed. A lock held by
+// someone else gives a *HeldError once the wait (if any) has run out.
+func (s *Service) Acquire(ctx context.Context, req AcquireRequest) (l Lock, created bool, err error) {
+	if err := req.ID.Validate(); err != nil {
+		return Lock{}, false, err
+	}
+	if err := validateSecret(req.Secret); err != nil {
+		return Lock{}, false, err
+	}
+	if req.TTL == 0 {
+		req.TTL = s.defaultTTL
+	}
+	if req.TTL < time.Second || req.TTL > s.maxTTL {
+		return Lock{}, false, invalidf("expires_in must be between 1 and %d seconds", int64(s.maxTTL/time.Second))
+	}
+	if req.Wait < 0 || req.Wait > s.maxWait {
+		return Lock{}, false, invalidf("wait must be between 0 and %d seconds", int64(s.maxWait/time.Second))
+	}
+	guard := NewGuard(req.Secret)
+	if req.Wait == 0 {
+		return s.tryAcquire(ctx, req, guard)
+	}
+	return s.waitAcquire(ctx, req, guard)
+}
+
+func (s *Service) tryAcquire(ctx context.Context, req AcquireRequest, guard Guard) (Lock, bool, error) {
+	now := s.now()
+	l, err := s.engine.TryAcquire(ctx, Lock{
+		ID:         req.ID,
+		AcquiredAt: now,
+		ExpiresAt:  now.Add(req.TTL).Truncate(time.Millisecond),
+		Guard:      guard,
+	}, now)
+	if err == nil {
+		l.ObservedAt = now
+		return l, true, nil
+	}
+	var held *HeldError
+	if !errors.As(err, &held) {
+		return Lock{}, false, err
+	}
+	held.Lock.ObservedAt = now
+	// The same non-empty secret means this is the holder retrying: answer
+	// with the lock as it is. The engine's snapshot was taken atomically, so
+	// the holder did hold it at that instant.
+	if req.Secret != "" && held.Lock.Guard.Protected() && held.Lock.Guard.Admits(req.Secret) {
+		return held.Lock, false, nil
+	}
+	return Lock{}, false, held
+}
+
+// Release frees the lock. A protected lock needs its secret; an unprotected
+// one can be released by anyone.
+func (s *Service) Release(ctx context.Context, id ID, secret string) (Lock, error) {
+	if err := id.Validate(); err != nil {
+		return Lock{}, err
+	}
+	if err := validateSecret(secret); err != nil {
+		return Lock{}, err
+	}
+	now := s.now()
+	l, err := s.engine.Release(ctx, id, now, admit(secret))
+	if err != nil {
+		return Lock{}, err
+	}
+	l.ObservedAt = now
+	s.waits.notify(id)
+	return l, nil
+}
+
+// Refresh makes the lock expire ttl from now (zero: the default TTL), keeping
+// its fencing token.
+func (s *Service) Refresh(ctx context.Context, id ID, secret string, ttl time.Duration) (Lock, error) {
+	if err := id.Validate(); err != nil {
+		return Lock{}, err
+	}
+	if err := validateSecret(secret); err != nil {
+		return Lock{}, err
+	}
+	if ttl == 0 {
+		ttl = s.defaultTTL
+	}
+	if ttl < time.Second || ttl > s.maxTTL {
+		return Lock{}, invalidf("expires_in must be between 1 and %d seconds", int64(s.maxTTL/time.Second))
+	}
+	now := s.now()
+	l, err := s.engine.Refresh(ctx, id, now, now.Add(ttl).Truncate(time.Millisecond), admit(secret))
+	if err != nil {
+		return Lock{}, err
+	}
+	l.ObservedAt = now
+	return l, nil
+}
+
+// Get returns the live lock with id, or ErrNotFound.
+func (s *Service) Get(ctx context.Context, id ID) (Lock, error) {
+	if err := id.Validate(); err != nil {
+		return Lock{}, err
+	}
+	now := s.now()
+	l, err := s.engine.Get(ctx, id, now)
+	if err != nil {
+		return Lock{}, err
+	}
+	l.ObservedAt = now
+	return l, nil
+}
+
+// ListRequest selects a page of locks.
+type ListRequest struct {
+	Namespace string
+	Kind      Kind
+	Prefix    string
+	After     string
+	Limit     int // zero: DefaultListLimit
+}
+
+// Page is one page of a listing. Next, when not empty, is the After of the
+// following page.
+type Page struct {
+	Locks []Lock
+	Next  string
+}
+
+// List returns live locks in name order.
+func (s *Service) List(ctx context.Context, req ListRequest) (Page, error) {
+	if err := ValidateNamespace(req.Namespace); err != nil {
+		return Page{}, err
+	}
+	if req.Kind != KindUUID && req.Kind != KindKey {
+		return Page{}, invalidf("kind must be %q or %q", KindUUID, KindKey)
+	}
+	if req.Limit == 0 {
+		req.Limit = DefaultListLimit
+	}
+	if req.Limit < 1 || req.Limit > MaxListLimit {
+		return Page{}, invalidf("limit must be between 1 and %d", MaxListLimit)
+	}
+	if len(req.Prefix) > MaxNameLen || len(req.After) > MaxNameLen {
+		return Page{}, invalidf("prefix and after are at most %d characters", MaxNameLen)
+	}
+	now := s.now()
+	locks, err := s.engine.List(ctx, ListQuery{
+		Namespace: req.Namespace, Kind: req.Kind, Prefix: req.Prefix, After: req.After,
+		Limit: req.Limit + 1, // one more tells whether a next page exists
+	}, now)
+	if err != nil {
+		return Page{}, err
+	}
+	var page Page
+	if len(locks) > req.Limit {
+		locks = locks[:req.Limit]
+		page.Next = locks[len(locks)-1].Name
+	}
+	for i := range locks {
+		locks[i].ObservedAt = now
+	}
+	page.Locks = locks
+	return page, nil
+}
+
+// Sweep deletes expired locks now and returns how many went.
+func (s *Service) Sweep(ctx context.Context) (int, error) {
+	return s.engine.Sweep(ctx, s.now())
+}
+
+// RunSweeper sweeps every interval (zero: 30s) until ctx is done. Expired
+// locks are already treated as free by every operation; sweeping only
+// reclaims their storage.
+func (s *Service) RunSweeper(ctx context.Context, interval time.Duration) {
+	if interval <= 0 {
+		interval = defaultSweepEvery
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.clock.At(s.clock.Now().Add(interval)):
+		}
+		n, err := s.Sweep(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			s.log.Warn("sweep failed", "err", err)
+		case n > 0:
+			s.log.Debug("swept expired locks", "removed", n)
+		}
+	}
+}
+
+// Ready reports whether the engine answers.
+func (s *Service) Ready(ctx context.Context) error { return s.engine.Ping(ctx) }
+
+// Waiters is how many long-poll acquires are waiting right now.
+func (s *Service) Waiters() int { return int(s.waits.waiting.Load()) }
+
+// StopWaiting answers every pending and future long-poll wait with
+// ErrShuttingDown, so that a server can drain. Requests without wait are
+// still served.
+func (s *Service) StopWaiting() { s.waits.close() }
+
+// admit is the allow callback for release and refresh.
+func admit(secret string) func(Lock) error {
+	return func(l Lock) error {
+		if !l.Guard.Admits(secret) {
+			if secret == "" {
+				return fmt.Errorf("%w: lock %s is protected by a secret and none was given", ErrSecretMismatch, l.ID)
+			}
+			return fmt.Errorf("%w: wrong secret for lock %s", ErrSecretMismatch, l.ID)
+		}
+		return nil
+	}
+}
+
+func validateSecret(secret string) error {
+	if len(secret) > MaxSecretLen {
+		return invalidf("secret is at most %d bytes, got %d", MaxSecretLen, len(secret))
+	}
+	return nil
+}

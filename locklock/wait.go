@@ -1,0 +1,181 @@
+package locklock
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// waitRegistry keeps one FIFO queue of waiters per lock. Only the first
+// waiter of a queue tries to acquire; when it leaves (it got the lock, gave
+// up, or its client went away) the next one is woken. Releases through the
+// Service wake the first waiter at once; expiry wakes it by timer.
+type waitRegistry struct {
+	// waiting counts waiters in all queues, so that the release path can
+	// skip the mutex when nobody waits — the common case.
+	waiting atomic.Int64
+
+	mu     sync.Mutex
+	queues map[ID][]*waiter
+	closed bool
+	done   chan struct{}
+}
+
+type waiter struct {
+	id   ID
+	wake chan struct{} // buffered: a wake-up is never lost, never blocks
+}
+
+func newWaitRegistry() *waitRegistry {
+	return &waitRegistry{queues: make(map[ID][]*waiter), done: make(chan struct{})}
+}
+
+func (r *waitRegistry) enqueue(id ID) (*waiter, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, ErrShuttingDown
+	}
+	w := &waiter{id: id, wake: make(chan struct{}, 1)}
+	r.queues[id] = append(r.queues[id], w)
+	r.waiting.Add(1)
+	return w, nil
+}
+
+func (r *waitRegistry) isHead(w *waiter) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	q := r.queues[w.id]
+	return len(q) > 0 && q[0] == w
+}
+
+// leave removes w; if w was first, the new first waiter is woken to try.
+func (r *waitRegistry) leave(w *waiter) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	q := r.queues[w.id]
+	for i, x := range q {
+		if x != w {
+			continue
+		}
+		q = append(q[:i], q[i+1:]...)
+		r.waiting.Add(-1)
+		if len(q) == 0 {
+			delete(r.queues, w.id)
+			return
+		}
+		r.queues[w.id] = q
+		if i == 0 {
+			q[0].signal()
+		}
+		return
+	}
+}
+
+// notify wakes the first waiter for id, if any.
+func (r *waitRegistry) notify(id ID) {
+	if r.waiting.Load() == 0 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if q := r.queues[id]; len(q) > 0 {
+		q[0].signal()
+	}
+}
+
+func (r *waitRegistry) close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.closed {
+		r.closed = true
+		close(r.done)
+	}
+}
+
+func (w *waiter) signal() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// waitAcquire queues behind earlier waiters for the same lock and tries
+// whenever it is first and the lock may have become free.
+func (s *Service) waitAcquire(ctx context.Context, req AcquireRequest, guard Guard) (Lock, bool, error) {
+	// The deadline is fixed before queueing, so that once a waiter is
+	// counted (Waiters) its deadline no longer depends on scheduling.
+	deadline := s.clock.At(s.now().Add(req.Wait))
+	w, err := s.waits.enqueue(req.ID)
+	if err != nil {
+		return Lock{}, false, err
+	}
+	defer s.waits.leave(w)
+
+	var holder Lock
+	var expiry, poll <-chan time.Time
+	for {
+		if s.waits.isHead(w) {
+			l, created, err := s.tryAcquire(ctx, req, guard)
+			var held *HeldError
+			switch {
+			case err == nil:
+				if created && ctx.Err() != nil {
+					// The client went away while we acquired for it:
+					// nobody would ever release this lock.
+					s.abandon(l)
+					return Lock{}, false, ctx.Err()
+				}
+				return l, created, nil
+			case errors.As(err, &held):
+				holder = held.Lock
+				expiry = s.clock.At(holder.ExpiresAt)
+				poll = s.clock.At(holder.ObservedAt.Add(s.waitPoll))
+			default:
+				return Lock{}, false, err
+			}
+		}
+		select {
+		case <-w.wake:
+		case <-expiry:
+		case <-poll:
+		case <-deadline:
+			return Lock{}, false, s.waitTimedOut(ctx, req.ID, holder)
+		case <-ctx.Done():
+			return Lock{}, false, ctx.Err()
+		case <-s.waits.done:
+			return Lock{}, false, ErrShuttingDown
+		}
+	}
+}
+
+// waitTimedOut reports the holder as last seen; a waiter that never reached
+// the head of the queue looks it up.
+func (s *Service) waitTimedOut(ctx context.Context, id ID, holder Lock) error {
+	if holder.ExpiresAt.IsZero() {
+		if l, err := s.Get(ctx, id); err == nil {
+			holder = l
+		}
+	}
+	return &HeldError{Lock: holder}
+}
+
+// abandon releases a lock acquired for a waiter that is gone, if it is still
+// the same grant (same token).
+func (s *Service) abandon(l Lock) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := s.engine.Release(ctx, l.ID, s.now(), func(cur Lock) error {
+		if cur.Token != l.Token {
+			return ErrNotFound
+		}
+		return nil
+	})
+	if err == nil {
+		s.waits.notify(l.ID)
+	} else if !errors.Is(err, ErrNotFound) {
+		s.log.Warn("could not release a lock abandoned by its waiter", "lock", l.ID.String(), "err", err)
+	}
+}
