@@ -79,3 +79,11 @@ func (c *ManualClock) Advance(d time.Duration) {
 	}
 	c.timers = pending
 }
+
+// PendingTimers is how many At channels have not fired yet. Tests use it to
+// know that a goroutine has set its timer before they move the clock.
+func (c *ManualClock) PendingTimers() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.timers)
+}

@@ -1,0 +1,31 @@
+# Locklock — run `make help` for the targets.
+
+GO       ?= go
+ADDR     ?= 127.0.0.1:8080
+ENGINE   ?= badger
+DATA_DIR ?= ./locklock-data
+PKGS     := ./...
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: run
+run: ## serve on $(ADDR) with the $(ENGINE) engine (data in $(DATA_DIR))
+	$(GO) run ./cmd/locklock serve --addr $(ADDR) --engine $(ENGINE) --data-dir $(DATA_DIR)
+
+.PHONY: build
+build: ## build bin/locklock
+	CGO_ENABLED=0 $(GO) build -o bin/locklock ./cmd/locklock
+
+.PHONY: test
+test: lint ## vet, format check, then every test with the race detector
+	$(GO) test -race -count=1 -timeout 8m $(PKGS)
+
+.PHONY: lint
+lint: ## go vet and gofmt
+	$(GO) vet $(PKGS)
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi

@@ -1,0 +1,37 @@
+// Package app wires Locklock's standalone server with go.uber.org/fx:
+// Config → Engine → Service → HTTP handler → http.Server. It is the only
+// package that imports fx; everything it wires has a plain constructor, so
+// the same pieces can be used without fx (see examples/embed).
+package app
+
+import (
+	"log/slog"
+
+	"go.uber.org/fx"
+	"go.uber.org/fx/fxevent"
+)
+
+// Modules is every module of the server, for callers that build their own
+// fx.App around them.
+func Modules() fx.Option {
+	return fx.Options(EngineModule(), ServiceModule(), HTTPModule())
+}
+
+// New returns the server app for cfg, logging to log. Start it, wait on
+// app.Wait(), stop it. extra options are appended (tests use fx.Populate).
+func New(cfg Config, log *slog.Logger, extra ...fx.Option) *fx.App {
+	if err := cfg.Validate(); err != nil {
+		return fx.New(fx.NopLogger, fx.Error(err))
+	}
+	return fx.New(
+		fx.Supply(cfg, log),
+		fx.WithLogger(func() fxevent.Logger {
+			l := &fxevent.SlogLogger{Logger: log.With("component", "fx")}
+			l.UseLogLevel(slog.LevelDebug) // fx's wiring chatter is for debugging
+			return l
+		}),
+		Modules(),
+		fx.Invoke(func(*Server) {}), // the server is what the app is for
+		fx.Options(extra...),
+	)
+}

@@ -1,0 +1,45 @@
+package app
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+
+	"go.uber.org/fx"
+
+	"github.com/locklock/locklock/locklock"
+)
+
+// ServiceModule provides the *locklock.Service and runs its sweeper for the
+// app's lifetime.
+func ServiceModule() fx.Option {
+	return fx.Module("service", fx.Provide(newService))
+}
+
+func newService(lc fx.Lifecycle, cfg Config, engine locklock.Engine, log *slog.Logger) *locklock.Service {
+	svc := locklock.NewService(engine,
+		locklock.WithLogger(log),
+		locklock.WithDefaultTTL(cfg.DefaultTTL),
+		locklock.WithMaxTTL(cfg.MaxTTL),
+		locklock.WithMaxWait(cfg.MaxWait),
+	)
+	var (
+		stop context.CancelFunc
+		done sync.WaitGroup
+	)
+	lc.Append(fx.Hook{
+		OnStart: func(context.Context) error {
+			// The sweeper outlives OnStart's context, so it gets its own.
+			var ctx context.Context
+			ctx, stop = context.WithCancel(context.Background())
+			done.Go(func() { svc.RunSweeper(ctx, cfg.SweepInterval) })
+			return nil
+		},
+		OnStop: func(context.Context) error {
+			stop()
+			done.Wait()
+			return nil
+		},
+	})
+	return svc
+}

@@ -1,0 +1,64 @@
+// Command locklock runs the Locklock lock service.
+//
+//	locklock serve [flags]   serve the HTTP API (see locklock serve -h)
+//	locklock version         print the version
+//
+// Every flag of serve can also be set by an environment variable named
+// LOCKLOCK_ and the flag's name in upper case with '-' as '_'
+// (--data-dir → LOCKLOCK_DATA_DIR). Flags win over the environment.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv))
+}
+
+// run is main without the process: testable, and the only place that knows
+// the subcommands.
+func run(args []string, stdout, stderr io.Writer, env func(string) (string, bool)) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return exitUsage
+	}
+	switch args[0] {
+	case "serve":
+		return serve(args[1:], stderr, env)
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, "locklock", version)
+		return exitOK
+	case "help", "-h", "--help", "-help":
+		usage(stdout)
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "locklock: unknown command %q\n", args[0])
+		usage(stderr)
+		return exitUsage
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `Usage: locklock <command> [flags]
+
+Commands:
+  serve     serve the lock API over HTTP (default: Badger in ./locklock-data on 127.0.0.1:8080)
+  version   print the version
+  help      show this help
+
+Run 'locklock serve -h' for the server's flags.
+`)
+}

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/locklock/locklock/app"
+)
+
+func serve(args []string, stderr io.Writer, env func(string) (string, bool)) int {
+	cfg := app.DefaultConfig()
+	fs := flag.NewFlagSet("locklock serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "listen `address`")
+	fs.StringVar(&cfg.Engine, "engine", cfg.Engine, "storage `engine`: memory (lost on restart), badger (durable, on disk) or etcd (clustered)")
+	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "`directory` of the badger engine")
+	endpoints := fs.String("etcd-endpoints", "", "comma-separated etcd client `URLs` for --engine etcd")
+	fs.StringVar(&cfg.KeysFile, "keys-file", "", "JSON `file` of plans and API keys")
+	fs.StringVar(&cfg.BaseDomain, "base-domain", "", "base `domain` for custom subdomains (acme.<domain> → namespace acme)")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate `file` (PEM); serves HTTPS with --tls-key")
+	fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key `file` (PEM)")
+	fs.DurationVar(&cfg.DefaultTTL, "default-ttl", cfg.DefaultTTL, "lifetime of a lock acquired without expires_in")
+	fs.DurationVar(&cfg.MaxTTL, "max-ttl", cfg.MaxTTL, "largest expires_in a client may ask for")
+	fs.DurationVar(&cfg.MaxWait, "max-wait", cfg.MaxWait, "longest wait a client may ask for")
+	fs.DurationVar(&cfg.SweepInterval, "sweep-interval", cfg.SweepInterval, "how often expired locks are removed from storage")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long to drain in-flight requests on SIGINT/SIGTERM")
+	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
+	logFormat := fs.String("log-format", "text", "log `format`: text or json")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: locklock serve [flags]\n\nEvery flag can also be set as LOCKLOCK_<FLAG> in the environment (--data-dir → LOCKLOCK_DATA_DIR).\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := applyEnv(fs, env); err != nil {
+		fmt.Fprintln(stderr, "locklock serve:", err)
+		return exitUsage
+	}
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "locklock serve: unexpected argument %q\n", fs.Arg(0))
+		return exitUsage
+	}
+	if *endpoints != "" {
+		cfg.EtcdEndpoints = strings.Split(*endpoints, ",")
+	}
+	log, err := newLogger(stderr, *logLevel, *logFormat)
+	if err != nil {
+		fmt.Fprintln(stderr, "locklock serve:", err)
+		return exitUsage
+	}
+	if err := cfg.Validate(); err != nil {
+		log.Error("invalid configuration", "err", err)
+		return exitUsage
+	}
+
+	a := app.New(cfg, log)
+	startCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := a.Start(startCtx); err != nil {
+		log.Error("could not start", "err", err)
+		return exitError
+	}
+	sig := <-a.Wait() // SIGINT, SIGTERM, or a fatal server error
+	log.Info("stopping", "signal", sig.Signal)
+	stopCtx, cancelStop := context.WithTimeout(context.Background(), cfg.ShutdownTimeout+5*time.Second)
+	defer cancelStop()
+	if err := a.Stop(stopCtx); err != nil {
+		log.Error("unclean stop", "err", err)
+		return exitError
+	}
+	return sig.ExitCode
+}
+
+// applyEnv sets every flag that has a LOCKLOCK_* variable, before the
+// command line is parsed, so that flags win.
+func applyEnv(fs *flag.FlagSet, env func(string) (string, bool)) error {
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := "LOCKLOCK_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := env(name); ok && err == nil {
+			if setErr := fs.Set(f.Name, v); setErr != nil {
+				err = fmt.Errorf("environment %s=%q: %w", name, v, setErr)
+			}
+		}
+	})
+	return err
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	default:
+		return nil, fmt.Errorf("--log-format %q: use text or json", format)
+	}
+}
