@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"go.uber.org/fx"
@@ -57,33 +58,20 @@ func HTTPModule() fx.Option {
 	)
 }
 
+// newRootHandler routes APIPrefix to the API and everything else to the
+// operational endpoints. It deliberately avoids http.ServeMux, which would
+// clean paths ("//", "/./") and redirect before the API could answer 400 for
+// a malformed lock name.
 func newRootHandler(svc *locklock.Service, log *slog.Logger) http.Handler {
-	api := transport.NewHandler(svc, transport.WithLogger(log))
-	mux := http.NewServeMux()
-	mux.Handle(APIPrefix+"/", http.StripPrefix(APIPrefix, api))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeStatus(w, http.StatusOK, "ok")
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		if err := svc.Ready(ctx); err != nil {
-			log.Warn("readiness check failed", "err", err)
-			w.Header().Set("Retry-After", "1")
-			writeStatus(w, http.StatusServiceUnavailable, "unavailable")
+	api := http.StripPrefix(APIPrefix, transport.NewHandler(svc, transport.WithLogger(log)))
+	ops := transport.NewOpsHandler(svc, transport.WithLogger(log))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, APIPrefix+"/") {
+			api.ServeHTTP(w, r)
 			return
 		}
-		writeStatus(w, http.StatusOK, "ok")
+		ops.ServeHTTP(w, r)
 	})
-	// Everything else gets the API's problem+json 404.
-	mux.Handle("/", api)
-	return mux
-}
-
-func writeStatus(w http.ResponseWriter, code int, status string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	fmt.Fprintf(w, "{\"status\":%q}\n", status)
 }
 
 func newServer(lc fx.Lifecycle, sd fx.Shutdowner, cfg Config, handler http.Handler, svc *locklock.Service, log *slog.Logger) *Server {

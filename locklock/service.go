@@ -158,7 +158,7 @@ func (s *Service) Release(ctx context.Context, id ID, secret string) (Lock, erro
 	now := s.now()
 	l, err := s.engine.Release(ctx, id, now, admit(secret))
 	if err != nil {
-		return Lock{}, err
+		return Lock{}, describe(err, id)
 	}
 	l.ObservedAt = now
 	s.waits.notify(id)
@@ -183,7 +183,7 @@ func (s *Service) Refresh(ctx context.Context, id ID, secret string, ttl time.Du
 	now := s.now()
 	l, err := s.engine.Refresh(ctx, id, now, now.Add(ttl).Truncate(time.Millisecond), admit(secret))
 	if err != nil {
-		return Lock{}, err
+		return Lock{}, describe(err, id)
 	}
 	l.ObservedAt = now
 	return l, nil
@@ -197,7 +197,7 @@ func (s *Service) Get(ctx context.Context, id ID) (Lock, error) {
 	now := s.now()
 	l, err := s.engine.Get(ctx, id, now)
 	if err != nil {
-		return Lock{}, err
+		return Lock{}, describe(err, id)
 	}
 	l.ObservedAt = now
 	return l, nil
@@ -300,9 +300,9 @@ func admit(secret string) func(Lock) error {
 	return func(l Lock) error {
 		if !l.Guard.Admits(secret) {
 			if secret == "" {
-				return fmt.Errorf("%w: lock %s is protected by a secret and none was given", ErrSecretMismatch, l.ID)
+				return fmt.Errorf("%w: lock %s is protected by a secret and none was given", ErrSecretMismatch, l.Name)
 			}
-			return fmt.Errorf("%w: wrong secret for lock %s", ErrSecretMismatch, l.ID)
+			return fmt.Errorf("%w: wrong secret for lock %s", ErrSecretMismatch, l.Name)
 		}
 		return nil
 	}
@@ -313,4 +313,13 @@ func validateSecret(secret string) error {
 		return invalidf("secret is at most %d bytes, got %d", MaxSecretLen, len(secret))
 	}
 	return nil
+}
+
+// describe names the lock in a bare ErrNotFound from an engine, so that the
+// message a client sees says which lock.
+func describe(err error, id ID) error {
+	if err == ErrNotFound {
+		return fmt.Errorf("%w: no lock %s (never acquired, released, or expired)", ErrNotFound, id.Name)
+	}
+	return err
 }

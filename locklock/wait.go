@@ -159,6 +159,9 @@ func (s *Service) waitTimedOut(ctx context.Context, id ID, holder Lock) error {
 			holder = l
 		}
 	}
+	// The holder was seen up to a poll interval ago; what it has left is
+	// judged now, so Retry-After is not overstated.
+	holder.ObservedAt = s.now()
 	return &HeldError{Lock: holder}
 }
 

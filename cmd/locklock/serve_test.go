@@ -1,0 +1,168 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Test100ConcurrentPOSTsOneWinner: through a real `locklock serve` process
+// on each engine, 100 simultaneous acquires of one free lock give exactly one
+// 201 and 99 409s.
+func Test100ConcurrentPOSTsOneWinner(t *testing.T) {
+	for _, engine := range []string{"memory", "badger"} {
+		t.Run(engine, func(t *testing.T) {
+			srv := startServer(t, "--engine", engine, "--data-dir", t.TempDir())
+			url := srv.base + "/lock/uuid/180da65c-cf80-4997-8574-0c0801817d6f"
+			var (
+				wg    sync.WaitGroup
+				start = make(chan struct{})
+				mu    sync.Mutex
+				codes = map[int]int{}
+			)
+			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 100}, Timeout: 10 * time.Second}
+			for range 100 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-start
+					code, _, err := call(client, "POST", url, "")
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					mu.Lock()
+					codes[code]++
+					mu.Unlock()
+				}()
+			}
+			close(start)
+			wg.Wait()
+			if codes[201] != 1 || codes[409] != 99 {
+				t.Fatalf("status counts %v, want exactly one 201 and 99 409", codes)
+			}
+		})
+	}
+}
+
+// TestSIGTERMAnswersWaitersAndExits: a waiting acquire gets 503 and the
+// process exits 0 promptly on SIGTERM.
+func TestSIGTERMAnswersWaitersAndExits(t *testing.T) {
+	srv := startServer(t, "--engine", "badger", "--data-dir", t.TempDir())
+	url := srv.base + "/lock/uuid/180da65c-cf80-4997-8574-0c0801817d6f"
+	if code, _, err := call(http.DefaultClient, "POST", url, ""); err != nil || code != 201 {
+		t.Fatalf("acquire: %d %v", code, err)
+	}
+	answer := make(chan *http.Response, 1)
+	go func() {
+		req, _ := http.NewRequest("POST", url, strings.NewReader(`{"wait":60}`))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Error(err)
+			answer <- nil
+			return
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		answer <- resp
+	}()
+	time.Sleep(300 * time.Millisecond) // let the waiter queue
+	start := time.Now()
+	if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case resp := <-answer:
+		if resp == nil {
+			t.FailNow()
+		}
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+			t.Errorf("waiter on SIGTERM: %d (Retry-After %q), want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiter was not answered")
+	}
+	select {
+	case err := <-srv.done:
+		srv.done <- err
+		if err != nil {
+			t.Errorf("exit after SIGTERM: %v, want status 0", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the server did not exit within 10s of SIGTERM")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("stopping took %v", d)
+	}
+}
+
+func TestCommandLine(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	busy := ln.Addr().String()
+	noEnv := func(string) (string, bool) { return "", false }
+	cases := []struct {
+		name     string
+		args     []string
+		env      map[string]string
+		wantCode int
+		wantErr  string
+	}{
+		{"no command", nil, nil, exitUsage, "Usage: locklock"},
+		{"unknown command", []string{"frobnicate"}, nil, exitUsage, `unknown command "frobnicate"`},
+		{"unknown flag", []string{"serve", "--nope"}, nil, exitUsage, "flag provided but not defined"},
+		{"stray argument", []string{"serve", "extra"}, nil, exitUsage, `unexpected argument "extra"`},
+		{"bad engine flag", []string{"serve", "--engine", "sqlite"}, nil, exitUsage, `unknown --engine \"sqlite\"`},
+		{"bad engine from env", []string{"serve"}, map[string]string{"LOCKLOCK_ENGINE": "sqlite"}, exitUsage, `unknown --engine \"sqlite\"`},
+		{"flag wins over env", []string{"serve", "--engine", "sqlite2"}, map[string]string{"LOCKLOCK_ENGINE": "sqlite"}, exitUsage, `unknown --engine \"sqlite2\"`},
+		{"bad duration from env", []string{"serve"}, map[string]string{"LOCKLOCK_MAX_WAIT": "soon"}, exitUsage, "LOCKLOCK_MAX_WAIT"},
+		{"etcd not yet", []string{"serve", "--engine", "etcd"}, nil, exitUsage, "not available in this version"},
+		{"half TLS", []string{"serve", "--tls-cert", "c.pem"}, nil, exitUsage, "--tls-cert and --tls-key go together"},
+		{"bad log level", []string{"serve", "--log-level", "loud"}, nil, exitUsage, "--log-level"},
+		{"busy port", []string{"serve", "--engine", "memory", "--addr", busy}, nil, exitError, "could not start"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			env := noEnv
+			if c.env != nil {
+				env = func(k string) (string, bool) { v, ok := c.env[k]; return v, ok }
+			}
+			var stdout, stderr bytes.Buffer
+			code := run(c.args, &stdout, &stderr, env)
+			if code != c.wantCode || !strings.Contains(stderr.String(), c.wantErr) {
+				t.Errorf("run(%q) = %d, stderr %q; want %d containing %q", c.args, code, stderr.String(), c.wantCode, c.wantErr)
+			}
+		})
+	}
+	var stdout bytes.Buffer
+	if code := run([]string{"version"}, &stdout, io.Discard, noEnv); code != 0 || !strings.HasPrefix(stdout.String(), "locklock ") {
+		t.Errorf("version: %d %q", code, stdout.String())
+	}
+}
+
+// TestStartLogLine: the server announces engine, data directory and address.
+func TestStartLogLine(t *testing.T) {
+	srv := startServer(t, "--engine", "memory")
+	if !strings.HasPrefix(srv.base, "http://127.0.0.1:") || !strings.HasSuffix(srv.base, "/v1/api") {
+		t.Errorf("announced URL %q", srv.base)
+	}
+	resp, err := http.Get(strings.TrimSuffix(srv.base, "/v1/api") + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body map[string]string
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != 200 || body["status"] != "ok" {
+		t.Errorf("healthz: %d %v %v", resp.StatusCode, body, err)
+	}
+}

@@ -1,0 +1,535 @@
+// Package badger is a Locklock engine that keeps locks in a BadgerDB
+// directory on local disk: durable across restarts, crashes and (with the
+// default synchronous writes) power loss, for a single server process.
+//
+// Every step is one Badger transaction. Badger detects read-write conflicts
+// (serializable snapshot isolation), so a read-modify-write that raced
+// another commit to the same lock fails with ErrConflict and is retried from
+// a fresh snapshot. The key layout is described in keys.go.
+//
+// Fencing tokens come from one Badger Sequence shared by all locks. A token
+// is taken inside the acquiring transaction, after the lock key was read:
+// of two acquires of the same lock that both commit, the later one started
+// its transaction after the earlier one committed (otherwise it would have
+// conflicted), so it took its token later and got a larger one. The Sequence
+// persists its leased upper bound before handing out tokens from it, so after
+// a crash the next start continues above every token issued before.
+package badger
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	bdg "github.com/dgraph-io/badger/v4"
+
+	"github.com/locklock/locklock/locklock"
+)
+
+const (
+	// tokenBandwidth is how many tokens the Sequence leases per disk write.
+	// A crash loses at most this many (gaps are allowed); Close returns the
+	// unused rest.
+	tokenBandwidth = 1000
+
+	// sweepBatch bounds the locks one Sweep transaction deletes, keeping each
+	// transaction far below Badger's size limit and short enough that live
+	// requests rarely conflict with it.
+	sweepBatch = 256
+)
+
+// Engine is the Badger engine. Create it with Open.
+type Engine struct {
+	dir string
+	db  *bdg.DB
+	seq *bdg.Sequence
+
+	// mu is held shared by every operation and exclusively by Close, so that
+	// Close never pulls the database out from under a running transaction.
+	mu     sync.RWMutex
+	closed bool
+}
+
+var _ locklock.Engine = (*Engine)(nil)
+
+// Open opens (creating if needed) the Badger database in dir. Only one
+// process, and one Engine, can have a directory open at a time; a second
+// Open fails until the first is closed.
+func Open(dir string, opts ...Option) (*Engine, error) {
+	if dir == "" {
+		return nil, errors.New("badger engine: no data directory given")
+	}
+	cfg := defaultConfig()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	// Badger's defaults suit a large database. Lock records are tens of
+	// bytes, so smaller memtables, cache and value-log files keep the
+	// footprint modest without touching durability. Values stay far below
+	// the value threshold and therefore live in the LSM tree: the value log
+	// never needs garbage collection.
+	bo := bdg.DefaultOptions(dir).
+		WithSyncWrites(cfg.syncWrites).
+		WithLogger(slogAdapter{cfg.logger.With("engine", "badger")}).
+		WithMemTableSize(16 << 20).
+		WithBlockCacheSize(16 << 20).
+		WithValueLogFileSize(64 << 20).
+		WithNumCompactors(2).
+		WithMetricsEnabled(false) // expvar metrics nobody exports
+	db, err := bdg.Open(bo)
+	if err != nil {
+		return nil, fmt.Errorf("badger engine: open %s: %w", dir, err)
+	}
+	seq, err := db.GetSequence(seqKey, tokenBandwidth)
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("badger engine: open %s: lease fencing tokens: %w", dir, err)
+	}
+	return &Engine{dir: dir, db: db, seq: seq}, nil
+}
+
+// enter is every operation's preamble: a closed engine or a done context
+// applies nothing. On success the caller must call the returned func.
+func (e *Engine) enter(ctx context.Context) (func(), error) {
+	e.mu.RLock()
+	if e.closed {
+		e.mu.RUnlock()
+		return nil, locklock.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		e.mu.RUnlock()
+		return nil, err
+	}
+	return e.mu.RUnlock, nil
+}
+
+// storageErr classifies an error from Badger: I/O and other failures become
+// ErrUnavailable so that callers can tell "try again later" from a bug.
+func storageErr(op string, err error) error {
+	if errors.Is(err, bdg.ErrDBClosed) {
+		return locklock.ErrClosed
+	}
+	return fmt.Errorf("%w: badger %s: %w", locklock.ErrUnavailable, op, err)
+}
+
+// update runs fn in a read-write transaction and commits it, retrying from
+// a fresh snapshot while the commit conflicts. fn returns errors already
+// classified (locklock errors, an allow callback's error, storageErr); they
+// are returned unchanged and nothing is written.
+func (e *Engine) update(ctx context.Context, fn func(txn *bdg.Txn) error) error {
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		err := func() error {
+			txn := e.db.NewTransaction(true)
+			defer txn.Discard()
+			if err := fn(txn); err != nil {
+				return err
+			}
+			return commitErr(txn.Commit())
+		}()
+		if errors.Is(err, bdg.ErrConflict) {
+			continue
+		}
+		return err
+	}
+}
+
+// view runs fn in a read-only transaction.
+func (e *Engine) view(fn func(txn *bdg.Txn) error) error {
+	txn := e.db.NewTransaction(false)
+	defer txn.Discard()
+	return fn(txn)
+}
+
+// commitErr wraps a commit failure; conflicts are handled by update.
+func commitErr(err error) error {
+	if err == nil || errors.Is(err, bdg.ErrConflict) {
+		return err
+	}
+	return storageErr("commit", err)
+}
+
+// getLock reads the stored record for id, live or not.
+func getLock(txn *bdg.Txn, id locklock.ID) (locklock.Lock, bool, error) {
+	item, err := txn.Get(lockKey(id))
+	if errors.Is(err, bdg.ErrKeyNotFound) {
+		return locklock.Lock{}, false, nil
+	}
+	if err != nil {
+		return locklock.Lock{}, false, storageErr("read", err)
+	}
+	var l locklock.Lock
+	err = item.Value(func(v []byte) error {
+		var derr error
+		l, derr = decodeRecord(id, v)
+		return derr
+	})
+	if err != nil {
+		if errors.Is(err, errCorrupt) {
+			return locklock.Lock{}, false, err
+		}
+		return locklock.Lock{}, false, storageErr("read", err)
+	}
+	return l, true, nil
+}
+
+// put writes l's record and its expiry index entry.
+func put(txn *bdg.Txn, l locklock.Lock) error {
+	if err := txn.Set(lockKey(l.ID), encodeRecord(l)); err != nil {
+		return storageErr("write", err)
+	}
+	if err := txn.Set(expiryKey(l.ExpiresAt, l.ID), []byte{}); err != nil {
+		return storageErr("write", err)
+	}
+	return nil
+}
+
+// remove deletes l's record and its expiry index entry.
+func remove(txn *bdg.Txn, l locklock.Lock) error {
+	if err := txn.Delete(lockKey(l.ID)); err != nil {
+		return storageErr("delete", err)
+	}
+	return deleteKey(txn, expiryKey(l.ExpiresAt, l.ID))
+}
+
+func deleteKey(txn *bdg.Txn, k []byte) error {
+	if err := txn.Delete(k); err != nil {
+		return storageErr("delete", err)
+	}
+	return nil
+}
+
+// nextToken takes a fencing token. The Sequence starts at 0; tokens start at
+// 1 so that 0 can keep meaning "no token" to clients.
+func (e *Engine) nextToken() (uint64, error) {
+	n, err := e.seq.Next()
+	if err != nil {
+		return 0, storageErr("lease fencing tokens", err)
+	}
+	return n + 1, nil
+}
+
+// TryAcquire implements locklock.Engine. The returned lock has UTC times at
+// millisecond precision, exactly as stored.
+func (e *Engine) TryAcquire(ctx context.Context, l locklock.Lock, now time.Time) (locklock.Lock, error) {
+	if err := checkID(l.ID); err != nil {
+		return locklock.Lock{}, err
+	}
+	done, err := e.enter(ctx)
+	if err != nil {
+		return locklock.Lock{}, err
+	}
+	defer done()
+	l = normalize(l)
+	err = e.update(ctx, func(txn *bdg.Txn) error {
+		cur, found, err := getLock(txn, l.ID)
+		if err != nil {
+			return err
+		}
+		if found {
+			if cur.Live(now) {
+				return &locklock.HeldError{Lock: cur}
+			}
+			// An expired lock not yet swept: replace it, index entry too.
+			if err := deleteKey(txn, expiryKey(cur.ExpiresAt, cur.ID)); err != nil {
+				return err
+			}
+		}
+		// Only now, after the read that conflict detection watches, take
+		// the token (see the package comment for why the order matters).
+		if l.Token, err = e.nextToken(); err != nil {
+			return err
+		}
+		if err := put(txn, l); err != nil {
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return locklock.Lock{}, err
+	}
+	return l, nil
+}
+
+// Get implements locklock.Engine.
+func (e *Engine) Get(ctx context.Context, id locklock.ID, now time.Time) (locklock.Lock, error) {
+	if err := checkID(id); err != nil {
+		return locklock.Lock{}, err
+	}
+	done, err := e.enter(ctx)
+	if err != nil {
+		return locklock.Lock{}, err
+	}
+	defer done()
+	var out locklock.Lock
+	err = e.view(func(txn *bdg.Txn) error {
+		cur, found, err := getLock(txn, id)
+		if err != nil {
+			return err
+		}
+		if !found || !cur.Live(now) {
+			return locklock.ErrNotFound
+		}
+		out = cur
+		return nil
+	})
+	return out, err
+}
+
+// Release implements locklock.Engine.
+func (e *Engine) Release(ctx context.Context, id locklock.ID, now time.Time, allow func(locklock.Lock) error) (locklock.Lock, error) {
+	if err := checkID(id); err != nil {
+		return locklock.Lock{}, err
+	}
+	done, err := e.enter(ctx)
+	if err != nil {
+		return locklock.Lock{}, err
+	}
+	defer done()
+	var out locklock.Lock
+	err = e.update(ctx, func(txn *bdg.Txn) error {
+		cur, found, err := getLock(txn, id)
+		if err != nil {
+			return err
+		}
+		if !found || !cur.Live(now) {
+			return locklock.ErrNotFound
+		}
+		if err := allow(cur); err != nil {
+			return err
+		}
+		if err := remove(txn, cur); err != nil {
+			return err
+		}
+		out = cur
+		return nil
+	})
+	if err != nil {
+		return locklock.Lock{}, err
+	}
+	return out, nil
+}
+
+// Refresh implements locklock.Engine. It moves the lock's expiry index
+// entry along with its expiry.
+func (e *Engine) Refresh(ctx context.Context, id locklock.ID, now, expiresAt time.Time, allow func(locklock.Lock) error) (locklock.Lock, error) {
+	if err := checkID(id); err != nil {
+		return locklock.Lock{}, err
+	}
+	done, err := e.enter(ctx)
+	if err != nil {
+		return locklock.Lock{}, err
+	}
+	defer done()
+	expiresAt = millis(expiresAt)
+	var out locklock.Lock
+	err = e.update(ctx, func(txn *bdg.Txn) error {
+		cur, found, err := getLock(txn, id)
+		if err != nil {
+			return err
+		}
+		if !found || !cur.Live(now) {
+			return locklock.ErrNotFound
+		}
+		if err := allow(cur); err != nil {
+			return err
+		}
+		// Delete before put: when the expiry does not change, the put
+		// writes the same index key again and must win.
+		if err := deleteKey(txn, expiryKey(cur.ExpiresAt, cur.ID)); err != nil {
+			return err
+		}
+		cur.ExpiresAt = expiresAt
+		if err := put(txn, cur); err != nil {
+			return err
+		}
+		out = cur
+		return nil
+	})
+	if err != nil {
+		return locklock.Lock{}, err
+	}
+	return out, nil
+}
+
+// List implements locklock.Engine as one prefix scan in key order, which is
+// name order. Expired locks not yet swept are skipped.
+func (e *Engine) List(ctx context.Context, q locklock.ListQuery, now time.Time) ([]locklock.Lock, error) {
+	if err := checkID(locklock.ID{Namespace: q.Namespace, Kind: q.Kind}); err != nil {
+		return nil, err
+	}
+	done, err := e.enter(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	if q.Limit <= 0 {
+		return nil, nil
+	}
+	base := listPrefix(q.Namespace, q.Kind)
+	prefix := append(bytes.Clone(base), q.Prefix...)
+	start := prefix
+	if q.After != "" {
+		// Names contain no NUL, so After+"\x00" is the first key after After.
+		after := append(append(bytes.Clone(base), q.After...), sep)
+		if bytes.Compare(after, start) > 0 {
+			start = after
+		}
+	}
+	var out []locklock.Lock
+	err = e.view(func(txn *bdg.Txn) error {
+		io := bdg.DefaultIteratorOptions
+		io.Prefix = prefix
+		io.PrefetchSize = min(q.Limit, io.PrefetchSize)
+		it := txn.NewIterator(io)
+		defer it.Close()
+		for it.Seek(start); it.Valid() && len(out) < q.Limit; it.Next() {
+			// Many expired, unswept locks could make this scan long.
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			item := it.Item()
+			id := locklock.ID{Namespace: q.Namespace, Kind: q.Kind, Name: string(item.Key()[len(base):])}
+			var l locklock.Lock
+			err := item.Value(func(v []byte) error {
+				var derr error
+				l, derr = decodeRecord(id, v)
+				return derr
+			})
+			if errors.Is(err, errCorrupt) {
+				return err
+			}
+			if err != nil {
+				return storageErr("read", err)
+			}
+			if l.Live(now) {
+				out = append(out, l)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Sweep implements locklock.Engine. It reads the expiry index from its
+// start, so its cost follows the number of expired locks, in transactions of
+// at most sweepBatch locks. Each index entry is checked against the lock's
+// record: only a lock whose own ExpiresAt has passed is deleted.
+func (e *Engine) Sweep(ctx context.Context, now time.Time) (int, error) {
+	done, err := e.enter(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer done()
+	removed := 0
+	for {
+		n, more := 0, false
+		err := e.update(ctx, func(txn *bdg.Txn) error {
+			var keys [][]byte
+			n, more = 0, false // a retried attempt starts over
+			keys, more = dueKeys(txn, now, sweepBatch)
+			for _, k := range keys {
+				_, id, err := parseExpiryKey(k)
+				if err != nil {
+					return err
+				}
+				if err := deleteKey(txn, k); err != nil {
+					return err
+				}
+				cur, found, err := getLock(txn, id)
+				if err != nil {
+					return err
+				}
+				if !found || cur.Live(now) {
+					continue // a stale index entry; the lock's own entry stays
+				}
+				if err := remove(txn, cur); err != nil {
+					return err
+				}
+				n++
+			}
+			return nil
+		})
+		if err != nil {
+			return removed, err
+		}
+		removed += n
+		if !more {
+			return removed, nil
+		}
+	}
+}
+
+// dueKeys returns up to max expiry index keys at or before now, and whether
+// more are due. The iterator is closed before returning because Badger
+// allows only one iterator at a time in a read-write transaction.
+func dueKeys(txn *bdg.Txn, now time.Time, max int) (keys [][]byte, more bool) {
+	io := bdg.DefaultIteratorOptions
+	io.Prefix = expiryPrefix
+	io.PrefetchValues = false // the index has no values
+	it := txn.NewIterator(io)
+	defer it.Close()
+	var limit [expiryKeyMin - 1]byte
+	copy(limit[:], expiryPrefix)
+	// Expiries are whole milliseconds, so "at or before now" is "at or
+	// before now's millisecond".
+	putOrdered(limit[len(expiryPrefix):], now)
+	for it.Rewind(); it.Valid(); it.Next() {
+		k := it.Item().Key()
+		if bytes.Compare(k[:min(len(k), len(limit))], limit[:]) > 0 {
+			break
+		}
+		if len(keys) == max {
+			return keys, true
+		}
+		keys = append(keys, it.Item().KeyCopy(nil))
+	}
+	return keys, false
+}
+
+// Ping implements locklock.Engine by reading one key.
+func (e *Engine) Ping(ctx context.Context) error {
+	done, err := e.enter(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	return e.view(func(txn *bdg.Txn) error {
+		_, err := txn.Get(seqKey)
+		if err != nil && !errors.Is(err, bdg.ErrKeyNotFound) {
+			return storageErr("read", err)
+		}
+		return nil
+	})
+}
+
+// Close implements locklock.Engine. It returns the unused part of the token
+// lease, then closes the database and frees the directory. Calling it again
+// does nothing.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return nil
+	}
+	e.closed = true
+	var errs []error
+	if err := e.seq.Release(); err != nil {
+		errs = append(errs, fmt.Errorf("release token lease: %w", err))
+	}
+	if err := e.db.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("badger engine: close: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,103 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"maps"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/gorilla/mux"
+	"github.com/locklock/locklock/locklock"
+)
+
+// Option configures the handler.
+type Option func(*handler)
+
+// WithLogger sets where server-side failures (500, 503) are logged. The
+// default discards them. Secrets, Authorization headers and bodies are
+// never logged.
+func WithLogger(l *slog.Logger) Option { return func(h *handler) { h.log = l } }
+
+// WithAuthenticator decides who each request acts for. The default makes
+// every request anonymous (AnonymousCaller). Errors wrapping ErrUnauthorized
+// or ErrForbidden become 401 or 403.
+func WithAuthenticator(auth func(*http.Request) (Caller, error)) Option {
+	return func(h *handler) { h.auth = auth }
+}
+
+type handler struct {
+	svc  *locklock.Service
+	log  *slog.Logger
+	auth func(*http.Request) (Caller, error)
+}
+
+// NewHandler returns the API's routes, relative to wherever it is mounted.
+func NewHandler(svc *locklock.Service, opts ...Option) http.Handler {
+	h := newHandler(svc, opts)
+	r := mux.NewRouter()
+	// mux would answer "//" or "/./" in a path with a 301 to the cleaned
+	// path; the contract wants such names to reach validation and get 400.
+	r.SkipClean(true)
+	r.NotFoundHandler = http.HandlerFunc(h.notFound)
+	for _, kind := range []locklock.Kind{locklock.KindUUID, locklock.KindKey} {
+		// (?s).* takes any name, even empty or with slashes and newlines,
+		// so that the core's validation, not the router, judges it.
+		r.Handle("/lock/"+string(kind)+"/{name:(?s).*}", h.methods(map[string]http.HandlerFunc{
+			http.MethodPost:   h.lockOp(kind, h.acquire),
+			http.MethodDelete: h.lockOp(kind, h.release),
+			http.MethodGet:    h.lockOp(kind, h.inspect),
+			http.MethodHead:   h.lockOp(kind, h.inspect),
+			http.MethodPatch:  h.lockOp(kind, h.refresh),
+		}))
+	}
+	r.Handle("/locks", h.methods(map[string]http.HandlerFunc{
+		http.MethodGet:  h.list,
+		http.MethodHead: h.list,
+	}))
+	return r
+}
+
+func newHandler(svc *locklock.Service, opts []Option) *handler {
+	h := &handler{svc: svc, log: slog.New(slog.DiscardHandler), auth: anonymous}
+	for _, o := range opts {
+		o(h)
+	}
+	return h
+}
+
+// methods dispatches on the request method. Doing it here rather than with
+// mux's Methods matcher gives a known path with an unknown method a 405 with
+// an exact Allow header.
+func (h *handler) methods(byMethod map[string]http.HandlerFunc) http.Handler {
+	allow := strings.Join(slices.Sorted(maps.Keys(byMethod)), ", ")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if f, ok := byMethod[r.Method]; ok {
+			f(w, r)
+			return
+		}
+		w.Header().Set("Allow", allow)
+		h.fail(w, r, newProblem(codeMethodNotAllowed, "%s is not allowed here; allowed: %s", r.Method, allow))
+	})
+}
+
+func (h *handler) notFound(w http.ResponseWriter, r *http.Request) {
+	h.fail(w, r, newProblem(codeNotFound, "no route for %s %s", r.Method, r.URL.Path))
+}
+
+// fail answers with the problem for err, logging what the client cannot fix.
+func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	p := toProblem(err)
+	switch {
+	case errors.Is(err, context.Canceled):
+		// Usually the client went away; nothing for an operator to do.
+		h.log.DebugContext(r.Context(), "request cancelled", "method", r.Method, "path", r.URL.Path)
+	case p.Code == codeInternal:
+		h.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	case p.Status >= 500:
+		h.log.WarnContext(r.Context(), "request not served", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	writeProblem(w, r, p)
+}

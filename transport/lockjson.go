@@ -1,0 +1,52 @@
+package transport
+
+import (
+	"time"
+
+	"github.com/locklock/locklock/locklock"
+)
+
+// wireTime is API.md's time format: UTC, milliseconds (the Service's
+// precision), a literal Z.
+const wireTime = "2006-01-02T15:04:05.000Z"
+
+func formatTime(t time.Time) string { return t.UTC().Format(wireTime) }
+
+// lockJSON is the lock object of API.md §3. It is built field by field from
+// locklock.Lock so that the guard can never leak into a response.
+type lockJSON struct {
+	Namespace    string        `json:"namespace"`
+	Kind         locklock.Kind `json:"kind"`
+	Name         string        `json:"name"`
+	AcquiredAt   string        `json:"acquired_at"`
+	ExpiresAt    string        `json:"expires_at"`
+	ExpiresIn    int64         `json:"expires_in"`
+	FencingToken uint64        `json:"fencing_token"`
+	Protected    bool          `json:"protected"`
+}
+
+func lockOf(l locklock.Lock) lockJSON {
+	return lockJSON{
+		Namespace:  l.Namespace,
+		Kind:       l.Kind,
+		Name:       l.Name,
+		AcquiredAt: formatTime(l.AcquiredAt),
+		ExpiresAt:  formatTime(l.ExpiresAt),
+		// Whole seconds left, rounded down, as of the Service's reading of
+		// its clock, so the answer is consistent with expires_at.
+		ExpiresIn:    int64(l.Remaining() / time.Second),
+		FencingToken: l.Token,
+		Protected:    l.Protected(),
+	}
+}
+
+type releasedJSON struct {
+	Released bool     `json:"released"`
+	Lock     lockJSON `json:"lock"`
+}
+
+// listJSON is one page of GET /locks. Next is omitted on the last page.
+type listJSON struct {
+	Locks []lockJSON `json:"locks"`
+	Next  string     `json:"next,omitempty"`
+}

@@ -1,0 +1,118 @@
+package transport
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/locklock/locklock/locklock"
+)
+
+// lockFunc serves one method on one lock.
+type lockFunc func(w http.ResponseWriter, r *http.Request, id locklock.ID) error
+
+// lockOp resolves the caller and the lock ID, then runs op; any error on
+// the way becomes the response.
+func (h *handler) lockOp(kind locklock.Kind, op lockFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, err := h.lockID(r, kind)
+		if err == nil {
+			err = op(w, r, id)
+		}
+		if err != nil {
+			h.fail(w, r, err)
+		}
+	}
+}
+
+// lockID checks the caller before the name, so that a caller who may not
+// use key routes gets 401/403 whatever name it sent.
+func (h *handler) lockID(r *http.Request, kind locklock.Kind) (locklock.ID, error) {
+	c, err := h.caller(r)
+	if err != nil {
+		return locklock.ID{}, err
+	}
+	if kind == locklock.KindKey {
+		if err := mayUseKeys(c); err != nil {
+			return locklock.ID{}, err
+		}
+	}
+	return locklock.NewID(c.Namespace, kind, mux.Vars(r)["name"])
+}
+
+func (h *handler) acquire(w http.ResponseWriter, r *http.Request, id locklock.ID) error {
+	b, err := readBody(w, r, fieldSecret, fieldExpiresIn, fieldWait)
+	if err != nil {
+		return err
+	}
+	req := locklock.AcquireRequest{ID: id}
+	if req.Secret, err = secretOf(r, b); err != nil {
+		return err
+	}
+	if b.expiresIn != nil {
+		req.TTL = seconds(*b.expiresIn)
+	}
+	if b.wait != nil {
+		req.Wait = seconds(*b.wait)
+	}
+	// r.Context(): a client that disconnects stops its wait, and the
+	// Service then gives up (or gives back) the lock.
+	l, created, err := h.svc.Acquire(r.Context(), req)
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	writeJSON(w, r, status, lockOf(l))
+	return nil
+}
+
+func (h *handler) release(w http.ResponseWriter, r *http.Request, id locklock.ID) error {
+	b, err := readBody(w, r, fieldSecret)
+	if err != nil {
+		return err
+	}
+	s, err := secretOf(r, b)
+	if err != nil {
+		return err
+	}
+	l, err := h.svc.Release(r.Context(), id, s)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, r, http.StatusOK, releasedJSON{Released: true, Lock: lockOf(l)})
+	return nil
+}
+
+// inspect serves GET and HEAD; a body, if any, is ignored.
+func (h *handler) inspect(w http.ResponseWriter, r *http.Request, id locklock.ID) error {
+	l, err := h.svc.Get(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, r, http.StatusOK, lockOf(l))
+	return nil
+}
+
+func (h *handler) refresh(w http.ResponseWriter, r *http.Request, id locklock.ID) error {
+	b, err := readBody(w, r, fieldSecret, fieldExpiresIn)
+	if err != nil {
+		return err
+	}
+	s, err := secretOf(r, b)
+	if err != nil {
+		return err
+	}
+	var ttl time.Duration // zero: the Service's default lifetime
+	if b.expiresIn != nil {
+		ttl = seconds(*b.expiresIn)
+	}
+	l, err := h.svc.Refresh(r.Context(), id, s, ttl)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, r, http.StatusOK, lockOf(l))
+	return nil
+}

@@ -1,0 +1,53 @@
+package transport
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/locklock/locklock/locklock"
+)
+
+// readyTimeout bounds how long /readyz waits for the engine.
+const readyTimeout = 2 * time.Second
+
+// NewOpsHandler serves the operational endpoints of a standalone server:
+// GET /healthz (the process answers) and GET /readyz (the storage engine
+// answers; 503 unavailable otherwise). Any other path gets the API's
+// not_found problem, so a server's whole surface speaks problem+json.
+func NewOpsHandler(svc *locklock.Service, opts ...Option) http.Handler {
+	h := newHandler(svc, opts)
+	r := mux.NewRouter()
+	r.NotFoundHandler = http.HandlerFunc(h.notFound)
+	r.Handle("/healthz", h.methods(map[string]http.HandlerFunc{
+		http.MethodGet:  h.healthz,
+		http.MethodHead: h.healthz,
+	}))
+	r.Handle("/readyz", h.methods(map[string]http.HandlerFunc{
+		http.MethodGet:  h.readyz,
+		http.MethodHead: h.readyz,
+	}))
+	return r
+}
+
+type statusJSON struct {
+	Status string `json:"status"`
+}
+
+func (h *handler) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, r, http.StatusOK, statusJSON{"ok"})
+}
+
+func (h *handler) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+	defer cancel()
+	if err := h.svc.Ready(ctx); err != nil {
+		// Whatever the engine says, the server cannot serve locks now.
+		h.fail(w, r, fmt.Errorf("%w: readiness check: %w", locklock.ErrUnavailable, err))
+		return
+	}
+	writeJSON(w, r, http.StatusOK, statusJSON{"ok"})
+}

@@ -1,0 +1,149 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/locklock/locklock/locklock"
+)
+
+// Stable error codes of API.md §4.
+const (
+	codeInvalidUUID          = "invalid_uuid"
+	codeInvalidName          = "invalid_name"
+	codeInvalidBody          = "invalid_body"
+	codeUnknownField         = "unknown_field"
+	codeBodyTooLarge         = "body_too_large"
+	codeUnsupportedMediaType = "unsupported_media_type"
+	codeLockHeld             = "lock_held"
+	codeLockNotFound         = "lock_not_found"
+	codeSecretMismatch       = "secret_mismatch"
+	codeUnauthorized         = "unauthorized"
+	codeForbidden            = "forbidden"
+	codeMethodNotAllowed     = "method_not_allowed"
+	codeNotFound             = "not_found"
+	codeUnavailable          = "unavailable"
+	codeInternal             = "internal"
+)
+
+// codeInfo gives each code its one status and fixed title, so that a code
+// can never appear with two different statuses.
+var codeInfo = map[string]struct {
+	status int
+	title  string
+}{
+	codeInvalidUUID:          {http.StatusBadRequest, "Invalid UUID"},
+	codeInvalidName:          {http.StatusBadRequest, "Invalid lock name"},
+	codeInvalidBody:          {http.StatusBadRequest, "Invalid request"},
+	codeUnknownField:         {http.StatusBadRequest, "Unknown field"},
+	codeBodyTooLarge:         {http.StatusRequestEntityTooLarge, "Request body too large"},
+	codeUnsupportedMediaType: {http.StatusUnsupportedMediaType, "Unsupported media type"},
+	codeLockHeld:             {http.StatusConflict, "Lock is held"},
+	codeLockNotFound:         {http.StatusNotFound, "Lock not found"},
+	codeSecretMismatch:       {http.StatusForbidden, "Secret does not match"},
+	codeUnauthorized:         {http.StatusUnauthorized, "Unauthorized"},
+	codeForbidden:            {http.StatusForbidden, "Forbidden"},
+	codeMethodNotAllowed:     {http.StatusMethodNotAllowed, "Method not allowed"},
+	codeNotFound:             {http.StatusNotFound, "Not found"},
+	codeUnavailable:          {http.StatusServiceUnavailable, "Service unavailable"},
+	codeInternal:             {http.StatusInternalServerError, "Internal server error"},
+}
+
+// problem is an RFC 9457 problem document. It is also an error, so the
+// transport's own rejections travel the same path as the Service's errors.
+type problem struct {
+	Type      string `json:"type"`
+	Title     string `json:"title"`
+	Status    int    `json:"status"`
+	Detail    string `json:"detail"`
+	Code      string `json:"code"`
+	ExpiresAt string `json:"expires_at,omitempty"`
+
+	retryAfter int // seconds; 0 sends no Retry-After
+}
+
+func (p *problem) Error() string { return p.Code + ": " + p.Detail }
+
+func newProblem(code, format string, args ...any) *problem {
+	info := codeInfo[code]
+	return &problem{
+		Type:   "urn:locklock:error:" + code,
+		Title:  info.title,
+		Status: info.status,
+		Detail: fmt.Sprintf(format, args...),
+		Code:   code,
+	}
+}
+
+func invalidBody(format string, args ...any) *problem {
+	return newProblem(codeInvalidBody, format, args...)
+}
+
+// toProblem is the one mapping from errors to HTTP problems.
+func toProblem(err error) *problem {
+	var p *problem
+	var held *locklock.HeldError
+	switch {
+	case errors.As(err, &p):
+		return p
+	case errors.Is(err, ErrUnauthorized):
+		return newProblem(codeUnauthorized, "%s", err)
+	case errors.Is(err, ErrForbidden):
+		return newProblem(codeForbidden, "%s", err)
+	case errors.As(err, &held):
+		return lockHeld(held)
+	case errors.Is(err, locklock.ErrHeld):
+		return lockHeld(&locklock.HeldError{})
+	case errors.Is(err, locklock.ErrInvalidUUID):
+		return newProblem(codeInvalidUUID, "%s", err)
+	case errors.Is(err, locklock.ErrInvalidName):
+		return newProblem(codeInvalidName, "%s", err)
+	case errors.Is(err, locklock.ErrInvalidArgument):
+		return newProblem(codeInvalidBody, "%s", err)
+	case errors.Is(err, locklock.ErrNotFound):
+		return newProblem(codeLockNotFound, "%s", err)
+	case errors.Is(err, locklock.ErrSecretMismatch):
+		return newProblem(codeSecretMismatch, "%s", err)
+	case errors.Is(err, locklock.ErrShuttingDown):
+		return unavailable("the server is shutting down")
+	case errors.Is(err, locklock.ErrUnavailable):
+		return unavailable("storage is unavailable; retry later")
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return unavailable("the request was cancelled or timed out")
+	default:
+		return newProblem(codeInternal, "internal error; the server logged the details")
+	}
+}
+
+func unavailable(detail string) *problem {
+	p := newProblem(codeUnavailable, "%s", detail)
+	p.retryAfter = 1
+	return p
+}
+
+// lockHeld tells the client when to come back: when the holder's lock
+// expires, rounded up so that a retry then does not arrive early.
+func lockHeld(held *locklock.HeldError) *problem {
+	p := newProblem(codeLockHeld, "%s", held)
+	p.retryAfter = 1
+	if !held.Lock.ExpiresAt.IsZero() {
+		p.ExpiresAt = formatTime(held.Lock.ExpiresAt)
+		p.retryAfter = max(1, int((held.Lock.Remaining()+time.Second-1)/time.Second))
+	}
+	return p
+}
+
+func writeProblem(w http.ResponseWriter, r *http.Request, p *problem) {
+	if p.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(p.retryAfter))
+	}
+	if p.Status == http.StatusUnauthorized {
+		// RFC 9110 §15.5.2: a 401 names the scheme that would work.
+		w.Header().Set("WWW-Authenticate", `Bearer realm="locklock"`)
+	}
+	writeBody(w, r, p.Status, "application/problem+json", p)
+}
