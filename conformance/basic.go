@@ -117,6 +117,42 @@ func testExpiredIsFree(t *testing.T, h Harness) {
 	}
 }
 
+// testNoRevival: the Service reads its clock just before it calls the
+// engine, so two operations can reach the engine out of clock order. Once one
+// has judged a lock expired, one carrying an earlier reading must not find it
+// alive (a refresh would otherwise revive a lock someone saw expire).
+func testNoRevival(t *testing.T, h Harness) {
+	if h.RealTime {
+		t.Skip("the engine judges expiry by its own storage's time, not the given now")
+	}
+	allow := func(locklock.Lock) error { return nil }
+	for _, observe := range []string{"Get", "Release", "Refresh"} {
+		t.Run("after"+observe, func(t *testing.T) {
+			e := newEnv(t, h)
+			l := e.acquire(locklock.AcquireRequest{ID: e.id("revive"), TTL: 10 * time.Second})
+			stale, late := l.AcquiredAt.Add(5*time.Second), l.ExpiresAt.Add(time.Second)
+			var err error
+			switch observe {
+			case "Get":
+				_, err = e.engine.Get(e.ctx(), l.ID, late)
+			case "Release":
+				_, err = e.engine.Release(e.ctx(), l.ID, late, allow)
+			case "Refresh":
+				_, err = e.engine.Refresh(e.ctx(), l.ID, late, late.Add(time.Hour), allow)
+			}
+			if !errors.Is(err, locklock.ErrNotFound) {
+				t.Fatalf("%s after expiry: %v, want ErrNotFound", observe, err)
+			}
+			if got, err := e.engine.Refresh(e.ctx(), l.ID, stale, stale.Add(time.Hour), allow); !errors.Is(err, locklock.ErrNotFound) {
+				t.Errorf("a refresh judged at an earlier instant revived the lock: %+v, %v", got, err)
+			}
+			if _, err := e.engine.Release(e.ctx(), l.ID, stale, allow); !errors.Is(err, locklock.ErrNotFound) {
+				t.Errorf("a release judged at an earlier instant found the lock: %v", err)
+			}
+		})
+	}
+}
+
 func testSecretRules(t *testing.T, h Harness) {
 	cases := []struct {
 		name       string

@@ -59,6 +59,7 @@ func suite() []testCase {
 		{"AcquireHeld", testAcquireHeld},
 		{"ReleaseFrees", testReleaseFrees},
 		{"ExpiredIsFreeWithoutSweep", testExpiredIsFree},
+		{"NoRevivalAfterExpiry", testNoRevival},
 		{"SecretRules", testSecretRules},
 		{"IdempotentReacquire", testIdempotentReacquire},
 		{"RefreshKeepsToken", testRefreshKeepsToken},

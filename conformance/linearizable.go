@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -177,25 +179,20 @@ func lockModel() porcupine.Model {
 func testLinearizable(t *testing.T, h Harness) {
 	e := newEnv(t, h)
 	now := time.Now
+	// With a manual clock, time moves on with the work rather than with the
+	// wall clock: every tickEvery completed operations the clock advances by
+	// tickStep, so locks expire mid-history on fast and slow engines alike
+	// and an operation's window spans few ticks (keeping the check fast).
+	const tickEvery, tickStep = 16, 100 * time.Millisecond
+	var completed atomic.Int64
+	tick := func() {}
 	if e.clock != nil {
 		now = e.clock.Now
-		// Time runs on by itself while the clients work, so that locks
-		// expire in the middle of the history.
-		stop := make(chan struct{})
-		var ticker sync.WaitGroup
-		ticker.Add(1)
-		go func() {
-			defer ticker.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				case <-time.After(200 * time.Microsecond):
-					e.clock.Advance(100 * time.Millisecond)
-				}
+		tick = func() {
+			if completed.Add(1)%tickEvery == 0 {
+				e.clock.Advance(tickStep)
 			}
-		}()
-		defer func() { close(stop); ticker.Wait() }()
+		}
 	}
 	ttls := []time.Duration{time.Second, 2 * time.Second, 3 * time.Second}
 
@@ -276,6 +273,7 @@ func testLinearizable(t *testing.T, h Harness) {
 				mu.Lock()
 				history = append(history, porcupine.Operation{ClientId: c, Input: in, Call: call, Output: out, Return: ret})
 				mu.Unlock()
+				tick()
 				if h.RealTime {
 					time.Sleep(time.Duration(rng.IntN(50)) * time.Millisecond)
 				}
@@ -300,15 +298,16 @@ func testLinearizable(t *testing.T, h Harness) {
 	case porcupine.Unknown:
 		t.Fatal("porcupine timed out before deciding")
 	default:
-		t.Errorf("history is not linearizable under the lock model")
+		t.Errorf("history is not linearizable under the lock model (set LOCKLOCK_LIN_DUMP=<file> to write the failing partitions)")
 		for _, part := range info.PartialLinearizationsOperations() {
-			for _, lin := range part {
-				var ops []string
-				for _, op := range lin {
-					ops = append(ops, lockModel().DescribeOperation(op.Input, op.Output))
-				}
-				t.Logf("longest linearizable prefix of a partition: %v", ops)
-				break
+			longest := slices.MaxFunc(part, func(a, b []porcupine.Operation) int { return len(a) - len(b) })
+			for _, op := range longest[max(0, len(longest)-3):] {
+				t.Logf("  end of the longest linearizable prefix: %s", lockModel().DescribeOperation(op.Input, op.Output))
+			}
+		}
+		if f := os.Getenv("LOCKLOCK_LIN_DUMP"); f != "" {
+			if err := dumpHistory(f, history, info); err != nil {
+				t.Logf("dump history: %v", err)
 			}
 		}
 	}
@@ -322,4 +321,44 @@ func describeCounts(c map[outcome]int) string {
 		s += fmt.Sprintf("%s=%d ", name, c[outcome(o)])
 	}
 	return s
+}
+
+// dumpHistory writes each partition's operations in call order, marking
+// those in the longest linearizable prefix with L, for debugging a failure.
+func dumpHistory(path string, history []porcupine.Operation, info porcupine.LinearizationInfo) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	for _, part := range info.PartialLinearizationsOperations() {
+		longest := slices.MaxFunc(part, func(a, b []porcupine.Operation) int { return len(a) - len(b) })
+		if len(longest) == 0 {
+			continue
+		}
+		name := longest[0].Input.(linInput).name
+		inPrefix := map[int64]bool{}
+		for _, op := range longest {
+			inPrefix[op.Call] = true
+		}
+		fmt.Fprintf(f, "== %s: linearizable prefix of %d operations\n", name, len(longest))
+		var ops []porcupine.Operation
+		for _, op := range history {
+			if op.Input.(linInput).name == name {
+				ops = append(ops, op)
+			}
+		}
+		slices.SortFunc(ops, func(a, b porcupine.Operation) int { return int(a.Call - b.Call) })
+		for _, op := range ops {
+			in, out := op.Input.(linInput), op.Output.(linOutput)
+			mark := " "
+			if inPrefix[op.Call] {
+				mark = "L"
+			}
+			fmt.Fprintf(f, "%s [%5d,%5d] c%-2d %-8v protected=%-5v ttl=%v clock=[%s,%s] -> %-10s token=%d expires=%s\n",
+				mark, op.Call, op.Return, in.client, in.op, in.protected, in.ttl,
+				in.callAt.Format("05.000"), in.returnAt.Format("05.000"), outcomeNames[out.outcome], out.token, out.expiresAt.Format("05.000"))
+		}
+	}
+	return nil
 }

@@ -12,9 +12,13 @@ import (
 //
 // Time: the Service reads its clock once per operation and passes that
 // instant as now. Engines judge expiry against it (a lock whose ExpiresAt is
-// not after now is free, even if no Sweep has removed it yet). An engine
-// whose storage keeps its own time (etcd leases) may instead rely on that and
-// say so in its documentation.
+// not after now is free, even if no Sweep has removed it yet). Because two
+// operations can reach the engine out of clock order, an operation that
+// finds an expired lock must delete it in the same atomic step: otherwise a
+// refresh carrying an earlier reading could revive a lock that another
+// operation already judged expired (the conformance suite checks this). An
+// engine whose storage keeps its own time (etcd leases) may instead rely on
+// that and say so in its documentation.
 //
 // Errors: ErrNotFound, ErrHeld (as *HeldError), the error returned by an
 // allow callback, ErrClosed after Close, the context's error when ctx is done

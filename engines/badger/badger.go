@@ -178,6 +178,22 @@ func getLock(txn *bdg.Txn, id locklock.ID) (locklock.Lock, bool, error) {
 	return l, true, nil
 }
 
+// liveLock reads the live lock for id. An expired record it finds is
+// deleted in the same transaction: once one operation has judged a lock
+// expired, an operation still carrying an earlier clock reading must not
+// find it alive again (the Service reads the clock before calling the
+// engine), and the deletion makes such an operation conflict and retry.
+func liveLock(txn *bdg.Txn, id locklock.ID, now time.Time) (locklock.Lock, bool, error) {
+	cur, found, err := getLock(txn, id)
+	if err != nil || !found {
+		return locklock.Lock{}, false, err
+	}
+	if !cur.Live(now) {
+		return locklock.Lock{}, false, remove(txn, cur)
+	}
+	return cur, true, nil
+}
+
 // put writes l's record and its expiry index entry.
 func put(txn *bdg.Txn, l locklock.Lock) error {
 	if err := txn.Set(lockKey(l.ID), encodeRecord(l)); err != nil {
@@ -266,19 +282,47 @@ func (e *Engine) Get(ctx context.Context, id locklock.ID, now time.Time) (locklo
 		return locklock.Lock{}, err
 	}
 	defer done()
-	var out locklock.Lock
+	var (
+		out     locklock.Lock
+		expired bool
+	)
 	err = e.view(func(txn *bdg.Txn) error {
 		cur, found, err := getLock(txn, id)
-		if err != nil {
+		switch {
+		case err != nil:
 			return err
-		}
-		if !found || !cur.Live(now) {
+		case !found:
 			return locklock.ErrNotFound
+		case !cur.Live(now):
+			expired = true
+			return nil
 		}
 		out = cur
 		return nil
 	})
+	if expired {
+		// Rare (expired, not yet swept): delete it in a read-write
+		// transaction for the reason liveLock gives.
+		return locklock.Lock{}, e.deleteExpired(ctx, id, now)
+	}
 	return out, err
+}
+
+// deleteExpired removes id's record if it is expired at now and reports
+// ErrNotFound either way; a lock that is live again was acquired anew after
+// the caller's instant, which an operation judged at now must not see.
+func (e *Engine) deleteExpired(ctx context.Context, id locklock.ID, now time.Time) error {
+	err := e.update(ctx, func(txn *bdg.Txn) error {
+		cur, found, err := getLock(txn, id)
+		if err != nil || !found || cur.Live(now) {
+			return err
+		}
+		return remove(txn, cur)
+	})
+	if err != nil {
+		return err
+	}
+	return locklock.ErrNotFound
 }
 
 // Release implements locklock.Engine.
@@ -291,26 +335,25 @@ func (e *Engine) Release(ctx context.Context, id locklock.ID, now time.Time, all
 		return locklock.Lock{}, err
 	}
 	defer done()
-	var out locklock.Lock
+	var (
+		out   locklock.Lock
+		found bool
+	)
 	err = e.update(ctx, func(txn *bdg.Txn) error {
-		cur, found, err := getLock(txn, id)
-		if err != nil {
+		var err error
+		if out, found, err = liveLock(txn, id, now); err != nil || !found {
+			return err // commits the removal of an expired record, if any
+		}
+		if err := allow(out); err != nil {
 			return err
 		}
-		if !found || !cur.Live(now) {
-			return locklock.ErrNotFound
-		}
-		if err := allow(cur); err != nil {
-			return err
-		}
-		if err := remove(txn, cur); err != nil {
-			return err
-		}
-		out = cur
-		return nil
+		return remove(txn, out)
 	})
-	if err != nil {
+	switch {
+	case err != nil:
 		return locklock.Lock{}, err
+	case !found:
+		return locklock.Lock{}, locklock.ErrNotFound
 	}
 	return out, nil
 }
@@ -327,14 +370,14 @@ func (e *Engine) Refresh(ctx context.Context, id locklock.ID, now, expiresAt tim
 	}
 	defer done()
 	expiresAt = millis(expiresAt)
-	var out locklock.Lock
+	var (
+		out   locklock.Lock
+		found bool
+	)
 	err = e.update(ctx, func(txn *bdg.Txn) error {
-		cur, found, err := getLock(txn, id)
-		if err != nil {
-			return err
-		}
-		if !found || !cur.Live(now) {
-			return locklock.ErrNotFound
+		cur, ok, err := liveLock(txn, id, now)
+		if found = ok; err != nil || !found {
+			return err // commits the removal of an expired record, if any
 		}
 		if err := allow(cur); err != nil {
 			return err
@@ -351,8 +394,11 @@ func (e *Engine) Refresh(ctx context.Context, id locklock.ID, now, expiresAt tim
 		out = cur
 		return nil
 	})
-	if err != nil {
+	switch {
+	case err != nil:
 		return locklock.Lock{}, err
+	case !found:
+		return locklock.Lock{}, locklock.ErrNotFound
 	}
 	return out, nil
 }

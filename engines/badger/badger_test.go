@@ -447,15 +447,21 @@ func TestReleaseRefreshAllow(t *testing.T) {
 	if r != want {
 		t.Errorf("Refresh = %+v, want %+v", r, want)
 	}
-	if _, err := e.Release(ctx, l.ID, t0.Add(time.Hour), allowAll); !errors.Is(err, locklock.ErrNotFound) {
-		t.Errorf("Release at expiry: %v, want ErrNotFound", err)
-	}
 	got, err := e.Release(ctx, l.ID, t0, allowAll)
 	if err != nil || got != r {
 		t.Errorf("Release = %+v, %v; want %+v", got, err, r)
 	}
 	if _, err := e.Refresh(ctx, l.ID, t0, t0.Add(time.Hour), allowAll); !errors.Is(err, locklock.ErrNotFound) {
 		t.Errorf("Refresh after release: %v, want ErrNotFound", err)
+	}
+
+	// Judged expired once, a lock stays gone for calls with earlier instants.
+	l = mustAcquire(t, e, newLock("guarded", t0, time.Minute, "pw"), t0)
+	if _, err := e.Release(ctx, l.ID, l.ExpiresAt, allowAll); !errors.Is(err, locklock.ErrNotFound) {
+		t.Errorf("Release at expiry: %v, want ErrNotFound", err)
+	}
+	if _, err := e.Release(ctx, l.ID, t0, allowAll); !errors.Is(err, locklock.ErrNotFound) {
+		t.Errorf("Release at an earlier instant after expiry was judged: %v, want ErrNotFound", err)
 	}
 }
 

@@ -117,8 +117,8 @@ func (e *Engine) Get(ctx context.Context, id locklock.ID, now time.Time) (locklo
 	s := e.shard(id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cur, ok := s.locks[id]
-	if !ok || !cur.lock.Live(now) {
+	cur := s.live(id, now)
+	if cur == nil {
 		return locklock.Lock{}, locklock.ErrNotFound
 	}
 	return cur.lock, nil
@@ -132,8 +132,8 @@ func (e *Engine) Release(ctx context.Context, id locklock.ID, now time.Time, all
 	s := e.shard(id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cur, ok := s.locks[id]
-	if !ok || !cur.lock.Live(now) {
+	cur := s.live(id, now)
+	if cur == nil {
 		return locklock.Lock{}, locklock.ErrNotFound
 	}
 	if err := allow(cur.lock); err != nil {
@@ -151,8 +151,8 @@ func (e *Engine) Refresh(ctx context.Context, id locklock.ID, now, expiresAt tim
 	s := e.shard(id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cur, ok := s.locks[id]
-	if !ok || !cur.lock.Live(now) {
+	cur := s.live(id, now)
+	if cur == nil {
 		return locklock.Lock{}, locklock.ErrNotFound
 	}
 	if err := allow(cur.lock); err != nil {
@@ -206,6 +206,22 @@ func (e *Engine) Sweep(ctx context.Context, now time.Time) (int, error) {
 		}
 	}
 	return removed, nil
+}
+
+// live returns the live entry for id. An expired entry it finds is removed
+// on the spot: once one operation has judged a lock expired, an operation
+// still carrying an earlier clock reading must not find it alive again (the
+// Service reads the clock just before calling the engine).
+func (s *shard) live(id locklock.ID, now time.Time) *entry {
+	cur, ok := s.locks[id]
+	if !ok {
+		return nil
+	}
+	if !cur.lock.Live(now) {
+		s.remove(cur)
+		return nil
+	}
+	return cur
 }
 
 func (s *shard) sweep(now time.Time, max int) int {
