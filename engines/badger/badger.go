@@ -106,6 +106,15 @@ func (e *Engine) enter(ctx context.Context) (func(), error) {
 	return e.mu.RUnlock, nil
 }
 
+// enterID is enter for an operation on one lock, whose ID must fit the key
+// layout.
+func (e *Engine) enterID(ctx context.Context, id locklock.ID) (func(), error) {
+	if err := checkID(id); err != nil {
+		return nil, err
+	}
+	return e.enter(ctx)
+}
+
 // storageErr classifies an error from Badger: I/O and other failures become
 // ErrUnavailable so that callers can tell "try again later" from a bug.
 func storageErr(op string, err error) error {
@@ -233,10 +242,7 @@ func (e *Engine) nextToken() (uint64, error) {
 // TryAcquire implements locklock.Engine. The returned lock has UTC times at
 // millisecond precision, exactly as stored.
 func (e *Engine) TryAcquire(ctx context.Context, l locklock.Lock, now time.Time) (locklock.Lock, error) {
-	if err := checkID(l.ID); err != nil {
-		return locklock.Lock{}, err
-	}
-	done, err := e.enter(ctx)
+	done, err := e.enterID(ctx, l.ID)
 	if err != nil {
 		return locklock.Lock{}, err
 	}
@@ -274,10 +280,7 @@ func (e *Engine) TryAcquire(ctx context.Context, l locklock.Lock, now time.Time)
 
 // Get implements locklock.Engine.
 func (e *Engine) Get(ctx context.Context, id locklock.ID, now time.Time) (locklock.Lock, error) {
-	if err := checkID(id); err != nil {
-		return locklock.Lock{}, err
-	}
-	done, err := e.enter(ctx)
+	done, err := e.enterID(ctx, id)
 	if err != nil {
 		return locklock.Lock{}, err
 	}
@@ -327,49 +330,35 @@ func (e *Engine) deleteExpired(ctx context.Context, id locklock.ID, now time.Tim
 
 // Release implements locklock.Engine.
 func (e *Engine) Release(ctx context.Context, id locklock.ID, now time.Time, allow func(locklock.Lock) error) (locklock.Lock, error) {
-	if err := checkID(id); err != nil {
-		return locklock.Lock{}, err
-	}
-	done, err := e.enter(ctx)
-	if err != nil {
-		return locklock.Lock{}, err
-	}
-	defer done()
-	var (
-		out   locklock.Lock
-		found bool
-	)
-	err = e.update(ctx, func(txn *bdg.Txn) error {
-		var err error
-		if out, found, err = liveLock(txn, id, now); err != nil || !found {
-			return err // commits the removal of an expired record, if any
-		}
-		if err := allow(out); err != nil {
-			return err
-		}
-		return remove(txn, out)
+	return e.change(ctx, id, now, allow, func(txn *bdg.Txn, cur locklock.Lock) (locklock.Lock, error) {
+		return cur, remove(txn, cur)
 	})
-	switch {
-	case err != nil:
-		return locklock.Lock{}, err
-	case !found:
-		return locklock.Lock{}, locklock.ErrNotFound
-	}
-	return out, nil
 }
 
 // Refresh implements locklock.Engine. It moves the lock's expiry index
 // entry along with its expiry.
 func (e *Engine) Refresh(ctx context.Context, id locklock.ID, now, expiresAt time.Time, allow func(locklock.Lock) error) (locklock.Lock, error) {
-	if err := checkID(id); err != nil {
-		return locklock.Lock{}, err
-	}
-	done, err := e.enter(ctx)
+	expiresAt = millis(expiresAt)
+	return e.change(ctx, id, now, allow, func(txn *bdg.Txn, cur locklock.Lock) (locklock.Lock, error) {
+		// Delete before put: when the expiry does not change, the put
+		// writes the same index key again and must win.
+		if err := deleteKey(txn, expiryKey(cur.ExpiresAt, cur.ID)); err != nil {
+			return locklock.Lock{}, err
+		}
+		cur.ExpiresAt = expiresAt
+		return cur, put(txn, cur)
+	})
+}
+
+// change is Release's and Refresh's common step: in one transaction, find
+// the live lock (removing an expired one), ask allow, and apply write.
+func (e *Engine) change(ctx context.Context, id locklock.ID, now time.Time, allow func(locklock.Lock) error,
+	write func(txn *bdg.Txn, cur locklock.Lock) (locklock.Lock, error)) (locklock.Lock, error) {
+	done, err := e.enterID(ctx, id)
 	if err != nil {
 		return locklock.Lock{}, err
 	}
 	defer done()
-	expiresAt = millis(expiresAt)
 	var (
 		out   locklock.Lock
 		found bool
@@ -382,17 +371,8 @@ func (e *Engine) Refresh(ctx context.Context, id locklock.ID, now, expiresAt tim
 		if err := allow(cur); err != nil {
 			return err
 		}
-		// Delete before put: when the expiry does not change, the put
-		// writes the same index key again and must win.
-		if err := deleteKey(txn, expiryKey(cur.ExpiresAt, cur.ID)); err != nil {
-			return err
-		}
-		cur.ExpiresAt = expiresAt
-		if err := put(txn, cur); err != nil {
-			return err
-		}
-		out = cur
-		return nil
+		out, err = write(txn, cur)
+		return err
 	})
 	switch {
 	case err != nil:

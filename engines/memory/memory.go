@@ -126,25 +126,20 @@ func (e *Engine) Get(ctx context.Context, id locklock.ID, now time.Time) (locklo
 
 // Release implements locklock.Engine.
 func (e *Engine) Release(ctx context.Context, id locklock.ID, now time.Time, allow func(locklock.Lock) error) (locklock.Lock, error) {
-	if err := e.check(ctx); err != nil {
-		return locklock.Lock{}, err
-	}
-	s := e.shard(id)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	cur := s.live(id, now)
-	if cur == nil {
-		return locklock.Lock{}, locklock.ErrNotFound
-	}
-	if err := allow(cur.lock); err != nil {
-		return locklock.Lock{}, err
-	}
-	s.remove(cur)
-	return cur.lock, nil
+	return e.change(ctx, id, now, allow, func(s *shard, cur *entry) { s.remove(cur) })
 }
 
 // Refresh implements locklock.Engine.
 func (e *Engine) Refresh(ctx context.Context, id locklock.ID, now, expiresAt time.Time, allow func(locklock.Lock) error) (locklock.Lock, error) {
+	return e.change(ctx, id, now, allow, func(s *shard, cur *entry) {
+		cur.lock.ExpiresAt = expiresAt
+		heap.Fix(&s.expiry, cur.index)
+	})
+}
+
+// change is Release's and Refresh's common step: under the shard's mutex,
+// find the live entry, ask allow, apply write, and return the entry's lock.
+func (e *Engine) change(ctx context.Context, id locklock.ID, now time.Time, allow func(locklock.Lock) error, write func(*shard, *entry)) (locklock.Lock, error) {
 	if err := e.check(ctx); err != nil {
 		return locklock.Lock{}, err
 	}
@@ -158,8 +153,7 @@ func (e *Engine) Refresh(ctx context.Context, id locklock.ID, now, expiresAt tim
 	if err := allow(cur.lock); err != nil {
 		return locklock.Lock{}, err
 	}
-	cur.lock.ExpiresAt = expiresAt
-	heap.Fix(&s.expiry, cur.index)
+	write(s, cur)
 	return cur.lock, nil
 }
 
