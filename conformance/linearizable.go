@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -29,7 +30,7 @@ import (
 const (
 	linClients = 32
 	linNames   = 4
-	linOps     = 60 // per client
+	linRounds  = 60 // each client runs one operation per round
 )
 
 type opKind uint8
@@ -176,111 +177,128 @@ func lockModel() porcupine.Model {
 	}
 }
 
+// linClient is one client of the history: its own random choices, secret,
+// and belief about which locks it holds.
+type linClient struct {
+	id     int
+	rng    *rand.Rand
+	secret string
+	holds  map[string]bool
+}
+
+// next picks an operation. Clients mostly act like real ones (release or
+// refresh what they hold, acquire what they do not) with some strays mixed
+// in, so that every outcome shows up often.
+func (c *linClient) next() linInput {
+	ttls := []time.Duration{time.Second, 2 * time.Second, 3 * time.Second}
+	in := linInput{client: c.id, name: fmt.Sprint("lin-", c.rng.IntN(linNames)), ttl: ttls[c.rng.IntN(len(ttls))]}
+	p := c.rng.IntN(10)
+	switch held := c.holds[in.name]; {
+	case held && p < 6, !held && p == 0:
+		in.op = opRelease
+	case held && p < 9, !held && p == 1:
+		in.op = opRefresh
+	default:
+		in.op, in.protected = opAcquire, c.rng.IntN(4) != 0
+	}
+	return in
+}
+
+// do runs in through svc and reports the outcome.
+func (c *linClient) do(ctx context.Context, svc *locklock.Service, id locklock.ID, in linInput) (linOutput, error) {
+	var (
+		l   locklock.Lock
+		err error
+		out linOutput
+	)
+	switch in.op {
+	case opAcquire:
+		req := locklock.AcquireRequest{ID: id, TTL: in.ttl}
+		if in.protected {
+			req.Secret = c.secret
+		}
+		var created bool
+		l, created, err = svc.Acquire(ctx, req)
+		out = linOutput{outcome: outReacquired, token: l.Token, expiresAt: l.ExpiresAt}
+		if created {
+			out.outcome = outCreated
+		}
+	case opRelease:
+		l, err = svc.Release(ctx, id, c.secret)
+		out = linOutput{outcome: outReleased, token: l.Token}
+	case opRefresh:
+		l, err = svc.Refresh(ctx, id, c.secret, in.ttl)
+		out = linOutput{outcome: outRefreshed, token: l.Token, expiresAt: l.ExpiresAt}
+	}
+	switch {
+	case err == nil:
+	case errors.Is(err, locklock.ErrHeld):
+		out = linOutput{outcome: outHeld}
+	case errors.Is(err, locklock.ErrNotFound):
+		out = linOutput{outcome: outNotFound}
+	case errors.Is(err, locklock.ErrSecretMismatch):
+		out = linOutput{outcome: outMismatch}
+	default:
+		return out, err
+	}
+	switch out.outcome {
+	case outCreated, outReacquired:
+		c.holds[in.name] = true
+	case outReleased, outNotFound, outMismatch:
+		c.holds[in.name] = false
+	}
+	return out, nil
+}
+
+// testLinearizable records the history in rounds: in each round all clients
+// issue one operation at once, and (with a manual clock) time moves on while
+// they are in flight, so some see a lock expire and some do not. Rounds keep
+// any operation's window from spanning the whole history when the scheduler
+// starves a goroutine, which keeps porcupine's search small and its time
+// predictable.
 func testLinearizable(t *testing.T, h Harness) {
 	e := newEnv(t, h)
 	now := time.Now
-	// With a manual clock, time moves on with the work rather than with the
-	// wall clock: every tickEvery completed operations the clock advances by
-	// tickStep, so locks expire mid-history on fast and slow engines alike
-	// and an operation's window spans few ticks (keeping the check fast).
-	const tickEvery, tickStep = 16, 100 * time.Millisecond
-	var completed atomic.Int64
-	tick := func() {}
 	if e.clock != nil {
 		now = e.clock.Now
-		tick = func() {
-			if completed.Add(1)%tickEvery == 0 {
-				e.clock.Advance(tickStep)
-			}
-		}
 	}
-	ttls := []time.Duration{time.Second, 2 * time.Second, 3 * time.Second}
+	const tickStep = 250 * time.Millisecond
 
 	var (
 		mu      sync.Mutex
 		history []porcupine.Operation
 		seq     atomic.Int64 // porcupine's real-time order of calls and returns
-		wg      sync.WaitGroup
+		clients []*linClient
 	)
 	for c := range linClients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(c), 42))
-			secret := fmt.Sprint("client-", c)
-			// Clients mostly act like real ones (release or refresh what
-			// they hold, acquire what they do not) with some strays mixed
-			// in, so every outcome shows up often.
-			holds := map[string]bool{}
-			for range linOps {
-				in := linInput{client: c, name: fmt.Sprint("lin-", rng.IntN(linNames)), ttl: ttls[rng.IntN(len(ttls))]}
-				p := rng.IntN(10)
-				switch {
-				case holds[in.name] && p < 6, !holds[in.name] && p == 0:
-					in.op = opRelease
-				case holds[in.name] && p < 9, !holds[in.name] && p == 1:
-					in.op = opRefresh
-				default:
-					in.op, in.protected = opAcquire, rng.IntN(4) != 0
-				}
-				id := e.id(in.name)
+		clients = append(clients, &linClient{id: c, rng: rand.New(rand.NewPCG(uint64(c), 42)), secret: fmt.Sprint("client-", c), holds: map[string]bool{}})
+	}
+	for range linRounds {
+		var wg sync.WaitGroup
+		for _, c := range clients {
+			wg.Go(func() {
+				in := c.next()
 				call := seq.Add(1)
 				in.callAt = now()
-				var out linOutput
-				var err error
-				switch in.op {
-				case opAcquire:
-					req := locklock.AcquireRequest{ID: id, TTL: in.ttl}
-					if in.protected {
-						req.Secret = secret
-					}
-					var l locklock.Lock
-					var created bool
-					l, created, err = e.svc.Acquire(e.ctx(), req)
-					out = linOutput{outcome: outReacquired, token: l.Token, expiresAt: l.ExpiresAt}
-					if created {
-						out.outcome = outCreated
-					}
-				case opRelease:
-					var l locklock.Lock
-					l, err = e.svc.Release(e.ctx(), id, secret)
-					out = linOutput{outcome: outReleased, token: l.Token}
-				case opRefresh:
-					var l locklock.Lock
-					l, err = e.svc.Refresh(e.ctx(), id, secret, in.ttl)
-					out = linOutput{outcome: outRefreshed, token: l.Token, expiresAt: l.ExpiresAt}
-				}
+				out, err := c.do(e.ctx(), e.svc, e.id(in.name), in)
 				in.returnAt = now()
 				ret := seq.Add(1)
-				switch {
-				case err == nil:
-				case errors.Is(err, locklock.ErrHeld):
-					out = linOutput{outcome: outHeld}
-				case errors.Is(err, locklock.ErrNotFound):
-					out = linOutput{outcome: outNotFound}
-				case errors.Is(err, locklock.ErrSecretMismatch):
-					out = linOutput{outcome: outMismatch}
-				default:
-					t.Errorf("client %d: unexpected error %v", c, err)
+				if err != nil {
+					t.Errorf("client %d: unexpected error %v", c.id, err)
 					return
 				}
-				switch out.outcome {
-				case outCreated, outReacquired:
-					holds[in.name] = true
-				case outReleased, outNotFound, outMismatch:
-					holds[in.name] = false
-				}
 				mu.Lock()
-				history = append(history, porcupine.Operation{ClientId: c, Input: in, Call: call, Output: out, Return: ret})
+				history = append(history, porcupine.Operation{ClientId: c.id, Input: in, Call: call, Output: out, Return: ret})
 				mu.Unlock()
-				tick()
-				if h.RealTime {
-					time.Sleep(time.Duration(rng.IntN(50)) * time.Millisecond)
-				}
-			}
-		}()
+			})
+		}
+		if e.clock != nil {
+			e.clock.Advance(tickStep)
+		} else {
+			time.Sleep(tickStep)
+		}
+		wg.Wait()
 	}
-	wg.Wait()
 	if t.Failed() {
 		return
 	}
