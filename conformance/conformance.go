@@ -73,6 +73,8 @@ func suite() []testCase {
 		{"WaitFIFO", testWaitFIFO},
 		{"WaitForExpiry", testWaitForExpiry},
 		{"WaitTimesOut", testWaitTimesOut},
+		{"WaitAsLongAsTTL", testWaitAsLongAsTTL},
+		{"HolderRetryWithWait", testHolderRetryWithWait},
 		{"WaiterGoneNeverHolds", testWaiterGone},
 		{"StopWaiting", testStopWaiting},
 		{"Close", testClose},

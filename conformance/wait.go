@@ -157,3 +157,38 @@ func testStopWaiting(t *testing.T, h Harness) {
 		t.Errorf("get during drain: %v", err)
 	}
 }
+
+// testHolderRetryWithWait: the holder retrying with its secret and a wait
+// gets its lock back at once, even with others queued for it.
+func testHolderRetryWithWait(t *testing.T, h Harness) {
+	e := newEnv(t, h)
+	id := e.id("retry-wait")
+	mine := e.acquire(locklock.AcquireRequest{ID: id, Secret: "mine", TTL: time.Hour})
+	other := e.startWaiter(e.ctx(), locklock.AcquireRequest{ID: id, Secret: "other", Wait: time.Minute})
+	// A real-time bound, so that a regression fails instead of hanging on
+	// the manual clock.
+	ctx, cancel := context.WithTimeout(e.ctx(), 10*time.Second)
+	defer cancel()
+	l, created, err := e.svc.Acquire(ctx, locklock.AcquireRequest{ID: id, Secret: "mine", Wait: 5 * time.Second})
+	if err != nil || created || !sameGrant(l, mine) {
+		t.Fatalf("holder's retry with wait: %+v created=%v err=%v, want its lock unchanged", l, created, err)
+	}
+	e.assertStillWaiting(other)
+}
+
+// testWaitAsLongAsTTL: a wait that ends exactly when the holder's lock
+// expires gets the lock, not a 409.
+func testWaitAsLongAsTTL(t *testing.T, h Harness) {
+	if h.RealTime {
+		t.Skip("needs the manual clock to make both deadlines the same instant")
+	}
+	e := newEnv(t, h)
+	id := e.id("wait-equals-ttl")
+	ttl := 10 * time.Second
+	e.acquire(locklock.AcquireRequest{ID: id, TTL: ttl})
+	w := e.startWaiter(e.ctx(), locklock.AcquireRequest{ID: id, Wait: ttl})
+	e.pass(ttl)
+	if r := e.result(w); r.err != nil || !r.created {
+		t.Fatalf("waiter whose wait ends as the lock expires: %+v, want the lock", r)
+	}
+}

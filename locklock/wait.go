@@ -105,6 +105,13 @@ func (w *waiter) signal() {
 // waitAcquire queues behind earlier waiters for the same lock and tries
 // whenever it is first and the lock may have become free.
 func (s *Service) waitAcquire(ctx context.Context, req AcquireRequest, guard Guard) (Lock, bool, error) {
+	// The holder retrying its own acquire must get its lock back (the
+	// idempotent 200) rather than queue behind waiters for itself.
+	if req.Secret != "" {
+		if l, err := s.Get(ctx, req.ID); err == nil && l.Guard.Protected() && l.Guard.Admits(req.Secret) {
+			return l, false, nil
+		}
+	}
 	// The deadline is fixed before queueing, so that once a waiter is
 	// counted (Waiters) its deadline no longer depends on scheduling.
 	deadline := s.clock.At(s.now().Add(req.Wait))
@@ -114,41 +121,54 @@ func (s *Service) waitAcquire(ctx context.Context, req AcquireRequest, guard Gua
 	}
 	defer s.waits.leave(w)
 
-	var holder Lock
-	var expiry, poll <-chan time.Time
+	var (
+		holder       Lock
+		expiry, poll <-chan time.Time
+		timedOut     bool
+	)
 	for {
+		// The first waiter tries whenever the lock may have come free —
+		// and once more at its deadline, since a lock whose TTL ends
+		// exactly then is free.
 		if s.waits.isHead(w) {
 			l, created, err := s.tryAcquire(ctx, req, guard)
 			var held *HeldError
 			switch {
 			case err == nil:
-				if created && ctx.Err() != nil {
-					// The client went away while we acquired for it:
-					// nobody would ever release this lock.
-					s.abandon(l)
-					return Lock{}, false, ctx.Err()
-				}
-				return l, created, nil
-			case errors.As(err, &held):
-				holder = held.Lock
-				expiry = s.clock.At(holder.ExpiresAt)
-				poll = s.clock.At(holder.ObservedAt.Add(s.waitPoll))
-			default:
+				return s.deliver(ctx, l, created)
+			case !errors.As(err, &held):
 				return Lock{}, false, err
 			}
+			holder = held.Lock
+			expiry = s.clock.At(holder.ExpiresAt)
+			poll = s.clock.At(holder.ObservedAt.Add(s.waitPoll))
+		}
+		if timedOut {
+			return Lock{}, false, s.waitTimedOut(ctx, req.ID, holder)
 		}
 		select {
 		case <-w.wake:
 		case <-expiry:
 		case <-poll:
 		case <-deadline:
-			return Lock{}, false, s.waitTimedOut(ctx, req.ID, holder)
+			timedOut = true
 		case <-ctx.Done():
 			return Lock{}, false, ctx.Err()
 		case <-s.waits.done:
 			return Lock{}, false, ErrShuttingDown
 		}
 	}
+}
+
+// deliver hands a lock acquired for a waiter over, unless its client went
+// away meanwhile: then nobody would ever release the lock, so it is released
+// again at once.
+func (s *Service) deliver(ctx context.Context, l Lock, created bool) (Lock, bool, error) {
+	if created && ctx.Err() != nil {
+		s.abandon(l)
+		return Lock{}, false, ctx.Err()
+	}
+	return l, created, nil
 }
 
 // waitTimedOut reports the holder as last seen; a waiter that never reached
