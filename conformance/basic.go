@@ -126,7 +126,7 @@ func testNoRevival(t *testing.T, h Harness) {
 		t.Skip("the engine judges expiry by its own storage's time, not the given now")
 	}
 	allow := func(locklock.Lock) error { return nil }
-	for _, observe := range []string{"Get", "Release", "Refresh"} {
+	for _, observe := range []string{"Get", "Release", "Refresh", "List"} {
 		t.Run("after"+observe, func(t *testing.T) {
 			e := newEnv(t, h)
 			l := e.acquire(locklock.AcquireRequest{ID: e.id("revive"), TTL: 10 * time.Second})
@@ -139,6 +139,12 @@ func testNoRevival(t *testing.T, h Harness) {
 				_, err = e.engine.Release(e.ctx(), l.ID, late, allow)
 			case "Refresh":
 				_, err = e.engine.Refresh(e.ctx(), l.ID, late, late.Add(time.Hour), allow)
+			case "List":
+				var listed []locklock.Lock
+				listed, err = e.engine.List(e.ctx(), locklock.ListQuery{Namespace: l.Namespace, Kind: l.Kind, Limit: 10}, late)
+				if err == nil && len(listed) == 0 {
+					err = locklock.ErrNotFound
+				}
 			}
 			if !errors.Is(err, locklock.ErrNotFound) {
 				t.Fatalf("%s after expiry: %v, want ErrNotFound", observe, err)

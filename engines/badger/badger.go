@@ -306,26 +306,31 @@ func (e *Engine) Get(ctx context.Context, id locklock.ID, now time.Time) (locklo
 	if expired {
 		// Rare (expired, not yet swept): delete it in a read-write
 		// transaction for the reason liveLock gives.
-		return locklock.Lock{}, e.deleteExpired(ctx, id, now)
+		return e.deleteExpired(ctx, id, now)
 	}
 	return out, err
 }
 
-// deleteExpired removes id's record if it is expired at now and reports
-// ErrNotFound either way; a lock that is live again was acquired anew after
-// the caller's instant, which an operation judged at now must not see.
-func (e *Engine) deleteExpired(ctx context.Context, id locklock.ID, now time.Time) error {
+// deleteExpired removes id's record if it is still expired at now and then
+// reports ErrNotFound. If the record is live by now (acquired anew, or
+// refreshed by an operation judged at an earlier instant that committed
+// first), it returns that lock: the caller's operation then takes effect
+// after that commit.
+func (e *Engine) deleteExpired(ctx context.Context, id locklock.ID, now time.Time) (locklock.Lock, error) {
+	var live locklock.Lock
+	var found bool
 	err := e.update(ctx, func(txn *bdg.Txn) error {
-		cur, found, err := getLock(txn, id)
-		if err != nil || !found || cur.Live(now) {
-			return err
-		}
-		return remove(txn, cur)
-	})
-	if err != nil {
+		var err error
+		live, found, err = liveLock(txn, id, now)
 		return err
+	})
+	switch {
+	case err != nil:
+		return locklock.Lock{}, err
+	case !found:
+		return locklock.Lock{}, locklock.ErrNotFound
 	}
-	return locklock.ErrNotFound
+	return live, nil
 }
 
 // Release implements locklock.Engine.
@@ -408,6 +413,7 @@ func (e *Engine) List(ctx context.Context, q locklock.ListQuery, now time.Time) 
 		}
 	}
 	var out []locklock.Lock
+	var expired []locklock.ID
 	err = e.view(func(txn *bdg.Txn) error {
 		io := bdg.DefaultIteratorOptions
 		io.Prefix = prefix
@@ -435,12 +441,20 @@ func (e *Engine) List(ctx context.Context, q locklock.ListQuery, now time.Time) 
 			}
 			if l.Live(now) {
 				out = append(out, l)
+			} else {
+				expired = append(expired, id)
 			}
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
+	}
+	// Left out as expired, they must stay gone (see liveLock).
+	for _, id := range expired {
+		if _, err := e.deleteExpired(ctx, id, now); err != nil && !errors.Is(err, locklock.ErrNotFound) {
+			return nil, err
+		}
 	}
 	return out, nil
 }

@@ -168,8 +168,13 @@ func (e *Engine) List(ctx context.Context, q locklock.ListQuery, now time.Time) 
 	for i := range e.shards {
 		s := &e.shards[i]
 		s.mu.Lock()
-		for id, ent := range s.locks {
-			if q.Matches(id) && ent.lock.Live(now) {
+		for id := range s.locks {
+			// live removes what it finds expired, so that a lock left
+			// out as expired stays gone.
+			if !q.Matches(id) {
+				continue
+			}
+			if ent := s.live(id, now); ent != nil {
 				out = append(out, ent.lock)
 			}
 		}
