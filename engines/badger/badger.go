@@ -7,13 +7,13 @@
 // another commit to the same lock fails with ErrConflict and is retried from
 // a fresh snapshot. The key layout is described in keys.go.
 //
-// Fencing tokens come from one Badger Sequence shared by all locks. A token
+// Fencing tokens come from one counter shared by all locks (tokens.go). A token
 // is taken inside the acquiring transaction, after the lock key was read:
 // of two acquires of the same lock that both commit, the later one started
 // its transaction after the earlier one committed (otherwise it would have
-// conflicted), so it took its token later and got a larger one. The Sequence
-// persists its leased upper bound before handing out tokens from it, so after
-// a crash the next start continues above every token issued before.
+// conflicted), so it took its token later and got a larger one. The counter
+// persists a reserved upper bound before handing out tokens below it, so
+// after a crash the next start continues above every token issued before.
 package badger
 
 import (
@@ -30,7 +30,7 @@ import (
 )
 
 const (
-	// tokenBandwidth is how many tokens the Sequence leases per disk write.
+	// tokenBandwidth is how many tokens one disk write reserves.
 	// A crash loses at most this many (gaps are allowed); Close returns the
 	// unused rest.
 	tokenBandwidth = 1000
@@ -43,9 +43,9 @@ const (
 
 // Engine is the Badger engine. Create it with Open.
 type Engine struct {
-	dir string
-	db  *bdg.DB
-	seq *bdg.Sequence
+	dir    string
+	db     *bdg.DB
+	tokens *tokenLease
 
 	// mu is held shared by every operation and exclusively by Close, so that
 	// Close never pulls the database out from under a running transaction.
@@ -83,12 +83,12 @@ func Open(dir string, opts ...Option) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("badger engine: open %s: %w", dir, err)
 	}
-	seq, err := db.GetSequence(seqKey, tokenBandwidth)
+	tokens, err := loadTokenLease(db, tokenBandwidth)
 	if err != nil {
 		_ = db.Close()
-		return nil, fmt.Errorf("badger engine: open %s: lease fencing tokens: %w", dir, err)
+		return nil, fmt.Errorf("badger engine: open %s: read the fencing token bound: %w", dir, err)
 	}
-	return &Engine{dir: dir, db: db, seq: seq}, nil
+	return &Engine{dir: dir, db: db, tokens: tokens}, nil
 }
 
 // enter is every operation's preamble: a closed engine or a done context
@@ -229,14 +229,13 @@ func deleteKey(txn *bdg.Txn, k []byte) error {
 	return nil
 }
 
-// nextToken takes a fencing token. The Sequence starts at 0; tokens start at
-// 1 so that 0 can keep meaning "no token" to clients.
+// nextToken takes a fencing token.
 func (e *Engine) nextToken() (uint64, error) {
-	n, err := e.seq.Next()
+	n, err := e.tokens.take()
 	if err != nil {
-		return 0, storageErr("lease fencing tokens", err)
+		return 0, storageErr("reserve fencing tokens", err)
 	}
-	return n + 1, nil
+	return n, nil
 }
 
 // TryAcquire implements locklock.Engine. The returned lock has UTC times at
@@ -562,7 +561,7 @@ func (e *Engine) Close() error {
 	}
 	e.closed = true
 	var errs []error
-	if err := e.seq.Release(); err != nil {
+	if err := e.tokens.giveBack(); err != nil {
 		errs = append(errs, fmt.Errorf("release token lease: %w", err))
 	}
 	if err := e.db.Close(); err != nil {

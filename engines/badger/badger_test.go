@@ -145,7 +145,7 @@ func TestTokensRiseAfterUnreleasedLease(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := mustAcquire(t, e, newLock("a", t0, time.Hour, ""), t0)
-	// Skip Sequence.Release: close only the database.
+	// Skip giving the unused tokens back: close only the database.
 	e.closed = true
 	if err := e.db.Close(); err != nil {
 		t.Fatal(err)
@@ -603,5 +603,62 @@ func TestKeyEncoding(t *testing.T) {
 	}
 	if n.AcquiredAt != t0 || !n.ObservedAt.IsZero() {
 		t.Errorf("normalize = %+v", n)
+	}
+}
+
+// TestTokenLeaseFailureIssuesNothing: when reserving a block of tokens fails
+// (a full disk, say), no token from that block is issued, and after the
+// failure clears and the process restarts every token is still new.
+func TestTokenLeaseFailureIssuesNothing(t *testing.T) {
+	dir := t.TempDir()
+	e, err := Open(dir, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.tokens.bandwidth = 2
+	failing := errors.New("disk full")
+	fail := false
+	e.tokens.persist = func(db *bdg.DB, bound uint64) error {
+		if fail {
+			return failing
+		}
+		return storeBound(db, bound)
+	}
+	issued := map[uint64]bool{}
+	var highest uint64
+	for i := range 7 {
+		// Tokens 1 and 2 fill the first block; takes 2 and 3 need a new
+		// block while reserving fails.
+		fail = i == 2 || i == 3
+		tok, err := e.tokens.take()
+		if fail {
+			if !errors.Is(err, failing) {
+				t.Fatalf("take %d while reserving fails: token %d, err %v; want the failure", i, tok, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("take %d: %v", i, err)
+		}
+		if issued[tok] || tok <= highest {
+			t.Fatalf("take %d: token %d repeats or falls (highest %d)", i, tok, highest)
+		}
+		issued[tok], highest = true, tok
+	}
+	// Die without giving tokens back, then start again.
+	e.closed = true
+	if err := e.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e = open(t, dir)
+	for range 5 {
+		tok, err := e.tokens.take()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tok <= highest {
+			t.Fatalf("after restart token %d, want above every earlier one (%d)", tok, highest)
+		}
+		highest = tok
 	}
 }

@@ -16,7 +16,7 @@ import (
 //
 //	l\x00<namespace>\x00<kind>\x00<name>                   → lock record
 //	x\x00<expiresAt, 8 bytes>\x00<namespace>\x00<kind>\x00<name> → empty (expiry index)
-//	s\x00token                                             → Badger Sequence for fencing tokens
+//	s\x00token                                             → the lowest fencing token the next start may issue (tokens.go)
 //
 // Namespaces, kinds and names never contain \x00 (the core's naming rules
 // forbid it and the engine rejects it), so \x00 is an unambiguous separator
