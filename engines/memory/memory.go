@@ -53,13 +53,16 @@ type Option func(*config)
 type config struct{ tokenFloor uint64 }
 
 // WithTokenFloor makes every token greater than floor. The default floor is
-// the wall clock in nanoseconds at New, which keeps tokens rising across
-// restarts as long as fewer than a billion locks a second were granted.
+// the wall clock in milliseconds at New times 1024, which keeps tokens rising
+// across restarts as long as no lock name's shard granted more than 1024
+// locks per millisecond of uptime and the clock did not go back, and keeps
+// tokens below 2^53 (until the year 2248) so that clients that read JSON
+// numbers as doubles (JavaScript, jq) still compare them exactly.
 func WithTokenFloor(floor uint64) Option { return func(c *config) { c.tokenFloor = floor } }
 
 // New returns an empty engine.
 func New(opts ...Option) *Engine {
-	cfg := config{tokenFloor: uint64(time.Now().UnixNano())}
+	cfg := config{tokenFloor: uint64(time.Now().UnixMilli()) << 10}
 	for _, o := range opts {
 		o(&cfg)
 	}
