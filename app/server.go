@@ -125,6 +125,9 @@ func newServer(lc fx.Lifecycle, sd fx.Shutdowner, cfg Config, handler http.Handl
 			ctx, cancel := context.WithTimeout(ctx, cfg.ShutdownTimeout)
 			defer cancel()
 			if err := s.http.Shutdown(ctx); err != nil {
+				// Out of time: cut the remaining connections, so that
+				// no handler is still running when the engine closes.
+				_ = s.http.Close()
 				return fmt.Errorf("drain HTTP server: %w", err)
 			}
 			log.Info("locklock stopped")

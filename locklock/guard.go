@@ -23,7 +23,8 @@ const (
 // offline guessing from a stolen data directory should use random secrets
 // (the Go client does by default).
 //
-// Guard never prints its bytes: String, GoString and LogValue are redacted.
+// Guard never prints its bytes: String, GoString, MarshalText and LogValue
+// are redacted.
 type Guard string
 
 // NewGuard salts and hashes secret. An empty secret gives the zero Guard.
@@ -68,6 +69,10 @@ func (g Guard) String() string {
 
 // GoString redacts the guard in %#v.
 func (g Guard) GoString() string { return g.String() }
+
+// MarshalText redacts the guard in JSON (a Lock marshalled or logged by a
+// JSON handler) and every other text encoding.
+func (g Guard) MarshalText() ([]byte, error) { return []byte(g.String()), nil }
 
 // LogValue redacts the guard in log/slog output.
 func (g Guard) LogValue() slog.Value { return slog.StringValue(g.String()) }

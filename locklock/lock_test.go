@@ -2,6 +2,7 @@ package locklock_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -80,9 +81,15 @@ func TestGuard(t *testing.T) {
 		t.Error("the zero guard must be unprotected and admit anyone")
 	}
 	// Printing or logging a guard never shows its bytes.
-	var buf bytes.Buffer
-	slog.New(slog.NewTextHandler(&buf, nil)).Info("x", "guard", g)
-	for _, s := range []string{fmt.Sprint(g), fmt.Sprintf("%v %s %#v", g, g, g), buf.String()} {
+	var text, js bytes.Buffer
+	slog.New(slog.NewTextHandler(&text, nil)).Info("x", "guard", g)
+	lock := locklock.Lock{Guard: g}
+	slog.New(slog.NewJSONHandler(&js, nil)).Info("x", "lock", lock, "guard", g)
+	marshalled, err := json.Marshal(lock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{fmt.Sprint(g), fmt.Sprintf("%v %s %#v %+v", g, g, g, lock), text.String(), js.String(), string(marshalled)} {
 		if strings.Contains(s, string(g)) || !strings.Contains(s, "[protected]") {
 			t.Errorf("guard printed as %q", s)
 		}

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // maxBody is API.md's body limit.
@@ -55,6 +56,11 @@ func readBody(w http.ResponseWriter, r *http.Request, allowed ...string) (body, 
 		if err != nil || mt != "application/json" {
 			return body{}, newProblem(codeUnsupportedMediaType, "the body must be application/json, not %q", ct)
 		}
+	}
+	if !utf8.Valid(raw) {
+		// encoding/json would turn every invalid byte into U+FFFD, so two
+		// different secrets could compare equal.
+		return body{}, invalidBody("the body is not valid UTF-8")
 	}
 	return decodeObject(raw, allowed)
 }
@@ -110,6 +116,11 @@ func (b *body) set(key string, value json.RawMessage) error {
 		var s string
 		if value[0] != '"' || json.Unmarshal(value, &s) != nil {
 			return invalidBody("field secret must be a string, got %s", jsonType(value))
+		}
+		if strings.ContainsRune(s, utf8.RuneError) {
+			// An unpaired surrogate escape ("\ud800") decodes to U+FFFD
+			// too: refuse rather than let distinct secrets collide.
+			return invalidBody("field secret must not contain U+FFFD or unpaired surrogate escapes")
 		}
 		if s == "" {
 			// Empty would mean "unprotected" to the Service; a client that
@@ -196,6 +207,8 @@ func secretOf(r *http.Request, b body) (string, error) {
 		return "", invalidBody("header %s is given more than once", secretHeader)
 	case values[0] == "":
 		return "", invalidBody("header %s must not be empty", secretHeader)
+	case !utf8.ValidString(values[0]):
+		return "", invalidBody("header %s is not valid UTF-8", secretHeader)
 	case b.secret != nil && *b.secret != values[0]:
 		return "", invalidBody("header %s and field secret differ", secretHeader)
 	}

@@ -170,6 +170,7 @@ func TestRelease(t *testing.T) {
 		{name: "header and body differ", setup: protected, req: del(uuidPath(u1), `{"secret":"s1"}`, "Locklock-Secret", "s2"), status: http.StatusBadRequest, code: codeInvalidBody},
 		{name: "header given twice", setup: protected, req: del(uuidPath(u1), "", "Locklock-Secret", "s1", "Locklock-Secret", "s1"), status: http.StatusBadRequest, code: codeInvalidBody},
 		{name: "empty header", setup: protected, req: del(uuidPath(u1), "", "Locklock-Secret", ""), status: http.StatusBadRequest, code: codeInvalidBody},
+		{name: "header not UTF-8", setup: protected, req: del(uuidPath(u1), "", "Locklock-Secret", "s\xff"), status: http.StatusBadRequest, code: codeInvalidBody},
 		{name: "wrong body secret", setup: protected, req: del(uuidPath(u1), `{"secret":"s2"}`), status: http.StatusForbidden, code: codeSecretMismatch},
 		{name: "wrong header secret", setup: protected, req: del(uuidPath(u1), "", "Locklock-Secret", "s2"), status: http.StatusForbidden, code: codeSecretMismatch},
 		{name: "missing secret", setup: protected, req: del(uuidPath(u1), ""), status: http.StatusForbidden, code: codeSecretMismatch},
