@@ -16,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/locklock/locklock/app"
+	"github.com/locklock/locklock/locklock"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -30,17 +31,23 @@ func testConfig(t *testing.T, engine string) app.Config {
 	return cfg
 }
 
-func startApp(t *testing.T, cfg app.Config) (*fxtest.App, *app.Server) {
+type started struct {
+	app *fxtest.App
+	srv *app.Server
+	svc *locklock.Service
+}
+
+func startApp(t *testing.T, cfg app.Config) started {
 	t.Helper()
-	var srv *app.Server
-	a := fxtest.New(t,
+	var s started
+	s.app = fxtest.New(t,
 		fx.Supply(cfg, slog.New(slog.DiscardHandler)),
 		fx.NopLogger,
 		app.Modules(),
-		fx.Populate(&srv),
+		fx.Populate(&s.srv, &s.svc),
 	)
-	a.RequireStart()
-	return a, srv
+	s.app.RequireStart()
+	return s
 }
 
 func do(t *testing.T, method, url, body string) (*http.Response, map[string]any) {
@@ -63,8 +70,8 @@ func do(t *testing.T, method, url, body string) (*http.Response, map[string]any)
 func TestAppServesTheAPI(t *testing.T) {
 	for _, engine := range []string{app.EngineMemory, app.EngineBadger} {
 		t.Run(engine, func(t *testing.T) {
-			a, srv := startApp(t, testConfig(t, engine))
-			base := srv.URL()
+			s := startApp(t, testConfig(t, engine))
+			base := s.srv.URL()
 			if resp, _ := do(t, "GET", base+"/healthz", ""); resp.StatusCode != 200 {
 				t.Errorf("healthz: %d", resp.StatusCode)
 			}
@@ -84,7 +91,7 @@ func TestAppServesTheAPI(t *testing.T) {
 			if resp, body := do(t, "GET", base+"/lock/uuid/x", ""); resp.StatusCode != 404 || body["code"] != "not_found" {
 				t.Errorf("API route outside the prefix: %d %v, want a not_found problem", resp.StatusCode, body)
 			}
-			a.RequireStop()
+			s.app.RequireStop()
 		})
 	}
 }
@@ -116,8 +123,8 @@ func TestInvalidConfigFailsStart(t *testing.T) {
 // TestStopAnswersWaiters: stopping the app (what SIGTERM does) answers a
 // pending long-poll acquire with 503 instead of holding the drain up.
 func TestStopAnswersWaiters(t *testing.T) {
-	a, srv := startApp(t, testConfig(t, app.EngineMemory))
-	if resp, _ := do(t, "POST", srv.URL()+lockPath, ""); resp.StatusCode != 201 {
+	s := startApp(t, testConfig(t, app.EngineMemory))
+	if resp, _ := do(t, "POST", s.srv.URL()+lockPath, ""); resp.StatusCode != 201 {
 		t.Fatalf("acquire: %d", resp.StatusCode)
 	}
 	type result struct {
@@ -126,13 +133,15 @@ func TestStopAnswersWaiters(t *testing.T) {
 	}
 	got := make(chan result, 1)
 	go func() {
-		resp, body := do(t, "POST", srv.URL()+lockPath, `{"wait":60}`)
+		resp, body := do(t, "POST", s.srv.URL()+lockPath, `{"wait":60}`)
 		got <- result{resp, body}
 	}()
-	time.Sleep(200 * time.Millisecond) // let the waiter queue
+	for s.svc.Waiters() == 0 {
+		time.Sleep(time.Millisecond)
+	}
 	stopped := make(chan error, 1)
 	start := time.Now()
-	go func() { stopped <- a.Stop(context.Background()) }()
+	go func() { stopped <- s.app.Stop(context.Background()) }()
 	select {
 	case r := <-got:
 		if r.resp.StatusCode != http.StatusServiceUnavailable || r.body["code"] != "unavailable" || r.resp.Header.Get("Retry-After") == "" {

@@ -202,6 +202,10 @@ func TestKill9KeepsAcknowledgedLocks(t *testing.T) {
 		switch {
 		case st.inFlight:
 			uncertain++ // either outcome is correct
+			if code == http.StatusOK {
+				// Issued, if unacknowledged: new tokens must beat it too.
+				maxToken = max(maxToken, l.Token)
+			}
 		case st.held:
 			held++
 			if code != http.StatusOK || l.Token != st.token {
