@@ -316,20 +316,8 @@ func (e *Engine) Get(ctx context.Context, id locklock.ID, now time.Time) (locklo
 // first), it returns that lock: the caller's operation then takes effect
 // after that commit.
 func (e *Engine) deleteExpired(ctx context.Context, id locklock.ID, now time.Time) (locklock.Lock, error) {
-	var live locklock.Lock
-	var found bool
-	err := e.update(ctx, func(txn *bdg.Txn) error {
-		var err error
-		live, found, err = liveLock(txn, id, now)
-		return err
-	})
-	switch {
-	case err != nil:
-		return locklock.Lock{}, err
-	case !found:
-		return locklock.Lock{}, locklock.ErrNotFound
-	}
-	return live, nil
+	return e.changeEntered(ctx, id, now, func(locklock.Lock) error { return nil },
+		func(_ *bdg.Txn, cur locklock.Lock) (locklock.Lock, error) { return cur, nil })
 }
 
 // Release implements locklock.Engine.
@@ -363,11 +351,17 @@ func (e *Engine) change(ctx context.Context, id locklock.ID, now time.Time, allo
 		return locklock.Lock{}, err
 	}
 	defer done()
+	return e.changeEntered(ctx, id, now, allow, write)
+}
+
+// changeEntered is change for a caller that has already entered the engine.
+func (e *Engine) changeEntered(ctx context.Context, id locklock.ID, now time.Time, allow func(locklock.Lock) error,
+	write func(txn *bdg.Txn, cur locklock.Lock) (locklock.Lock, error)) (locklock.Lock, error) {
 	var (
 		out   locklock.Lock
 		found bool
 	)
-	err = e.update(ctx, func(txn *bdg.Txn) error {
+	err := e.update(ctx, func(txn *bdg.Txn) error {
 		cur, ok, err := liveLock(txn, id, now)
 		if found = ok; err != nil || !found {
 			return err // commits the removal of an expired record, if any

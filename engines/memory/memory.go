@@ -114,17 +114,7 @@ func (e *Engine) TryAcquire(ctx context.Context, l locklock.Lock, now time.Time)
 
 // Get implements locklock.Engine.
 func (e *Engine) Get(ctx context.Context, id locklock.ID, now time.Time) (locklock.Lock, error) {
-	if err := e.check(ctx); err != nil {
-		return locklock.Lock{}, err
-	}
-	s := e.shard(id)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	cur := s.live(id, now)
-	if cur == nil {
-		return locklock.Lock{}, locklock.ErrNotFound
-	}
-	return cur.lock, nil
+	return e.change(ctx, id, now, allowAny, func(*shard, *entry) {})
 }
 
 // Release implements locklock.Engine.
@@ -140,8 +130,9 @@ func (e *Engine) Refresh(ctx context.Context, id locklock.ID, now, expiresAt tim
 	})
 }
 
-// change is Release's and Refresh's common step: under the shard's mutex,
-// find the live entry, ask allow, apply write, and return the entry's lock.
+// change is the common step of Get, Release and Refresh: under the shard's
+// mutex, find the live entry, ask allow, apply write, and return the entry's
+// lock.
 func (e *Engine) change(ctx context.Context, id locklock.ID, now time.Time, allow func(locklock.Lock) error, write func(*shard, *entry)) (locklock.Lock, error) {
 	if err := e.check(ctx); err != nil {
 		return locklock.Lock{}, err
@@ -259,6 +250,8 @@ func (e *Engine) Close() error {
 	}
 	return nil
 }
+
+func allowAny(locklock.Lock) error { return nil }
 
 // expiryHeap is a min-heap of entries by ExpiresAt (container/heap).
 type expiryHeap []*entry
