@@ -5,6 +5,7 @@ ADDR     ?= 127.0.0.1:8080
 ENGINE   ?= badger
 DATA_DIR ?= ./locklock-data
 PKGS     := ./...
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .DEFAULT_GOAL := help
 
@@ -25,7 +26,8 @@ test: lint ## vet, format check, then every test with the race detector
 	$(GO) test -race -count=1 -timeout 8m $(PKGS)
 
 .PHONY: lint
-lint: ## go vet and gofmt
+lint: ## go vet, staticcheck and gofmt
 	$(GO) vet $(PKGS)
+	$(GO) run $(STATICCHECK) $(PKGS)
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
