@@ -61,6 +61,17 @@ type Engine interface {
 	Close() error
 }
 
+// ReleaseWatcher is implemented by engines whose locks can be released or
+// expire outside this process (several servers on one etcd). The first
+// waiter for a held lock watches it, so that it wakes as soon as the lock is
+// gone, wherever that happened.
+type ReleaseWatcher interface {
+	// WatchRelease returns a channel that is closed once the lock held
+	// (as read at held.Revision) may be gone: released, expired, or the
+	// watch could not be kept up. It stops watching when ctx is done.
+	WatchRelease(ctx context.Context, held Lock) <-chan struct{}
+}
+
 // ListQuery selects locks for Engine.List.
 type ListQuery struct {
 	Namespace string

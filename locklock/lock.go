@@ -157,6 +157,10 @@ type Lock struct {
 	// ObservedAt is the instant the Service judged this lock at (its clock
 	// reading for the operation). Engines need not set it.
 	ObservedAt time.Time
+	// Revision is the storage's revision at which the engine read this lock
+	// (etcd), so that a watch from the next revision misses no change. Zero
+	// for engines without revisions.
+	Revision int64
 }
 
 // Protected says whether a secret guards the lock.

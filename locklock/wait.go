@@ -124,8 +124,12 @@ func (s *Service) waitAcquire(ctx context.Context, req AcquireRequest, guard Gua
 	var (
 		holder       Lock
 		expiry, poll <-chan time.Time
+		gone         <-chan struct{}
+		watch        watchScope
 		timedOut     bool
 	)
+	defer watch.stop()
+	watcher, _ := s.engine.(ReleaseWatcher)
 	for {
 		// The first waiter tries whenever the lock may have come free —
 		// and once more at its deadline, since a lock whose TTL ends
@@ -140,14 +144,24 @@ func (s *Service) waitAcquire(ctx context.Context, req AcquireRequest, guard Gua
 				return Lock{}, false, err
 			}
 			holder = held.Lock
-			expiry = s.clock.At(holder.ExpiresAt)
+			// The expiry timer is a hint: an engine that keeps its own
+			// time may free the lock a little after expires_at, and a
+			// timer already due would only spin.
+			expiry = nil
+			if holder.ExpiresAt.After(holder.ObservedAt) {
+				expiry = s.clock.At(holder.ExpiresAt)
+			}
 			poll = s.clock.At(holder.ObservedAt.Add(s.waitPoll))
+			if watcher != nil {
+				gone = watcher.WatchRelease(watch.renew(ctx), holder)
+			}
 		}
 		if timedOut {
 			return Lock{}, false, s.waitTimedOut(ctx, req.ID, holder)
 		}
 		select {
 		case <-w.wake:
+		case <-gone:
 		case <-expiry:
 		case <-poll:
 		case <-deadline:
@@ -157,6 +171,21 @@ func (s *Service) waitAcquire(ctx context.Context, req AcquireRequest, guard Gua
 		case <-s.waits.done:
 			return Lock{}, false, ErrShuttingDown
 		}
+	}
+}
+
+// watchScope bounds one ReleaseWatcher watch: renewing it stops the last.
+type watchScope struct{ cancel context.CancelFunc }
+
+func (w *watchScope) renew(ctx context.Context) context.Context {
+	w.stop()
+	ctx, w.cancel = context.WithCancel(ctx)
+	return ctx
+}
+
+func (w *watchScope) stop() {
+	if w.cancel != nil {
+		w.cancel()
 	}
 }
 
