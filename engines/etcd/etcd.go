@@ -1,0 +1,404 @@
+// Package etcd is a Locklock engine on an etcd cluster, for several
+// locklock servers that must agree: every step is one etcd transaction, so
+// exactly one acquire of a free lock wins across all servers.
+//
+// Keys live under a prefix (default "/locklock/"), so that deployments can
+// share one etcd:
+//
+//	<prefix>locks/<namespace>/<kind>/<name> → record (JSON), attached to a lease
+//
+// Guarantees and how they are kept:
+//
+//   - Acquire is one transaction: if the key's create revision is 0 (no such
+//     key), put it with a fresh lease whose TTL is expires_in. Otherwise the
+//     same transaction reads the holder.
+//   - The fencing token is the key's create revision: etcd's revision
+//     counter rises with every write to the cluster, so tokens rise across
+//     all servers and restarts, and a refresh (a put to an existing key)
+//     keeps it.
+//   - Release and refresh read the lock, check the secret, and commit only
+//     if the key's mod revision is still the one they read — no
+//     check-then-act race between servers.
+//   - Expiry is etcd's: a lock is held until its lease ends, whatever the
+//     locklock servers' clocks say. The now an operation is given is not
+//     used to judge expiry; expires_at in answers is the acquiring server's
+//     reading plus the TTL, for display. etcd rounds a lease TTL below its
+//     minimum up (about 1.5 × the election timeout, at least a second: 2 s
+//     with etcd's defaults), and removes expired leases on a short cycle
+//     (500 ms), so a very short expires_in can outlive what it asked for by
+//     a second or two — never the other way round.
+//   - Sweep has nothing to do: leases expire by themselves.
+//   - A failed or timed-out request is reported as ErrUnavailable — never
+//     as success or "not found". When a write timed out (the leader was
+//     lost) its outcome is unknown; clients retry with the same secret,
+//     which the idempotent re-acquire makes safe.
+package etcd
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/locklock/locklock/locklock"
+)
+
+// Engine is the etcd engine. Create it with New.
+type Engine struct {
+	client  *clientv3.Client
+	prefix  string
+	timeout time.Duration
+
+	mu     sync.RWMutex
+	closed bool
+}
+
+var (
+	_ locklock.Engine         = (*Engine)(nil)
+	_ locklock.ReleaseWatcher = (*Engine)(nil)
+)
+
+// Option configures the engine.
+type Option func(*Engine)
+
+// WithPrefix sets the key prefix (default "/locklock/").
+func WithPrefix(p string) Option { return func(e *Engine) { e.prefix = p } }
+
+// WithRequestTimeout bounds each etcd request (default 5 s), so that an
+// unreachable or leaderless cluster gives ErrUnavailable instead of hanging.
+func WithRequestTimeout(d time.Duration) Option { return func(e *Engine) { e.timeout = d } }
+
+// New returns an engine on client. The caller keeps ownership of client:
+// Close does not close it.
+func New(client *clientv3.Client, opts ...Option) *Engine {
+	e := &Engine{client: client, prefix: "/locklock/", timeout: 5 * time.Second}
+	for _, o := range opts {
+		o(e)
+	}
+	return e
+}
+
+// record is what is stored under a lock's key. The token and expiry are not
+// stored: the token is the key's create revision and the lease decides
+// expiry.
+type record struct {
+	AcquiredAt int64  `json:"acquired_at_ms"`
+	ExpiresAt  int64  `json:"expires_at_ms"`
+	Guard      []byte `json:"guard,omitempty"` // salt and HMAC of the secret, never the secret
+	Lease      int64  `json:"lease"`
+}
+
+// Prefix is the engine's key prefix.
+func (e *Engine) Prefix() string { return e.prefix }
+
+func (e *Engine) key(id locklock.ID) string {
+	return e.prefix + "locks/" + id.Namespace + "/" + string(id.Kind) + "/" + id.Name
+}
+
+// enter is every operation's preamble: it refuses after Close or a done
+// context, and bounds the operation by the request timeout.
+func (e *Engine) enter(ctx context.Context) (context.Context, func(), error) {
+	e.mu.RLock()
+	if e.closed {
+		e.mu.RUnlock()
+		return nil, nil, locklock.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		e.mu.RUnlock()
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.timeout)
+	return ctx, func() { cancel(); e.mu.RUnlock() }, nil
+}
+
+// storeErr classifies an etcd failure. The caller's own cancellation stays
+// itself; everything else (unreachable, no leader, timed out) means the
+// outcome is unknown or the store cannot answer: ErrUnavailable.
+func storeErr(parent context.Context, op string, err error) error {
+	if perr := parent.Err(); perr != nil && errors.Is(err, perr) {
+		return perr
+	}
+	return fmt.Errorf("%w: etcd %s: %w", locklock.ErrUnavailable, op, err)
+}
+
+// ttlSeconds is the lease TTL for a lock from granted to expires, rounded up
+// to whole seconds (etcd's unit) and at least one.
+func ttlSeconds(from, to time.Time) int64 {
+	d := to.Sub(from)
+	s := int64((d + time.Second - 1) / time.Second)
+	return max(s, 1)
+}
+
+func (e *Engine) encode(l locklock.Lock, lease clientv3.LeaseID) (string, error) {
+	b, err := json.Marshal(record{
+		AcquiredAt: l.AcquiredAt.UnixMilli(),
+		ExpiresAt:  l.ExpiresAt.UnixMilli(),
+		Guard:      []byte(l.Guard),
+		Lease:      int64(lease),
+	})
+	return string(b), err
+}
+
+// decode rebuilds a lock from its key-value and the revision it was read at.
+func decode(id locklock.ID, value []byte, createRev, readRev int64) (locklock.Lock, clientv3.LeaseID, error) {
+	var r record
+	if err := json.Unmarshal(value, &r); err != nil {
+		return locklock.Lock{}, 0, fmt.Errorf("etcd engine: corrupt record for %s: %w", id, err)
+	}
+	return locklock.Lock{
+		ID:         id,
+		AcquiredAt: time.UnixMilli(r.AcquiredAt).UTC(),
+		ExpiresAt:  time.UnixMilli(r.ExpiresAt).UTC(),
+		Token:      uint64(createRev),
+		Guard:      locklock.Guard(r.Guard),
+		Revision:   readRev,
+	}, clientv3.LeaseID(r.Lease), nil
+}
+
+// TryAcquire implements locklock.Engine.
+func (e *Engine) TryAcquire(ctx context.Context, l locklock.Lock, now time.Time) (locklock.Lock, error) {
+	octx, done, err := e.enter(ctx)
+	if err != nil {
+		return locklock.Lock{}, err
+	}
+	defer done()
+	lease, err := e.client.Grant(octx, ttlSeconds(l.AcquiredAt, l.ExpiresAt))
+	if err != nil {
+		return locklock.Lock{}, storeErr(ctx, "grant lease", err)
+	}
+	value, err := e.encode(l, lease.ID)
+	if err != nil {
+		return locklock.Lock{}, err
+	}
+	key := e.key(l.ID)
+	resp, err := e.client.Txn(octx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, value, clientv3.WithLease(lease.ID))).
+		Else(clientv3.OpGet(key)).
+		Commit()
+	if err != nil {
+		// Unknown outcome: the lease bounds what a lock that was in fact
+		// created costs. Do not revoke it: the lock may exist.
+		return locklock.Lock{}, storeErr(ctx, "acquire", err)
+	}
+	if !resp.Succeeded {
+		e.revoke(lease.ID)
+		kvs := resp.Responses[0].GetResponseRange().Kvs
+		if len(kvs) == 0 {
+			// Released between the compare and the read: cannot happen
+			// in one transaction, but never claim a holder we did not see.
+			return locklock.Lock{}, fmt.Errorf("%w: etcd acquire: holder vanished", locklock.ErrUnavailable)
+		}
+		cur, _, err := decode(l.ID, kvs[0].Value, kvs[0].CreateRevision, resp.Header.Revision)
+		if err != nil {
+			return locklock.Lock{}, err
+		}
+		return locklock.Lock{}, &locklock.HeldError{Lock: cur}
+	}
+	l.Token = uint64(resp.Header.Revision)
+	l.Revision = resp.Header.Revision
+	return l, nil
+}
+
+// revoke ends a lease nobody uses, in the background: it expires anyway, so
+// a failure costs nothing but a little storage for its TTL.
+func (e *Engine) revoke(id clientv3.LeaseID) {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), e.timeout)
+		defer cancel()
+		_, _ = e.client.Revoke(ctx, id)
+	}()
+}
+
+// read returns the lock under id with its mod revision and lease, or
+// ErrNotFound.
+func (e *Engine) read(ctx, octx context.Context, id locklock.ID) (locklock.Lock, int64, clientv3.LeaseID, error) {
+	resp, err := e.client.Get(octx, e.key(id))
+	if err != nil {
+		return locklock.Lock{}, 0, 0, storeErr(ctx, "read", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return locklock.Lock{}, 0, 0, locklock.ErrNotFound
+	}
+	kv := resp.Kvs[0]
+	l, lease, err := decode(id, kv.Value, kv.CreateRevision, resp.Header.Revision)
+	return l, kv.ModRevision, lease, err
+}
+
+// Get implements locklock.Engine. A lock is live as long as its key exists.
+func (e *Engine) Get(ctx context.Context, id locklock.ID, now time.Time) (locklock.Lock, error) {
+	octx, done, err := e.enter(ctx)
+	if err != nil {
+		return locklock.Lock{}, err
+	}
+	defer done()
+	l, _, _, err := e.read(ctx, octx, id)
+	return l, err
+}
+
+// change is Release's and Refresh's common step: read, ask allow, and commit
+// write only if the key's mod revision is still the one read; retry if a
+// concurrent write came first.
+func (e *Engine) change(ctx context.Context, id locklock.ID, allow func(locklock.Lock) error,
+	write func(octx context.Context, cur locklock.Lock, modRev int64, lease clientv3.LeaseID) (locklock.Lock, bool, error)) (locklock.Lock, error) {
+	octx, done, err := e.enter(ctx)
+	if err != nil {
+		return locklock.Lock{}, err
+	}
+	defer done()
+	for {
+		cur, modRev, lease, err := e.read(ctx, octx, id)
+		if err != nil {
+			return locklock.Lock{}, err
+		}
+		if err := allow(cur); err != nil {
+			return locklock.Lock{}, err
+		}
+		out, ok, err := write(octx, cur, modRev, lease)
+		if err != nil {
+			return locklock.Lock{}, storeErr(ctx, "write", err)
+		}
+		if ok {
+			return out, nil
+		}
+	}
+}
+
+// Release implements locklock.Engine.
+func (e *Engine) Release(ctx context.Context, id locklock.ID, now time.Time, allow func(locklock.Lock) error) (locklock.Lock, error) {
+	key := e.key(id)
+	return e.change(ctx, id, allow, func(octx context.Context, cur locklock.Lock, modRev int64, lease clientv3.LeaseID) (locklock.Lock, bool, error) {
+		resp, err := e.client.Txn(octx).
+			If(clientv3.Compare(clientv3.ModRevision(key), "=", modRev)).
+			Then(clientv3.OpDelete(key)).
+			Commit()
+		if err != nil || !resp.Succeeded {
+			return locklock.Lock{}, false, err
+		}
+		e.revoke(lease)
+		return cur, true, nil
+	})
+}
+
+// Refresh implements locklock.Engine: the key is put again with a new lease
+// (a lease's TTL cannot change), which keeps its create revision — the token.
+func (e *Engine) Refresh(ctx context.Context, id locklock.ID, now, expiresAt time.Time, allow func(locklock.Lock) error) (locklock.Lock, error) {
+	key := e.key(id)
+	return e.change(ctx, id, allow, func(octx context.Context, cur locklock.Lock, modRev int64, oldLease clientv3.LeaseID) (locklock.Lock, bool, error) {
+		lease, err := e.client.Grant(octx, ttlSeconds(now, expiresAt))
+		if err != nil {
+			return locklock.Lock{}, false, err
+		}
+		next := cur
+		next.ExpiresAt = expiresAt
+		value, err := e.encode(next, lease.ID)
+		if err != nil {
+			return locklock.Lock{}, false, err
+		}
+		resp, err := e.client.Txn(octx).
+			If(clientv3.Compare(clientv3.ModRevision(key), "=", modRev)).
+			Then(clientv3.OpPut(key, value, clientv3.WithLease(lease.ID))).
+			Commit()
+		if err != nil {
+			return locklock.Lock{}, false, err // unknown: keep both leases
+		}
+		if !resp.Succeeded {
+			e.revoke(lease.ID)
+			return locklock.Lock{}, false, nil
+		}
+		e.revoke(oldLease)
+		next.Revision = resp.Header.Revision
+		return next, true, nil
+	})
+}
+
+// List implements locklock.Engine as one range read in key order, which is
+// name order.
+func (e *Engine) List(ctx context.Context, q locklock.ListQuery, now time.Time) ([]locklock.Lock, error) {
+	octx, done, err := e.enter(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	if q.Limit <= 0 {
+		return nil, nil
+	}
+	base := e.key(locklock.ID{Namespace: q.Namespace, Kind: q.Kind})
+	prefix := base + q.Prefix
+	start := prefix
+	if q.After != "" && base+q.After+"\x00" > start {
+		start = base + q.After + "\x00" // the first key after After
+	}
+	resp, err := e.client.Get(octx, start,
+		clientv3.WithRange(clientv3.GetPrefixRangeEnd(prefix)),
+		clientv3.WithLimit(int64(q.Limit)),
+		clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+	if err != nil {
+		return nil, storeErr(ctx, "list", err)
+	}
+	out := make([]locklock.Lock, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		id := locklock.ID{Namespace: q.Namespace, Kind: q.Kind, Name: string(kv.Key[len(base):])}
+		l, _, err := decode(id, kv.Value, kv.CreateRevision, resp.Header.Revision)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, l)
+	}
+	return out, nil
+}
+
+// Sweep implements locklock.Engine. etcd ends leases by itself, so there is
+// nothing to sweep.
+func (e *Engine) Sweep(ctx context.Context, now time.Time) (int, error) {
+	_, done, err := e.enter(ctx)
+	if err != nil {
+		return 0, err
+	}
+	done()
+	return 0, nil
+}
+
+// Ping implements locklock.Engine with a linearizable read, which needs a
+// leader and a quorum: exactly what serving locks needs.
+func (e *Engine) Ping(ctx context.Context) error {
+	octx, done, err := e.enter(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	if _, err := e.client.Get(octx, e.prefix+"ping", clientv3.WithCountOnly()); err != nil {
+		return storeErr(ctx, "ping", err)
+	}
+	return nil
+}
+
+// WatchRelease implements locklock.ReleaseWatcher: it watches the lock's key
+// from just after the revision it was read at, for a delete (release or
+// lease expiry).
+func (e *Engine) WatchRelease(ctx context.Context, held locklock.Lock) <-chan struct{} {
+	gone := make(chan struct{})
+	wch := e.client.Watch(clientv3.WithRequireLeader(ctx), e.key(held.ID),
+		clientv3.WithRev(held.Revision+1), clientv3.WithFilterPut())
+	go func() {
+		defer close(gone)
+		for resp := range wch {
+			if resp.Err() != nil || len(resp.Events) > 0 {
+				return // gone, or the watch failed: either way look again
+			}
+		}
+	}()
+	return gone
+}
+
+// Close implements locklock.Engine. It does not close the client.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.closed = true
+	return nil
+}
