@@ -258,20 +258,47 @@ func (c *linClient) do(ctx context.Context, svc *locklock.Service, id locklock.I
 	return out, nil
 }
 
-// testLinearizable records the history in rounds: in each round all clients
-// issue one operation at once, and (with a manual clock) time moves on while
-// they are in flight, so some see a lock expire and some do not. Rounds keep
-// any operation's window from spanning the whole history when the scheduler
-// starves a goroutine, which keeps porcupine's search small and its time
-// predictable.
+// testLinearizable checks the engine under test through one Service.
 func testLinearizable(t *testing.T, h Harness) {
 	e := newEnv(t, h)
 	now := time.Now
 	if e.clock != nil {
 		now = e.clock.Now
 	}
-	const tickStep = 250 * time.Millisecond
+	advance := func() {
+		if e.clock != nil {
+			e.clock.Advance(linTick)
+		} else {
+			time.Sleep(linTick)
+		}
+	}
+	checkLinearizable(t, []*locklock.Service{e.svc}, now, advance, h.RealTime, e.id)
+}
 
+// CheckLinearizable records a history through several Services on one
+// shared store — as several servers would use it — and checks it like the
+// Linearizable sub-test does. Client i uses services[i % len(services)]. The
+// services keep their own (real) clocks, and the engine must judge expiry by
+// the store's time, as etcd does.
+func CheckLinearizable(t *testing.T, services []*locklock.Service) {
+	t.Helper()
+	id := func(name string) locklock.ID {
+		return locklock.ID{Namespace: locklock.DefaultNamespace, Kind: locklock.KindKey, Name: name}
+	}
+	checkLinearizable(t, services, time.Now, func() { time.Sleep(linTick) }, true, id)
+}
+
+// linTick is how far time moves during each round.
+const linTick = 250 * time.Millisecond
+
+// checkLinearizable records the history in rounds: in each round all
+// clients issue one operation at once, and time moves on while they are in
+// flight, so some see a lock expire and some do not. Rounds keep any
+// operation's window from spanning the whole history when the scheduler
+// starves a goroutine, which keeps porcupine's search small and its time
+// predictable.
+func checkLinearizable(t *testing.T, services []*locklock.Service, now func() time.Time, advance func(), realTime bool, id func(string) locklock.ID) {
+	t.Helper()
 	var (
 		mu      sync.Mutex
 		history []porcupine.Operation
@@ -284,14 +311,15 @@ func testLinearizable(t *testing.T, h Harness) {
 	for range linRounds {
 		var wg sync.WaitGroup
 		for _, c := range clients {
+			svc := services[c.id%len(services)]
 			wg.Go(func() {
 				in := c.next()
-				if h.RealTime {
+				if realTime {
 					in.slack = realTimeSlack
 				}
 				call := seq.Add(1)
 				in.callAt = now()
-				out, err := c.do(e.ctx(), e.svc, e.id(in.name), in)
+				out, err := c.do(t.Context(), svc, id(in.name), in)
 				in.returnAt = now()
 				ret := seq.Add(1)
 				if err != nil {
@@ -303,11 +331,7 @@ func testLinearizable(t *testing.T, h Harness) {
 				mu.Unlock()
 			})
 		}
-		if e.clock != nil {
-			e.clock.Advance(tickStep)
-		} else {
-			time.Sleep(tickStep)
-		}
+		advance()
 		wg.Wait()
 	}
 	if t.Failed() {

@@ -1,0 +1,179 @@
+package etcd_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/locklock/locklock/conformance"
+	"github.com/locklock/locklock/engines/etcd"
+	"github.com/locklock/locklock/internal/etcdtest"
+	"github.com/locklock/locklock/locklock"
+)
+
+// threeServers is three Services, each with its own etcd client and engine
+// on one etcd and one prefix: what three locklock servers are.
+func threeServers(t *testing.T, opts ...locklock.Option) []*locklock.Service {
+	t.Helper()
+	endpoints := etcdtest.Endpoints(t)
+	prefix := fmt.Sprintf("/locklock-test/servers-%d/", time.Now().UnixNano())
+	var svcs []*locklock.Service
+	for range 3 {
+		engine := etcd.New(etcdtest.Client(t, endpoints...), etcd.WithPrefix(prefix))
+		t.Cleanup(func() { _ = engine.Close() })
+		svcs = append(svcs, locklock.NewService(engine, opts...))
+	}
+	return svcs
+}
+
+var deployLock = locklock.ID{Namespace: "public", Kind: locklock.KindKey, Name: "deploy"}
+
+// TestThreeServersOneWinner: 64 racers spread over three servers, round
+// after round: one winner each round, and tokens rise across servers.
+func TestThreeServersOneWinner(t *testing.T) {
+	svcs := threeServers(t)
+	const racers, rounds = 64, 15
+	var last uint64
+	for round := range rounds {
+		var (
+			wg      sync.WaitGroup
+			start   = make(chan struct{})
+			mu      sync.Mutex
+			winners []int
+			token   uint64
+		)
+		for r := range racers {
+			wg.Go(func() {
+				<-start
+				l, created, err := svcs[r%3].Acquire(t.Context(), locklock.AcquireRequest{ID: deployLock, Secret: fmt.Sprint("r", r), TTL: time.Minute})
+				switch {
+				case err == nil && created:
+					mu.Lock()
+					winners, token = append(winners, r), l.Token
+					mu.Unlock()
+				case errors.Is(err, locklock.ErrHeld):
+				default:
+					t.Errorf("racer %d: %v", r, err)
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		if len(winners) != 1 {
+			t.Fatalf("round %d: winners %v, want exactly one", round, winners)
+		}
+		if token <= last {
+			t.Fatalf("round %d: token %d, want > %d", round, token, last)
+		}
+		last = token
+		// The winner releases through another server than it won on.
+		if _, err := svcs[(winners[0]+1)%3].Release(t.Context(), deployLock, fmt.Sprint("r", winners[0])); err != nil {
+			t.Fatalf("round %d: release: %v", round, err)
+		}
+	}
+}
+
+// TestThreeServersLinearizable: porcupine over a history recorded through
+// all three servers.
+func TestThreeServersLinearizable(t *testing.T) {
+	conformance.CheckLinearizable(t, threeServers(t))
+}
+
+// TestWaiterWakesAcrossServers: a waiter on one server wakes when the lock
+// is released on another, or its lease ends, long before its own poll would
+// have looked again — and of several waiters on different servers exactly
+// one wins.
+func TestWaiterWakesAcrossServers(t *testing.T) {
+	const poll = time.Minute // so that only the etcd watch can wake a waiter in time
+	svcs := threeServers(t, locklock.WithWaitPoll(poll))
+	a, b, c := svcs[0], svcs[1], svcs[2]
+
+	t.Run("release", func(t *testing.T) {
+		id := locklock.ID{Namespace: "public", Kind: locklock.KindKey, Name: "wake-on-release"}
+		mustAcquire(t, a, locklock.AcquireRequest{ID: id, Secret: "a", TTL: time.Hour})
+		w := startWaiter(t, t.Context(), b, locklock.AcquireRequest{ID: id, Secret: "b", Wait: 30 * time.Second})
+		if _, err := a.Release(t.Context(), id, "a"); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if r := <-w; r.err != nil || !r.created {
+			t.Fatalf("waiter on B: %+v", r)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("waiter on B woke %v after the release on A", d)
+		}
+	})
+
+	t.Run("expiry", func(t *testing.T) {
+		id := locklock.ID{Namespace: "public", Kind: locklock.KindKey, Name: "wake-on-expiry"}
+		held := mustAcquire(t, a, locklock.AcquireRequest{ID: id, Secret: "a", TTL: 2 * time.Second})
+		w := startWaiter(t, t.Context(), b, locklock.AcquireRequest{ID: id, Secret: "b", Wait: 30 * time.Second})
+		r := <-w
+		if r.err != nil || !r.created || r.lock.Token <= held.Token {
+			t.Fatalf("waiter on B after A's lease ended: %+v", r)
+		}
+		if d := time.Since(held.AcquiredAt); d > 8*time.Second {
+			t.Errorf("waiter on B got the lock %v after a 2s lock was granted", d)
+		}
+	})
+
+	t.Run("one of several waiters wins", func(t *testing.T) {
+		id := locklock.ID{Namespace: "public", Kind: locklock.KindKey, Name: "one-waiter-wins"}
+		mustAcquire(t, a, locklock.AcquireRequest{ID: id, Secret: "a", TTL: time.Hour})
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		var waiters []<-chan result
+		for i, s := range []*locklock.Service{b, c, b, c} {
+			waiters = append(waiters, startWaiter(t, ctx, s, locklock.AcquireRequest{ID: id, Secret: fmt.Sprint("w", i), Wait: 30 * time.Second, TTL: time.Hour}))
+		}
+		if _, err := a.Release(t.Context(), id, "a"); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Second) // every waiter has had its chance to wake
+		cancel()
+		winners := 0
+		for _, w := range waiters {
+			if r := <-w; r.err == nil && r.created {
+				winners++
+			} else if !errors.Is(r.err, context.Canceled) {
+				t.Errorf("waiter: %+v", r)
+			}
+		}
+		if winners != 1 {
+			t.Errorf("%d waiters got the lock, want exactly 1", winners)
+		}
+	})
+}
+
+type result struct {
+	lock    locklock.Lock
+	created bool
+	err     error
+}
+
+func mustAcquire(t *testing.T, s *locklock.Service, req locklock.AcquireRequest) locklock.Lock {
+	t.Helper()
+	l, created, err := s.Acquire(t.Context(), req)
+	if err != nil || !created {
+		t.Fatalf("acquire %s: created=%v err=%v", req.ID, created, err)
+	}
+	return l
+}
+
+// startWaiter starts a waiting acquire and returns once it is queued.
+func startWaiter(t *testing.T, ctx context.Context, s *locklock.Service, req locklock.AcquireRequest) <-chan result {
+	t.Helper()
+	before := s.Waiters()
+	out := make(chan result, 1)
+	go func() {
+		l, created, err := s.Acquire(ctx, req)
+		out <- result{l, created, err}
+	}()
+	for s.Waiters() <= before {
+		time.Sleep(time.Millisecond)
+	}
+	return out
+}
