@@ -22,6 +22,7 @@ type Config struct {
 	Engine        string   // memory | badger | etcd
 	DataDir       string   // Badger's directory
 	EtcdEndpoints []string // etcd client URLs
+	Etcd          EtcdConfig
 	KeysFile      string
 	BaseDomain    string
 	TLSCert       string
@@ -36,6 +37,16 @@ type Config struct {
 	ShutdownTimeout time.Duration
 }
 
+// EtcdConfig is how to reach etcd for the etcd engine.
+type EtcdConfig struct {
+	Username, Password string        // etcd authentication, if enabled
+	CA                 string        // PEM file of the CA that signed etcd's certificates
+	Cert, Key          string        // PEM files of a client certificate, for etcd's client-cert auth
+	DialTimeout        time.Duration // how long to wait for a connection
+	RequestTimeout     time.Duration // bound on each etcd request; past it the answer is 503
+	Prefix             string        // key prefix, so deployments can share one etcd
+}
+
 // DefaultConfig is what `locklock serve` runs with when told nothing.
 func DefaultConfig() Config {
 	return Config{
@@ -47,6 +58,11 @@ func DefaultConfig() Config {
 		MaxWait:         locklock.DefaultMaxWait,
 		SweepInterval:   30 * time.Second,
 		ShutdownTimeout: 10 * time.Second,
+		Etcd: EtcdConfig{
+			DialTimeout:    5 * time.Second,
+			RequestTimeout: 5 * time.Second,
+			Prefix:         "/locklock/",
+		},
 	}
 }
 
@@ -60,9 +76,15 @@ func (c Config) Validate() error {
 			return errors.New("--data-dir must name a directory for the badger engine")
 		}
 	case EngineEtcd:
-		// Accepted on the command line so that scripts can be written
-		// against the final interface, refused until it exists.
-		return errors.New("--engine etcd is not available in this version yet; use memory or badger")
+		if len(c.EtcdEndpoints) == 0 {
+			return errors.New("--engine etcd needs --etcd-endpoints (comma-separated client URLs)")
+		}
+		if (c.Etcd.Cert == "") != (c.Etcd.Key == "") {
+			return errors.New("--etcd-cert and --etcd-key go together: give both or neither")
+		}
+		if c.Etcd.Password != "" && c.Etcd.Username == "" {
+			return errors.New("--etcd-password needs --etcd-username")
+		}
 	default:
 		return fmt.Errorf("unknown --engine %q: use memory, badger or etcd", c.Engine)
 	}

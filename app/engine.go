@@ -8,6 +8,7 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/locklock/locklock/engines/badger"
+	"github.com/locklock/locklock/engines/etcd"
 	"github.com/locklock/locklock/engines/memory"
 	"github.com/locklock/locklock/locklock"
 )
@@ -31,6 +32,14 @@ func newEngine(lc fx.Lifecycle, cfg Config, log *slog.Logger) (locklock.Engine, 
 		if err != nil {
 			return nil, fmt.Errorf("open badger in %s: %w", cfg.DataDir, err)
 		}
+	case EngineEtcd:
+		client, err := newEtcdClient(cfg)
+		if err != nil {
+			return nil, err
+		}
+		engine = etcd.New(client, etcd.WithPrefix(cfg.Etcd.Prefix), etcd.WithRequestTimeout(cfg.Etcd.RequestTimeout))
+		// Hooks stop in reverse order: the engine first, then its client.
+		lc.Append(fx.StopHook(client.Close))
 	default:
 		return nil, fmt.Errorf("engine %q is not available", cfg.Engine)
 	}

@@ -1,0 +1,108 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/locklock/locklock/internal/etcdtest"
+)
+
+// TestThreeEtcdServersAgree: three `locklock serve --engine etcd` processes
+// on one etcd behave as one lock service.
+func TestThreeEtcdServersAgree(t *testing.T) {
+	endpoints := strings.Join(etcdtest.Endpoints(t), ",")
+	prefix := fmt.Sprintf("/locklock-cmd-test/%d/", time.Now().UnixNano())
+	var servers []*serverProcess
+	for range 3 {
+		servers = append(servers, startServer(t, "--engine", "etcd", "--etcd-endpoints", endpoints, "--etcd-prefix", prefix))
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 100}, Timeout: 10 * time.Second}
+	const lock = "/lock/uuid/180da65c-cf80-4997-8574-0c0801817d6f"
+
+	for _, s := range servers {
+		resp, err := client.Get(strings.TrimSuffix(s.base, "/v1/api") + "/readyz")
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("readyz: %v %v", resp, err)
+		}
+		resp.Body.Close()
+	}
+
+	t.Run("one winner across servers", func(t *testing.T) {
+		var (
+			wg    sync.WaitGroup
+			start = make(chan struct{})
+			mu    sync.Mutex
+			codes = map[int]int{}
+		)
+		for i := range 99 {
+			wg.Go(func() {
+				<-start
+				code, _, err := call(client, "POST", servers[i%3].base+lock, `{"secret":"r`+fmt.Sprint(i)+`"}`)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				codes[code]++
+				mu.Unlock()
+			})
+		}
+		close(start)
+		wg.Wait()
+		if codes[201] != 1 || codes[409] != 98 {
+			t.Fatalf("status counts %v, want exactly one 201 and 98 409", codes)
+		}
+	})
+
+	t.Run("API through each server", func(t *testing.T) {
+		name := "/lock/uuid/28e5a3c1-0b7e-4c43-9d4e-7a7b9e2f6a11"
+		a, b, c := servers[0].base+name, servers[1].base+name, servers[2].base+name
+		code, l, err := call(client, "POST", a, `{"secret":"s","expires_in":60}`)
+		if err != nil || code != 201 {
+			t.Fatalf("acquire on A: %d %v", code, err)
+		}
+		if code, _, _ := call(client, "POST", b, `{"secret":"other"}`); code != 409 {
+			t.Errorf("acquire on B: %d, want 409", code)
+		}
+		if code, again, _ := call(client, "POST", c, `{"secret":"s"}`); code != 200 || again.Token != l.Token {
+			t.Errorf("retry with the same secret on C: %d token %d, want 200 token %d", code, again.Token, l.Token)
+		}
+		if code, got, _ := call(client, "GET", c, ""); code != 200 || got.Token != l.Token {
+			t.Errorf("get on C: %d token %d, want 200 token %d", code, got.Token, l.Token)
+		}
+		if code, got, _ := call(client, "PATCH", b, `{"secret":"s","expires_in":120}`); code != 200 || got.Token != l.Token {
+			t.Errorf("refresh on B: %d token %d, want 200, same token", code, got.Token)
+		}
+		if code, _, _ := call(client, "DELETE", c, `{"secret":"wrong"}`); code != 403 {
+			t.Errorf("release with the wrong secret on C: %d, want 403", code)
+		}
+		if code, _, _ := call(client, "DELETE", b, `{"secret":"s"}`); code != 200 {
+			t.Errorf("release on B: %d, want 200", code)
+		}
+		if code, _, _ := call(client, "GET", a, ""); code != 404 {
+			t.Errorf("get on A after release: %d, want 404", code)
+		}
+	})
+
+	t.Run("tokens rise across servers", func(t *testing.T) {
+		var last uint64
+		for i := range 12 {
+			url := servers[i%3].base + "/lock/uuid/3c2b1a00-0000-4000-8000-000000000001"
+			code, l, err := call(client, "POST", url, "")
+			if err != nil || code != 201 {
+				t.Fatalf("acquire %d: %d %v", i, code, err)
+			}
+			if l.Token <= last {
+				t.Fatalf("acquire %d on server %d: token %d, want > %d", i, i%3, l.Token, last)
+			}
+			last = l.Token
+			if code, _, err := call(client, "DELETE", servers[(i+1)%3].base+"/lock/uuid/3c2b1a00-0000-4000-8000-000000000001", ""); err != nil || code != 200 {
+				t.Fatalf("release %d: %d %v", i, code, err)
+			}
+		}
+	})
+}
