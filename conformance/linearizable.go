@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -69,9 +70,13 @@ const (
 	outRefreshed
 	outNotFound
 	outMismatch
+	// outUnknown: the call failed in a way that leaves its effect unknown
+	// (a timeout while etcd lost its leader). It may have taken effect, at
+	// any time after its call, or not at all.
+	outUnknown
 )
 
-var outcomeNames = [...]string{"created", "reacquired", "held", "released", "refreshed", "not_found", "mismatch"}
+var outcomeNames = [...]string{"created", "reacquired", "held", "released", "refreshed", "not_found", "mismatch", "unknown"}
 
 type linOutput struct {
 	outcome   outcome
@@ -79,24 +84,32 @@ type linOutput struct {
 	expiresAt time.Time
 }
 
+// farFuture stands for "no bound" on when a lock expires or when an
+// operation with an unknown outcome took effect.
+var farFuture = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+
 // lockState is the model's state for one lock name. It must stay comparable
-// with == (porcupine's default equality).
+// with == (porcupine's default equality). The expiry is a range, because a
+// lock granted or refreshed by an operation with an unknown outcome expires
+// at a time only bounded from below; known outcomes make it exact.
 type lockState struct {
-	holder    int // -1: nobody
-	protected bool
-	token     uint64
-	expiresAt time.Time
-	maxToken  uint64
+	holder       int // -1: nobody
+	protected    bool
+	token        uint64 // 0: granted by an unknown outcome, not yet seen
+	expLo, expHi time.Time
+	maxToken     uint64
 }
 
-// mayBeLive: some instant in [call, return] sees the lock held.
+func free(s lockState) lockState { return lockState{holder: -1, maxToken: s.maxToken} }
+
+// mayBeLive: some instant in [call, return] may see the lock held.
 func (s lockState) mayBeLive(in linInput) bool {
-	return s.holder >= 0 && in.callAt.Before(s.expiresAt.Add(in.slack))
+	return s.holder >= 0 && in.callAt.Before(s.expHi.Add(in.slack))
 }
 
-// mayBeFree: some instant in [call, return] sees the lock free.
+// mayBeFree: some instant in [call, return] may see the lock free.
 func (s lockState) mayBeFree(in linInput) bool {
-	return s.holder < 0 || !in.returnAt.Before(s.expiresAt)
+	return s.holder < 0 || !in.returnAt.Before(s.expLo)
 }
 
 // grantedWithin: expiresAt - ttl is a clock reading inside the call.
@@ -109,8 +122,83 @@ func (s lockState) mayRelease(in linInput) bool {
 	return !s.protected || s.holder == in.client
 }
 
+// sameToken: the state's token is out's, or was unknown.
+func (s lockState) sameToken(token uint64) bool { return s.token == 0 || s.token == token }
+
+// step is the lock's sequential specification: the states the lock can be
+// in after in produced out from s (none: impossible).
+func step(s lockState, in linInput, out linOutput) []any {
+	none := []any{}
+	one := func(ok bool, next lockState) []any {
+		if !ok {
+			return none
+		}
+		return []any{next}
+	}
+	switch in.op {
+	case opAcquire:
+		switch out.outcome {
+		case outCreated:
+			return one(s.mayBeFree(in) && out.token > s.maxToken && grantedWithin(in, out.expiresAt),
+				lockState{holder: in.client, protected: in.protected, token: out.token, expLo: out.expiresAt, expHi: out.expiresAt, maxToken: out.token})
+		case outReacquired:
+			ok := s.mayBeLive(in) && s.holder == in.client && s.protected && in.protected && s.sameToken(out.token) &&
+				!out.expiresAt.Before(s.expLo) && !out.expiresAt.After(s.expHi)
+			next := s
+			next.token, next.expLo, next.expHi, next.maxToken = out.token, out.expiresAt, out.expiresAt, max(s.maxToken, out.token)
+			return one(ok, next)
+		case outHeld:
+			return one(s.mayBeLive(in) && !(s.holder == in.client && s.protected && in.protected), s)
+		case outUnknown:
+			states := []any{s}
+			if s.mayBeFree(in) {
+				states = append(states, lockState{holder: in.client, protected: in.protected,
+					expLo: in.callAt.Truncate(time.Millisecond).Add(in.ttl), expHi: farFuture, maxToken: s.maxToken})
+			}
+			return states
+		}
+	case opRelease:
+		switch out.outcome {
+		case outReleased:
+			next := free(s)
+			next.maxToken = max(s.maxToken, out.token)
+			return one(s.mayBeLive(in) && s.mayRelease(in) && s.sameToken(out.token), next)
+		case outNotFound:
+			return one(s.mayBeFree(in), free(s))
+		case outMismatch:
+			return one(s.mayBeLive(in) && !s.mayRelease(in), s)
+		case outUnknown:
+			states := []any{s}
+			if s.mayBeLive(in) && s.mayRelease(in) {
+				states = append(states, free(s))
+			}
+			return states
+		}
+	case opRefresh:
+		switch out.outcome {
+		case outRefreshed:
+			next := s
+			next.token, next.expLo, next.expHi, next.maxToken = out.token, out.expiresAt, out.expiresAt, max(s.maxToken, out.token)
+			return one(s.mayBeLive(in) && s.mayRelease(in) && s.sameToken(out.token) && grantedWithin(in, out.expiresAt), next)
+		case outNotFound:
+			return one(s.mayBeFree(in), free(s))
+		case outMismatch:
+			return one(s.mayBeLive(in) && !s.mayRelease(in), s)
+		case outUnknown:
+			states := []any{s}
+			if s.mayBeLive(in) && s.mayRelease(in) {
+				next := s
+				next.expLo, next.expHi = in.callAt.Truncate(time.Millisecond).Add(in.ttl), farFuture
+				states = append(states, next)
+			}
+			return states
+		}
+	}
+	return none
+}
+
 func lockModel() porcupine.Model {
-	return porcupine.Model{
+	m := porcupine.NondeterministicModel{
 		Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
 			byName := map[string][]porcupine.Operation{}
 			var order []string
@@ -127,52 +215,9 @@ func lockModel() porcupine.Model {
 			}
 			return out
 		},
-		Init: func() any { return lockState{holder: -1} },
-		Step: func(state, input, output any) (bool, any) {
-			s, in, out := state.(lockState), input.(linInput), output.(linOutput)
-			switch in.op {
-			case opAcquire:
-				switch out.outcome {
-				case outCreated:
-					if !s.mayBeFree(in) || out.token <= s.maxToken || !grantedWithin(in, out.expiresAt) {
-						return false, s
-					}
-					return true, lockState{holder: in.client, protected: in.protected, token: out.token, expiresAt: out.expiresAt, maxToken: out.token}
-				case outReacquired:
-					ok := s.mayBeLive(in) && s.holder == in.client && s.protected && in.protected &&
-						out.token == s.token && out.expiresAt.Equal(s.expiresAt)
-					return ok, s
-				case outHeld:
-					return s.mayBeLive(in) && !(s.holder == in.client && s.protected && in.protected), s
-				}
-			case opRelease:
-				switch out.outcome {
-				case outReleased:
-					if !s.mayBeLive(in) || !s.mayRelease(in) || out.token != s.token {
-						return false, s
-					}
-					return true, lockState{holder: -1, maxToken: s.maxToken}
-				case outNotFound:
-					return s.mayBeFree(in), lockState{holder: -1, maxToken: s.maxToken}
-				case outMismatch:
-					return s.mayBeLive(in) && !s.mayRelease(in), s
-				}
-			case opRefresh:
-				switch out.outcome {
-				case outRefreshed:
-					if !s.mayBeLive(in) || !s.mayRelease(in) || out.token != s.token || !grantedWithin(in, out.expiresAt) {
-						return false, s
-					}
-					next := s
-					next.expiresAt = out.expiresAt
-					return true, next
-				case outNotFound:
-					return s.mayBeFree(in), lockState{holder: -1, maxToken: s.maxToken}
-				case outMismatch:
-					return s.mayBeLive(in) && !s.mayRelease(in), s
-				}
-			}
-			return false, s
+		Init: func() []any { return []any{lockState{holder: -1}} },
+		Step: func(state, input, output any) []any {
+			return step(state.(lockState), input.(linInput), output.(linOutput))
 		},
 		DescribeOperation: func(input, output any) string {
 			in, out := input.(linInput), output.(linOutput)
@@ -180,9 +225,10 @@ func lockModel() porcupine.Model {
 		},
 		DescribeState: func(state any) string {
 			s := state.(lockState)
-			return fmt.Sprintf("holder=c%d tok=%d exp=%s max=%d", s.holder, s.token, s.expiresAt.Format("15:04:05.000"), s.maxToken)
+			return fmt.Sprintf("holder=c%d tok=%d exp=[%s,%s] max=%d", s.holder, s.token, s.expLo.Format("15:04:05.000"), s.expHi.Format("15:04:05.000"), s.maxToken)
 		},
 	}
+	return m.ToModel()
 }
 
 // linClient is one client of the history: its own random choices, secret,
@@ -192,6 +238,9 @@ type linClient struct {
 	rng    *rand.Rand
 	secret string
 	holds  map[string]bool
+	// unknownOK records ErrUnavailable as an unknown outcome instead of
+	// failing the test (when faults are injected on purpose).
+	unknownOK bool
 }
 
 // next picks an operation. Clients mostly act like real ones (release or
@@ -246,13 +295,15 @@ func (c *linClient) do(ctx context.Context, svc *locklock.Service, id locklock.I
 		out = linOutput{outcome: outNotFound}
 	case errors.Is(err, locklock.ErrSecretMismatch):
 		out = linOutput{outcome: outMismatch}
+	case c.unknownOK && errors.Is(err, locklock.ErrUnavailable):
+		out = linOutput{outcome: outUnknown}
 	default:
 		return out, err
 	}
 	switch out.outcome {
 	case outCreated, outReacquired:
 		c.holds[in.name] = true
-	case outReleased, outNotFound, outMismatch:
+	case outReleased, outNotFound, outMismatch, outUnknown:
 		c.holds[in.name] = false
 	}
 	return out, nil
@@ -272,7 +323,7 @@ func testLinearizable(t *testing.T, h Harness) {
 			time.Sleep(linTick)
 		}
 	}
-	checkLinearizable(t, []*locklock.Service{e.svc}, now, advance, h.RealTime, e.id)
+	checkLinearizable(t, []*locklock.Service{e.svc}, now, advance, h.RealTime, false, e.id)
 }
 
 // CheckLinearizable records a history through several Services on one
@@ -280,13 +331,28 @@ func testLinearizable(t *testing.T, h Harness) {
 // Linearizable sub-test does. Client i uses services[i % len(services)]. The
 // services keep their own (real) clocks, and the engine must judge expiry by
 // the store's time, as etcd does.
-func CheckLinearizable(t *testing.T, services []*locklock.Service) {
+//
+// nemesis, when not nil, is called at the start of every round (0 to
+// rounds-1) to inject faults; ErrUnavailable answers are then recorded as
+// unknown outcomes, which may or may not have taken effect.
+func CheckLinearizable(t *testing.T, services []*locklock.Service, nemesis func(round int)) {
 	t.Helper()
 	id := func(name string) locklock.ID {
 		return locklock.ID{Namespace: locklock.DefaultNamespace, Kind: locklock.KindKey, Name: name}
 	}
-	checkLinearizable(t, services, time.Now, func() { time.Sleep(linTick) }, true, id)
+	round := 0
+	advance := func() {
+		if nemesis != nil {
+			nemesis(round)
+		}
+		round++
+		time.Sleep(linTick)
+	}
+	checkLinearizable(t, services, time.Now, advance, true, nemesis != nil, id)
 }
+
+// LinearizableRounds is how many rounds CheckLinearizable records.
+const LinearizableRounds = linRounds
 
 // linTick is how far time moves during each round.
 const linTick = 250 * time.Millisecond
@@ -297,7 +363,7 @@ const linTick = 250 * time.Millisecond
 // operation's window from spanning the whole history when the scheduler
 // starves a goroutine, which keeps porcupine's search small and its time
 // predictable.
-func checkLinearizable(t *testing.T, services []*locklock.Service, now func() time.Time, advance func(), realTime bool, id func(string) locklock.ID) {
+func checkLinearizable(t *testing.T, services []*locklock.Service, now func() time.Time, advance func(), realTime, unknownOK bool, id func(string) locklock.ID) {
 	t.Helper()
 	var (
 		mu      sync.Mutex
@@ -306,7 +372,7 @@ func checkLinearizable(t *testing.T, services []*locklock.Service, now func() ti
 		clients []*linClient
 	)
 	for c := range linClients {
-		clients = append(clients, &linClient{id: c, rng: rand.New(rand.NewPCG(uint64(c), 42)), secret: fmt.Sprint("client-", c), holds: map[string]bool{}})
+		clients = append(clients, &linClient{id: c, rng: rand.New(rand.NewPCG(uint64(c), 42)), secret: fmt.Sprint("client-", c), holds: map[string]bool{}, unknownOK: unknownOK})
 	}
 	for range linRounds {
 		var wg sync.WaitGroup
@@ -325,6 +391,10 @@ func checkLinearizable(t *testing.T, services []*locklock.Service, now func() ti
 				if err != nil {
 					t.Errorf("client %d: unexpected error %v", c.id, err)
 					return
+				}
+				if out.outcome == outUnknown {
+					// It may take effect at any later time, or never.
+					in.returnAt, ret = farFuture, math.MaxInt64
 				}
 				mu.Lock()
 				history = append(history, porcupine.Operation{ClientId: c.id, Input: in, Call: call, Output: out, Return: ret})

@@ -79,7 +79,7 @@ func TestThreeServersOneWinner(t *testing.T) {
 // TestThreeServersLinearizable: porcupine over a history recorded through
 // all three servers.
 func TestThreeServersLinearizable(t *testing.T) {
-	conformance.CheckLinearizable(t, threeServers(t))
+	conformance.CheckLinearizable(t, threeServers(t), nil)
 }
 
 // TestWaiterWakesAcrossServers: a waiter on one server wakes when the lock
