@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -105,4 +106,38 @@ func TestThreeEtcdServersAgree(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestUnreachableEtcdServer: a server whose etcd does not answer says 503
+// unavailable with Retry-After, and is alive but not ready.
+func TestUnreachableEtcdServer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + ln.Addr().String()
+	ln.Close()
+	srv := startServer(t, "--engine", "etcd", "--etcd-endpoints", dead, "--etcd-request-timeout", "300ms")
+	root := strings.TrimSuffix(srv.base, "/v1/api")
+	client := &http.Client{Timeout: 10 * time.Second}
+	for _, c := range []struct {
+		method, url string
+		want        int
+	}{
+		{"POST", srv.base + "/lock/uuid/180da65c-cf80-4997-8574-0c0801817d6f", 503},
+		{"GET", srv.base + "/lock/uuid/180da65c-cf80-4997-8574-0c0801817d6f", 503},
+		{"DELETE", srv.base + "/lock/uuid/180da65c-cf80-4997-8574-0c0801817d6f", 503},
+		{"GET", root + "/readyz", 503},
+		{"GET", root + "/healthz", 200},
+	} {
+		req, _ := http.NewRequest(c.method, c.url, nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.want || (c.want == 503 && resp.Header.Get("Retry-After") == "") {
+			t.Errorf("%s %s: %d (Retry-After %q), want %d", c.method, c.url, resp.StatusCode, resp.Header.Get("Retry-After"), c.want)
+		}
+	}
 }
