@@ -25,6 +25,10 @@ build: ## build bin/locklock
 test: lint ## vet, format check, then every test with the race detector
 	$(GO) test -race -count=1 -timeout 8m $(PKGS)
 
+.PHONY: test-etcd-compat
+test-etcd-compat: ## the etcd engine's tests against Debian's etcd 3.4 (installs etcd-server)
+	GO=$(GO) ./scripts/test-etcd-compat.sh
+
 .PHONY: lint
 lint: ## go vet, staticcheck and gofmt
 	$(GO) vet $(PKGS)
