@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"fmt"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/locklock/locklock/app"
+	"github.com/locklock/locklock/internal/etcdtest"
 	"github.com/locklock/locklock/locklock"
 )
 
@@ -68,9 +70,14 @@ func do(t *testing.T, method, url, body string) (*http.Response, map[string]any)
 }
 
 func TestAppServesTheAPI(t *testing.T) {
-	for _, engine := range []string{app.EngineMemory, app.EngineBadger} {
+	for _, engine := range []string{app.EngineMemory, app.EngineBadger, app.EngineEtcd} {
 		t.Run(engine, func(t *testing.T) {
-			s := startApp(t, testConfig(t, engine))
+			cfg := testConfig(t, engine)
+			if engine == app.EngineEtcd {
+				cfg.EtcdEndpoints = etcdtest.Endpoints(t)
+				cfg.Etcd.Prefix = fmt.Sprintf("/locklock-app-test/%d/", time.Now().UnixNano())
+			}
+			s := startApp(t, cfg)
 			base := s.srv.URL()
 			if resp, _ := do(t, "GET", base+"/healthz", ""); resp.StatusCode != 200 {
 				t.Errorf("healthz: %d", resp.StatusCode)
