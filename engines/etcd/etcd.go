@@ -55,6 +55,11 @@ type Engine struct {
 
 	mu     sync.RWMutex
 	closed bool
+
+	// Background revocations of unused leases; Close stops and awaits them.
+	background     sync.WaitGroup
+	stopBackground context.CancelFunc
+	backgroundCtx  context.Context
 }
 
 var (
@@ -79,6 +84,7 @@ func New(client *clientv3.Client, opts ...Option) *Engine {
 	for _, o := range opts {
 		o(e)
 	}
+	e.backgroundCtx, e.stopBackground = context.WithCancel(context.Background())
 	return e
 }
 
@@ -207,11 +213,11 @@ func (e *Engine) TryAcquire(ctx context.Context, l locklock.Lock, now time.Time)
 // revoke ends a lease nobody uses, in the background: it expires anyway, so
 // a failure costs nothing but a little storage for its TTL.
 func (e *Engine) revoke(id clientv3.LeaseID) {
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), e.timeout)
+	e.background.Go(func() {
+		ctx, cancel := context.WithTimeout(e.backgroundCtx, e.timeout)
 		defer cancel()
 		_, _ = e.client.Revoke(ctx, id)
-	}()
+	})
 }
 
 // read returns the lock under id with its mod revision and lease, or
@@ -398,7 +404,11 @@ func (e *Engine) WatchRelease(ctx context.Context, held locklock.Lock) <-chan st
 // Close implements locklock.Engine. It does not close the client.
 func (e *Engine) Close() error {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	e.closed = true
+	e.mu.Unlock()
+	// Operations have finished (Close held the lock); revocations still
+	// running are cut short: their leases end with their TTL anyway.
+	e.stopBackground()
+	e.background.Wait()
 	return nil
 }
