@@ -23,10 +23,18 @@ etcd --name compat --data-dir "$dir/data" \
 	--listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" \
 	--initial-cluster "compat=$peer" >"$dir/etcd.log" 2>&1 &
 pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
+cleanup() {
+	kill "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	rm -rf "$dir"
+}
+trap cleanup EXIT
 for _ in $(seq 1 50); do
 	if curl -fs "$client/health" >/dev/null 2>&1; then break; fi
 	sleep 0.2
 done
 
-LOCKLOCK_ETCD_ENDPOINTS="$client" ${GO:-go} test -race -count=1 ./engines/etcd ./cmd/locklock -run 'TestConformance|TestThree|TestWaiter|TestUnreachable'
+status=0
+LOCKLOCK_ETCD_ENDPOINTS="$client" ${GO:-go} test -race -count=1 ./engines/etcd ./cmd/locklock \
+	-run 'TestConformance|TestThree|TestWaiter|TestUnreachable' || status=$?
+exit "$status"
