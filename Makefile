@@ -22,7 +22,7 @@ build: ## build bin/locklock
 	CGO_ENABLED=0 $(GO) build -o bin/locklock ./cmd/locklock
 
 .PHONY: test
-test: lint ## vet, format check, then every test with the race detector
+test: vet ## vet, format check, then every test with the race detector
 	$(GO) test -race -count=1 -timeout 8m $(PKGS)
 
 .PHONY: test-etcd-compat
@@ -30,8 +30,11 @@ test-etcd-compat: ## the etcd engine's tests against Debian's etcd 3.4 (installs
 	GO=$(GO) ./scripts/test-etcd-compat.sh
 
 .PHONY: lint
-lint: ## go vet, staticcheck and gofmt
-	$(GO) vet $(PKGS)
+lint: vet ## go vet, gofmt and staticcheck
 	$(GO) run $(STATICCHECK) $(PKGS)
+
+.PHONY: vet
+vet: ## go vet and gofmt
+	$(GO) vet $(PKGS)
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi

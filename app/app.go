@@ -14,7 +14,7 @@ import (
 // Modules is every module of the server, for callers that build their own
 // fx.App around them.
 func Modules() fx.Option {
-	return fx.Options(EngineModule(), ServiceModule(), HTTPModule())
+	return fx.Options(EngineModule(), ServiceModule(), AccessModule(), HTTPModule())
 }
 
 // New returns the server app for cfg, logging to log. Start it, wait on

@@ -3,6 +3,7 @@ package app
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/locklock/locklock/locklock"
@@ -23,10 +24,13 @@ type Config struct {
 	DataDir       string   // Badger's directory
 	EtcdEndpoints []string // etcd client URLs
 	Etcd          EtcdConfig
-	KeysFile      string
-	BaseDomain    string
-	TLSCert       string
-	TLSKey        string
+	KeysFile      string // plans, anonymous policy and API keys (API.md §5)
+	BaseDomain    string // acme.<BaseDomain> serves namespace acme
+	// TrustedProxies are CIDRs of proxies whose X-Forwarded-For is believed
+	// when throttling anonymous clients by address.
+	TrustedProxies []string
+	TLSCert        string
+	TLSKey         string
 
 	DefaultTTL    time.Duration // expires_in when a request has none
 	MaxTTL        time.Duration // largest expires_in
@@ -88,11 +92,8 @@ func (c Config) Validate() error {
 	default:
 		return fmt.Errorf("unknown --engine %q: use memory, badger or etcd", c.Engine)
 	}
-	if c.KeysFile != "" {
-		return errors.New("--keys-file (API keys and plans) is not available in this version yet")
-	}
-	if c.BaseDomain != "" {
-		return errors.New("--base-domain (custom subdomains) is not available in this version yet")
+	if err := validateBaseDomain(c.BaseDomain); err != nil {
+		return err
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("--tls-cert and --tls-key go together: give both or neither")
@@ -102,6 +103,30 @@ func (c Config) Validate() error {
 	}
 	if c.MaxWait < 0 {
 		return errors.New("the maximum wait cannot be negative")
+	}
+	return nil
+}
+
+// validateBaseDomain accepts a DNS name such as locks.example.com: lower
+// case, at least two labels, no scheme, port or path.
+func validateBaseDomain(d string) error {
+	if d == "" {
+		return nil
+	}
+	bad := fmt.Errorf("--base-domain %q must be a DNS name such as locks.example.com (lower case, no scheme, port or path)", d)
+	labels := strings.Split(strings.TrimSuffix(d, "."), ".")
+	if len(labels) < 2 {
+		return bad
+	}
+	for _, l := range labels {
+		if len(l) == 0 || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return bad
+		}
+		for _, c := range l {
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return bad
+			}
+		}
 	}
 	return nil
 }

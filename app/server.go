@@ -14,6 +14,7 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/locklock/locklock/locklock"
+	"github.com/locklock/locklock/ratelimit"
 	"github.com/locklock/locklock/transport"
 )
 
@@ -62,8 +63,12 @@ func HTTPModule() fx.Option {
 // operational endpoints. It deliberately avoids http.ServeMux, which would
 // clean paths ("//", "/./") and redirect before the API could answer 400 for
 // a malformed lock name.
-func newRootHandler(svc *locklock.Service, log *slog.Logger) http.Handler {
-	api := http.StripPrefix(APIPrefix, transport.NewHandler(svc, transport.WithLogger(log)))
+func newRootHandler(svc *locklock.Service, access transport.Access, limiter *ratelimit.Limiter, log *slog.Logger) http.Handler {
+	api := http.StripPrefix(APIPrefix, transport.NewHandler(svc,
+		transport.WithLogger(log),
+		transport.WithAuthenticator(transport.KeyAuthenticator(access)),
+		transport.WithRateLimiter(limiter),
+	))
 	ops := transport.NewOpsHandler(svc, transport.WithLogger(log))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, APIPrefix+"/") {

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 
 	"github.com/locklock/locklock/locklock"
+	"github.com/locklock/locklock/ratelimit"
 )
 
 // Authenticator failures. An authenticator returns an error wrapping one of
@@ -25,6 +27,11 @@ type Caller struct {
 	CustomNames bool
 	// Anonymous is true when the request carried no API key.
 	Anonymous bool
+	// RateKey names the caller's token bucket: one per API key, one per
+	// client address for anonymous callers.
+	RateKey string
+	// RateLimit is the caller's plan's request rate; zero means unlimited.
+	RateLimit ratelimit.Limit
 }
 
 // AnonymousCaller is the caller of a request without an API key: the public
@@ -36,8 +43,9 @@ func AnonymousCaller() Caller {
 // anonymous is the default authenticator: everyone is anonymous.
 func anonymous(*http.Request) (Caller, error) { return AnonymousCaller(), nil }
 
-// caller runs the authenticator and checks what it returned.
-func (h *handler) caller(r *http.Request) (Caller, error) {
+// caller runs the authenticator, checks what it returned, and charges the
+// caller's token bucket (setting the RateLimit headers).
+func (h *handler) caller(w http.ResponseWriter, r *http.Request) (Caller, error) {
 	c, err := h.auth(r)
 	if err != nil {
 		return Caller{}, err
@@ -47,7 +55,30 @@ func (h *handler) caller(r *http.Request) (Caller, error) {
 		// must not map to 400.
 		return Caller{}, fmt.Errorf("authenticator returned a bad namespace: %v", err)
 	}
+	if h.limiter != nil {
+		if err := throttle(w, h.limiter.Allow(c.RateKey, c.RateLimit)); err != nil {
+			return Caller{}, err
+		}
+	}
 	return c, nil
+}
+
+// throttle sets the RateLimit headers of a limited caller and refuses a
+// request over the rate. Header values are whole seconds, rounded up.
+func throttle(w http.ResponseWriter, d ratelimit.Decision) error {
+	if !d.Limited {
+		return nil
+	}
+	h := w.Header()
+	h.Set("RateLimit-Limit", strconv.Itoa(d.Limit))
+	h.Set("RateLimit-Remaining", strconv.Itoa(d.Remaining))
+	h.Set("RateLimit-Reset", strconv.Itoa(ceilSeconds(d.Reset)))
+	if d.Allowed {
+		return nil
+	}
+	p := newProblem(codeRateLimited, "too many requests: the plan allows %d at once, refilling over time; retry in %d s", d.Limit, ceilSeconds(d.RetryAfter))
+	p.retryAfter = max(ceilSeconds(d.RetryAfter), 1)
+	return p
 }
 
 // mayUseKeys is the plan check for /lock/key/... routes.

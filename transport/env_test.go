@@ -105,6 +105,10 @@ func (e *env) do(q req) *httptest.ResponseRecorder {
 	e.t.Helper()
 	r := httptest.NewRequest(q.method, "http://locklock.test"+q.path, strings.NewReader(q.body))
 	for i := 0; i+1 < len(q.hdr); i += 2 {
+		if q.hdr[i] == "Host" { // net/http keeps it in r.Host, not the header map
+			r.Host = q.hdr[i+1]
+			continue
+		}
 		r.Header.Add(q.hdr[i], q.hdr[i+1])
 	}
 	rec := httptest.NewRecorder()

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gorilla/mux"
 	"github.com/locklock/locklock/locklock"
+	"github.com/locklock/locklock/ratelimit"
 )
 
 // Option configures the handler.
@@ -29,10 +30,16 @@ func WithAuthenticator(auth func(*http.Request) (Caller, error)) Option {
 }
 
 type handler struct {
-	svc  *locklock.Service
-	log  *slog.Logger
-	auth func(*http.Request) (Caller, error)
+	svc     *locklock.Service
+	log     *slog.Logger
+	auth    func(*http.Request) (Caller, error)
+	limiter *ratelimit.Limiter
 }
+
+// WithRateLimiter throttles callers by their plan's rate (Caller.RateKey and
+// Caller.RateLimit): 429 rate_limited beyond it, RateLimit headers always.
+// Without it nobody is throttled.
+func WithRateLimiter(l *ratelimit.Limiter) Option { return func(h *handler) { h.limiter = l } }
 
 // NewHandler returns the API's routes, relative to wherever it is mounted.
 func NewHandler(svc *locklock.Service, opts ...Option) http.Handler {

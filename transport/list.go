@@ -26,7 +26,7 @@ func (h *handler) list(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) serveList(w http.ResponseWriter, r *http.Request) error {
-	c, err := h.caller(r)
+	c, err := h.caller(w, r)
 	if err != nil {
 		return err
 	}

@@ -15,7 +15,7 @@ type lockFunc func(w http.ResponseWriter, r *http.Request, id locklock.ID) error
 // the way becomes the response.
 func (h *handler) lockOp(kind locklock.Kind, op lockFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		id, err := h.lockID(r, kind)
+		id, err := h.lockID(w, r, kind)
 		if err == nil {
 			err = op(w, r, id)
 		}
@@ -27,8 +27,8 @@ func (h *handler) lockOp(kind locklock.Kind, op lockFunc) http.HandlerFunc {
 
 // lockID checks the caller before the name, so that a caller who may not
 // use key routes gets 401/403 whatever name it sent.
-func (h *handler) lockID(r *http.Request, kind locklock.Kind) (locklock.ID, error) {
-	c, err := h.caller(r)
+func (h *handler) lockID(w http.ResponseWriter, r *http.Request, kind locklock.Kind) (locklock.ID, error) {
+	c, err := h.caller(w, r)
 	if err != nil {
 		return locklock.ID{}, err
 	}

@@ -24,6 +24,7 @@ const (
 	codeSecretMismatch       = "secret_mismatch"
 	codeUnauthorized         = "unauthorized"
 	codeForbidden            = "forbidden"
+	codeRateLimited          = "rate_limited"
 	codeMethodNotAllowed     = "method_not_allowed"
 	codeNotFound             = "not_found"
 	codeUnavailable          = "unavailable"
@@ -47,6 +48,7 @@ var codeInfo = map[string]struct {
 	codeSecretMismatch:       {http.StatusForbidden, "Secret does not match"},
 	codeUnauthorized:         {http.StatusUnauthorized, "Unauthorized"},
 	codeForbidden:            {http.StatusForbidden, "Forbidden"},
+	codeRateLimited:          {http.StatusTooManyRequests, "Too many requests"},
 	codeMethodNotAllowed:     {http.StatusMethodNotAllowed, "Method not allowed"},
 	codeNotFound:             {http.StatusNotFound, "Not found"},
 	codeUnavailable:          {http.StatusServiceUnavailable, "Service unavailable"},
@@ -132,9 +134,15 @@ func lockHeld(held *locklock.HeldError) *problem {
 	p.retryAfter = 1
 	if !held.Lock.ExpiresAt.IsZero() {
 		p.ExpiresAt = formatTime(held.Lock.ExpiresAt)
-		p.retryAfter = max(1, int((held.Lock.Remaining()+time.Second-1)/time.Second))
+		p.retryAfter = max(1, ceilSeconds(held.Lock.Remaining()))
 	}
 	return p
+}
+
+// ceilSeconds rounds up to whole seconds, as Retry-After and the RateLimit
+// headers count: a client that waits that long is never early.
+func ceilSeconds(d time.Duration) int {
+	return int((d + time.Second - 1) / time.Second)
 }
 
 func writeProblem(w http.ResponseWriter, r *http.Request, p *problem) {

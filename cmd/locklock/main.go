@@ -38,6 +38,8 @@ func run(args []string, stdout, stderr io.Writer, env func(string) (string, bool
 	switch args[0] {
 	case "serve":
 		return serve(args[1:], stderr, env)
+	case "keys":
+		return keysCommand(args[1:], stdout, stderr, env)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "locklock", version)
 		return exitOK
@@ -56,6 +58,7 @@ func usage(w io.Writer) {
 
 Commands:
   serve     serve the lock API over HTTP (default: Badger in ./locklock-data on 127.0.0.1:8080)
+  keys      make an API key (keys new) or list a keys file (keys list)
   version   print the version
   help      show this help
 

@@ -30,6 +30,7 @@ func serve(args []string, stderr io.Writer, env func(string) (string, bool)) int
 	fs.StringVar(&cfg.Etcd.Prefix, "etcd-prefix", cfg.Etcd.Prefix, "etcd key `prefix`, so that deployments can share one etcd")
 	fs.StringVar(&cfg.KeysFile, "keys-file", "", "JSON `file` of plans and API keys")
 	fs.StringVar(&cfg.BaseDomain, "base-domain", "", "base `domain` for custom subdomains (acme.<domain> → namespace acme)")
+	trusted := fs.String("trusted-proxies", "", "comma-separated `CIDRs` of proxies whose X-Forwarded-For is believed (for throttling anonymous clients)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate `file` (PEM); serves HTTPS with --tls-key")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key `file` (PEM)")
 	fs.DurationVar(&cfg.DefaultTTL, "default-ttl", cfg.DefaultTTL, "lifetime of a lock acquired without expires_in")
@@ -59,6 +60,9 @@ func serve(args []string, stderr io.Writer, env func(string) (string, bool)) int
 	}
 	if *endpoints != "" {
 		cfg.EtcdEndpoints = strings.Split(*endpoints, ",")
+	}
+	if *trusted != "" {
+		cfg.TrustedProxies = strings.Split(*trusted, ",")
 	}
 	log, err := newLogger(stderr, *logLevel, *logFormat)
 	if err != nil {
