@@ -328,6 +328,30 @@ func testNamespaceIsolation(t *testing.T, h Harness) {
 	if err != nil || len(page.Locks) != 0 {
 		t.Errorf("team-a listing = %+v, %v; want empty (team-b's lock is not theirs)", page.Locks, err)
 	}
+	// Everything team-a can do by name finds nothing of team-b's: not
+	// even with team-b's secret.
+	if _, err := e.svc.Get(e.ctx(), a); !errors.Is(err, locklock.ErrNotFound) {
+		t.Errorf("team-a get: %v, want ErrNotFound", err)
+	}
+	if _, err := e.svc.Refresh(e.ctx(), a, "b", time.Hour); !errors.Is(err, locklock.ErrNotFound) {
+		t.Errorf("team-a refresh: %v, want ErrNotFound", err)
+	}
+	if _, err := e.svc.Release(e.ctx(), a, "b"); !errors.Is(err, locklock.ErrNotFound) {
+		t.Errorf("team-a release: %v, want ErrNotFound", err)
+	}
+	if got, err := e.svc.Get(e.ctx(), b); err != nil || !sameGrant(got, lb) {
+		t.Errorf("team-b's lock after team-a's attempts: %+v, %v", got, err)
+	}
+	// Same name, same kind, prefix of another namespace's name: a
+	// namespace that is a prefix of another must not see its locks.
+	c := locklock.ID{Namespace: "team", Kind: locklock.KindKey, Name: "deploy"}
+	page, err = e.svc.List(e.ctx(), locklock.ListRequest{Namespace: c.Namespace, Kind: locklock.KindKey})
+	if err != nil || len(page.Locks) != 0 {
+		t.Errorf("namespace %q lists %+v, %v; want nothing of team-b's", c.Namespace, page.Locks, err)
+	}
+	if _, err := e.svc.Get(e.ctx(), c); !errors.Is(err, locklock.ErrNotFound) {
+		t.Errorf("namespace %q get: %v, want ErrNotFound", c.Namespace, err)
+	}
 }
 
 func testSweepCounts(t *testing.T, h Harness) {
