@@ -1,6 +1,7 @@
 // Command locklock runs the Locklock lock service.
 //
 //	locklock serve [flags]   serve the HTTP API (see locklock serve -h)
+//	locklock keys new|list   make an API key, or list a keys file
 //	locklock version         print the version
 //
 // Every flag of serve can also be set by an environment variable named
