@@ -14,9 +14,17 @@ import (
 // testOneWinner races 64 goroutines for one free lock, round after round:
 // exactly one may win each round, and each round's token beats the last.
 func testOneWinner(t *testing.T, h Harness) {
-	const racers, rounds = 64, 30
 	e := newEnv(t, h)
-	id := e.id("contended")
+	CheckOneWinner(t, []*locklock.Service{e.svc}, e.id("contended"), 30)
+}
+
+// CheckOneWinner races 64 acquires of id, spread over services (as over
+// several servers), round after round: exactly one may win each round, and
+// each round's token beats the last. The winner then releases through
+// another service than it won on.
+func CheckOneWinner(t *testing.T, services []*locklock.Service, id locklock.ID, rounds int) {
+	t.Helper()
+	const racers = 64
 	var last uint64
 	for round := range rounds {
 		var (
@@ -27,11 +35,10 @@ func testOneWinner(t *testing.T, h Harness) {
 			token   uint64
 		)
 		for r := range racers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
+			wg.Go(func() {
 				<-start
-				l, created, err := e.svc.Acquire(e.ctx(), locklock.AcquireRequest{ID: id, Secret: fmt.Sprint("racer-", r)})
+				svc := services[r%len(services)]
+				l, created, err := svc.Acquire(t.Context(), locklock.AcquireRequest{ID: id, Secret: fmt.Sprint("racer-", r), TTL: time.Minute})
 				switch {
 				case err == nil && created:
 					mu.Lock()
@@ -42,7 +49,7 @@ func testOneWinner(t *testing.T, h Harness) {
 				default:
 					t.Errorf("racer %d: created=%v err=%v", r, created, err)
 				}
-			}()
+			})
 		}
 		close(start)
 		wg.Wait()
@@ -53,7 +60,8 @@ func testOneWinner(t *testing.T, h Harness) {
 			t.Fatalf("round %d: token %d, want > %d", round, token, last)
 		}
 		last = token
-		if _, err := e.svc.Release(e.ctx(), id, fmt.Sprint("racer-", winners[0])); err != nil {
+		releaser := services[(winners[0]+1)%len(services)]
+		if _, err := releaser.Release(t.Context(), id, fmt.Sprint("racer-", winners[0])); err != nil {
 			t.Fatalf("round %d: winner's release: %v", round, err)
 		}
 	}

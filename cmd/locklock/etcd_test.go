@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -33,27 +32,9 @@ func TestThreeEtcdServersAgree(t *testing.T) {
 	}
 
 	t.Run("one winner across servers", func(t *testing.T) {
-		var (
-			wg    sync.WaitGroup
-			start = make(chan struct{})
-			mu    sync.Mutex
-			codes = map[int]int{}
-		)
-		for i := range 99 {
-			wg.Go(func() {
-				<-start
-				code, _, err := call(client, "POST", servers[i%3].base+lock, `{"secret":"r`+fmt.Sprint(i)+`"}`)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				mu.Lock()
-				codes[code]++
-				mu.Unlock()
-			})
-		}
-		close(start)
-		wg.Wait()
+		codes := race(t, 99, func(i int) (string, string) {
+			return servers[i%3].base + lock, fmt.Sprintf(`{"secret":"r%d"}`, i)
+		})
 		if codes[201] != 1 || codes[409] != 98 {
 			t.Fatalf("status counts %v, want exactly one 201 and 98 409", codes)
 		}

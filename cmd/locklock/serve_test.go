@@ -21,35 +21,42 @@ func Test100ConcurrentPOSTsOneWinner(t *testing.T) {
 		t.Run(engine, func(t *testing.T) {
 			srv := startServer(t, "--engine", engine, "--data-dir", t.TempDir())
 			url := srv.base + "/lock/uuid/180da65c-cf80-4997-8574-0c0801817d6f"
-			var (
-				wg    sync.WaitGroup
-				start = make(chan struct{})
-				mu    sync.Mutex
-				codes = map[int]int{}
-			)
-			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 100}, Timeout: 10 * time.Second}
-			for range 100 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					<-start
-					code, _, err := call(client, "POST", url, "")
-					if err != nil {
-						t.Error(err)
-						return
-					}
-					mu.Lock()
-					codes[code]++
-					mu.Unlock()
-				}()
-			}
-			close(start)
-			wg.Wait()
+			codes := race(t, 100, func(int) (string, string) { return url, "" })
 			if codes[201] != 1 || codes[409] != 99 {
 				t.Fatalf("status counts %v, want exactly one 201 and 99 409", codes)
 			}
 		})
 	}
+}
+
+// race sends n POSTs at once, the i-th to the URL and body target(i)
+// gives, and counts the answers by status.
+func race(t *testing.T, n int, target func(i int) (url, body string)) map[int]int {
+	t.Helper()
+	var (
+		wg    sync.WaitGroup
+		start = make(chan struct{})
+		mu    sync.Mutex
+		codes = map[int]int{}
+	)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: n}, Timeout: 10 * time.Second}
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			url, body := target(i)
+			code, _, err := call(client, "POST", url, body)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			codes[code]++
+			mu.Unlock()
+		})
+	}
+	close(start)
+	wg.Wait()
+	return codes
 }
 
 // TestSIGTERMAnswersWaitersAndExits: a waiting acquire gets 503 and the

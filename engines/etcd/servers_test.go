@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -34,46 +33,7 @@ var deployLock = locklock.ID{Namespace: "public", Kind: locklock.KindKey, Name: 
 // TestThreeServersOneWinner: 64 racers spread over three servers, round
 // after round: one winner each round, and tokens rise across servers.
 func TestThreeServersOneWinner(t *testing.T) {
-	svcs := threeServers(t)
-	const racers, rounds = 64, 15
-	var last uint64
-	for round := range rounds {
-		var (
-			wg      sync.WaitGroup
-			start   = make(chan struct{})
-			mu      sync.Mutex
-			winners []int
-			token   uint64
-		)
-		for r := range racers {
-			wg.Go(func() {
-				<-start
-				l, created, err := svcs[r%3].Acquire(t.Context(), locklock.AcquireRequest{ID: deployLock, Secret: fmt.Sprint("r", r), TTL: time.Minute})
-				switch {
-				case err == nil && created:
-					mu.Lock()
-					winners, token = append(winners, r), l.Token
-					mu.Unlock()
-				case errors.Is(err, locklock.ErrHeld):
-				default:
-					t.Errorf("racer %d: %v", r, err)
-				}
-			})
-		}
-		close(start)
-		wg.Wait()
-		if len(winners) != 1 {
-			t.Fatalf("round %d: winners %v, want exactly one", round, winners)
-		}
-		if token <= last {
-			t.Fatalf("round %d: token %d, want > %d", round, token, last)
-		}
-		last = token
-		// The winner releases through another server than it won on.
-		if _, err := svcs[(winners[0]+1)%3].Release(t.Context(), deployLock, fmt.Sprint("r", winners[0])); err != nil {
-			t.Fatalf("round %d: release: %v", round, err)
-		}
-	}
+	conformance.CheckOneWinner(t, threeServers(t), deployLock, 15)
 }
 
 // TestThreeServersLinearizable: porcupine over a history recorded through
