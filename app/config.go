@@ -89,6 +89,9 @@ func (c Config) Validate() error {
 		if c.Etcd.Password != "" && c.Etcd.Username == "" {
 			return errors.New("--etcd-password needs --etcd-username")
 		}
+		if c.Etcd.RequestTimeout <= 0 || c.Etcd.DialTimeout <= 0 {
+			return errors.New("--etcd-request-timeout and --etcd-dial-timeout must be positive")
+		}
 	default:
 		return fmt.Errorf("unknown --engine %q: use memory, badger or etcd", c.Engine)
 	}

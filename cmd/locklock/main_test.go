@@ -31,6 +31,7 @@ type serverProcess struct {
 	cmd  *exec.Cmd
 	base string // http://127.0.0.1:port/v1/api
 	done chan error
+	logs chan string // messages of the server's log lines after the start
 }
 
 func startServer(t *testing.T, args ...string) *serverProcess {
@@ -45,7 +46,7 @@ func startServer(t *testing.T, args ...string) *serverProcess {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &serverProcess{cmd: cmd, done: make(chan error, 1)}
+	p := &serverProcess{cmd: cmd, done: make(chan error, 1), logs: make(chan string, 100)}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); <-p.done })
 	urls := make(chan string, 1)
 	go func() {
@@ -55,8 +56,16 @@ func startServer(t *testing.T, args ...string) *serverProcess {
 				Msg string `json:"msg"`
 				URL string `json:"url"`
 			}
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "locklock serving" {
+			if json.Unmarshal(sc.Bytes(), &line) != nil {
+				continue
+			}
+			if line.Msg == "locklock serving" {
 				urls <- line.URL
+				continue
+			}
+			select {
+			case p.logs <- line.Msg:
+			default: // nobody is reading: drop
 			}
 		}
 		_, _ = io.Copy(io.Discard, stderr)
@@ -230,6 +239,22 @@ func TestKill9KeepsAcknowledgedLocks(t *testing.T) {
 		}
 		if l.Token <= maxToken {
 			t.Fatalf("token after restart %d, want > %d (every token issued before the crash)", l.Token, maxToken)
+		}
+	}
+}
+
+// waitLog waits for a log line whose message contains text.
+func (p *serverProcess) waitLog(t *testing.T, text string) {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case msg := <-p.logs:
+			if strings.Contains(msg, text) {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("no log line containing %q", text)
 		}
 	}
 }

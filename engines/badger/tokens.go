@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	bdg "github.com/dgraph-io/badger/v4"
 )
@@ -31,7 +32,10 @@ type tokenLease struct {
 }
 
 func loadTokenLease(db *bdg.DB, bandwidth uint64) (*tokenLease, error) {
-	t := &tokenLease{db: db, bandwidth: bandwidth, persist: storeBound, next: 1}
+	// A new database starts from the wall clock in milliseconds × 1024,
+	// like the other engines, so that tokens keep rising for a deployment
+	// that moves here from another engine (or a replaced data directory).
+	t := &tokenLease{db: db, bandwidth: bandwidth, persist: storeBound, next: uint64(time.Now().UnixMilli()) << 10}
 	err := db.View(func(txn *bdg.Txn) error {
 		item, err := txn.Get(seqKey)
 		if errors.Is(err, bdg.ErrKeyNotFound) {

@@ -12,10 +12,10 @@
 //   - Acquire is one transaction: if the key's create revision is 0 (no such
 //     key), put it with a fresh lease whose TTL is expires_in. Otherwise the
 //     same transaction reads the holder.
-//   - The fencing token is the key's create revision: etcd's revision
-//     counter rises with every write to the cluster, so tokens rise across
-//     all servers and restarts, and a refresh (a put to an existing key)
-//     keeps it.
+//   - The fencing token is the key's create revision (plus a base chosen
+//     once per cluster, see tokenBase): etcd's revision counter rises with
+//     every write to the cluster, so tokens rise across all servers and
+//     restarts, and a refresh (a put to an existing key) keeps it.
 //   - Release and refresh read the lock, check the secret, and commit only
 //     if the key's mod revision is still the one they read — no
 //     check-then-act race between servers.
@@ -39,7 +39,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -47,11 +49,18 @@ import (
 	"github.com/locklock/locklock/locklock"
 )
 
+// closeGrace is how long Close lets lease revocations finish.
+const closeGrace = 2 * time.Second
+
 // Engine is the etcd engine. Create it with New.
 type Engine struct {
 	client  *clientv3.Client
 	prefix  string
 	timeout time.Duration
+
+	// base is added to etcd's revisions to make tokens (see tokenBase);
+	// zero until first read from etcd.
+	base atomic.Uint64
 
 	mu     sync.RWMutex
 	closed bool
@@ -118,6 +127,11 @@ func (e *Engine) enter(ctx context.Context) (context.Context, func(), error) {
 		return nil, nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, e.timeout)
+	if _, err := e.tokenBase(ctx); err != nil {
+		cancel()
+		e.mu.RUnlock()
+		return nil, nil, err
+	}
 	return ctx, func() { cancel(); e.mu.RUnlock() }, nil
 }
 
@@ -149,8 +163,42 @@ func (e *Engine) encode(l locklock.Lock, lease clientv3.LeaseID) (string, error)
 	return string(b), err
 }
 
+// tokenBase returns the number added to a key's create revision to make its
+// fencing token. It is chosen once per etcd cluster and prefix — the wall
+// clock in milliseconds × 1024 when first needed, like the other engines'
+// starting points — and stored under the prefix, so that every server uses
+// the same one, and tokens continue above those of an earlier engine (a
+// switch from Badger) or an earlier etcd cluster that was replaced. (Restoring
+// etcd from a backup rolls revisions back; start the restored cluster under a
+// new --etcd-prefix.)
+func (e *Engine) tokenBase(ctx context.Context) (uint64, error) {
+	if b := e.base.Load(); b != 0 {
+		return b, nil
+	}
+	key := e.prefix + "token-base"
+	candidate := strconv.FormatUint(uint64(time.Now().UnixMilli())<<10, 10)
+	resp, err := e.client.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, candidate)).
+		Else(clientv3.OpGet(key)).
+		Commit()
+	if err != nil {
+		return 0, storeErr(ctx, "read the token base", err)
+	}
+	value := candidate
+	if !resp.Succeeded {
+		value = string(resp.Responses[0].GetResponseRange().Kvs[0].Value)
+	}
+	b, err := strconv.ParseUint(value, 10, 64)
+	if err != nil || b == 0 {
+		return 0, fmt.Errorf("etcd engine: corrupt token base under %s", key)
+	}
+	e.base.Store(b)
+	return b, nil
+}
+
 // decode rebuilds a lock from its key-value and the revision it was read at.
-func decode(id locklock.ID, value []byte, createRev, readRev int64) (locklock.Lock, clientv3.LeaseID, error) {
+func (e *Engine) decode(id locklock.ID, value []byte, createRev, readRev int64) (locklock.Lock, clientv3.LeaseID, error) {
 	var r record
 	if err := json.Unmarshal(value, &r); err != nil {
 		return locklock.Lock{}, 0, fmt.Errorf("etcd engine: corrupt record for %s: %w", id, err)
@@ -159,7 +207,7 @@ func decode(id locklock.ID, value []byte, createRev, readRev int64) (locklock.Lo
 		ID:         id,
 		AcquiredAt: time.UnixMilli(r.AcquiredAt).UTC(),
 		ExpiresAt:  time.UnixMilli(r.ExpiresAt).UTC(),
-		Token:      uint64(createRev),
+		Token:      e.base.Load() + uint64(createRev),
 		Guard:      locklock.Guard(r.Guard),
 		Revision:   readRev,
 	}, clientv3.LeaseID(r.Lease), nil
@@ -167,11 +215,16 @@ func decode(id locklock.ID, value []byte, createRev, readRev int64) (locklock.Lo
 
 // TryAcquire implements locklock.Engine.
 func (e *Engine) TryAcquire(ctx context.Context, l locklock.Lock, now time.Time) (locklock.Lock, error) {
-	octx, done, err := e.enter(ctx)
+	_, done, err := e.enter(ctx)
 	if err != nil {
 		return locklock.Lock{}, err
 	}
 	defer done()
+	// Once a lease is granted, see the step through even if the client
+	// goes away, so that the lease is used or revoked rather than leaked for
+	// its TTL; the request timeout still bounds it.
+	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.timeout)
+	defer cancel()
 	lease, err := e.client.Grant(octx, ttlSeconds(l.AcquiredAt, l.ExpiresAt))
 	if err != nil {
 		return locklock.Lock{}, storeErr(ctx, "grant lease", err)
@@ -199,13 +252,13 @@ func (e *Engine) TryAcquire(ctx context.Context, l locklock.Lock, now time.Time)
 			// in one transaction, but never claim a holder we did not see.
 			return locklock.Lock{}, fmt.Errorf("%w: etcd acquire: holder vanished", locklock.ErrUnavailable)
 		}
-		cur, _, err := decode(l.ID, kvs[0].Value, kvs[0].CreateRevision, resp.Header.Revision)
+		cur, _, err := e.decode(l.ID, kvs[0].Value, kvs[0].CreateRevision, resp.Header.Revision)
 		if err != nil {
 			return locklock.Lock{}, err
 		}
 		return locklock.Lock{}, &locklock.HeldError{Lock: cur}
 	}
-	l.Token = uint64(resp.Header.Revision)
+	l.Token = e.base.Load() + uint64(resp.Header.Revision)
 	l.Revision = resp.Header.Revision
 	return l, nil
 }
@@ -231,7 +284,7 @@ func (e *Engine) read(ctx, octx context.Context, id locklock.ID) (locklock.Lock,
 		return locklock.Lock{}, 0, 0, locklock.ErrNotFound
 	}
 	kv := resp.Kvs[0]
-	l, lease, err := decode(id, kv.Value, kv.CreateRevision, resp.Header.Revision)
+	l, lease, err := e.decode(id, kv.Value, kv.CreateRevision, resp.Header.Revision)
 	return l, kv.ModRevision, lease, err
 }
 
@@ -264,7 +317,11 @@ func (e *Engine) change(ctx context.Context, id locklock.ID, allow func(locklock
 		if err := allow(cur); err != nil {
 			return locklock.Lock{}, err
 		}
-		out, ok, err := write(octx, cur, modRev, lease)
+		// Like TryAcquire: a granted lease must be used or revoked, even if
+		// the client goes away meanwhile.
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.timeout)
+		out, ok, err := write(wctx, cur, modRev, lease)
+		cancel()
 		if err != nil {
 			return locklock.Lock{}, storeErr(ctx, "write", err)
 		}
@@ -349,7 +406,7 @@ func (e *Engine) List(ctx context.Context, q locklock.ListQuery, now time.Time) 
 	out := make([]locklock.Lock, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
 		id := locklock.ID{Namespace: q.Namespace, Kind: q.Kind, Name: string(kv.Key[len(base):])}
-		l, _, err := decode(id, kv.Value, kv.CreateRevision, resp.Header.Revision)
+		l, _, err := e.decode(id, kv.Value, kv.CreateRevision, resp.Header.Revision)
 		if err != nil {
 			return nil, err
 		}
@@ -391,10 +448,16 @@ func (e *Engine) WatchRelease(ctx context.Context, held locklock.Lock) <-chan st
 	wch := e.client.Watch(clientv3.WithRequireLeader(ctx), e.key(held.ID),
 		clientv3.WithRev(held.Revision+1), clientv3.WithFilterPut())
 	go func() {
-		defer close(gone)
 		for resp := range wch {
-			if resp.Err() != nil || len(resp.Events) > 0 {
-				return // gone, or the watch failed: either way look again
+			if resp.Err() != nil {
+				// The watch failed (no leader, compaction, auth). Do not
+				// wake the waiter: it would set up a new watch at once and
+				// could spin. Its poll and expiry timers cover the rest.
+				return
+			}
+			if len(resp.Events) > 0 {
+				close(gone)
+				return
 			}
 		}
 	}()
@@ -407,8 +470,15 @@ func (e *Engine) Close() error {
 	e.closed = true
 	e.mu.Unlock()
 	// Operations have finished (Close held the lock); revocations still
-	// running are cut short: their leases end with their TTL anyway.
-	e.stopBackground()
-	e.background.Wait()
+	// running get a moment to finish, then are cut short (their leases end
+	// with their TTL anyway).
+	finished := make(chan struct{})
+	go func() { e.background.Wait(); close(finished) }()
+	select {
+	case <-finished:
+	case <-time.After(closeGrace):
+		e.stopBackground()
+		<-finished
+	}
 	return nil
 }

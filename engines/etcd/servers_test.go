@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,18 +15,46 @@ import (
 )
 
 // threeServers is three Services, each with its own etcd client and engine
-// on one etcd and one prefix: what three locklock servers are.
-func threeServers(t *testing.T, opts ...locklock.Option) []*locklock.Service {
+// on one etcd and one prefix: what three locklock servers are. The engines
+// count the release watches their waiters set up.
+func threeServers(t *testing.T, opts ...locklock.Option) ([]*locklock.Service, []*watchCounter) {
 	t.Helper()
 	endpoints := etcdtest.Endpoints(t)
 	prefix := fmt.Sprintf("/locklock-test/servers-%d/", time.Now().UnixNano())
-	var svcs []*locklock.Service
+	var (
+		svcs    []*locklock.Service
+		engines []*watchCounter
+	)
 	for range 3 {
-		engine := etcd.New(etcdtest.Client(t, endpoints...), etcd.WithPrefix(prefix))
+		engine := &watchCounter{Engine: etcd.New(etcdtest.Client(t, endpoints...), etcd.WithPrefix(prefix))}
 		t.Cleanup(func() { _ = engine.Close() })
 		svcs = append(svcs, locklock.NewService(engine, opts...))
+		engines = append(engines, engine)
 	}
-	return svcs
+	return svcs, engines
+}
+
+// watchCounter is the etcd engine, counting WatchRelease calls, so that a
+// test knows a waiter has seen the lock held and is watching it.
+type watchCounter struct {
+	*etcd.Engine
+	watches atomic.Int32
+}
+
+func (w *watchCounter) WatchRelease(ctx context.Context, held locklock.Lock) <-chan struct{} {
+	w.watches.Add(1)
+	return w.Engine.WatchRelease(ctx, held)
+}
+
+func (w *watchCounter) waitWatching(t *testing.T, before int32) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for w.watches.Load() <= before {
+		if time.Now().After(deadline) {
+			t.Fatal("the waiter never watched the lock")
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 var deployLock = locklock.ID{Namespace: "public", Kind: locklock.KindKey, Name: "deploy"}
@@ -33,13 +62,15 @@ var deployLock = locklock.ID{Namespace: "public", Kind: locklock.KindKey, Name: 
 // TestThreeServersOneWinner: 64 racers spread over three servers, round
 // after round: one winner each round, and tokens rise across servers.
 func TestThreeServersOneWinner(t *testing.T) {
-	conformance.CheckOneWinner(t, threeServers(t), deployLock, 15)
+	svcs, _ := threeServers(t)
+	conformance.CheckOneWinner(t, svcs, deployLock, 15)
 }
 
 // TestThreeServersLinearizable: porcupine over a history recorded through
 // all three servers.
 func TestThreeServersLinearizable(t *testing.T) {
-	conformance.CheckLinearizable(t, threeServers(t), nil)
+	svcs, _ := threeServers(t)
+	conformance.CheckLinearizable(t, svcs, nil, 0)
 }
 
 // TestWaiterWakesAcrossServers: a waiter on one server wakes when the lock
@@ -48,13 +79,15 @@ func TestThreeServersLinearizable(t *testing.T) {
 // one wins.
 func TestWaiterWakesAcrossServers(t *testing.T) {
 	const poll = time.Minute // so that only the etcd watch can wake a waiter in time
-	svcs := threeServers(t, locklock.WithWaitPoll(poll))
+	svcs, engines := threeServers(t, locklock.WithWaitPoll(poll))
 	a, b, c := svcs[0], svcs[1], svcs[2]
 
 	t.Run("release", func(t *testing.T) {
 		id := locklock.ID{Namespace: "public", Kind: locklock.KindKey, Name: "wake-on-release"}
 		mustAcquire(t, a, locklock.AcquireRequest{ID: id, Secret: "a", TTL: time.Hour})
+		watching := engines[1].watches.Load()
 		w := startWaiter(t, t.Context(), b, locklock.AcquireRequest{ID: id, Secret: "b", Wait: 30 * time.Second})
+		engines[1].waitWatching(t, watching) // it has seen the lock held
 		if _, err := a.Release(t.Context(), id, "a"); err != nil {
 			t.Fatal(err)
 		}
