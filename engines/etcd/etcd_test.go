@@ -31,3 +31,38 @@ func TestConformance(t *testing.T) {
 		RealTime: true,
 	})
 }
+
+// TestTokensStartFromTheClock: a new cluster or prefix starts its tokens from
+// the wall clock (ms × 1024), like the other engines, so that tokens keep
+// rising for a deployment that moves to etcd; and they stay exact in float64.
+func TestTokensStartFromTheClock(t *testing.T) {
+	endpoints := etcdtest.Endpoints(t)
+	client := etcdtest.Client(t, endpoints...)
+	prefix := fmt.Sprintf("/locklock-test/base-%d/", time.Now().UnixNano())
+	floor := uint64(time.Now().UnixMilli()) << 10
+	a := locklock.NewService(etcd.New(client, etcd.WithPrefix(prefix)))
+	id := locklock.ID{Namespace: "public", Kind: locklock.KindKey, Name: "base"}
+	first, _, err := a.Acquire(t.Context(), locklock.AcquireRequest{ID: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Token < floor || first.Token >= 1<<53 {
+		t.Errorf("first token %d, want at least %d (the clock) and below 2^53", first.Token, floor)
+	}
+	if _, err := a.Release(t.Context(), id, ""); err != nil {
+		t.Fatal(err)
+	}
+	// Another server (engine) on the same prefix uses the same base.
+	b := locklock.NewService(etcd.New(etcdtest.Client(t, endpoints...), etcd.WithPrefix(prefix)))
+	second, _, err := b.Acquire(t.Context(), locklock.AcquireRequest{ID: id})
+	if err != nil || second.Token <= first.Token || second.Token-first.Token > 1000 {
+		t.Errorf("second token %d (%v), want just above %d", second.Token, err, first.Token)
+	}
+	// A replaced cluster (here: a new prefix, a while later) continues above.
+	time.Sleep(5 * time.Millisecond)
+	c := locklock.NewService(etcd.New(client, etcd.WithPrefix(prefix+"replaced/")))
+	third, _, err := c.Acquire(t.Context(), locklock.AcquireRequest{ID: id})
+	if err != nil || third.Token <= second.Token {
+		t.Errorf("token on a replaced cluster %d (%v), want above %d", third.Token, err, second.Token)
+	}
+}
