@@ -126,13 +126,13 @@ func (e *Engine) enter(ctx context.Context) (context.Context, func(), error) {
 		e.mu.RUnlock()
 		return nil, nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, e.timeout)
-	if _, err := e.tokenBase(ctx); err != nil {
+	octx, cancel := context.WithTimeout(ctx, e.timeout)
+	if _, err := e.tokenBase(ctx, octx); err != nil {
 		cancel()
 		e.mu.RUnlock()
 		return nil, nil, err
 	}
-	return ctx, func() { cancel(); e.mu.RUnlock() }, nil
+	return octx, func() { cancel(); e.mu.RUnlock() }, nil
 }
 
 // storeErr classifies an etcd failure. The caller's own cancellation stays
@@ -171,13 +171,13 @@ func (e *Engine) encode(l locklock.Lock, lease clientv3.LeaseID) (string, error)
 // switch from Badger) or an earlier etcd cluster that was replaced. (Restoring
 // etcd from a backup rolls revisions back; start the restored cluster under a
 // new --etcd-prefix.)
-func (e *Engine) tokenBase(ctx context.Context) (uint64, error) {
+func (e *Engine) tokenBase(ctx, octx context.Context) (uint64, error) {
 	if b := e.base.Load(); b != 0 {
 		return b, nil
 	}
 	key := e.prefix + "token-base"
 	candidate := strconv.FormatUint(uint64(time.Now().UnixMilli())<<10, 10)
-	resp, err := e.client.Txn(ctx).
+	resp, err := e.client.Txn(octx).
 		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
 		Then(clientv3.OpPut(key, candidate)).
 		Else(clientv3.OpGet(key)).
