@@ -135,6 +135,16 @@ func step(s lockState, in linInput, out linOutput) []any {
 		}
 		return []any{next}
 	}
+	if in.op == opRelease || in.op == opRefresh {
+		// Answers release and refresh share: nothing to act on, or not
+		// the holder's secret.
+		switch out.outcome {
+		case outNotFound:
+			return one(s.mayBeFree(in), free(s))
+		case outMismatch:
+			return one(s.mayBeLive(in) && !s.mayRelease(in), s)
+		}
+	}
 	switch in.op {
 	case opAcquire:
 		switch out.outcome {
@@ -163,10 +173,6 @@ func step(s lockState, in linInput, out linOutput) []any {
 			next := free(s)
 			next.maxToken = max(s.maxToken, out.token)
 			return one(s.mayBeLive(in) && s.mayRelease(in) && s.sameToken(out.token), next)
-		case outNotFound:
-			return one(s.mayBeFree(in), free(s))
-		case outMismatch:
-			return one(s.mayBeLive(in) && !s.mayRelease(in), s)
 		case outUnknown:
 			states := []any{s}
 			if s.mayBeLive(in) && s.mayRelease(in) {
@@ -180,10 +186,6 @@ func step(s lockState, in linInput, out linOutput) []any {
 			next := s
 			next.token, next.expLo, next.expHi, next.maxToken = out.token, out.expiresAt, out.expiresAt, max(s.maxToken, out.token)
 			return one(s.mayBeLive(in) && s.mayRelease(in) && s.sameToken(out.token) && grantedWithin(in, out.expiresAt), next)
-		case outNotFound:
-			return one(s.mayBeFree(in), free(s))
-		case outMismatch:
-			return one(s.mayBeLive(in) && !s.mayRelease(in), s)
 		case outUnknown:
 			states := []any{s}
 			if s.mayBeLive(in) && s.mayRelease(in) {
