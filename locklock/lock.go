@@ -47,7 +47,7 @@ func NewID(namespace string, kind Kind, name string) (ID, error) {
 	case KindUUID:
 		canonical, ok := canonicalUUID(name)
 		if !ok {
-			return ID{}, fmt.Errorf("%w: %q is not a UUID (8-4-4-4-12 hex digits)", ErrInvalidUUID, truncate(name))
+			return ID{}, fmt.Errorf("%w: %q is not a UUID (8-4-4-4-12 hex digits)", ErrInvalidUUID, Abbreviate(name))
 		}
 		name = canonical
 	case KindKey:
@@ -55,7 +55,7 @@ func NewID(namespace string, kind Kind, name string) (ID, error) {
 			return ID{}, err
 		}
 	default:
-		return ID{}, invalidf("unknown lock kind %q", truncate(string(kind)))
+		return ID{}, invalidf("unknown lock kind %q", Abbreviate(string(kind)))
 	}
 	return ID{Namespace: namespace, Kind: kind, Name: name}, nil
 }
@@ -77,12 +77,12 @@ func (id ID) Validate() error {
 // also be served as a custom subdomain.
 func ValidateNamespace(ns string) error {
 	if len(ns) == 0 || len(ns) > 63 || ns[0] == '-' || ns[len(ns)-1] == '-' {
-		return invalidf("namespace %q must be 1-63 characters of a-z, 0-9 and '-', not starting or ending with '-'", truncate(ns))
+		return invalidf("namespace %q must be 1-63 characters of a-z, 0-9 and '-', not starting or ending with '-'", Abbreviate(ns))
 	}
 	for i := 0; i < len(ns); i++ {
 		c := ns[i]
 		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			return invalidf("namespace %q must be 1-63 characters of a-z, 0-9 and '-'", truncate(ns))
+			return invalidf("namespace %q must be 1-63 characters of a-z, 0-9 and '-'", Abbreviate(ns))
 		}
 	}
 	return nil
@@ -94,7 +94,7 @@ func validateKeyName(name string) error {
 	}
 	for i := 0; i < len(name); i++ {
 		if !nameChar(name[i]) {
-			return fmt.Errorf("%w: %q may contain only A-Z a-z 0-9 . _ - : ~", ErrInvalidName, truncate(name))
+			return fmt.Errorf("%w: %q may contain only A-Z a-z 0-9 . _ - : ~", ErrInvalidName, Abbreviate(name))
 		}
 	}
 	return nil
@@ -133,8 +133,9 @@ func canonicalUUID(s string) (string, bool) {
 	return string(b[:]), true
 }
 
-// truncate keeps hostile input from blowing up error messages.
-func truncate(s string) string {
+// Abbreviate shortens s to 64 bytes for an error message, so that hostile
+// input cannot blow messages (and log lines) up. Transports use it too.
+func Abbreviate(s string) string {
 	const max = 64
 	if len(s) <= max {
 		return s

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/locklock/locklock/locklock"
 )
 
 // maxBody is API.md's body limit.
@@ -91,7 +93,7 @@ func decodeObject(raw []byte, allowed []string) (body, error) {
 			return body{}, errSyntax(err)
 		}
 		if !slices.Contains(allowed, key) {
-			return body{}, newProblem(codeUnknownField, "unknown field %q; allowed here: %s", truncate(key), strings.Join(allowed, ", "))
+			return body{}, newProblem(codeUnknownField, "unknown field %q; allowed here: %s", locklock.Abbreviate(key), strings.Join(allowed, ", "))
 		}
 		if seen[key] {
 			return body{}, invalidBody("field %s is given twice", key)
@@ -161,7 +163,7 @@ func integer(key string, value json.RawMessage) (int64, error) {
 		return 0, invalidBody("field %s is out of range", key)
 	}
 	if err != nil {
-		return 0, invalidBody("field %s must be a whole number of seconds, got %s", key, truncate(string(value)))
+		return 0, invalidBody("field %s must be a whole number of seconds, got %s", key, locklock.Abbreviate(string(value)))
 	}
 	return n, nil
 }
@@ -213,13 +215,4 @@ func secretOf(r *http.Request, b body) (string, error) {
 		return "", invalidBody("header %s and field secret differ", secretHeader)
 	}
 	return values[0], nil
-}
-
-// truncate keeps hostile input from blowing up error messages.
-func truncate(s string) string {
-	const max = 64
-	if len(s) <= max {
-		return s
-	}
-	return s[:max] + "…"
 }

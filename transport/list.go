@@ -61,7 +61,7 @@ func listRequest(namespace, rawQuery string) (locklock.ListRequest, error) {
 		switch key {
 		case paramKind, paramPrefix, paramLimit, paramAfter:
 		default:
-			return req, newProblem(codeUnknownField, "unknown query parameter %q; allowed: kind, prefix, limit, after", truncate(key))
+			return req, newProblem(codeUnknownField, "unknown query parameter %q; allowed: kind, prefix, limit, after", locklock.Abbreviate(key))
 		}
 		if len(values) > 1 {
 			return req, invalidBody("query parameter %s is given more than once", key)
