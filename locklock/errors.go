@@ -24,6 +24,14 @@ var (
 	// ErrInvalidArgument: a request field is out of range or malformed.
 	ErrInvalidArgument = errors.New("invalid argument")
 
+	// ErrUnauthorized: the request carries no API key, or an unknown one,
+	// where one is needed (HTTP 401).
+	ErrUnauthorized = errors.New("unauthorized")
+	// ErrForbidden: the API key is known but may not do this (HTTP 403).
+	ErrForbidden = errors.New("forbidden")
+	// ErrRateLimited: the caller is over its plan's request rate (HTTP 429).
+	ErrRateLimited = errors.New("rate limited")
+
 	// ErrUnavailable: storage cannot answer right now; retrying later may work.
 	ErrUnavailable = errors.New("unavailable")
 	// ErrClosed: the engine was closed. It wraps ErrUnavailable.

@@ -1,7 +1,6 @@
 package transport
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -12,10 +11,11 @@ import (
 
 // Authenticator failures. An authenticator returns an error wrapping one of
 // these to get 401 unauthorized or 403 forbidden; any other error is mapped
-// like a Service error (for example ErrUnavailable gives 503).
+// like a Service error (for example ErrUnavailable gives 503). They are the
+// core's sentinels, so the Go client's errors match them too.
 var (
-	ErrUnauthorized = errors.New("unauthorized")
-	ErrForbidden    = errors.New("forbidden")
+	ErrUnauthorized = locklock.ErrUnauthorized
+	ErrForbidden    = locklock.ErrForbidden
 )
 
 // Caller is who a request acts for, as decided by the authenticator.

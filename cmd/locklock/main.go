@@ -2,6 +2,10 @@
 //
 //	locklock serve [flags]   serve the HTTP API (see locklock serve -h)
 //	locklock keys new|list   make an API key, or list a keys file
+//	locklock acquire|release|status|refresh TARGET [flags]
+//	                         one lock operation against a server
+//	locklock run TARGET [flags] -- CMD ARGS...
+//	                         run CMD while holding the lock
 //	locklock version         print the version
 //
 // Every flag of serve can also be set by an environment variable named
@@ -41,6 +45,10 @@ func run(args []string, stdout, stderr io.Writer, env func(string) (string, bool
 		return serve(args[1:], stderr, env)
 	case "keys":
 		return keysCommand(args[1:], stdout, stderr, env)
+	case "acquire", "release", "status", "refresh":
+		return lockCommand(args[0], args[1:], stdout, stderr, env)
+	case "run":
+		return runCommand(args[1:], stderr, env)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "locklock", version)
 		return exitOK
@@ -60,9 +68,17 @@ func usage(w io.Writer) {
 Commands:
   serve     serve the lock API over HTTP (default: Badger in ./locklock-data on 127.0.0.1:8080)
   keys      make an API key (keys new) or list a keys file (keys list)
+  acquire   acquire a lock:  locklock acquire uuid/<uuid> [--ttl 30s] [--wait 10s] [--secret S]
+  release   release a lock:  locklock release uuid/<uuid> [--secret S]
+  status    show a lock:     locklock status key/<name>
+  refresh   extend a lock:   locklock refresh key/<name> --ttl 30s [--secret S]
+  run       run a command under a lock:  locklock run key/<name> [--ttl 30s] -- CMD ARGS...
   version   print the version
   help      show this help
 
-Run 'locklock serve -h' for the server's flags.
+Run 'locklock <command> -h' for a command's flags. The lock commands talk to
+--server (LOCKLOCK_SERVER, default http://127.0.0.1:8080) with --api-key
+(LOCKLOCK_API_KEY). Exit codes: 0 done, 1 other error, 2 usage, 3 lock held,
+4 lock not found, 5 refused (secret mismatch, unauthorized, forbidden).
 `)
 }

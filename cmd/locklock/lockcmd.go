@@ -1,0 +1,215 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/locklock/locklock/locklock"
+	"github.com/locklock/locklock/transport/client"
+)
+
+// Exit codes of the lock commands (acquire, release, status, refresh, run).
+const (
+	exitHeld     = 3 // the lock is held by someone else
+	exitNotFound = 4 // no such lock
+	exitRefused  = 5 // secret mismatch, unauthorized, forbidden
+)
+
+// defaultServer is where the lock commands look for a server.
+const defaultServer = "http://127.0.0.1:8080"
+
+// lockFlags are the flags every lock command shares.
+type lockFlags struct {
+	server  string
+	apiKey  string
+	secret  string
+	ttl     time.Duration
+	wait    time.Duration
+	timeout time.Duration
+}
+
+// newLockFlagSet defines the flags every lock command has, and those of
+// "secret", "ttl" and "wait" that it names.
+func newLockFlagSet(name string, stderr io.Writer, optional ...string) (*flag.FlagSet, *lockFlags) {
+	f := &lockFlags{}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.server, "server", defaultServer, "Locklock server `URL` (env LOCKLOCK_SERVER); /v1/api is added to a URL without a path")
+	fs.StringVar(&f.apiKey, "api-key", "", "API `key` (env LOCKLOCK_API_KEY; prefer it: flags show in ps)")
+	for _, opt := range optional {
+		switch opt {
+		case "secret":
+			fs.StringVar(&f.secret, "secret", "", "the lock's `secret` (env LOCKLOCK_SECRET; prefer it: flags show in ps)")
+		case "ttl":
+			fs.DurationVar(&f.ttl, "ttl", 0, "lock lifetime, whole seconds (rounded up); default: the server's (30 days)")
+		case "wait":
+			fs.DurationVar(&f.wait, "wait", 0, "if the lock is held, wait up to this long for it")
+		}
+	}
+	fs.DurationVar(&f.timeout, "timeout", 0, "give up after this long (default: --wait plus 30s)")
+	return fs, f
+}
+
+// commandFlags says which optional flags each command has.
+var commandFlags = map[string][]string{
+	"acquire": {"secret", "ttl", "wait"},
+	"release": {"secret"},
+	"refresh": {"secret", "ttl"},
+	"status":  {},
+}
+
+// lockEnv are the environment variables the lock commands read. Only these:
+// a job under `locklock run` must not pick up, say, a stray LOCKLOCK_WAIT.
+var lockEnv = map[string]string{"server": "LOCKLOCK_SERVER", "api-key": "LOCKLOCK_API_KEY", "secret": "LOCKLOCK_SECRET"}
+
+// parseLockArgs parses flags before and after the positional arguments (Go's
+// flag package stops at the first one), so both `acquire --ttl 1m uuid/…`
+// and `acquire uuid/… --ttl 1m` work. Environment values come first, so
+// that flags win.
+func parseLockArgs(fs *flag.FlagSet, args []string, env func(string) (string, bool)) ([]string, error) {
+	for flagName, envName := range lockEnv {
+		if v, ok := env(envName); ok && fs.Lookup(flagName) != nil {
+			_ = fs.Set(flagName, v) // string flags: cannot fail
+		}
+	}
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return positional, nil
+		}
+		positional, args = append(positional, args[0]), args[1:]
+	}
+}
+
+// lockCommand is acquire, release, status or refresh: one request, the lock
+// object as JSON on stdout, an error as one line on stderr.
+func lockCommand(cmd string, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) int {
+	name := "locklock " + cmd
+	fs, f := newLockFlagSet(name, stderr, commandFlags[cmd]...)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: %s TARGET [flags]\n\nTARGET is uuid/<uuid> or key/<name>.\n%s\nFlags:\n", name, lockCommandHelp)
+		fs.PrintDefaults()
+	}
+	positional, err := parseLockArgs(fs, args, env)
+	if err != nil {
+		return parseFailure(err)
+	}
+	target, c, code := lockTarget(name, positional, f, stderr)
+	if c == nil {
+		return code
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, f.deadline())
+	defer cancel()
+
+	var l client.Lock
+	switch cmd {
+	case "acquire":
+		opts := []client.LockOption{client.WithTTL(f.ttl), client.WithWait(f.wait)}
+		if f.secret == "" {
+			// A secret made here could not be shown, so the lock could not
+			// be released; without one it is open, as with curl.
+			opts = append(opts, client.Unprotected())
+		} else {
+			opts = append(opts, client.WithSecret(f.secret))
+		}
+		l, err = c.Acquire(ctx, target, opts...)
+	case "release":
+		l, err = c.Release(ctx, target, client.WithSecret(f.secret))
+	case "refresh":
+		l, err = c.Refresh(ctx, target, client.WithSecret(f.secret), client.WithTTL(f.ttl))
+	case "status":
+		l, err = c.Get(ctx, target)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, name+":", oneLine(err))
+		return exitCode(err)
+	}
+	out, _ := json.Marshal(l)
+	fmt.Fprintf(stdout, "%s\n", out)
+	return exitOK
+}
+
+const lockCommandHelp = `
+Prints the lock object as JSON on standard output. Exit codes: 0 done,
+1 other error, 2 usage, 3 lock held, 4 lock not found, 5 refused (secret
+mismatch, unauthorized, forbidden).
+
+acquire without --secret takes an open lock that anyone may release.
+`
+
+// parseFailure is the exit code for a flag error, which the flag package
+// has printed already, with the usage.
+func parseFailure(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	return exitUsage
+}
+
+// lockTarget checks the one positional argument and makes the client. A nil
+// client means stop with the returned exit code.
+func lockTarget(name string, positional []string, f *lockFlags, stderr io.Writer) (client.Target, *client.Client, int) {
+	if len(positional) != 1 {
+		fmt.Fprintf(stderr, "%s: want exactly one TARGET (uuid/<uuid> or key/<name>), got %d arguments\n", name, len(positional))
+		return client.Target{}, nil, exitUsage
+	}
+	target, err := client.ParseTarget(positional[0])
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return client.Target{}, nil, exitUsage
+	}
+	if f.ttl < 0 || f.wait < 0 || f.timeout < 0 {
+		fmt.Fprintf(stderr, "%s: --ttl, --wait and --timeout must not be negative\n", name)
+		return client.Target{}, nil, exitUsage
+	}
+	c, err := client.New(f.server, client.WithAPIKey(f.apiKey), client.WithUserAgent("locklock-cli/"+version))
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: --server: %v\n", name, err)
+		return client.Target{}, nil, exitUsage
+	}
+	return target, c, exitOK
+}
+
+// deadline bounds a command: the wait it asked for, plus time for the
+// server to answer and for retries.
+func (f *lockFlags) deadline() time.Duration {
+	if f.timeout > 0 {
+		return f.timeout
+	}
+	return f.wait + 30*time.Second
+}
+
+// exitCode maps an error to the documented exit codes.
+func exitCode(err error) int {
+	switch {
+	case errors.Is(err, locklock.ErrHeld):
+		return exitHeld
+	case errors.Is(err, locklock.ErrNotFound):
+		return exitNotFound
+	case errors.Is(err, locklock.ErrSecretMismatch), errors.Is(err, locklock.ErrUnauthorized), errors.Is(err, locklock.ErrForbidden):
+		return exitRefused
+	case errors.Is(err, locklock.ErrInvalidArgument), errors.Is(err, locklock.ErrInvalidUUID), errors.Is(err, locklock.ErrInvalidName):
+		return exitUsage
+	}
+	return exitError
+}
+
+// oneLine keeps an error message on one line, as promised on stderr.
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
+}

@@ -1,0 +1,157 @@
+package client
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/locklock/locklock/locklock"
+)
+
+// lockBody is the JSON body of acquire, release and refresh.
+type lockBody struct {
+	Secret    string `json:"secret,omitempty"`
+	ExpiresIn int64  `json:"expires_in,omitempty"`
+	Wait      int64  `json:"wait,omitempty"`
+}
+
+// Acquire takes the lock (POST). Options: WithSecret (default: a random
+// secret made here, returned in Lock.Secret), Unprotected, WithTTL (default:
+// the server's, 30 days), WithWait.
+//
+// Because the lock carries a secret, a lost answer is safely retried: the
+// server answers a retry from the holder with 200 and the lock unchanged.
+// A lock held by someone else is an error matching locklock.ErrHeld
+// (errors.As with *Error gives ExpiresAt and RetryAfter); it is not retried.
+func (c *Client) Acquire(ctx context.Context, t Target, opts ...LockOption) (Lock, error) {
+	if err := t.Validate(); err != nil {
+		return Lock{}, err
+	}
+	o := callOpts(opts)
+	if err := o.checkDurations(); err != nil {
+		return Lock{}, err
+	}
+	secret := rand.Text() // 128 random bits
+	if o.secret != nil {
+		secret = *o.secret
+	}
+	var l Lock
+	status, err := c.do(ctx, request{
+		method:     http.MethodPost,
+		path:       t.path(),
+		body:       lockBody{Secret: secret, ExpiresIn: wholeSeconds(o.ttl), Wait: wholeSeconds(o.wait)},
+		idempotent: secret != "",
+	}, &l)
+	if err != nil {
+		return Lock{}, err
+	}
+	// A 200 is a lock already held with this secret. A secret made here
+	// is known to nobody else, so that lock is this call's own: an earlier
+	// attempt took it and its answer was lost.
+	l.Secret = secret
+	l.Created = status == http.StatusCreated || (o.secret == nil && status == http.StatusOK)
+	return l, nil
+}
+
+// checkDurations refuses a negative TTL or wait, which would otherwise
+// round to 0 and so ask for the server's default (30 days for a TTL): a
+// deadline already past (WithTTL(time.Until(deadline))) is a mistake.
+func (o callOptions) checkDurations() error {
+	if o.ttl < 0 || o.wait < 0 {
+		return fmt.Errorf("%w: negative TTL %v or wait %v", locklock.ErrInvalidArgument, o.ttl, o.wait)
+	}
+	return nil
+}
+
+// Release frees the lock (DELETE) and returns it as it was. A protected lock
+// needs WithSecret. A lock that is gone (released, expired, never taken)
+// matches locklock.ErrNotFound.
+//
+// A release is retried only after failures that certainly did nothing: had
+// an earlier attempt freed the lock, a retry would report ErrNotFound.
+func (c *Client) Release(ctx context.Context, t Target, opts ...LockOption) (Lock, error) {
+	if err := t.Validate(); err != nil {
+		return Lock{}, err
+	}
+	o := callOpts(opts)
+	var out struct {
+		Lock Lock `json:"lock"`
+	}
+	_, err := c.do(ctx, request{method: http.MethodDelete, path: t.path(), body: secretBody(o)}, &out)
+	return out.Lock, err
+}
+
+// Refresh extends the lock (PATCH): it now expires WithTTL from now (default:
+// the server's default lifetime); its fencing token stays. A protected lock
+// needs WithSecret.
+func (c *Client) Refresh(ctx context.Context, t Target, opts ...LockOption) (Lock, error) {
+	if err := t.Validate(); err != nil {
+		return Lock{}, err
+	}
+	o := callOpts(opts)
+	if err := o.checkDurations(); err != nil {
+		return Lock{}, err
+	}
+	body := secretBody(o)
+	body.ExpiresIn = wholeSeconds(o.ttl)
+	var l Lock
+	_, err := c.do(ctx, request{method: http.MethodPatch, path: t.path(), body: body, idempotent: true}, &l)
+	return l, err
+}
+
+func secretBody(o callOptions) lockBody {
+	if o.secret == nil {
+		return lockBody{}
+	}
+	return lockBody{Secret: *o.secret}
+}
+
+// Get returns the lock if it is held; locklock.ErrNotFound otherwise.
+func (c *Client) Get(ctx context.Context, t Target) (Lock, error) {
+	if err := t.Validate(); err != nil {
+		return Lock{}, err
+	}
+	var l Lock
+	_, err := c.do(ctx, request{method: http.MethodGet, path: t.path(), idempotent: true}, &l)
+	return l, err
+}
+
+// ListOptions selects a page of List.
+type ListOptions struct {
+	Kind   locklock.Kind // uuid (the default) or key
+	Prefix string        // only names starting with this
+	Limit  int           // at most this many (0: the server's default)
+	After  string        // the previous page's Next
+}
+
+// Page is one page of List. Next is empty on the last page.
+type Page struct {
+	Locks []Lock `json:"locks"`
+	Next  string `json:"next"`
+}
+
+// List returns a page of the held locks of the API key's namespace, ordered
+// by name. Listing needs an API key.
+func (c *Client) List(ctx context.Context, o ListOptions) (Page, error) {
+	q := url.Values{}
+	kind := o.Kind
+	if kind == "" {
+		kind = locklock.KindUUID
+	}
+	q.Set("kind", string(kind))
+	if o.Prefix != "" {
+		q.Set("prefix", o.Prefix)
+	}
+	if o.Limit > 0 {
+		q.Set("limit", strconv.Itoa(o.Limit))
+	}
+	if o.After != "" {
+		q.Set("after", o.After)
+	}
+	var p Page
+	_, err := c.do(ctx, request{method: http.MethodGet, path: "/locks?" + q.Encode(), idempotent: true}, &p)
+	return p, err
+}

@@ -1,0 +1,126 @@
+package client
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/locklock/locklock/locklock"
+)
+
+// Target names a lock: a UUID lock (everyone) or a custom-named one (plans
+// with custom names). Its text form is "uuid/<uuid>" or "key/<name>", as on
+// the command line.
+type Target struct {
+	Kind locklock.Kind
+	Name string
+}
+
+// UUID is the target of the UUID lock id.
+func UUID(id string) Target { return Target{Kind: locklock.KindUUID, Name: id} }
+
+// Key is the target of the custom-named lock name.
+func Key(name string) Target { return Target{Kind: locklock.KindKey, Name: name} }
+
+// ParseTarget reads "uuid/<uuid>" or "key/<name>" and checks the name
+// against the API's rules, so a typo fails before any request is made.
+func ParseTarget(s string) (Target, error) {
+	kind, name, ok := strings.Cut(s, "/")
+	if !ok {
+		return Target{}, fmt.Errorf("%w: lock %q: want uuid/<uuid> or key/<name>", locklock.ErrInvalidArgument, locklock.Abbreviate(s))
+	}
+	t := Target{Kind: locklock.Kind(kind), Name: name}
+	return t, t.Validate()
+}
+
+// Validate checks the target against the API's name rules.
+func (t Target) Validate() error {
+	if t.Kind != locklock.KindUUID && t.Kind != locklock.KindKey {
+		return fmt.Errorf("%w: lock kind %q: want uuid or key", locklock.ErrInvalidArgument, locklock.Abbreviate(string(t.Kind)))
+	}
+	_, err := locklock.NewID(locklock.DefaultNamespace, t.Kind, t.Name)
+	return err
+}
+
+func (t Target) String() string { return string(t.Kind) + "/" + t.Name }
+
+func (t Target) path() string { return "/lock/" + string(t.Kind) + "/" + url.PathEscape(t.Name) }
+
+// Lock is the lock object of the API (API.md §3).
+type Lock struct {
+	Namespace  string        `json:"namespace"`
+	Kind       locklock.Kind `json:"kind"`
+	Name       string        `json:"name"`
+	AcquiredAt time.Time     `json:"acquired_at"`
+	ExpiresAt  time.Time     `json:"expires_at"`
+	// ExpiresIn is the whole seconds that were left when the server answered.
+	ExpiresIn int64 `json:"expires_in"`
+	// FencingToken is greater than every token issued before for this
+	// lock name. Hand it to the resource the lock protects, so that the
+	// resource can refuse a holder whose lock has since passed to another.
+	FencingToken uint64 `json:"fencing_token"`
+	// Protected says that a secret guards the lock.
+	Protected bool `json:"protected"`
+
+	// Secret is the secret this client acquired the lock with — the
+	// caller's, or one the client made — needed to release or refresh it.
+	// Only Acquire and Hold fill it in; the server never returns it, and it
+	// is never marshalled.
+	Secret string `json:"-"`
+	// Created is true when this call took a free lock (201), false when it
+	// found the lock already held with the same secret (200: a retry).
+	Created bool `json:"-"`
+}
+
+// Target is the lock's target, for Release, Refresh and Get.
+func (l Lock) Target() Target { return Target{Kind: l.Kind, Name: l.Name} }
+
+// LockOption is an option of one call.
+type LockOption func(*callOptions)
+
+type callOptions struct {
+	secret *string
+	ttl    time.Duration
+	wait   time.Duration
+	margin time.Duration // Hold and Do only
+}
+
+// WithSecret sets the lock's secret. Acquire without it makes a random one
+// (returned in Lock.Secret); Release and Refresh of a protected lock need it.
+func WithSecret(s string) LockOption { return func(o *callOptions) { o.secret = &s } }
+
+// Unprotected acquires without a secret: anyone may then release the lock
+// (the API's seed behaviour). Such an acquire is not retried after a
+// failure that may have taken the lock, since a retry would find the lock
+// held and could not tell it was its own.
+func Unprotected() LockOption { return func(o *callOptions) { o.secret = new(string) } }
+
+// WithTTL sets the lock's lifetime (expires_in) for Acquire, Refresh, Hold
+// and Do. The API counts whole seconds: a fraction is rounded up.
+func WithTTL(d time.Duration) LockOption { return func(o *callOptions) { o.ttl = d } }
+
+// WithWait makes Acquire, Hold and Do wait up to d for a held lock (a long
+// poll on the server, in whole seconds rounded up) instead of failing at once.
+func WithWait(d time.Duration) LockOption { return func(o *callOptions) { o.wait = d } }
+
+// WithSafetyMargin makes Hold and Do end their context this long before the
+// lock would lapse when no refresh has been confirmed: the time the work
+// needs to stop, plus any clock drift to allow for. The default is a fifth
+// of the TTL; it must be less than two thirds of it, since a refresh is due
+// every third.
+func WithSafetyMargin(d time.Duration) LockOption { return func(o *callOptions) { o.margin = d } }
+
+func callOpts(opts []LockOption) callOptions {
+	var o callOptions
+	for _, f := range opts {
+		f(&o)
+	}
+	return o
+}
+
+// wholeSeconds rounds up: a lock lives at least as long as asked, and a
+// wait lasts at least as long.
+func wholeSeconds(d time.Duration) int64 {
+	return int64((d + time.Second - 1) / time.Second)
+}
