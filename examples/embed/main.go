@@ -25,6 +25,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -55,10 +56,16 @@ func run(addr string) error {
 	svc := locklock.NewService(engine, locklock.WithLogger(log))
 	go svc.RunSweeper(ctx, 0) // reclaims memory of expired locks
 
-	srv := &http.Server{Addr: addr, Handler: newMux(svc, log), ReadHeaderTimeout: 10 * time.Second}
+	// Listen first, so that the log shows the real address (with -addr
+	// 127.0.0.1:0, the port the system chose).
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: newMux(svc, log), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
-	log.Info("listening", "addr", addr)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("listening", "addr", ln.Addr().String())
 
 	select {
 	case err := <-errc:
