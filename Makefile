@@ -38,3 +38,10 @@ vet: ## go vet and gofmt
 	$(GO) vet $(PKGS)
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
+
+FUZZTIME ?= 1m
+
+.PHONY: fuzz
+fuzz: ## run each fuzz target of ./transport for $(FUZZTIME), one after another
+	$(GO) test ./transport -run '^$$' -fuzz '^FuzzHandler$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./transport -run '^$$' -fuzz '^FuzzDecodeBody$$' -fuzztime $(FUZZTIME)

@@ -1,13 +1,7 @@
 package app
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
-	"os"
-	"os/signal"
-	"sync"
-	"syscall"
 
 	"go.uber.org/fx"
 
@@ -22,7 +16,7 @@ import (
 func AccessModule() fx.Option {
 	return fx.Module("access",
 		fx.Provide(newKeyStore, newAccess, func() *ratelimit.Limiter { return ratelimit.New() }),
-		fx.Invoke(reloadOnHangup),
+		fx.Provide(asReloaders(keysReloader)),
 	)
 }
 
@@ -45,44 +39,11 @@ func newAccess(cfg Config, store *keys.Store) (transport.Access, error) {
 	return transport.Access{Keys: store, BaseDomain: cfg.BaseDomain, TrustedProxies: trusted}, nil
 }
 
-// reloadOnHangup re-reads the keys file on SIGHUP. A file that does not
-// parse or validate is refused with a log line; the keys in force stay.
-func reloadOnHangup(lc fx.Lifecycle, cfg Config, store *keys.Store, log *slog.Logger) {
-	hup := make(chan os.Signal, 1)
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	lc.Append(fx.Hook{
-		OnStart: func(context.Context) error {
-			signal.Notify(hup, syscall.SIGHUP)
-			wg.Go(func() {
-				for {
-					select {
-					case <-done:
-						return
-					case <-hup:
-						reloadKeys(cfg.KeysFile, store, log)
-					}
-				}
-			})
-			return nil
-		},
-		OnStop: func(context.Context) error {
-			signal.Stop(hup)
-			close(done)
-			wg.Wait()
-			return nil
-		},
-	})
-}
-
-func reloadKeys(path string, store *keys.Store, log *slog.Logger) {
-	if path == "" {
-		log.Info("SIGHUP: no --keys-file to reload; the built-in plans stay")
-		return
+// keysReloader re-reads the keys file; without one there is nothing to
+// reload (the built-in plans stay).
+func keysReloader(cfg Config, store *keys.Store) []reloader {
+	if cfg.KeysFile == "" {
+		return nil
 	}
-	if err := store.Reload(path); err != nil {
-		log.Error("SIGHUP: keys file refused; the previous keys stay in force", "file", path, "err", err)
-		return
-	}
-	log.Info("SIGHUP: keys file reloaded", "file", path)
+	return []reloader{{name: "keys file", file: cfg.KeysFile, reload: func() error { return store.Reload(cfg.KeysFile) }}}
 }

@@ -9,12 +9,18 @@ import (
 
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxevent"
+
+	"github.com/locklock/locklock/transport"
 )
 
 // Modules is every module of the server, for callers that build their own
 // fx.App around them.
 func Modules() fx.Option {
-	return fx.Options(EngineModule(), ServiceModule(), AccessModule(), HTTPModule())
+	return fx.Options(
+		EngineModule(), MetricsModule(), ServiceModule(), AccessModule(), HTTPModule(),
+		fx.Decorate(instrumentEngine),
+		fx.Invoke(reloadOnHangup),
+	)
 }
 
 // New returns the server app for cfg, logging to log. Start it, wait on
@@ -23,6 +29,8 @@ func New(cfg Config, log *slog.Logger, extra ...fx.Option) *fx.App {
 	if err := cfg.Validate(); err != nil {
 		return fx.New(fx.NopLogger, fx.Error(err))
 	}
+	// Every log line of a request carries its id.
+	log = slog.New(transport.LogHandler(log.Handler()))
 	return fx.New(
 		fx.Supply(cfg, log),
 		fx.WithLogger(func() fxevent.Logger {

@@ -20,6 +20,7 @@ const (
 // it from flags and LOCKLOCK_* environment variables.
 type Config struct {
 	Addr          string   // listen address
+	OpsAddr       string   // optional separate listener for /metrics, /healthz, /readyz
 	Engine        string   // memory | badger | etcd
 	DataDir       string   // Badger's directory
 	EtcdEndpoints []string // etcd client URLs
@@ -32,10 +33,23 @@ type Config struct {
 	TLSCert        string
 	TLSKey         string
 
+	// ReadHeaderTimeout cuts off clients that send their headers slowly
+	// (slowloris); MaxHeaderBytes bounds the header block.
+	ReadHeaderTimeout time.Duration
+	MaxHeaderBytes    int
+
 	DefaultTTL    time.Duration // expires_in when a request has none
 	MaxTTL        time.Duration // largest expires_in
 	MaxWait       time.Duration // largest wait
 	SweepInterval time.Duration // how often expired locks are reclaimed
+
+	// MaxWaiters caps the acquires waiting (long poll) at once on this
+	// server, and MaxWaitersPerLock those waiting for any one lock; 0 means
+	// no cap. Beyond a cap, an acquire with a wait still gets a free lock,
+	// but for a held one it is answered 503 with Retry-After at once
+	// instead of waiting (locklock.WithMaxWaiters).
+	MaxWaiters        int
+	MaxWaitersPerLock int
 
 	// ShutdownTimeout bounds draining in-flight requests on stop.
 	ShutdownTimeout time.Duration
@@ -54,14 +68,18 @@ type EtcdConfig struct {
 // DefaultConfig is what `locklock serve` runs with when told nothing.
 func DefaultConfig() Config {
 	return Config{
-		Addr:            "127.0.0.1:8080",
-		Engine:          EngineBadger,
-		DataDir:         "./locklock-data",
-		DefaultTTL:      locklock.DefaultTTL,
-		MaxTTL:          locklock.DefaultMaxTTL,
-		MaxWait:         locklock.DefaultMaxWait,
-		SweepInterval:   30 * time.Second,
-		ShutdownTimeout: 10 * time.Second,
+		Addr:              "127.0.0.1:8080",
+		Engine:            EngineBadger,
+		DataDir:           "./locklock-data",
+		DefaultTTL:        locklock.DefaultTTL,
+		MaxTTL:            locklock.DefaultMaxTTL,
+		MaxWait:           locklock.DefaultMaxWait,
+		MaxWaiters:        locklock.DefaultMaxWaiters,
+		MaxWaitersPerLock: locklock.DefaultMaxWaitersPerLock,
+		SweepInterval:     30 * time.Second,
+		ShutdownTimeout:   10 * time.Second,
+		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    64 << 10,
 		Etcd: EtcdConfig{
 			DialTimeout:    5 * time.Second,
 			RequestTimeout: 5 * time.Second,
@@ -98,6 +116,12 @@ func (c Config) Validate() error {
 	if err := validateBaseDomain(c.BaseDomain); err != nil {
 		return err
 	}
+	if c.ReadHeaderTimeout <= 0 || c.MaxHeaderBytes < 1024 {
+		return errors.New("--read-header-timeout must be positive and --max-header-bytes at least 1024")
+	}
+	if c.OpsAddr != "" && c.OpsAddr == c.Addr && !strings.HasSuffix(c.Addr, ":0") {
+		return errors.New("--ops-addr must differ from --addr")
+	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("--tls-cert and --tls-key go together: give both or neither")
 	}
@@ -106,6 +130,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxWait < 0 {
 		return errors.New("the maximum wait cannot be negative")
+	}
+	if c.MaxWaiters < 0 || c.MaxWaitersPerLock < 0 {
+		return errors.New("--max-waiters and --max-waiters-per-lock cannot be negative (0 means no limit)")
 	}
 	return nil
 }

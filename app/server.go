@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +13,7 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/locklock/locklock/locklock"
+	"github.com/locklock/locklock/metrics"
 	"github.com/locklock/locklock/ratelimit"
 	"github.com/locklock/locklock/transport"
 )
@@ -21,21 +21,22 @@ import (
 // APIPrefix is where the standalone server mounts the lock API.
 const APIPrefix = "/v1/api"
 
-// Server timeouts. WriteTimeout must outlast the longest allowed wait, so it
-// is derived from Config.MaxWait.
+// Server timeouts beyond Config's. WriteTimeout must outlast the longest
+// allowed wait, so it is derived from Config.MaxWait.
 const (
-	readHeaderTimeout = 10 * time.Second // cuts off clients that dribble headers
-	readTimeout       = 30 * time.Second
-	idleTimeout       = 2 * time.Minute
-	maxHeaderBytes    = 64 << 10
-	writeSlack        = 30 * time.Second
+	readTimeout = 30 * time.Second
+	idleTimeout = 2 * time.Minute
+	writeSlack  = 30 * time.Second
 )
 
-// Server is the running HTTP server. Addr is known once the app has started.
+// Server is the running HTTP server, and the ops listener if there is one.
+// Addresses are known once the app has started.
 type Server struct {
-	http *http.Server
-	addr net.Addr
-	tls  bool
+	http    *http.Server
+	addr    net.Addr
+	tls     bool
+	ops     *http.Server // nil without Config.OpsAddr
+	opsAddr net.Addr
 }
 
 // Addr is the address the server listens on (useful with port 0).
@@ -50,77 +51,150 @@ func (s *Server) URL() string {
 	return scheme + "://" + s.addr.String()
 }
 
-// HTTPModule provides the root http.Handler (the API under APIPrefix plus
-// /healthz and /readyz) and a *Server that listens in OnStart — so a busy
-// port fails start-up — and drains in OnStop.
+// OpsURL is the base URL of /metrics, /healthz and /readyz: the ops
+// listener's (always plain HTTP) when there is one, else the server's.
+func (s *Server) OpsURL() string {
+	if s.ops == nil {
+		return s.URL()
+	}
+	return "http://" + s.opsAddr.String()
+}
+
+// HTTPModule provides the HTTP handlers (the API under APIPrefix, and
+// /metrics, /healthz, /readyz on the main listener or on the ops listener)
+// and a *Server that listens in OnStart — so a busy port fails start-up —
+// and drains in OnStop. A TLS certificate is re-read on SIGHUP.
 func HTTPModule() fx.Option {
 	return fx.Module("http",
-		fx.Provide(newRootHandler, newServer),
+		fx.Provide(newCertificate, newHandlers, newServer),
+		fx.Provide(asReloaders(certificateReloader)),
 	)
 }
 
-// newRootHandler routes APIPrefix to the API and everything else to the
-// operational endpoints. It deliberately avoids http.ServeMux, which would
-// clean paths ("//", "/./") and redirect before the API could answer 400 for
-// a malformed lock name.
-func newRootHandler(svc *locklock.Service, access transport.Access, limiter *ratelimit.Limiter, log *slog.Logger) http.Handler {
+// handlers are what the listeners serve.
+type handlers struct {
+	main, ops http.Handler // ops is nil without Config.OpsAddr
+}
+
+// opsPaths are the operational endpoints, outside the API.
+var opsPaths = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}
+
+// newHandlers routes APIPrefix to the API and the operational paths to
+// their handlers. It deliberately avoids http.ServeMux, which would clean
+// paths ("//", "/./") and redirect before the API could answer 400 for a
+// malformed lock name. Every request is instrumented: a request id, a debug
+// log line, metrics.
+func newHandlers(cfg Config, svc *locklock.Service, access transport.Access, limiter *ratelimit.Limiter, m *metrics.Metrics, log *slog.Logger) handlers {
 	api := http.StripPrefix(APIPrefix, transport.NewHandler(svc,
 		transport.WithLogger(log),
 		transport.WithAuthenticator(transport.KeyAuthenticator(access)),
 		transport.WithRateLimiter(limiter),
 	))
-	ops := transport.NewOpsHandler(svc, transport.WithLogger(log))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, APIPrefix+"/") {
-			api.ServeHTTP(w, r)
+	health := transport.NewOpsHandler(svc, transport.WithLogger(log))
+	scrape := m.Handler()
+	ops := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/metrics" {
+			scrape.ServeHTTP(w, r)
 			return
 		}
-		ops.ServeHTTP(w, r)
+		health.ServeHTTP(w, r) // /healthz, /readyz, or a not_found problem
 	})
+	notFound := transport.NotFoundHandler()
+	instrument := func(h http.Handler) http.Handler {
+		return transport.Instrument(h, log, routeOf, func(i transport.RequestInfo) {
+			m.ObserveRequest(i.Route, i.Method, i.Status, i.Duration, i.Anonymous)
+		})
+	}
+	separateOps := cfg.OpsAddr != ""
+	main := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.HasPrefix(r.URL.Path, APIPrefix+"/"):
+			api.ServeHTTP(w, r)
+		case separateOps:
+			notFound.ServeHTTP(w, r) // the ops endpoints live elsewhere
+		default:
+			ops.ServeHTTP(w, r)
+		}
+	})
+	hs := handlers{main: instrument(main)}
+	if separateOps {
+		hs.ops = instrument(ops)
+	}
+	return hs
 }
 
-func newServer(lc fx.Lifecycle, sd fx.Shutdowner, cfg Config, handler http.Handler, svc *locklock.Service, log *slog.Logger) *Server {
-	s := &Server{
-		http: &http.Server{
-			Addr:              cfg.Addr,
-			Handler:           handler,
-			ReadHeaderTimeout: readHeaderTimeout,
-			ReadTimeout:       readTimeout,
-			WriteTimeout:      cfg.MaxWait + writeSlack,
-			IdleTimeout:       idleTimeout,
-			MaxHeaderBytes:    maxHeaderBytes,
-			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-		},
-		tls: cfg.TLSCert != "",
+// routeOf names a request's route for metrics and logs, from a fixed set.
+func routeOf(r *http.Request) string {
+	p := r.URL.Path
+	switch {
+	case strings.HasPrefix(p, APIPrefix+"/"):
+		return APIPrefix + transport.Route(strings.TrimPrefix(p, APIPrefix))
+	case opsPaths[p]:
+		return p
+	}
+	return "unmatched"
+}
+
+// newCertificate loads the TLS certificate, if the server has one.
+func newCertificate(cfg Config) (*certificate, error) {
+	if cfg.TLSCert == "" {
+		return nil, nil
+	}
+	return loadCertificate(cfg.TLSCert, cfg.TLSKey)
+}
+
+func certificateReloader(c *certificate) []reloader {
+	if c == nil {
+		return nil
+	}
+	return []reloader{{name: "TLS certificate", file: c.certFile, reload: c.reload}}
+}
+
+func newServer(lc fx.Lifecycle, sd fx.Shutdowner, cfg Config, hs handlers, cert *certificate, svc *locklock.Service, log *slog.Logger) *Server {
+	s := &Server{http: newHTTPServer(cfg, hs.main, log), tls: cert != nil}
+	if s.tls {
+		s.http.TLSConfig = cert.config()
+	}
+	if hs.ops != nil {
+		s.ops = newHTTPServer(cfg, hs.ops, log)
+	}
+	serve := func(srv *http.Server, ln net.Listener, tls bool) {
+		var err error
+		if tls {
+			err = srv.ServeTLS(ln, "", "")
+		} else {
+			err = srv.Serve(ln)
+		}
+		if !errors.Is(err, http.ErrServerClosed) {
+			log.Error("HTTP server stopped", "addr", ln.Addr().String(), "err", err)
+			_ = sd.Shutdown(fx.ExitCode(1))
+		}
 	}
 	lc.Append(fx.Hook{
 		OnStart: func(context.Context) error {
-			if s.tls {
-				cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
-				if err != nil {
-					return fmt.Errorf("load TLS certificate: %w", err)
-				}
-				s.http.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-			}
 			ln, err := net.Listen("tcp", cfg.Addr)
 			if err != nil {
 				return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 			}
+			var opsLn net.Listener
+			if s.ops != nil {
+				if opsLn, err = net.Listen("tcp", cfg.OpsAddr); err != nil {
+					_ = ln.Close()
+					return fmt.Errorf("listen on --ops-addr %s: %w", cfg.OpsAddr, err)
+				}
+				s.opsAddr = opsLn.Addr()
+			}
 			s.addr = ln.Addr()
-			log.Info("locklock serving", "addr", s.addr.String(), "url", s.URL()+APIPrefix,
-				"engine", cfg.Engine, "data_dir", dataDirFor(cfg), "tls", s.tls)
-			go func() {
-				var err error
-				if s.tls {
-					err = s.http.ServeTLS(ln, "", "")
-				} else {
-					err = s.http.Serve(ln)
-				}
-				if !errors.Is(err, http.ErrServerClosed) {
-					log.Error("HTTP server stopped", "err", err)
-					_ = sd.Shutdown(fx.ExitCode(1))
-				}
-			}()
+			attrs := []any{"addr", s.addr.String(), "url", s.URL() + APIPrefix,
+				"engine", cfg.Engine, "data_dir", dataDirFor(cfg), "tls", s.tls}
+			if s.ops != nil {
+				attrs = append(attrs, "ops_url", s.OpsURL())
+			}
+			log.Info("locklock serving", attrs...)
+			go serve(s.http, ln, s.tls)
+			if s.ops != nil {
+				go serve(s.ops, opsLn, false)
+			}
 			return nil
 		},
 		OnStop: func(ctx context.Context) error {
@@ -129,6 +203,10 @@ func newServer(lc fx.Lifecycle, sd fx.Shutdowner, cfg Config, handler http.Handl
 			svc.StopWaiting()
 			ctx, cancel := context.WithTimeout(ctx, cfg.ShutdownTimeout)
 			defer cancel()
+			if s.ops != nil {
+				// Health checks see the server go first.
+				_ = s.ops.Shutdown(ctx)
+			}
 			if err := s.http.Shutdown(ctx); err != nil {
 				// Out of time: cut the remaining connections, so that
 				// no handler is still running when the engine closes.
@@ -140,6 +218,19 @@ func newServer(lc fx.Lifecycle, sd fx.Shutdowner, cfg Config, handler http.Handl
 		},
 	})
 	return s
+}
+
+// newHTTPServer applies the limits every listener has.
+func newHTTPServer(cfg Config, h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      cfg.MaxWait + writeSlack,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
 }
 
 func dataDirFor(cfg Config) string {

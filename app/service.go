@@ -8,6 +8,7 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/locklock/locklock/locklock"
+	"github.com/locklock/locklock/metrics"
 )
 
 // ServiceModule provides the *locklock.Service and runs its sweeper for the
@@ -16,12 +17,15 @@ func ServiceModule() fx.Option {
 	return fx.Module("service", fx.Provide(newService))
 }
 
-func newService(lc fx.Lifecycle, cfg Config, engine locklock.Engine, log *slog.Logger) *locklock.Service {
+func newService(lc fx.Lifecycle, cfg Config, engine locklock.Engine, m *metrics.Metrics, log *slog.Logger) *locklock.Service {
 	svc := locklock.NewService(engine,
+		locklock.WithAcquireObserver(m.AcquireDone),
 		locklock.WithLogger(log),
 		locklock.WithDefaultTTL(cfg.DefaultTTL),
 		locklock.WithMaxTTL(cfg.MaxTTL),
 		locklock.WithMaxWait(cfg.MaxWait),
+		locklock.WithMaxWaiters(cfg.MaxWaiters),
+		locklock.WithMaxWaitersPerLock(cfg.MaxWaitersPerLock),
 	)
 	var (
 		stop context.CancelFunc

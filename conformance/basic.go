@@ -426,3 +426,47 @@ func sameGrant(a, b locklock.Lock) bool {
 	return a.ID == b.ID && a.Token == b.Token && a.Guard == b.Guard &&
 		a.AcquiredAt.Equal(b.AcquiredAt) && a.ExpiresAt.Equal(b.ExpiresAt)
 }
+
+// testCountHeld: engines that count (locklock.Counter, for the locks-held
+// metric) count live locks in every namespace, and neither released nor
+// expired ones, swept or not.
+func testCountHeld(t *testing.T, h Harness) {
+	e := newEnv(t, h)
+	counter, ok := e.engine.(locklock.Counter)
+	if !ok {
+		t.Skip("the engine does not implement locklock.Counter")
+	}
+	count := func() int {
+		t.Helper()
+		n, err := counter.CountHeld(e.ctx(), e.now())
+		if err != nil {
+			t.Fatalf("CountHeld: %v", err)
+		}
+		return n
+	}
+	if n := count(); n != 0 {
+		t.Fatalf("empty engine counts %d", n)
+	}
+	ttl := e.shortTTL()
+	e.acquire(locklock.AcquireRequest{ID: e.id("short"), TTL: ttl})
+	e.acquire(locklock.AcquireRequest{ID: e.id("long-1"), TTL: time.Hour})
+	e.acquire(locklock.AcquireRequest{ID: e.id("long-2"), TTL: time.Hour})
+	other := locklock.ID{Namespace: "other", Kind: locklock.KindUUID, Name: "180da65c-cf80-4997-8574-0c0801817d6f"}
+	e.acquire(locklock.AcquireRequest{ID: other, TTL: time.Hour})
+	if n := count(); n != 4 {
+		t.Errorf("4 held locks in two namespaces counted as %d", n)
+	}
+	if _, err := e.svc.Release(e.ctx(), e.id("long-2"), ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.Refresh(e.ctx(), e.id("long-1"), "", 2*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 3 {
+		t.Errorf("after a release and a refresh: counted %d, want 3", n)
+	}
+	e.pass(ttl + e.graceForRealTime())
+	if n := count(); n != 2 {
+		t.Errorf("after the short lock expired (not swept): counted %d, want 2", n)
+	}
+}

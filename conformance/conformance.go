@@ -67,6 +67,7 @@ func suite() []testCase {
 		{"List", testList},
 		{"NamespaceIsolation", testNamespaceIsolation},
 		{"SweepCounts", testSweepCounts},
+		{"CountHeld", testCountHeld},
 		{"TokensStrictlyIncrease", testTokensIncrease},
 		{"OneWinnerAmong64", testOneWinner},
 		{"ContextCancelled", testContextCancelled},
@@ -132,6 +133,14 @@ func (e *env) pass(d time.Duration) {
 }
 
 func (e *env) ctx() context.Context { return e.t.Context() }
+
+// now is the time the Service would read.
+func (e *env) now() time.Time {
+	if e.clock != nil {
+		return e.clock.Now()
+	}
+	return time.Now()
+}
 
 func (e *env) id(name string) locklock.ID {
 	return locklock.ID{Namespace: locklock.DefaultNamespace, Kind: locklock.KindKey, Name: name}

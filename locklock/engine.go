@@ -72,6 +72,14 @@ type ReleaseWatcher interface {
 	WatchRelease(ctx context.Context, held Lock) <-chan struct{}
 }
 
+// Counter is an Engine that can count its held locks, for the locks-held
+// metric. The count may scan storage; it is an operator's number, not a
+// hot path.
+type Counter interface {
+	// CountHeld returns the number of locks live at now, in all namespaces.
+	CountHeld(ctx context.Context, now time.Time) (int, error)
+}
+
 // ListQuery selects locks for Engine.List.
 type ListQuery struct {
 	Namespace string

@@ -39,6 +39,11 @@ var (
 	// ErrShuttingDown: the service is draining and no longer waits for locks.
 	// It wraps ErrUnavailable.
 	ErrShuttingDown = fmt.Errorf("%w: server shutting down", ErrUnavailable)
+	// ErrTooManyWaiters: a long-poll acquire found the lock held and could
+	// not wait, because as many clients as the service allows (per lock or
+	// in total, see WithMaxWaitersPerLock and WithMaxWaiters) already wait.
+	// It wraps ErrUnavailable: the HTTP answer is 503 with Retry-After.
+	ErrTooManyWaiters = fmt.Errorf("%w: too many waiters", ErrUnavailable)
 )
 
 // HeldError reports that a lock is held, with the holder's lock as observed.

@@ -20,6 +20,22 @@ const (
 	defaultSweepEvery = 30 * time.Second
 )
 
+// Default caps on long-poll waiters; see WithMaxWaiters and
+// WithMaxWaitersPerLock.
+//
+// Every waiter holds a goroutine, a timer and, over HTTP, an open connection
+// (a file descriptor) for up to the maximum wait. Ten thousand of them cost
+// some tens of MB and fit a modestly raised descriptor limit, and are far more
+// than one server of a lock service normally has waiting. The per-lock cap is
+// a tenth of that, so that one hot lock cannot take every slot and shut out
+// waits for other locks; and a FIFO queue deeper than a thousand is rarely of
+// use: with the default 60 s maximum wait, its last waiter is served only if
+// every holder before it keeps the lock for less than 60 ms.
+const (
+	DefaultMaxWaiters        = 10000
+	DefaultMaxWaitersPerLock = 1000
+)
+
 // Service is the behaviour every transport shares: validation and defaults,
 // secret hashing, judging expiry at the moment of each operation, idempotent
 // re-acquire, long-poll waiting in FIFO order, and sweeping.
@@ -32,6 +48,7 @@ type Service struct {
 	maxWait    time.Duration
 	waitPoll   time.Duration
 	waits      *waitRegistry
+	onAcquire  func(AcquireOutcome)
 }
 
 // Option configures a Service.
@@ -56,6 +73,36 @@ func WithMaxWait(d time.Duration) Option { return func(s *Service) { s.maxWait =
 // without a wake-up, which covers releases made by other processes sharing
 // the engine.
 func WithWaitPoll(d time.Duration) Option { return func(s *Service) { s.waitPoll = d } }
+
+// WithMaxWaiters caps the long-poll acquires waiting at the same time across
+// the whole Service (default DefaultMaxWaiters); 0 means no cap. An acquire
+// with a wait that the cap turns away still makes its one immediate attempt,
+// so a free lock is granted as usual; only instead of waiting for a held lock
+// it fails at once with ErrTooManyWaiters (HTTP 503 with Retry-After). The
+// cap is exact: concurrent acquires never overshoot it. n must not be
+// negative (WithMaxWaiters panics).
+func WithMaxWaiters(n int) Option {
+	if n < 0 {
+		panic("locklock: WithMaxWaiters: negative cap")
+	}
+	return func(s *Service) { s.waits.maxTotal = n }
+}
+
+// WithMaxWaitersPerLock caps the long-poll acquires waiting at the same time
+// for any one lock (default DefaultMaxWaitersPerLock); 0 means no cap. Beyond
+// it, acquires behave as described for WithMaxWaiters. A per-lock cap above
+// the total cap is allowed; the total cap then binds first. n must not be
+// negative (WithMaxWaitersPerLock panics).
+func WithMaxWaitersPerLock(n int) Option {
+	if n < 0 {
+		panic("locklock: WithMaxWaitersPerLock: negative cap")
+	}
+	return func(s *Service) { s.waits.maxPerLock = n }
+}
+
+// WithAcquireObserver has f called with the outcome of every Acquire, for
+// metrics. f runs on the request's goroutine: it must be fast.
+func WithAcquireObserver(f func(AcquireOutcome)) Option { return func(s *Service) { s.onAcquire = f } }
 
 // NewService returns a Service over engine. The Service does not own the
 // engine: closing it is the caller's job.
@@ -98,6 +145,15 @@ type AcquireRequest struct {
 // secret (a retried request), in which case nothing changed. A lock held by
 // someone else gives a *HeldError once the wait (if any) has run out.
 func (s *Service) Acquire(ctx context.Context, req AcquireRequest) (l Lock, created bool, err error) {
+	var waited bool
+	l, created, err = s.acquire(ctx, req, &waited)
+	if s.onAcquire != nil {
+		s.onAcquire(acquireOutcome(req, created, waited, err))
+	}
+	return l, created, err
+}
+
+func (s *Service) acquire(ctx context.Context, req AcquireRequest, waited *bool) (Lock, bool, error) {
 	if err := req.ID.Validate(); err != nil {
 		return Lock{}, false, err
 	}
@@ -117,7 +173,26 @@ func (s *Service) Acquire(ctx context.Context, req AcquireRequest) (l Lock, crea
 	if req.Wait == 0 {
 		return s.tryAcquire(ctx, req, guard)
 	}
-	return s.waitAcquire(ctx, req, guard)
+	return s.waitAcquire(ctx, req, guard, waited)
+}
+
+// acquireOutcome sorts an Acquire's result for metrics.
+func acquireOutcome(req AcquireRequest, created, waited bool, err error) AcquireOutcome {
+	switch {
+	case err == nil && !created:
+		return OutcomeReacquired
+	case err == nil && waited:
+		return OutcomeWaited
+	case err == nil:
+		return OutcomeGranted
+	case errors.Is(err, ErrHeld) && req.Wait > 0:
+		return OutcomeTimedOut
+	case errors.Is(err, ErrHeld):
+		return OutcomeHeld
+	case errors.Is(err, ErrTooManyWaiters):
+		return OutcomeTooManyWaiters
+	}
+	return OutcomeFailed
 }
 
 func (s *Service) tryAcquire(ctx context.Context, req AcquireRequest, guard Guard) (Lock, bool, error) {

@@ -3,6 +3,7 @@ package locklock
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,10 +13,17 @@ import (
 // waiter of a queue tries to acquire; when it leaves (it got the lock, gave
 // up, or its client went away) the next one is woken. Releases through the
 // Service wake the first waiter at once; expiry wakes it by timer.
+//
+// The caps maxTotal and maxPerLock (0: none) bound how many may wait; they
+// are checked and the waiter counted under mu, so concurrent enqueues never
+// overshoot them.
 type waitRegistry struct {
 	// waiting counts waiters in all queues, so that the release path can
-	// skip the mutex when nobody waits — the common case.
+	// skip the mutex when nobody waits — the common case. It changes only
+	// under mu.
 	waiting atomic.Int64
+
+	maxTotal, maxPerLock int // set by options before first use
 
 	mu     sync.Mutex
 	queues map[ID][]*waiter
@@ -29,14 +37,29 @@ type waiter struct {
 }
 
 func newWaitRegistry() *waitRegistry {
-	return &waitRegistry{queues: make(map[ID][]*waiter), done: make(chan struct{})}
+	return &waitRegistry{
+		queues:     make(map[ID][]*waiter),
+		done:       make(chan struct{}),
+		maxTotal:   DefaultMaxWaiters,
+		maxPerLock: DefaultMaxWaitersPerLock,
+	}
 }
 
+// enqueue adds a waiter for id at the end of its queue, or refuses with an
+// error wrapping ErrTooManyWaiters when a cap is reached.
 func (r *waitRegistry) enqueue(id ID) (*waiter, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
 		return nil, ErrShuttingDown
+	}
+	if n := len(r.queues[id]); r.maxPerLock > 0 && n >= r.maxPerLock {
+		return nil, fmt.Errorf("%w: %d clients already wait for lock %s, the most allowed for one lock; retry later",
+			ErrTooManyWaiters, n, id.Name)
+	}
+	if n := r.waiting.Load(); r.maxTotal > 0 && n >= int64(r.maxTotal) {
+		return nil, fmt.Errorf("%w: %d clients already wait for locks on this server, the most allowed; retry later",
+			ErrTooManyWaiters, n)
 	}
 	w := &waiter{id: id, wake: make(chan struct{}, 1)}
 	r.queues[id] = append(r.queues[id], w)
@@ -104,7 +127,8 @@ func (w *waiter) signal() {
 
 // waitAcquire queues behind earlier waiters for the same lock and tries
 // whenever it is first and the lock may have become free.
-func (s *Service) waitAcquire(ctx context.Context, req AcquireRequest, guard Guard) (Lock, bool, error) {
+// *waited is set when the lock was granted after waiting, not at once.
+func (s *Service) waitAcquire(ctx context.Context, req AcquireRequest, guard Guard, waited *bool) (Lock, bool, error) {
 	// The holder retrying its own acquire must get its lock back (the
 	// idempotent 200) rather than queue behind waiters for itself.
 	if req.Secret != "" {
@@ -116,6 +140,9 @@ func (s *Service) waitAcquire(ctx context.Context, req AcquireRequest, guard Gua
 	// counted (Waiters) its deadline no longer depends on scheduling.
 	deadline := s.clock.At(s.now().Add(req.Wait))
 	w, err := s.waits.enqueue(req.ID)
+	if errors.Is(err, ErrTooManyWaiters) {
+		return s.tryWithoutWaiting(ctx, req, guard, err)
+	}
 	if err != nil {
 		return Lock{}, false, err
 	}
@@ -130,15 +157,17 @@ func (s *Service) waitAcquire(ctx context.Context, req AcquireRequest, guard Gua
 	)
 	defer watch.stop()
 	watcher, _ := s.engine.(ReleaseWatcher)
-	for {
+	for tries := 0; ; {
 		// The first waiter tries whenever the lock may have come free —
 		// and once more at its deadline, since a lock whose TTL ends
 		// exactly then is free.
 		if s.waits.isHead(w) {
 			l, created, err := s.tryAcquire(ctx, req, guard)
+			tries++
 			var held *HeldError
 			switch {
 			case err == nil:
+				*waited = tries > 1
 				return s.deliver(ctx, l, created)
 			case !errors.As(err, &held):
 				return Lock{}, false, err
@@ -172,6 +201,19 @@ func (s *Service) waitAcquire(ctx context.Context, req AcquireRequest, guard Gua
 			return Lock{}, false, ErrShuttingDown
 		}
 	}
+}
+
+// tryWithoutWaiting serves an acquire the waiter caps turned away: the caps
+// only refuse waiting, so it still makes the one immediate attempt a request
+// without wait makes, and a free lock is granted. Only a held lock gives
+// refused (ErrTooManyWaiters) rather than a *HeldError, telling the client
+// that waiting was not possible rather than that it waited in vain.
+func (s *Service) tryWithoutWaiting(ctx context.Context, req AcquireRequest, guard Guard, refused error) (Lock, bool, error) {
+	l, created, err := s.tryAcquire(ctx, req, guard)
+	if errors.Is(err, ErrHeld) {
+		return Lock{}, false, refused
+	}
+	return l, created, err
 }
 
 // watchScope bounds one ReleaseWatcher watch: renewing it stops the last.

@@ -64,6 +64,10 @@ func NewHandler(svc *locklock.Service, opts ...Option) http.Handler {
 		http.MethodGet:  h.list,
 		http.MethodHead: h.list,
 	}))
+	r.Handle("/openapi.json", h.methods(map[string]http.HandlerFunc{
+		http.MethodGet:  serveOpenAPI,
+		http.MethodHead: serveOpenAPI,
+	}))
 	return r
 }
 
@@ -75,19 +79,27 @@ func newHandler(svc *locklock.Service, opts []Option) *handler {
 	return h
 }
 
-// methods dispatches on the request method. Doing it here rather than with
+// methodSet dispatches on the request method. Doing it here rather than with
 // mux's Methods matcher gives a known path with an unknown method a 405 with
-// an exact Allow header.
-func (h *handler) methods(byMethod map[string]http.HandlerFunc) http.Handler {
-	allow := strings.Join(slices.Sorted(maps.Keys(byMethod)), ", ")
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if f, ok := byMethod[r.Method]; ok {
-			f(w, r)
-			return
-		}
-		w.Header().Set("Allow", allow)
-		h.fail(w, r, newProblem(codeMethodNotAllowed, "%s is not allowed here; allowed: %s", r.Method, allow))
-	})
+// an exact Allow header. It is a type of its own so that a test can walk the
+// router and read each path's methods (openapi_test.go).
+type methodSet struct {
+	h        *handler
+	byMethod map[string]http.HandlerFunc
+	allow    string
+}
+
+func (h *handler) methods(byMethod map[string]http.HandlerFunc) *methodSet {
+	return &methodSet{h: h, byMethod: byMethod, allow: strings.Join(slices.Sorted(maps.Keys(byMethod)), ", ")}
+}
+
+func (m *methodSet) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if f, ok := m.byMethod[r.Method]; ok {
+		f(w, r)
+		return
+	}
+	w.Header().Set("Allow", m.allow)
+	m.h.fail(w, r, newProblem(codeMethodNotAllowed, "%s is not allowed here; allowed: %s", r.Method, m.allow))
 }
 
 func (h *handler) notFound(w http.ResponseWriter, r *http.Request) {

@@ -33,6 +33,13 @@ func NewOpsHandler(svc *locklock.Service, opts ...Option) http.Handler {
 	return r
 }
 
+// NotFoundHandler answers every request with the not_found problem, for
+// paths outside the API that a server does not serve.
+func NotFoundHandler() http.Handler {
+	h := newHandler(nil, nil)
+	return http.HandlerFunc(h.notFound)
+}
+
 type statusJSON struct {
 	Status string `json:"status"`
 }

@@ -112,6 +112,8 @@ func toProblem(err error) *problem {
 		return newProblem(codeSecretMismatch, "%s", err)
 	case errors.Is(err, locklock.ErrShuttingDown):
 		return unavailable("the server is shutting down")
+	case errors.Is(err, locklock.ErrTooManyWaiters):
+		return unavailable("too many clients are already waiting for locks; retry later")
 	case errors.Is(err, locklock.ErrUnavailable):
 		return unavailable("storage is unavailable; retry later")
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):

@@ -30,8 +30,19 @@ func TestMain(m *testing.M) {
 type serverProcess struct {
 	cmd  *exec.Cmd
 	base string // http://127.0.0.1:port/v1/api
+	ops  string // base URL of /metrics, /healthz, /readyz
 	done chan error
 	logs chan string // messages of the server's log lines after the start
+
+	mu     sync.Mutex
+	stderr strings.Builder // everything the server logged
+}
+
+// output is everything the server has logged so far.
+func (p *serverProcess) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stderr.String()
 }
 
 func startServer(t *testing.T, args ...string) *serverProcess {
@@ -52,14 +63,23 @@ func startServer(t *testing.T, args ...string) *serverProcess {
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
+			p.mu.Lock()
+			p.stderr.Write(sc.Bytes())
+			p.stderr.WriteByte('\n')
+			p.mu.Unlock()
 			var line struct {
-				Msg string `json:"msg"`
-				URL string `json:"url"`
+				Msg    string `json:"msg"`
+				URL    string `json:"url"`
+				OpsURL string `json:"ops_url"`
 			}
 			if json.Unmarshal(sc.Bytes(), &line) != nil {
 				continue
 			}
 			if line.Msg == "locklock serving" {
+				p.ops = line.OpsURL
+				if p.ops == "" {
+					p.ops = strings.TrimSuffix(line.URL, "/v1/api")
+				}
 				urls <- line.URL
 				continue
 			}

@@ -53,7 +53,10 @@ type Engine struct {
 	closed bool
 }
 
-var _ locklock.Engine = (*Engine)(nil)
+var (
+	_ locklock.Engine  = (*Engine)(nil)
+	_ locklock.Counter = (*Engine)(nil)
+)
 
 // Open opens (creating if needed) the Badger database in dir. Only one
 // process, and one Engine, can have a directory open at a time; a second
@@ -526,6 +529,44 @@ func dueKeys(txn *bdg.Txn, now time.Time, max int) (keys [][]byte, more bool) {
 		keys = append(keys, it.Item().KeyCopy(nil))
 	}
 	return keys, false
+}
+
+// CountHeld implements locklock.Counter by walking the expiry index from now
+// on: every write of a lock replaces its one index entry, so the entries
+// after now are the live locks, and keys alone answer (no value is read).
+func (e *Engine) CountHeld(ctx context.Context, now time.Time) (int, error) {
+	done, err := e.enter(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer done()
+	n := 0
+	err = e.view(func(txn *bdg.Txn) error {
+		io := bdg.DefaultIteratorOptions
+		io.Prefix = expiryPrefix
+		io.PrefetchValues = false
+		it := txn.NewIterator(io)
+		defer it.Close()
+		var from [expiryKeyMin - 1]byte
+		copy(from[:], expiryPrefix)
+		putOrdered(from[len(expiryPrefix):], now.Add(time.Millisecond))
+		for it.Seek(from[:]); it.Valid(); it.Next() {
+			if n%4096 == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, err
+		}
+		return 0, storageErr("count", err)
+	}
+	return n, nil
 }
 
 // Ping implements locklock.Engine by reading one key.

@@ -74,6 +74,7 @@ type Engine struct {
 var (
 	_ locklock.Engine         = (*Engine)(nil)
 	_ locklock.ReleaseWatcher = (*Engine)(nil)
+	_ locklock.Counter        = (*Engine)(nil)
 )
 
 // Option configures the engine.
@@ -438,6 +439,21 @@ func (e *Engine) Ping(ctx context.Context) error {
 		return storeErr(ctx, "ping", err)
 	}
 	return nil
+}
+
+// CountHeld implements locklock.Counter with a count-only range read of the
+// lock keys: etcd's leases delete expired locks, so every key is live.
+func (e *Engine) CountHeld(ctx context.Context, now time.Time) (int, error) {
+	octx, done, err := e.enter(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer done()
+	resp, err := e.client.Get(octx, e.prefix+"locks/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		return 0, storeErr(ctx, "count", err)
+	}
+	return int(resp.Count), nil
 }
 
 // WatchRelease implements locklock.ReleaseWatcher: it watches the lock's key

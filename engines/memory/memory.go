@@ -32,7 +32,10 @@ type Engine struct {
 	shards [shardCount]shard
 }
 
-var _ locklock.Engine = (*Engine)(nil)
+var (
+	_ locklock.Engine  = (*Engine)(nil)
+	_ locklock.Counter = (*Engine)(nil)
+)
 
 type shard struct {
 	mu        sync.Mutex
@@ -233,6 +236,23 @@ func (s *shard) remove(ent *entry) {
 	delete(s.locks, ent.lock.ID)
 }
 
+// CountHeld implements locklock.Counter: each shard's size less its expired
+// entries, which sit at the top of its expiry heap, so the count costs the
+// number of expired locks, not of all locks.
+func (e *Engine) CountHeld(ctx context.Context, now time.Time) (int, error) {
+	if err := e.check(ctx); err != nil {
+		return 0, err
+	}
+	n := 0
+	for i := range e.shards {
+		s := &e.shards[i]
+		s.mu.Lock()
+		n += len(s.locks) - s.expiry.countExpired(0, now)
+		s.mu.Unlock()
+	}
+	return n, nil
+}
+
 // Ping implements locklock.Engine.
 func (e *Engine) Ping(ctx context.Context) error { return e.check(ctx) }
 
@@ -274,4 +294,14 @@ func (h *expiryHeap) Pop() any {
 	old[len(old)-1] = nil
 	*h = old[:len(old)-1]
 	return ent
+}
+
+// countExpired counts the entries at or below index i that are not live at
+// now. A heap's children never expire before their parent, so the walk stops
+// at the first live entry of each branch.
+func (h expiryHeap) countExpired(i int, now time.Time) int {
+	if i >= len(h) || h[i].lock.Live(now) {
+		return 0
+	}
+	return 1 + h.countExpired(2*i+1, now) + h.countExpired(2*i+2, now)
 }

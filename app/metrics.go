@@ -1,0 +1,35 @@
+package app
+
+import (
+	"time"
+
+	"go.uber.org/fx"
+
+	"github.com/locklock/locklock/locklock"
+	"github.com/locklock/locklock/metrics"
+)
+
+// MetricsModule provides the server's *metrics.Metrics and reports the
+// Service's waiters and the engine's held locks through it. Engine latency
+// is observed by wrapping the engine (see Modules).
+func MetricsModule() fx.Option {
+	return fx.Module("metrics",
+		fx.Provide(metrics.New),
+		fx.Invoke(watch),
+	)
+}
+
+// heldCountAge bounds how often a scrape may make the engine count its
+// locks (a scan on Badger); heldCountTimeout bounds one count.
+const (
+	heldCountAge     = 10 * time.Second
+	heldCountTimeout = 5 * time.Second
+)
+
+func watch(m *metrics.Metrics, svc *locklock.Service, engine locklock.Engine) {
+	m.WatchService(svc)
+	m.WatchLocks(engine, time.Now, heldCountAge, heldCountTimeout)
+}
+
+// instrumentEngine is a decorator: every engine operation is timed.
+func instrumentEngine(e locklock.Engine, m *metrics.Metrics) locklock.Engine { return m.Engine(e) }

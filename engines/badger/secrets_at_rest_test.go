@@ -1,0 +1,323 @@
+package badger
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"testing"
+	"time"
+
+	bdg "github.com/dgraph-io/badger/v4"
+
+	"github.com/locklock/locklock/locklock"
+)
+
+// TestSecretsAtRest: lock secrets live on disk only as salted hashes. After
+// acquires, refreshes, releases (right and wrong), a waiter and a sweep
+// through the Service, no file in the data directory — while the database is
+// open (its write-ahead log) and after Close (its tables) — and no key or
+// value of any version Badger still keeps holds a secret or its plain
+// SHA-256, raw, in hex or in base64.
+func TestSecretsAtRest(t *testing.T) {
+	dir := t.TempDir()
+	e, err := Open(dir, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	defer func() {
+		if !closed {
+			_ = e.Close()
+		}
+	}()
+	clock := locklock.NewManualClock(time.Now())
+	svc := locklock.NewService(e, locklock.WithClock(clock))
+	ctx := t.Context()
+
+	canary := "s3cret-canary-" + rand.Text()
+	secret := func(what string) string { return canary + "-" + what }
+	id := func(name string) locklock.ID {
+		return locklock.ID{Namespace: "public", Kind: locklock.KindKey, Name: "at-rest-" + name}
+	}
+	var secrets []string
+	acquire := func(name, s string, ttl time.Duration) {
+		t.Helper()
+		secrets = append(secrets, s)
+		if _, created, err := svc.Acquire(ctx, locklock.AcquireRequest{ID: id(name), Secret: s, TTL: ttl}); err != nil || !created {
+			t.Fatalf("acquire %s: %v %v", name, created, err)
+		}
+	}
+	for _, name := range []string{"a", "b", "c", "d", "e"} {
+		acquire(name, secret(name), time.Hour)
+	}
+	if _, err := svc.Refresh(ctx, id("a"), secret("a"), 2*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Refresh(ctx, id("b"), secret("b"), 3*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Release(ctx, id("c"), secret("c")); err != nil {
+		t.Fatal(err)
+	}
+	acquire("c", secret("c-again"), time.Hour)
+	// Wrong secrets are refused and not kept either.
+	wrong := secret("wrong")
+	secrets = append(secrets, wrong)
+	if _, err := svc.Release(ctx, id("d"), wrong); !errors.Is(err, locklock.ErrSecretMismatch) {
+		t.Fatalf("release with a wrong secret: %v", err)
+	}
+	if _, err := svc.Refresh(ctx, id("d"), wrong, time.Hour); !errors.Is(err, locklock.ErrSecretMismatch) {
+		t.Fatalf("refresh with a wrong secret: %v", err)
+	}
+	// A waiter gets a released lock with its own secret.
+	waited := secret("waiter")
+	secrets = append(secrets, waited)
+	got := make(chan error, 1)
+	go func() {
+		_, _, err := svc.Acquire(ctx, locklock.AcquireRequest{ID: id("e"), Secret: waited, Wait: time.Minute})
+		got <- err
+	}()
+	for deadline := time.Now().Add(10 * time.Second); svc.Waiters() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the waiter never queued")
+		}
+	}
+	if _, err := svc.Release(ctx, id("e"), secret("e")); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; err != nil {
+		t.Fatalf("waiter: %v", err)
+	}
+	// A short lock expires and is swept.
+	acquire("f", secret("f"), time.Second)
+	clock.Advance(2 * time.Second)
+	if n, err := svc.Sweep(ctx); err != nil || n != 1 {
+		t.Fatalf("sweep: %d %v, want the 1 expired lock", n, err)
+	}
+
+	forms := make(map[string][]byte)
+	for _, s := range secrets {
+		for name, b := range secretForms(s) {
+			forms[s+": "+name] = b
+		}
+	}
+	// While open, the write-ahead log is plain: the lock names must be
+	// found there, or the scan proves nothing.
+	leaks, seen := fileLeaks(t, dir, forms, []byte(id("a").Name))
+	if len(leaks) > 0 || !seen {
+		t.Errorf("while open: leaks %q; lock names seen: %v", leaks, seen)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	closed = true
+	if leaks, _ := fileLeaks(t, dir, forms, nil); len(leaks) > 0 {
+		t.Errorf("after close: %q", leaks)
+	}
+	leaks, guards := valueLeaks(t, dir, forms)
+	if len(leaks) > 0 {
+		t.Errorf("stored keys and values: %q", leaks)
+	}
+	if guards < 5 {
+		t.Errorf("read %d protected lock records back, want at least the 5 live ones: the scan proves nothing", guards)
+	}
+}
+
+// TestSecretsAtRestScanFindsPlainHashes is the control: a lock stored
+// straight through the engine with the secret's plain SHA-256 as its guard
+// is found by every stage of the scan.
+func TestSecretsAtRestScanFindsPlainHashes(t *testing.T) {
+	dir := t.TempDir()
+	e, err := Open(dir, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := "s3cret-canary-" + rand.Text()
+	sum := sha256.Sum256([]byte(secret))
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	id := locklock.ID{Namespace: "public", Kind: locklock.KindKey, Name: "at-rest-control"}
+	if _, err := e.TryAcquire(t.Context(), locklock.Lock{ID: id, AcquiredAt: now, ExpiresAt: now.Add(time.Hour), Guard: locklock.Guard(sum[:])}, now); err != nil {
+		_ = e.Close()
+		t.Fatal(err)
+	}
+	forms := secretForms(secret)
+	if leaks, _ := fileLeaks(t, dir, forms, nil); len(leaks) == 0 {
+		t.Error("while open: the plain hash was not found in the files")
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if leaks, _ := fileLeaks(t, dir, forms, nil); len(leaks) == 0 {
+		t.Log("after close: the plain hash is not visible in the (compressed) files; the value scan must find it")
+	}
+	if leaks, _ := valueLeaks(t, dir, forms); len(leaks) == 0 {
+		t.Error("the plain hash was not found in the stored values")
+	}
+}
+
+// fileLeaks reads every file under dir byte by byte and reports each that
+// holds a form. seen says whether some file holds marker.
+func fileLeaks(t *testing.T, dir string, forms map[string][]byte, marker []byte) (leaks []string, seen bool) {
+	t.Helper()
+	var names []string
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		names = append(names, fmt.Sprintf("%s (%d bytes)", d.Name(), len(b)))
+		if what := findLeak(b, forms); what != "" {
+			leaks = append(leaks, d.Name()+" holds "+what)
+		}
+		if marker != nil && bytes.Contains(b, marker) {
+			seen = true
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(names)
+	t.Logf("scanned %v", names)
+	return leaks, seen
+}
+
+// valueLeaks opens the closed database read-only and checks every version
+// of every key and value Badger keeps. Badger compresses its tables
+// (Snappy), where a byte scan of the files could miss a secret. records is
+// how many protected lock records it read.
+func valueLeaks(t *testing.T, dir string, forms map[string][]byte) (leaks []string, records int) {
+	t.Helper()
+	db, err := bdg.Open(bdg.DefaultOptions(dir).WithReadOnly(true).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.View(func(txn *bdg.Txn) error {
+		opts := bdg.DefaultIteratorOptions
+		opts.AllVersions = true
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			v, err := item.ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			if what := findLeak(item.Key(), forms); what != "" {
+				leaks = append(leaks, fmt.Sprintf("key %q (version %d) holds %s", item.Key(), item.Version(), what))
+			}
+			if what := findLeak(v, forms); what != "" {
+				leaks = append(leaks, fmt.Sprintf("value of %q (version %d) holds %s", item.Key(), item.Version(), what))
+			}
+			if bytes.HasPrefix(item.Key(), lockPrefix) && len(v) > recordHeader {
+				records++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return leaks, records
+}
+
+// secretForms is every way a secret or its plain (unsalted) SHA-256 could be
+// written: raw; hex; base64 in the standard and URL alphabets. Base64 forms
+// are the characters that depend on the value alone, at each of the three
+// alignments it could have inside a longer encoded string, so that they are
+// found with or without padding and wherever the value starts.
+func secretForms(secret string) map[string][]byte {
+	sum := sha256.Sum256([]byte(secret))
+	forms := map[string][]byte{
+		"the secret":               []byte(secret),
+		"its hex":                  []byte(hex.EncodeToString([]byte(secret))),
+		"its SHA-256":              sum[:],
+		"its SHA-256 in hex":       []byte(hex.EncodeToString(sum[:])),
+		"its SHA-256 in upper hex": bytes.ToUpper([]byte(hex.EncodeToString(sum[:]))),
+	}
+	for what, v := range map[string][]byte{"the secret": []byte(secret), "its SHA-256": sum[:]} {
+		for alphabet, enc := range map[string]*base64.Encoding{"base64": base64.RawStdEncoding, "base64url": base64.RawURLEncoding} {
+			for k := range 3 {
+				s := enc.EncodeToString(append(make([]byte, k), v...))
+				from, to := (8*k+5)/6, 8*(k+len(v))/6
+				forms[fmt.Sprintf("%s in %s at offset %d", what, alphabet, k)] = []byte(s[from:to])
+			}
+		}
+	}
+	return forms
+}
+
+// findLeak names the first form found in b, or "".
+func findLeak(b []byte, forms map[string][]byte) string {
+	for _, run := range nonZeroRuns(b) {
+		for what, f := range forms {
+			if bytes.Contains(run, f) {
+				return what
+			}
+		}
+	}
+	return ""
+}
+
+// nonZeroRuns splits b into the parts not in all-zero pages, each extended
+// by a page into the zeros on either side. Badger preallocates its log files
+// (hundreds of MB of zeros); skipping those keeps the scan fast. A form is
+// far shorter than a page, so none can hide across the cut.
+func nonZeroRuns(b []byte) [][]byte {
+	const page = 4096
+	zero := make([]byte, page)
+	var runs [][]byte
+	start := -1
+	for off := 0; off < len(b); off += page {
+		p := b[off:min(off+page, len(b))]
+		isZero := bytes.Equal(p, zero[:len(p)])
+		switch {
+		case !isZero && start < 0:
+			start = max(0, off-page)
+		case isZero && start >= 0:
+			runs = append(runs, b[start:min(off+page, len(b))])
+			start = -1
+		}
+	}
+	if start >= 0 {
+		runs = append(runs, b[start:])
+	}
+	return runs
+}
+
+// TestSecretFormsFindEncodedSecrets checks the checker: each form is found
+// embedded as a store might embed it.
+func TestSecretFormsFindEncodedSecrets(t *testing.T) {
+	secret := "s3cret-canary-" + rand.Text()
+	forms := secretForms(secret)
+	sum := sha256.Sum256([]byte(secret))
+	salt := make([]byte, 16)
+	for k := range 3 {
+		for _, v := range [][]byte{[]byte(secret), sum[:]} {
+			blob := append(append([]byte{}, salt[:k+1]...), v...) // value at offset k+1 inside a longer field
+			j, _ := json.Marshal(struct{ G []byte }{blob})
+			u := base64.URLEncoding.EncodeToString(blob)
+			for _, stored := range [][]byte{j, []byte(u), []byte(fmt.Sprintf("x%xy", blob))} {
+				if findLeak(stored, forms) == "" {
+					t.Errorf("no form found in %s", stored)
+				}
+			}
+		}
+	}
+	if what := findLeak([]byte(locklock.NewGuard(secret)), forms); what != "" {
+		t.Errorf("the salted guard itself matched %s", what)
+	}
+}

@@ -1,0 +1,213 @@
+package etcd_test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/locklock/locklock/engines/etcd"
+	"github.com/locklock/locklock/internal/etcdtest"
+	"github.com/locklock/locklock/locklock"
+)
+
+// TestSecretsAtRest: lock secrets live in etcd only as salted hashes. After
+// acquires, refreshes, releases (right and wrong) and a waiter through the
+// Service, no key or value in the whole keyspace, at any revision since the
+// test began (etcd keeps overwritten and deleted values in its history until
+// compaction), holds a secret or its plain SHA-256, raw, in hex or in base64.
+func TestSecretsAtRest(t *testing.T) {
+	endpoints := etcdtest.Endpoints(t)
+	client := etcdtest.Client(t, endpoints...)
+	prefix := fmt.Sprintf("/locklock-test/at-rest-%d/", time.Now().UnixNano())
+	engine := etcd.New(client, etcd.WithPrefix(prefix))
+	t.Cleanup(func() { _ = engine.Close() })
+	svc := locklock.NewService(engine)
+	ctx := t.Context()
+	first := revision(t, client) + 1
+
+	canary := "s3cret-canary-" + rand.Text()
+	secret := func(what string) string { return canary + "-" + what }
+	id := func(name string) locklock.ID {
+		return locklock.ID{Namespace: "public", Kind: locklock.KindKey, Name: "at-rest-" + name}
+	}
+	var secrets []string
+	acquire := func(name, s string) {
+		t.Helper()
+		secrets = append(secrets, s)
+		if _, created, err := svc.Acquire(ctx, locklock.AcquireRequest{ID: id(name), Secret: s, TTL: time.Hour}); err != nil || !created {
+			t.Fatalf("acquire %s: %v %v", name, created, err)
+		}
+	}
+	for _, name := range []string{"a", "b", "c", "d", "e"} {
+		acquire(name, secret(name))
+	}
+	if _, err := svc.Refresh(ctx, id("a"), secret("a"), 2*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Refresh(ctx, id("b"), secret("b"), 3*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Release(ctx, id("c"), secret("c")); err != nil {
+		t.Fatal(err)
+	}
+	acquire("c", secret("c-again"))
+	// Wrong secrets are refused and not kept either.
+	wrong := secret("wrong")
+	secrets = append(secrets, wrong)
+	if _, err := svc.Release(ctx, id("d"), wrong); !errors.Is(err, locklock.ErrSecretMismatch) {
+		t.Fatalf("release with a wrong secret: %v", err)
+	}
+	if _, err := svc.Refresh(ctx, id("d"), wrong, time.Hour); !errors.Is(err, locklock.ErrSecretMismatch) {
+		t.Fatalf("refresh with a wrong secret: %v", err)
+	}
+	// A waiter gets a released lock with its own secret.
+	waited := secret("waiter")
+	secrets = append(secrets, waited)
+	got := make(chan error, 1)
+	go func() {
+		_, _, err := svc.Acquire(ctx, locklock.AcquireRequest{ID: id("e"), Secret: waited, TTL: time.Hour, Wait: time.Minute})
+		got <- err
+	}()
+	for deadline := time.Now().Add(10 * time.Second); svc.Waiters() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the waiter never queued")
+		}
+	}
+	if _, err := svc.Release(ctx, id("e"), secret("e")); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; err != nil {
+		t.Fatalf("waiter: %v", err)
+	}
+
+	forms := make(map[string][]byte)
+	for _, s := range secrets {
+		for name, b := range secretForms(s) {
+			forms[s+": "+name] = b
+		}
+	}
+	leaks, guards := keyspaceLeaks(t, client, first, prefix, forms)
+	if len(leaks) > 0 {
+		t.Errorf("secrets in etcd:\n%q", leaks)
+	}
+	// The seven acquires each stored a record (the refreshes rewrote two):
+	// the scan must have seen their guards, or it proves nothing.
+	if guards < 7 {
+		t.Errorf("saw %d protected lock records, want at least the 7 acquired: the scan proves nothing", guards)
+	}
+}
+
+// TestSecretsAtRestScanFindsPlainHashes is the control: a lock stored
+// straight through the engine with the secret's plain SHA-256 as its guard
+// (JSON makes it base64) is found.
+func TestSecretsAtRestScanFindsPlainHashes(t *testing.T) {
+	endpoints := etcdtest.Endpoints(t)
+	client := etcdtest.Client(t, endpoints...)
+	prefix := fmt.Sprintf("/locklock-test/at-rest-control-%d/", time.Now().UnixNano())
+	engine := etcd.New(client, etcd.WithPrefix(prefix))
+	t.Cleanup(func() { _ = engine.Close() })
+	first := revision(t, client) + 1
+	secret := "s3cret-canary-" + rand.Text()
+	sum := sha256.Sum256([]byte(secret))
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	id := locklock.ID{Namespace: "public", Kind: locklock.KindKey, Name: "at-rest-control"}
+	if _, err := engine.TryAcquire(t.Context(), locklock.Lock{ID: id, AcquiredAt: now, ExpiresAt: now.Add(time.Hour), Guard: locklock.Guard(sum[:])}, now); err != nil {
+		t.Fatal(err)
+	}
+	if leaks, _ := keyspaceLeaks(t, client, first, prefix, secretForms(secret)); len(leaks) == 0 {
+		t.Error("the plain hash stored as a guard was not found")
+	}
+}
+
+func revision(t *testing.T, client *clientv3.Client) int64 {
+	t.Helper()
+	resp, err := client.Get(t.Context(), "\x00", clientv3.WithFromKey(), clientv3.WithCountOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.Header.Revision
+}
+
+// keyspaceLeaks reads the whole keyspace at every revision from first to
+// now and reports each key or value that holds a form. guards counts the
+// distinct protected lock records seen under prefix.
+func keyspaceLeaks(t *testing.T, client *clientv3.Client, first int64, prefix string, forms map[string][]byte) (leaks []string, guards int) {
+	t.Helper()
+	last := revision(t, client)
+	type version struct {
+		key string
+		rev int64
+	}
+	seen := make(map[version]bool)
+	for rev := first; rev <= last; rev++ {
+		resp, err := client.Get(t.Context(), "\x00", clientv3.WithFromKey(), clientv3.WithRev(rev))
+		if err != nil {
+			t.Fatalf("read the keyspace at revision %d: %v", rev, err)
+		}
+		for _, kv := range resp.Kvs {
+			v := version{string(kv.Key), kv.ModRevision}
+			if seen[v] {
+				continue
+			}
+			seen[v] = true
+			if what := findLeak(kv.Key, forms); what != "" {
+				leaks = append(leaks, fmt.Sprintf("key %q holds %s", kv.Key, what))
+			}
+			if what := findLeak(kv.Value, forms); what != "" {
+				leaks = append(leaks, fmt.Sprintf("value of %q (revision %d) holds %s", kv.Key, kv.ModRevision, what))
+			}
+			var r struct{ Guard []byte }
+			if bytes.HasPrefix(kv.Key, []byte(prefix)) && json.Unmarshal(kv.Value, &r) == nil && len(r.Guard) > 0 {
+				guards++
+			}
+		}
+	}
+	t.Logf("read %d key versions over revisions %d to %d", len(seen), first, last)
+	return leaks, guards
+}
+
+// secretForms is every way a secret or its plain (unsalted) SHA-256 could be
+// written: raw; hex; base64 in the standard and URL alphabets. Base64 forms
+// are the characters that depend on the value alone, at each of the three
+// alignments it could have inside a longer encoded string (etcd values are
+// JSON, where the guard's bytes are base64), so that they are found with or
+// without padding and wherever the value starts.
+func secretForms(secret string) map[string][]byte {
+	sum := sha256.Sum256([]byte(secret))
+	forms := map[string][]byte{
+		"the secret":               []byte(secret),
+		"its hex":                  []byte(hex.EncodeToString([]byte(secret))),
+		"its SHA-256":              sum[:],
+		"its SHA-256 in hex":       []byte(hex.EncodeToString(sum[:])),
+		"its SHA-256 in upper hex": bytes.ToUpper([]byte(hex.EncodeToString(sum[:]))),
+	}
+	for what, v := range map[string][]byte{"the secret": []byte(secret), "its SHA-256": sum[:]} {
+		for alphabet, enc := range map[string]*base64.Encoding{"base64": base64.RawStdEncoding, "base64url": base64.RawURLEncoding} {
+			for k := range 3 {
+				s := enc.EncodeToString(append(make([]byte, k), v...))
+				from, to := (8*k+5)/6, 8*(k+len(v))/6
+				forms[fmt.Sprintf("%s in %s at offset %d", what, alphabet, k)] = []byte(s[from:to])
+			}
+		}
+	}
+	return forms
+}
+
+// findLeak names the first form found in b, or "".
+func findLeak(b []byte, forms map[string][]byte) string {
+	for what, f := range forms {
+		if bytes.Contains(b, f) {
+			return what
+		}
+	}
+	return ""
+}
