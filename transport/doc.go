@@ -7,6 +7,12 @@
 //
 //	mux.Handle("/v1/api/", http.StripPrefix("/v1/api", transport.NewHandler(svc)))
 //
+// GET /openapi.json serves the API's OpenAPI 3.1 document (openapi.json,
+// embedded; a test keeps it equal to the routes and the real responses). It
+// needs no key and is not throttled: a client must be able to read how to
+// authenticate. Instrument adds request ids, request logs and metrics
+// hooks around any handler.
+//
 // Decisions where API.md is silent:
 //
 //   - Check order: route (404/405), then the caller (401/403), then the lock
