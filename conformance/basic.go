@@ -100,7 +100,7 @@ func testExpiredIsFree(t *testing.T, h Harness) {
 		}
 		e.pass(time.Millisecond) // exactly at expires_at the lock is free
 	} else {
-		e.pass(ttl + time.Second)
+		e.pass(ttl + e.graceForRealTime())
 	}
 	if _, err := e.svc.Get(e.ctx(), id); !errors.Is(err, locklock.ErrNotFound) {
 		t.Errorf("get of expired lock: %v, want ErrNotFound", err)
@@ -416,7 +416,7 @@ func testTokensIncrease(t *testing.T, h Harness) {
 // graceForRealTime covers the coarse expiry of engines that keep their own time.
 func (e *env) graceForRealTime() time.Duration {
 	if e.h.RealTime {
-		return time.Second
+		return realTimeGrace
 	}
 	return 0
 }

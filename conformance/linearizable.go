@@ -34,8 +34,13 @@ const (
 	linRounds  = 60 // each client runs one operation per round
 
 	// realTimeSlack covers how late an engine that keeps its own time may
-	// end a lock: etcd checks for expired leases every 500 ms.
-	realTimeSlack = 2 * time.Second
+	// end a lock: etcd's leases are whole seconds and shared by the locks
+	// of one second (up to 1 s late), and etcd checks for expired leases
+	// every 500 ms.
+	realTimeSlack = 3 * time.Second
+	// realTimeGrace is how long expiry sub-tests wait past a lock's
+	// expires_at on such an engine before they expect it gone.
+	realTimeGrace = 2 * time.Second
 )
 
 type opKind uint8

@@ -10,15 +10,20 @@
 // Guarantees and how they are kept:
 //
 //   - Acquire is one transaction: if the key's create revision is 0 (no such
-//     key), put it with a fresh lease whose TTL is expires_in. Otherwise the
-//     same transaction reads the holder.
+//     key), put it with a lease that lasts at least expires_in. Otherwise the
+//     same transaction reads the holder. Leases are shared by the locks one
+//     server acquires with the same TTL within a second (see leaseWindow), so
+//     an acquire costs no lease grant and a release no revocation; a lock
+//     therefore ends up to a second after its expires_at, never before.
 //   - The fencing token is the key's create revision (plus a base chosen
 //     once per cluster, see tokenBase): etcd's revision counter rises with
 //     every write to the cluster, so tokens rise across all servers and
 //     restarts, and a refresh (a put to an existing key) keeps it.
 //   - Release and refresh read the lock, check the secret, and commit only
 //     if the key's mod revision is still the one they read — no
-//     check-then-act race between servers.
+//     check-then-act race between servers. For a lock this server wrote
+//     last, the read comes from memory (see heldCache) and the compare
+//     proves it current: one round trip.
 //   - Expiry is etcd's: a lock is held until its lease ends, whatever the
 //     locklock servers' clocks say. The now an operation is given is not
 //     used to judge expiry; expires_at in answers is the acquiring server's
@@ -65,6 +70,9 @@ type Engine struct {
 	mu     sync.RWMutex
 	closed bool
 
+	leases *leasePool
+	held   *heldCache
+
 	// Background revocations of unused leases; Close stops and awaits them.
 	background     sync.WaitGroup
 	stopBackground context.CancelFunc
@@ -95,6 +103,8 @@ func New(client *clientv3.Client, opts ...Option) *Engine {
 		o(e)
 	}
 	e.backgroundCtx, e.stopBackground = context.WithCancel(context.Background())
+	e.leases = newLeasePool(client, e.timeout, e.revoke)
+	e.held = newHeldCache()
 	return e
 }
 
@@ -221,32 +231,33 @@ func (e *Engine) TryAcquire(ctx context.Context, l locklock.Lock, now time.Time)
 		return locklock.Lock{}, err
 	}
 	defer done()
-	// Once a lease is granted, see the step through even if the client
-	// goes away, so that the lease is used or revoked rather than leaked for
-	// its TTL; the request timeout still bounds it.
+	// Once a lease is taken, see the step through even if the client goes
+	// away, so that its reference is settled; the request timeout still
+	// bounds it.
 	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.timeout)
 	defer cancel()
-	lease, err := e.client.Grant(octx, ttlSeconds(l.AcquiredAt, l.ExpiresAt))
+	lease, err := e.leases.get(octx, ttlSeconds(l.AcquiredAt, l.ExpiresAt))
 	if err != nil {
 		return locklock.Lock{}, storeErr(ctx, "grant lease", err)
 	}
-	value, err := e.encode(l, lease.ID)
+	value, err := e.encode(l, lease)
 	if err != nil {
+		e.leases.put(lease)
 		return locklock.Lock{}, err
 	}
 	key := e.key(l.ID)
 	resp, err := e.client.Txn(octx).
 		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-		Then(clientv3.OpPut(key, value, clientv3.WithLease(lease.ID))).
+		Then(clientv3.OpPut(key, value, clientv3.WithLease(lease))).
 		Else(clientv3.OpGet(key)).
 		Commit()
 	if err != nil {
-		// Unknown outcome: the lease bounds what a lock that was in fact
-		// created costs. Do not revoke it: the lock may exist.
+		// Unknown outcome: the lock may exist, so its lease keeps the
+		// reference (it ends with its TTL anyway).
 		return locklock.Lock{}, storeErr(ctx, "acquire", err)
 	}
 	if !resp.Succeeded {
-		e.revoke(lease.ID)
+		e.leases.put(lease)
 		kvs := resp.Responses[0].GetResponseRange().Kvs
 		if len(kvs) == 0 {
 			// Released between the compare and the read: cannot happen
@@ -261,6 +272,7 @@ func (e *Engine) TryAcquire(ctx context.Context, l locklock.Lock, now time.Time)
 	}
 	l.Token = e.base.Load() + uint64(resp.Header.Revision)
 	l.Revision = resp.Header.Revision
+	e.held.set(l.ID, heldEntry{lock: l, modRev: resp.Header.Revision, lease: lease})
 	return l, nil
 }
 
@@ -300,9 +312,10 @@ func (e *Engine) Get(ctx context.Context, id locklock.ID, now time.Time) (locklo
 	return l, err
 }
 
-// change is Release's and Refresh's common step: read, ask allow, and commit
-// write only if the key's mod revision is still the one read; retry if a
-// concurrent write came first.
+// change is Release's and Refresh's common step: find the lock, ask allow,
+// and commit write only if the key's mod revision is still the one found;
+// retry if a concurrent write came first. The lock is found in the held
+// cache when this engine wrote it last (one round trip in all), else read.
 func (e *Engine) change(ctx context.Context, id locklock.ID, allow func(locklock.Lock) error,
 	write func(octx context.Context, cur locklock.Lock, modRev int64, lease clientv3.LeaseID) (locklock.Lock, bool, error)) (locklock.Lock, error) {
 	octx, done, err := e.enter(ctx)
@@ -310,25 +323,42 @@ func (e *Engine) change(ctx context.Context, id locklock.ID, allow func(locklock
 		return locklock.Lock{}, err
 	}
 	defer done()
+	cached, useCache := e.held.get(id)
 	for {
-		cur, modRev, lease, err := e.read(ctx, octx, id)
-		if err != nil {
-			return locklock.Lock{}, err
+		var (
+			cur    locklock.Lock
+			modRev int64
+			lease  clientv3.LeaseID
+		)
+		if useCache {
+			useCache = false
+			cur, modRev, lease = cached.lock, cached.modRev, cached.lease
+			if allow(cur) != nil {
+				continue // a refusal must rest on a fresh read
+			}
+		} else {
+			cur, modRev, lease, err = e.read(ctx, octx, id)
+			if err != nil {
+				e.held.forget(id)
+				return locklock.Lock{}, err
+			}
+			if err := allow(cur); err != nil {
+				return locklock.Lock{}, err
+			}
 		}
-		if err := allow(cur); err != nil {
-			return locklock.Lock{}, err
-		}
-		// Like TryAcquire: a granted lease must be used or revoked, even if
-		// the client goes away meanwhile.
+		// Like TryAcquire: see a write with a lease reference through,
+		// even if the client goes away meanwhile.
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.timeout)
 		out, ok, err := write(wctx, cur, modRev, lease)
 		cancel()
 		if err != nil {
+			e.held.forget(id)
 			return locklock.Lock{}, storeErr(ctx, "write", err)
 		}
 		if ok {
 			return out, nil
 		}
+		e.held.forget(id)
 	}
 }
 
@@ -343,39 +373,43 @@ func (e *Engine) Release(ctx context.Context, id locklock.ID, now time.Time, all
 		if err != nil || !resp.Succeeded {
 			return locklock.Lock{}, false, err
 		}
-		e.revoke(lease)
+		e.held.forget(id)
+		e.leases.put(lease)
 		return cur, true, nil
 	})
 }
 
-// Refresh implements locklock.Engine: the key is put again with a new lease
-// (a lease's TTL cannot change), which keeps its create revision — the token.
+// Refresh implements locklock.Engine: the key is put again on a lease for
+// the new TTL (a lease's TTL cannot change), which keeps its create
+// revision — the token.
 func (e *Engine) Refresh(ctx context.Context, id locklock.ID, now, expiresAt time.Time, allow func(locklock.Lock) error) (locklock.Lock, error) {
 	key := e.key(id)
 	return e.change(ctx, id, allow, func(octx context.Context, cur locklock.Lock, modRev int64, oldLease clientv3.LeaseID) (locklock.Lock, bool, error) {
-		lease, err := e.client.Grant(octx, ttlSeconds(now, expiresAt))
+		lease, err := e.leases.get(octx, ttlSeconds(now, expiresAt))
 		if err != nil {
 			return locklock.Lock{}, false, err
 		}
 		next := cur
 		next.ExpiresAt = expiresAt
-		value, err := e.encode(next, lease.ID)
+		value, err := e.encode(next, lease)
 		if err != nil {
+			e.leases.put(lease)
 			return locklock.Lock{}, false, err
 		}
 		resp, err := e.client.Txn(octx).
 			If(clientv3.Compare(clientv3.ModRevision(key), "=", modRev)).
-			Then(clientv3.OpPut(key, value, clientv3.WithLease(lease.ID))).
+			Then(clientv3.OpPut(key, value, clientv3.WithLease(lease))).
 			Commit()
 		if err != nil {
-			return locklock.Lock{}, false, err // unknown: keep both leases
+			return locklock.Lock{}, false, err // unknown: keep both references
 		}
 		if !resp.Succeeded {
-			e.revoke(lease.ID)
+			e.leases.put(lease)
 			return locklock.Lock{}, false, nil
 		}
-		e.revoke(oldLease)
+		e.leases.put(oldLease)
 		next.Revision = resp.Header.Revision
+		e.held.set(id, heldEntry{lock: next, modRev: resp.Header.Revision, lease: lease})
 		return next, true, nil
 	})
 }

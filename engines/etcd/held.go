@@ -1,0 +1,56 @@
+package etcd
+
+import (
+	"sync"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/locklock/locklock/locklock"
+)
+
+// heldCacheSize bounds the cache; beyond it an arbitrary entry makes room
+// (locks acquired for good, never released, would otherwise pile up).
+const heldCacheSize = 1 << 16
+
+// heldCache remembers, for locks this engine wrote (acquired or refreshed),
+// the lock and its key's mod revision after that write. Release and refresh
+// then commit in one round trip — compare the mod revision, write — instead
+// of reading first. An entry is only a guess: the compare proves it, and a
+// stale one costs a failed compare and then the usual read.
+type heldCache struct {
+	mu sync.Mutex
+	m  map[locklock.ID]heldEntry
+}
+
+type heldEntry struct {
+	lock   locklock.Lock
+	modRev int64
+	lease  clientv3.LeaseID
+}
+
+func newHeldCache() *heldCache { return &heldCache{m: make(map[locklock.ID]heldEntry)} }
+
+func (c *heldCache) get(id locklock.ID) (heldEntry, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[id]
+	return e, ok
+}
+
+func (c *heldCache) set(id locklock.ID, e heldEntry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.m[id]; !ok && len(c.m) >= heldCacheSize {
+		for k := range c.m {
+			delete(c.m, k)
+			break
+		}
+	}
+	c.m[id] = e
+}
+
+func (c *heldCache) forget(id locklock.ID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, id)
+}
