@@ -19,6 +19,10 @@
 //     once per cluster, see tokenBase): etcd's revision counter rises with
 //     every write to the cluster, so tokens rise across all servers and
 //     restarts, and a refresh (a put to an existing key) keeps it.
+//   - Steps that arrive while another is in flight go to etcd together, as
+//     nested transactions of one (see batcher): each stays atomic, and the
+//     batch costs one round trip and one raft entry. Locks granted in one
+//     batch share a revision, hence a token; tokens rise per lock name.
 //   - Release and refresh read the lock, check the secret, and commit only
 //     if the key's mod revision is still the one they read — no
 //     check-then-act race between servers. For a lock this server wrote
@@ -72,6 +76,7 @@ type Engine struct {
 
 	leases *leasePool
 	held   *heldCache
+	batch  *batcher
 
 	// Background revocations of unused leases; Close stops and awaits them.
 	background     sync.WaitGroup
@@ -105,6 +110,7 @@ func New(client *clientv3.Client, opts ...Option) *Engine {
 	e.backgroundCtx, e.stopBackground = context.WithCancel(context.Background())
 	e.leases = newLeasePool(client, e.timeout, e.revoke)
 	e.held = newHeldCache()
+	e.batch = newBatcher(client, e.timeout)
 	return e
 }
 
@@ -246,33 +252,32 @@ func (e *Engine) TryAcquire(ctx context.Context, l locklock.Lock, now time.Time)
 		return locklock.Lock{}, err
 	}
 	key := e.key(l.ID)
-	resp, err := e.client.Txn(octx).
-		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-		Then(clientv3.OpPut(key, value, clientv3.WithLease(lease))).
-		Else(clientv3.OpGet(key)).
-		Commit()
+	resp, err := e.batch.commit(octx, key,
+		[]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(key), "=", 0)},
+		[]clientv3.Op{clientv3.OpPut(key, value, clientv3.WithLease(lease))},
+		[]clientv3.Op{clientv3.OpGet(key)})
 	if err != nil {
 		// Unknown outcome: the lock may exist, so its lease keeps the
 		// reference (it ends with its TTL anyway).
 		return locklock.Lock{}, storeErr(ctx, "acquire", err)
 	}
-	if !resp.Succeeded {
+	if !resp.succeeded {
 		e.leases.put(lease)
-		kvs := resp.Responses[0].GetResponseRange().Kvs
+		kvs := resp.responses[0].GetResponseRange().Kvs
 		if len(kvs) == 0 {
 			// Released between the compare and the read: cannot happen
 			// in one transaction, but never claim a holder we did not see.
 			return locklock.Lock{}, fmt.Errorf("%w: etcd acquire: holder vanished", locklock.ErrUnavailable)
 		}
-		cur, _, err := e.decode(l.ID, kvs[0].Value, kvs[0].CreateRevision, resp.Header.Revision)
+		cur, _, err := e.decode(l.ID, kvs[0].Value, kvs[0].CreateRevision, resp.revision)
 		if err != nil {
 			return locklock.Lock{}, err
 		}
 		return locklock.Lock{}, &locklock.HeldError{Lock: cur}
 	}
-	l.Token = e.base.Load() + uint64(resp.Header.Revision)
-	l.Revision = resp.Header.Revision
-	e.held.set(l.ID, heldEntry{lock: l, modRev: resp.Header.Revision, lease: lease})
+	l.Token = e.base.Load() + uint64(resp.revision)
+	l.Revision = resp.revision
+	e.held.set(l.ID, heldEntry{lock: l, modRev: resp.revision, lease: lease})
 	return l, nil
 }
 
@@ -366,11 +371,10 @@ func (e *Engine) change(ctx context.Context, id locklock.ID, allow func(locklock
 func (e *Engine) Release(ctx context.Context, id locklock.ID, now time.Time, allow func(locklock.Lock) error) (locklock.Lock, error) {
 	key := e.key(id)
 	return e.change(ctx, id, allow, func(octx context.Context, cur locklock.Lock, modRev int64, lease clientv3.LeaseID) (locklock.Lock, bool, error) {
-		resp, err := e.client.Txn(octx).
-			If(clientv3.Compare(clientv3.ModRevision(key), "=", modRev)).
-			Then(clientv3.OpDelete(key)).
-			Commit()
-		if err != nil || !resp.Succeeded {
+		resp, err := e.batch.commit(octx, key,
+			[]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", modRev)},
+			[]clientv3.Op{clientv3.OpDelete(key)}, nil)
+		if err != nil || !resp.succeeded {
 			return locklock.Lock{}, false, err
 		}
 		e.held.forget(id)
@@ -396,20 +400,19 @@ func (e *Engine) Refresh(ctx context.Context, id locklock.ID, now, expiresAt tim
 			e.leases.put(lease)
 			return locklock.Lock{}, false, err
 		}
-		resp, err := e.client.Txn(octx).
-			If(clientv3.Compare(clientv3.ModRevision(key), "=", modRev)).
-			Then(clientv3.OpPut(key, value, clientv3.WithLease(lease))).
-			Commit()
+		resp, err := e.batch.commit(octx, key,
+			[]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", modRev)},
+			[]clientv3.Op{clientv3.OpPut(key, value, clientv3.WithLease(lease))}, nil)
 		if err != nil {
 			return locklock.Lock{}, false, err // unknown: keep both references
 		}
-		if !resp.Succeeded {
+		if !resp.succeeded {
 			e.leases.put(lease)
 			return locklock.Lock{}, false, nil
 		}
 		e.leases.put(oldLease)
-		next.Revision = resp.Header.Revision
-		e.held.set(id, heldEntry{lock: next, modRev: resp.Header.Revision, lease: lease})
+		next.Revision = resp.revision
+		e.held.set(id, heldEntry{lock: next, modRev: resp.revision, lease: lease})
 		return next, true, nil
 	})
 }
