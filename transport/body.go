@@ -42,6 +42,9 @@ type body struct {
 // readBody reads and strictly decodes the body, accepting only the allowed
 // fields. Every mistake is a 4xx problem, before anything is changed.
 func readBody(w http.ResponseWriter, r *http.Request, allowed ...string) (body, error) {
+	if r.ContentLength == 0 && len(r.TransferEncoding) == 0 {
+		return body{}, nil // no body: the common acquire and release
+	}
 	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	var tooLarge *http.MaxBytesError
 	switch {

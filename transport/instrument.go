@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -38,13 +40,14 @@ func RequestID(ctx context.Context) string {
 // secret or an API key), and a call of observe when it is answered. route
 // names the request's route template; observe may be nil.
 func Instrument(next http.Handler, log *slog.Logger, route func(*http.Request) string, observe func(RequestInfo)) http.Handler {
+	ids := newRequestIDs()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		id := r.Header.Get(RequestIDHeader)
 		if !saneRequestID(id) {
-			id = newRequestID()
+			id = ids.next()
 		}
-		w.Header().Set(RequestIDHeader, id)
+		w.Header()[RequestIDHeader] = []string{id}
 		r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id))
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		next.ServeHTTP(rec, r)
@@ -81,10 +84,25 @@ func saneRequestID(id string) bool {
 	return true
 }
 
-func newRequestID() string {
-	var b [12]byte
+// newRequestID makes an id unique within the process and, by its random
+// prefix, across restarts: an id names a request, it guards nothing, so a
+// counter does (and costs no system call per request).
+func (ids *requestIDs) next() string {
+	b := make([]byte, 0, 32)
+	b = append(b, ids.prefix...)
+	b = append(b, '-')
+	return string(strconv.AppendUint(b, ids.n.Add(1), 36))
+}
+
+type requestIDs struct {
+	prefix string
+	n      atomic.Uint64
+}
+
+func newRequestIDs() *requestIDs {
+	var b [6]byte
 	_, _ = rand.Read(b[:]) // never fails
-	return hex.EncodeToString(b[:])
+	return &requestIDs{prefix: hex.EncodeToString(b[:])}
 }
 
 func abbreviatePath(p string) string {

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/locklock/locklock/locklock"
@@ -49,4 +50,43 @@ type releasedJSON struct {
 type listJSON struct {
 	Locks []lockJSON `json:"locks"`
 	Next  string     `json:"next,omitempty"`
+}
+
+// appendLock appends l as JSON, as encoding/json would write it, or returns
+// nil when a string needs escaping (names are validated to plain ASCII, so
+// that is never expected; encoding/json then does it).
+func appendLock(b []byte, l lockJSON) []byte {
+	for _, s := range [...]string{l.Namespace, string(l.Kind), l.Name, l.AcquiredAt, l.ExpiresAt} {
+		if !plainJSON(s) {
+			return nil
+		}
+	}
+	b = append(b, `{"namespace":"`...)
+	b = append(b, l.Namespace...)
+	b = append(b, `","kind":"`...)
+	b = append(b, l.Kind...)
+	b = append(b, `","name":"`...)
+	b = append(b, l.Name...)
+	b = append(b, `","acquired_at":"`...)
+	b = append(b, l.AcquiredAt...)
+	b = append(b, `","expires_at":"`...)
+	b = append(b, l.ExpiresAt...)
+	b = append(b, `","expires_in":`...)
+	b = strconv.AppendInt(b, l.ExpiresIn, 10)
+	b = append(b, `,"fencing_token":`...)
+	b = strconv.AppendUint(b, l.FencingToken, 10)
+	b = append(b, `,"protected":`...)
+	b = strconv.AppendBool(b, l.Protected)
+	return append(b, '}')
+}
+
+// plainJSON reports a string that JSON carries as is: printable ASCII
+// without quotes or backslashes.
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
