@@ -45,3 +45,18 @@ FUZZTIME ?= 1m
 fuzz: ## run each fuzz target of ./transport for $(FUZZTIME), one after another
 	$(GO) test ./transport -run '^$$' -fuzz '^FuzzHandler$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./transport -run '^$$' -fuzz '^FuzzDecodeBody$$' -fuzztime $(FUZZTIME)
+
+BENCHTIME ?= 3s
+BENCH_PKGS := ./locklock ./engines/... ./transport
+
+.PHONY: bench
+bench: ## Go benchmarks of the engines (with raw Badger/etcd baselines), handler, guard; $(BENCHTIME) each
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime=$(BENCHTIME) -timeout 15m $(BENCH_PKGS)
+
+.PHONY: bench-smoke
+bench-smoke: ## run every benchmark once (-benchtime=1x), to check that they still work
+	$(GO) test -run '^$$' -bench . -benchtime=1x $(PKGS)
+
+.PHONY: test-cluster
+test-cluster: ## fault suite: etcd + locklock in containers, faults injected, histories checked (needs Docker)
+	$(GO) test -tags cluster -count=1 -timeout 15m -v -run '^TestCluster$$' ./cluster/

@@ -49,6 +49,8 @@ func run(args []string, stdout, stderr io.Writer, env func(string) (string, bool
 		return lockCommand(args[0], args[1:], stdout, stderr, env)
 	case "run":
 		return runCommand(args[1:], stderr, env)
+	case "bench":
+		return benchCommand(args[1:], stdout, stderr, env)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "locklock", version)
 		return exitOK
@@ -73,6 +75,7 @@ Commands:
   status    show a lock:     locklock status key/<name>
   refresh   extend a lock:   locklock refresh key/<name> --ttl 30s [--secret S]
   run       run a command under a lock:  locklock run key/<name> [--ttl 30s] -- CMD ARGS...
+  bench     load-test a server:  locklock bench [--mode cycle] [--concurrency 64] [--duration 10s]
   version   print the version
   help      show this help
 
