@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# Measures Locklock side by side with its peers, in one run on this machine,
+# and prints the tables of BENCHMARKS.md. Needs redis-server, redis-benchmark
+# and etcd (installed with apt-get when missing). Everything binds to
+# 127.0.0.1 and is stopped at the end. Takes about 10 minutes.
+#
+#   scripts/bench-compare.sh            # all of it
+#   SCALE=0 scripts/bench-compare.sh    # without the 1,000,000-lock figures
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+GO=${GO:-go}
+CONC=${CONC:-64}
+DUR=${DUR:-10s}
+SCALE=${SCALE:-1}
+LOCKS=${LOCKS:-1000000}
+
+need() {
+	command -v "$1" >/dev/null && return
+	echo "bench: installing $2" >&2
+	apt-get install -y "$2" >/dev/null 2>&1 || { apt-get update >/dev/null 2>&1 && apt-get install -y "$2" >/dev/null 2>&1; }
+}
+need redis-server redis-server
+need redis-benchmark redis-tools
+need etcd etcd-server
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+waitfor() { for _ in $(seq 1 200); do curl -sf "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "bench: $1 did not answer" >&2; return 1; }
+json() { python3 -c "import json,sys; d=json.load(open('$1')); print($2)"; }
+rss_mb() { awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
+
+CGO_ENABLED=0 $GO build -o "$work/locklock" ./cmd/locklock
+LL="$work/locklock"
+
+serve() { # name engine port [flags...]: starts a server, sets $pid
+	local name=$1 engine=$2 p=$3
+	shift 3
+	"$LL" serve --engine "$engine" --addr "127.0.0.1:$p" --log-level warn "$@" >"$work/$name.log" 2>&1 &
+	pid=$!
+	pids+=("$pid")
+	waitfor "http://127.0.0.1:$p/readyz"
+}
+bench() { # out-file args...: locklock bench, JSON report to the file
+	local out=$1
+	shift
+	"$LL" bench --quiet --json --concurrency "$CONC" "$@" >"$out"
+}
+
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r), $($GO version | cut -d' ' -f3)" | tee "$work/machine"
+echo "load before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# --- Redis: SET key v NX PX 30000, then DEL (two requests a cycle) ---
+rp=$(port)
+redis-server --port "$rp" --bind 127.0.0.1 --save '' --appendonly no >"$work/redis.log" 2>&1 &
+pids+=($!)
+sleep 0.5
+rset=$(redis-benchmark -p "$rp" -c "$CONC" -n 1000000 -r 100000000 -q SET 'lock:__rand_int__' v NX PX 30000 | tr '\r' '\n' | sed -n 's/.*: \([0-9.]*\) requests per second.*/\1/p' | tail -1)
+rdel=$(redis-benchmark -p "$rp" -c "$CONC" -n 1000000 -r 100000000 -q DEL 'lock:__rand_int__' | tr '\r' '\n' | sed -n 's/.*: \([0-9.]*\) requests per second.*/\1/p' | tail -1)
+redis_cycles=$(python3 -c "print(round(1/(1/$rset+1/$rdel)))")
+echo "redis: SET NX PX $rset/s, DEL $rdel/s → $redis_cycles cycles/s"
+
+# --- locklock, memory engine: /healthz and lock cycles on one server ---
+mp=$(port)
+serve memory memory "$mp"
+mem_pid=$pid
+bench "$work/mem-healthz.json" --server "http://127.0.0.1:$mp" --mode healthz --duration "$DUR"
+bench "$work/mem-cycle.json" --server "http://127.0.0.1:$mp" --mode cycle --duration "$DUR"
+echo "memory: healthz $(json "$work/mem-healthz.json" 'd["requests_per_second"]') req/s; cycle $(json "$work/mem-cycle.json" 'd["cycles_per_second"]') cycles/s"
+
+# --- locklock, Badger engine (SyncWrites on) ---
+bp=$(port)
+serve badger badger "$bp" --data-dir "$work/badger"
+bench "$work/badger-cycle.json" --server "http://127.0.0.1:$bp" --mode cycle --duration "$DUR"
+kill "$pid"; wait "$pid" 2>/dev/null || true
+echo "badger: cycle $(json "$work/badger-cycle.json" 'd["cycles_per_second"]') cycles/s"
+
+# --- locklock, etcd engine on one etcd member (Debian's etcd) ---
+ec=$(port); ep=$(port)
+etcd --name bench --data-dir "$work/etcd" --listen-client-urls "http://127.0.0.1:$ec" --advertise-client-urls "http://127.0.0.1:$ec" \
+	--listen-peer-urls "http://127.0.0.1:$ep" --initial-advertise-peer-urls "http://127.0.0.1:$ep" \
+	--initial-cluster "bench=http://127.0.0.1:$ep" >"$work/etcd.log" 2>&1 &
+pids+=($!)
+waitfor "http://127.0.0.1:$ec/health"
+xp=$(port)
+serve etcd etcd "$xp" --etcd-endpoints "http://127.0.0.1:$ec"
+bench "$work/etcd-cycle.json" --server "http://127.0.0.1:$xp" --mode cycle --duration "$DUR"
+kill "$pid"; wait "$pid" 2>/dev/null || true
+echo "etcd: cycle $(json "$work/etcd-cycle.json" 'd["cycles_per_second"]') cycles/s"
+
+# --- in-process, 64 goroutines: engines through the Service vs raw Badger,
+# raw etcd and etcd's concurrency.Mutex (embedded etcd) ---
+$GO test -run '^$' -bench 'ServiceCycle|RawCycle' -benchtime 5s ./engines/badger ./engines/etcd | tee "$work/gobench.txt" | grep -E '^Benchmark'
+ops() { awk -v n="$1" '$1 ~ n {for (i=1;i<=NF;i++) if ($i=="ops/s") print $(i-1)}' "$work/gobench.txt" | head -1; }
+
+# --- scale: the memory engine with 1,000,000 locks ---
+if [ "$SCALE" = 1 ]; then
+	empty_rss=$(rss_mb "$mem_pid")
+	bench "$work/mem-hold.json" --server "http://127.0.0.1:$mp" --mode hold --count "$LOCKS" --ttl 1h --duration 10m
+	full_rss=$(rss_mb "$mem_pid")
+	bench "$work/mem-cycle-full.json" --server "http://127.0.0.1:$mp" --mode cycle --duration "$DUR"
+	kill "$mem_pid"; wait "$mem_pid" 2>/dev/null || true
+
+	# Sweeping: a store of expired locks, swept while lock cycles run.
+	sp=$(port)
+	serve sweep memory "$sp" --sweep-interval 5s
+	fill_start=$(date +%s)
+	bench "$work/sweep-hold.json" --server "http://127.0.0.1:$sp" --mode hold --count "$LOCKS" --ttl 90s --duration 10m
+	bench "$work/sweep-before.json" --server "http://127.0.0.1:$sp" --mode cycle --duration "$DUR"
+	# Wait until every lock has expired, then measure across the next sweeps.
+	sleep $((fill_start + 95 - $(date +%s)))
+	bench "$work/sweep-during.json" --server "http://127.0.0.1:$sp" --mode cycle --duration 15s
+	swept=$(curl -s "http://127.0.0.1:$sp/metrics" | awk '/^locklock_swept_locks_total/ {printf "%d", $2}')
+	kill "$pid"; wait "$pid" 2>/dev/null || true
+
+	# Badger: 1,000,000 held locks, then a restart until the first acquire.
+	rp2=$(port)
+	serve badger1m badger "$rp2" --data-dir "$work/badger1m"
+	bench "$work/badger-hold.json" --server "http://127.0.0.1:$rp2" --mode hold --count "$LOCKS" --ttl 1h --duration 20m
+	kill "$pid"; wait "$pid" 2>/dev/null || true
+	t0=$(date +%s.%N)
+	serve badger1m-again badger "$rp2" --data-dir "$work/badger1m"
+	curl -sf -X POST "http://127.0.0.1:$rp2/v1/api/lock/uuid/00000000-0000-4000-8000-000000000001" >/dev/null
+	restart=$(python3 -c "import time; print(round(time.time()-$t0, 2))")
+	held_after=$(curl -s "http://127.0.0.1:$rp2/metrics" | awk '/^locklock_locks_held/ {printf "%d", $2}')
+	kill "$pid"; wait "$pid" 2>/dev/null || true
+fi
+
+# --- the tables ---
+r() { python3 -c "print(f'{$1:.2f}')"; }
+mh=$(json "$work/mem-healthz.json" 'd["requests_per_second"]')
+mc=$(json "$work/mem-cycle.json" 'd["cycles_per_second"]')
+mr=$(json "$work/mem-cycle.json" 'd["requests_per_second"]')
+mp99=$(json "$work/mem-cycle.json" 'max(d["latency"]["acquire"]["p99_ms"], d["latency"]["release"]["p99_ms"])')
+bc=$(json "$work/badger-cycle.json" 'd["cycles_per_second"]')
+xc=$(json "$work/etcd-cycle.json" 'd["cycles_per_second"]')
+gb=$(ops 'ServiceCycle/badger'); rb=$(ops 'RawCycle/badger'); ge=$(ops 'ServiceCycle/etcd'); rm=$(ops 'RawCycle/etcd-mutex'); rc=$(ops 'RawCycle/etcd-cas')
+cat <<EOF
+
+| what (64 concurrent clients) | cycles/s | requests/s | p99 |
+|---|---|---|---|
+| Redis SET NX PX + DEL (redis-benchmark) | $redis_cycles | SET $rset, DEL $rdel | |
+| locklock, memory engine, HTTP (locklock bench) | $mc | $mr | $mp99 ms |
+| locklock /healthz, same server (locklock bench) | | $mh | $(json "$work/mem-healthz.json" 'd["latency"]["healthz"]["p99_ms"]') ms |
+| locklock, Badger engine (SyncWrites), HTTP | $bc | | $(json "$work/badger-cycle.json" 'max(d["latency"]["acquire"]["p99_ms"], d["latency"]["release"]["p99_ms"])') ms |
+| locklock, etcd engine (Debian etcd, 1 member), HTTP | $xc | | $(json "$work/etcd-cycle.json" 'max(d["latency"]["acquire"]["p99_ms"], d["latency"]["release"]["p99_ms"])') ms |
+| Badger engine through the Service, in-process | $gb | | |
+| raw Badger transactions, SyncWrites, in-process | $rb | | |
+| etcd engine through the Service, in-process (embedded etcd) | $ge | | |
+| etcd compare-and-put + delete, in-process | $rc | | |
+| etcd clientv3/concurrency.Mutex Lock+Unlock, in-process | $rm | | |
+
+| target | measured | ratio |
+|---|---|---|
+| memory over HTTP ≥ 0.8 × Redis cycles | $mc vs $redis_cycles | $(r "$mc/$redis_cycles") |
+| lock requests ≥ 0.85 × /healthz requests | $mr vs $mh | $(r "$mr/$mh") |
+| Badger engine ≥ 0.8 × raw Badger | $gb vs $rb | $(r "$gb/$rb") |
+| etcd engine ≥ 1.3 × etcd Mutex | $ge vs $rm | $(r "$ge/$rm") |
+| memory p99 ≤ 5 ms | $mp99 ms | |
+EOF
+if [ "$SCALE" = 1 ]; then
+	cat <<EOF
+
+| scale ($LOCKS locks) | measured |
+|---|---|
+| memory server RSS, empty → full | $empty_rss MB → $full_rss MB |
+| memory cycles/s, empty → full | $mc → $(json "$work/mem-cycle-full.json" 'd["cycles_per_second"]') ($(r "$(json "$work/mem-cycle-full.json" 'd["cycles_per_second"]')/$mc")×) |
+| filling rate (hold mode), memory / Badger | $(json "$work/mem-hold.json" 'd["cycles_per_second"]') / $(json "$work/badger-hold.json" 'd["cycles_per_second"]') locks/s |
+| p99 of lock requests, before → during sweeping $swept expired locks | $(json "$work/sweep-before.json" 'max(d["latency"]["acquire"]["p99_ms"], d["latency"]["release"]["p99_ms"])') ms → $(json "$work/sweep-during.json" 'max(d["latency"]["acquire"]["p99_ms"], d["latency"]["release"]["p99_ms"])') ms |
+| Badger restart with $LOCKS held locks until the first acquire | $restart s ($held_after locks held after) |
+EOF
+fi
+echo "load after the run: $(cut -d' ' -f1-3 /proc/loadavg)"
