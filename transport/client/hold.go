@@ -152,6 +152,11 @@ func (h *Held) refresh(acquired time.Time) {
 		l, err := h.c.Refresh(rctx, h.target, WithSecret(h.secret), WithTTL(h.ttl))
 		cancel()
 		switch {
+		case err == nil && l.FencingToken != h.Lock().FencingToken:
+			// An unprotected lock can be refreshed by anyone: this one was
+			// released and taken by someone else in between.
+			h.cancel(fmt.Errorf("%w: %s passed to another holder (fencing token %d, ours %d)", ErrLost, h.target, l.FencingToken, h.Lock().FencingToken))
+			return
 		case err == nil:
 			h.mu.Lock()
 			h.lock, h.validUntil = l, sent.Add(h.ttl)

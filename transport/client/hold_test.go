@@ -381,3 +381,32 @@ func TestHoldHeld(t *testing.T) {
 		t.Errorf("Hold of a held lock: %v, %v", h, err)
 	}
 }
+
+// An unprotected lock can be refreshed by anyone, so after a stray release
+// and someone else's acquire the refresh succeeds — on the other holder's
+// lock. Hold must see the changed fencing token and end with ErrLost.
+func TestHoldUnprotectedTakenOver(t *testing.T) {
+	t.Parallel()
+	s := newServer(t)
+	target := client.UUID(u1)
+	h, err := s.client(t).Hold(t.Context(), target, 2*time.Second, client.Unprotected())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours := h.Lock().FencingToken
+	other := s.client(t)
+	if _, err := other.Release(t.Context(), target); err != nil {
+		t.Fatal(err)
+	}
+	thief, err := other.Acquire(t.Context(), target, client.Unprotected(), client.WithTTL(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ended(t, h, 2*time.Second)
+	if cause := context.Cause(h.Context()); !errors.Is(cause, client.ErrLost) {
+		t.Errorf("cause %v, want ErrLost", cause)
+	}
+	if got := h.Lock().FencingToken; got != ours || got == thief.FencingToken {
+		t.Errorf("Held.Lock() token %d, want ours %d (not the new holder's %d)", got, ours, thief.FencingToken)
+	}
+}
