@@ -3,7 +3,6 @@ package transport_test
 import (
 	"context"
 	crand "crypto/rand"
-	"encoding/hex"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/locklock/locklock/engines/memory"
+	"github.com/locklock/locklock/internal/enginebench"
 	"github.com/locklock/locklock/locklock"
 	"github.com/locklock/locklock/transport"
 )
@@ -32,7 +32,7 @@ func BenchmarkHandlerAcquireRelease(b *testing.B) {
 	rng := rand.NewChaCha8(seed)
 	b.ReportAllocs()
 	for b.Loop() {
-		path := "/lock/uuid/" + newUUID(rng)
+		path := "/lock/uuid/" + enginebench.UUID(rng)
 		if w := serve(h, http.MethodPost, path); w.Code != http.StatusCreated {
 			b.Fatalf("acquire: %d %s", w.Code, w.Body)
 		}
@@ -72,18 +72,4 @@ func serve(h http.Handler, method, path string) *httptest.ResponseRecorder {
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, r)
 	return w
-}
-
-func newUUID(rng *rand.ChaCha8) string {
-	var u [16]byte
-	_, _ = rng.Read(u[:])
-	u[6], u[8] = u[6]&0x0f|0x40, u[8]&0x3f|0x80
-	var s [36]byte
-	hex.Encode(s[0:8], u[0:4])
-	hex.Encode(s[9:13], u[4:6])
-	hex.Encode(s[14:18], u[6:8])
-	hex.Encode(s[19:23], u[8:10])
-	hex.Encode(s[24:36], u[10:16])
-	s[8], s[13], s[18], s[23] = '-', '-', '-', '-'
-	return string(s[:])
 }

@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -18,6 +15,7 @@ import (
 
 	bdg "github.com/dgraph-io/badger/v4"
 
+	"github.com/locklock/locklock/internal/leakcheck"
 	"github.com/locklock/locklock/locklock"
 )
 
@@ -106,7 +104,7 @@ func TestSecretsAtRest(t *testing.T) {
 
 	forms := make(map[string][]byte)
 	for _, s := range secrets {
-		for name, b := range secretForms(s) {
+		for name, b := range leakcheck.Forms(s) {
 			forms[s+": "+name] = b
 		}
 	}
@@ -149,7 +147,7 @@ func TestSecretsAtRestScanFindsPlainHashes(t *testing.T) {
 		_ = e.Close()
 		t.Fatal(err)
 	}
-	forms := secretForms(secret)
+	forms := leakcheck.Forms(secret)
 	if leaks, _ := fileLeaks(t, dir, forms, nil); len(leaks) == 0 {
 		t.Error("while open: the plain hash was not found in the files")
 	}
@@ -178,7 +176,7 @@ func fileLeaks(t *testing.T, dir string, forms map[string][]byte, marker []byte)
 			return err
 		}
 		names = append(names, fmt.Sprintf("%s (%d bytes)", d.Name(), len(b)))
-		if what := findLeak(b, forms); what != "" {
+		if what := leakcheck.Find(b, forms); what != "" {
 			leaks = append(leaks, d.Name()+" holds "+what)
 		}
 		if marker != nil && bytes.Contains(b, marker) {
@@ -216,10 +214,10 @@ func valueLeaks(t *testing.T, dir string, forms map[string][]byte) (leaks []stri
 			if err != nil {
 				return err
 			}
-			if what := findLeak(item.Key(), forms); what != "" {
+			if what := leakcheck.Find(item.Key(), forms); what != "" {
 				leaks = append(leaks, fmt.Sprintf("key %q (version %d) holds %s", item.Key(), item.Version(), what))
 			}
-			if what := findLeak(v, forms); what != "" {
+			if what := leakcheck.Find(v, forms); what != "" {
 				leaks = append(leaks, fmt.Sprintf("value of %q (version %d) holds %s", item.Key(), item.Version(), what))
 			}
 			if bytes.HasPrefix(item.Key(), lockPrefix) && len(v) > recordHeader {
@@ -232,92 +230,4 @@ func valueLeaks(t *testing.T, dir string, forms map[string][]byte) (leaks []stri
 		t.Fatal(err)
 	}
 	return leaks, records
-}
-
-// secretForms is every way a secret or its plain (unsalted) SHA-256 could be
-// written: raw; hex; base64 in the standard and URL alphabets. Base64 forms
-// are the characters that depend on the value alone, at each of the three
-// alignments it could have inside a longer encoded string, so that they are
-// found with or without padding and wherever the value starts.
-func secretForms(secret string) map[string][]byte {
-	sum := sha256.Sum256([]byte(secret))
-	forms := map[string][]byte{
-		"the secret":               []byte(secret),
-		"its hex":                  []byte(hex.EncodeToString([]byte(secret))),
-		"its SHA-256":              sum[:],
-		"its SHA-256 in hex":       []byte(hex.EncodeToString(sum[:])),
-		"its SHA-256 in upper hex": bytes.ToUpper([]byte(hex.EncodeToString(sum[:]))),
-	}
-	for what, v := range map[string][]byte{"the secret": []byte(secret), "its SHA-256": sum[:]} {
-		for alphabet, enc := range map[string]*base64.Encoding{"base64": base64.RawStdEncoding, "base64url": base64.RawURLEncoding} {
-			for k := range 3 {
-				s := enc.EncodeToString(append(make([]byte, k), v...))
-				from, to := (8*k+5)/6, 8*(k+len(v))/6
-				forms[fmt.Sprintf("%s in %s at offset %d", what, alphabet, k)] = []byte(s[from:to])
-			}
-		}
-	}
-	return forms
-}
-
-// findLeak names the first form found in b, or "".
-func findLeak(b []byte, forms map[string][]byte) string {
-	for _, run := range nonZeroRuns(b) {
-		for what, f := range forms {
-			if bytes.Contains(run, f) {
-				return what
-			}
-		}
-	}
-	return ""
-}
-
-// nonZeroRuns splits b into the parts not in all-zero pages, each extended
-// by a page into the zeros on either side. Badger preallocates its log files
-// (hundreds of MB of zeros); skipping those keeps the scan fast. A form is
-// far shorter than a page, so none can hide across the cut.
-func nonZeroRuns(b []byte) [][]byte {
-	const page = 4096
-	zero := make([]byte, page)
-	var runs [][]byte
-	start := -1
-	for off := 0; off < len(b); off += page {
-		p := b[off:min(off+page, len(b))]
-		isZero := bytes.Equal(p, zero[:len(p)])
-		switch {
-		case !isZero && start < 0:
-			start = max(0, off-page)
-		case isZero && start >= 0:
-			runs = append(runs, b[start:min(off+page, len(b))])
-			start = -1
-		}
-	}
-	if start >= 0 {
-		runs = append(runs, b[start:])
-	}
-	return runs
-}
-
-// TestSecretFormsFindEncodedSecrets checks the checker: each form is found
-// embedded as a store might embed it.
-func TestSecretFormsFindEncodedSecrets(t *testing.T) {
-	secret := "s3cret-canary-" + rand.Text()
-	forms := secretForms(secret)
-	sum := sha256.Sum256([]byte(secret))
-	salt := make([]byte, 16)
-	for k := range 3 {
-		for _, v := range [][]byte{[]byte(secret), sum[:]} {
-			blob := append(append([]byte{}, salt[:k+1]...), v...) // value at offset k+1 inside a longer field
-			j, _ := json.Marshal(struct{ G []byte }{blob})
-			u := base64.URLEncoding.EncodeToString(blob)
-			for _, stored := range [][]byte{j, []byte(u), []byte(fmt.Sprintf("x%xy", blob))} {
-				if findLeak(stored, forms) == "" {
-					t.Errorf("no form found in %s", stored)
-				}
-			}
-		}
-	}
-	if what := findLeak([]byte(locklock.NewGuard(secret)), forms); what != "" {
-		t.Errorf("the salted guard itself matched %s", what)
-	}
 }

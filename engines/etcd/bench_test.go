@@ -2,10 +2,7 @@ package etcd_test
 
 import (
 	"context"
-	crand "crypto/rand"
-	"encoding/hex"
 	"fmt"
-	"math/rand/v2"
 	"runtime"
 	"testing"
 	"time"
@@ -14,31 +11,30 @@ import (
 	"go.etcd.io/etcd/client/v3/concurrency"
 
 	"github.com/locklock/locklock/engines/etcd"
+	"github.com/locklock/locklock/internal/enginebench"
 	"github.com/locklock/locklock/internal/etcdtest"
 	"github.com/locklock/locklock/locklock"
 )
 
 // The engine benchmarks run through the Service, as a server does, with
-// benchGoroutines concurrent callers, on an embedded single-member etcd
+// enginebench.Goroutines concurrent callers, on an embedded single-member etcd
 // (internal/etcdtest; LOCKLOCK_ETCD_ENDPOINTS points them at another). The
 // Raw benchmarks are etcd itself on the same member: a compare-and-put and a
 // delete, and clientv3/concurrency.Mutex, for the engine/etcd ratios.
 // engines/memory and engines/badger have the same Service benchmarks.
 
-const benchGoroutines = 64
-
 // BenchmarkServiceCycle: acquire and release of fresh UUID locks; an op is
 // one cycle, ns/op its cost in throughput terms (wall time / cycles).
 func BenchmarkServiceCycle(b *testing.B) {
 	svc := locklock.NewService(newEngine(b, benchClient(b)))
-	b.Run("etcd", func(b *testing.B) { benchCycle(b, svc) })
+	b.Run("etcd", func(b *testing.B) { enginebench.Cycle(b, svc) })
 }
 
 // BenchmarkServiceContended: every caller acquires one hot lock, waiting
 // for it, and releases it; an op is one hand-over.
 func BenchmarkServiceContended(b *testing.B) {
 	svc := locklock.NewService(newEngine(b, benchClient(b)))
-	b.Run("etcd", func(b *testing.B) { benchContended(b, svc) })
+	b.Run("etcd", func(b *testing.B) { enginebench.Contended(b, svc) })
 }
 
 // BenchmarkRawCycle is what etcd itself takes for a lock cycle on fresh
@@ -51,12 +47,12 @@ func BenchmarkRawCycle(b *testing.B) {
 	value := string(make([]byte, 64)) // about a lock record's size
 	b.Run("etcd-cas", func(b *testing.B) {
 		b.ReportAllocs()
-		setParallelism(b)
+		enginebench.SetParallelism(b)
 		b.RunParallel(func(pb *testing.PB) {
 			ctx := context.Background()
-			ids := newIDs()
+			ids := enginebench.NewIDs()
 			for pb.Next() {
-				key := prefix + "cas/" + ids.next().Name
+				key := prefix + "cas/" + ids.Next().Name
 				resp, err := client.Txn(ctx).
 					If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
 					Then(clientv3.OpPut(key, value)).
@@ -73,11 +69,11 @@ func BenchmarkRawCycle(b *testing.B) {
 				}
 			}
 		})
-		reportRate(b)
+		enginebench.ReportRate(b)
 	})
 	sessions := newSessions(b, client)
 	b.Run("etcd-mutex", func(b *testing.B) {
-		benchMutex(b, sessions, func(ids *ids) string { return prefix + "mutex/" + ids.next().Name })
+		benchMutex(b, sessions, func(ids *enginebench.IDs) string { return prefix + "mutex/" + ids.Next().Name })
 	})
 }
 
@@ -88,18 +84,18 @@ func BenchmarkRawContended(b *testing.B) {
 	hot := fmt.Sprintf("/locklock-bench/%d/hot", time.Now().UnixNano())
 	sessions := newSessions(b, client)
 	b.Run("etcd-mutex", func(b *testing.B) {
-		benchMutex(b, sessions, func(*ids) string { return hot })
+		benchMutex(b, sessions, func(*enginebench.IDs) string { return hot })
 	})
 }
 
-func benchMutex(b *testing.B, sessions chan *concurrency.Session, name func(*ids) string) {
+func benchMutex(b *testing.B, sessions chan *concurrency.Session, name func(*enginebench.IDs) string) {
 	b.ReportAllocs()
-	setParallelism(b)
+	enginebench.SetParallelism(b)
 	b.RunParallel(func(pb *testing.PB) {
 		s := <-sessions
 		defer func() { sessions <- s }()
 		ctx := context.Background()
-		ids := newIDs()
+		ids := enginebench.NewIDs()
 		for pb.Next() {
 			m := concurrency.NewMutex(s, name(ids))
 			err := m.Lock(ctx)
@@ -112,13 +108,13 @@ func benchMutex(b *testing.B, sessions chan *concurrency.Session, name func(*ids
 			}
 		}
 	})
-	reportRate(b)
+	enginebench.ReportRate(b)
 }
 
 // newSessions makes one session for each goroutine of RunParallel, once
 // rather than in every round of a benchmark.
 func newSessions(b *testing.B, client *clientv3.Client) chan *concurrency.Session {
-	n := parallelism() * runtime.GOMAXPROCS(0)
+	n := enginebench.Parallelism() * runtime.GOMAXPROCS(0)
 	sessions := make(chan *concurrency.Session, n)
 	for range n {
 		s, err := concurrency.NewSession(client, concurrency.WithTTL(60))
@@ -141,82 +137,4 @@ func newEngine(b *testing.B, client *clientv3.Client) *etcd.Engine {
 	return e
 }
 
-func benchCycle(b *testing.B, svc *locklock.Service) {
-	b.ReportAllocs()
-	setParallelism(b)
-	b.RunParallel(func(pb *testing.PB) {
-		ctx := context.Background()
-		ids := newIDs()
-		for pb.Next() {
-			id := ids.next()
-			if _, _, err := svc.Acquire(ctx, locklock.AcquireRequest{ID: id}); err != nil {
-				b.Error(err)
-				return
-			}
-			if _, err := svc.Release(ctx, id, ""); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
-	reportRate(b)
-}
-
-func benchContended(b *testing.B, svc *locklock.Service) {
-	b.ReportAllocs()
-	setParallelism(b)
-	hot := newIDs().next()
-	b.RunParallel(func(pb *testing.PB) {
-		ctx := context.Background()
-		for pb.Next() {
-			if _, _, err := svc.Acquire(ctx, locklock.AcquireRequest{ID: hot, Wait: time.Minute}); err != nil {
-				b.Error(err)
-				return
-			}
-			if _, err := svc.Release(ctx, hot, ""); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
-	reportRate(b)
-}
-
-// parallelism is the SetParallelism that gives benchGoroutines goroutines
-// (or the next multiple of GOMAXPROCS).
-func parallelism() int {
-	procs := runtime.GOMAXPROCS(0)
-	return (benchGoroutines + procs - 1) / procs
-}
-
-func setParallelism(b *testing.B) { b.SetParallelism(parallelism()) }
-
-// reportRate adds ops per second, the easier number to compare.
-func reportRate(b *testing.B) {
-	if s := b.Elapsed().Seconds(); s > 0 {
-		b.ReportMetric(float64(b.N)/s, "ops/s")
-	}
-}
-
-// ids makes fresh random UUID lock IDs; one per goroutine.
-type ids struct{ rng *rand.ChaCha8 }
-
-func newIDs() *ids {
-	var seed [32]byte
-	_, _ = crand.Read(seed[:])
-	return &ids{rand.NewChaCha8(seed)}
-}
-
-func (g *ids) next() locklock.ID {
-	var u [16]byte
-	_, _ = g.rng.Read(u[:])
-	u[6], u[8] = u[6]&0x0f|0x40, u[8]&0x3f|0x80
-	var s [36]byte
-	hex.Encode(s[0:8], u[0:4])
-	hex.Encode(s[9:13], u[4:6])
-	hex.Encode(s[14:18], u[6:8])
-	hex.Encode(s[19:23], u[8:10])
-	hex.Encode(s[24:36], u[10:16])
-	s[8], s[13], s[18], s[23] = '-', '-', '-', '-'
-	return locklock.ID{Namespace: locklock.DefaultNamespace, Kind: locklock.KindUUID, Name: string(s[:])}
-}
+func setParallelism(b *testing.B) { b.SetParallelism(enginebench.Parallelism()) }

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/locklock/locklock/engines/etcd"
 	"github.com/locklock/locklock/internal/etcdtest"
+	"github.com/locklock/locklock/internal/leakcheck"
 	"github.com/locklock/locklock/locklock"
 )
 
@@ -91,7 +90,7 @@ func TestSecretsAtRest(t *testing.T) {
 
 	forms := make(map[string][]byte)
 	for _, s := range secrets {
-		for name, b := range secretForms(s) {
+		for name, b := range leakcheck.Forms(s) {
 			forms[s+": "+name] = b
 		}
 	}
@@ -123,7 +122,7 @@ func TestSecretsAtRestScanFindsPlainHashes(t *testing.T) {
 	if _, err := engine.TryAcquire(t.Context(), locklock.Lock{ID: id, AcquiredAt: now, ExpiresAt: now.Add(time.Hour), Guard: locklock.Guard(sum[:])}, now); err != nil {
 		t.Fatal(err)
 	}
-	if leaks, _ := keyspaceLeaks(t, client, first, prefix, secretForms(secret)); len(leaks) == 0 {
+	if leaks, _ := keyspaceLeaks(t, client, first, prefix, leakcheck.Forms(secret)); len(leaks) == 0 {
 		t.Error("the plain hash stored as a guard was not found")
 	}
 }
@@ -159,10 +158,10 @@ func keyspaceLeaks(t *testing.T, client *clientv3.Client, first int64, prefix st
 				continue
 			}
 			seen[v] = true
-			if what := findLeak(kv.Key, forms); what != "" {
+			if what := leakcheck.Find(kv.Key, forms); what != "" {
 				leaks = append(leaks, fmt.Sprintf("key %q holds %s", kv.Key, what))
 			}
-			if what := findLeak(kv.Value, forms); what != "" {
+			if what := leakcheck.Find(kv.Value, forms); what != "" {
 				leaks = append(leaks, fmt.Sprintf("value of %q (revision %d) holds %s", kv.Key, kv.ModRevision, what))
 			}
 			var r struct{ Guard []byte }
@@ -173,41 +172,4 @@ func keyspaceLeaks(t *testing.T, client *clientv3.Client, first int64, prefix st
 	}
 	t.Logf("read %d key versions over revisions %d to %d", len(seen), first, last)
 	return leaks, guards
-}
-
-// secretForms is every way a secret or its plain (unsalted) SHA-256 could be
-// written: raw; hex; base64 in the standard and URL alphabets. Base64 forms
-// are the characters that depend on the value alone, at each of the three
-// alignments it could have inside a longer encoded string (etcd values are
-// JSON, where the guard's bytes are base64), so that they are found with or
-// without padding and wherever the value starts.
-func secretForms(secret string) map[string][]byte {
-	sum := sha256.Sum256([]byte(secret))
-	forms := map[string][]byte{
-		"the secret":               []byte(secret),
-		"its hex":                  []byte(hex.EncodeToString([]byte(secret))),
-		"its SHA-256":              sum[:],
-		"its SHA-256 in hex":       []byte(hex.EncodeToString(sum[:])),
-		"its SHA-256 in upper hex": bytes.ToUpper([]byte(hex.EncodeToString(sum[:]))),
-	}
-	for what, v := range map[string][]byte{"the secret": []byte(secret), "its SHA-256": sum[:]} {
-		for alphabet, enc := range map[string]*base64.Encoding{"base64": base64.RawStdEncoding, "base64url": base64.RawURLEncoding} {
-			for k := range 3 {
-				s := enc.EncodeToString(append(make([]byte, k), v...))
-				from, to := (8*k+5)/6, 8*(k+len(v))/6
-				forms[fmt.Sprintf("%s in %s at offset %d", what, alphabet, k)] = []byte(s[from:to])
-			}
-		}
-	}
-	return forms
-}
-
-// findLeak names the first form found in b, or "".
-func findLeak(b []byte, forms map[string][]byte) string {
-	for what, f := range forms {
-		if bytes.Contains(b, f) {
-			return what
-		}
-	}
-	return ""
 }
