@@ -136,5 +136,3 @@ func newEngine(b *testing.B, client *clientv3.Client) *etcd.Engine {
 	b.Cleanup(func() { _ = e.Close() })
 	return e
 }
-
-func setParallelism(b *testing.B) { b.SetParallelism(enginebench.Parallelism()) }
