@@ -117,15 +117,15 @@ if [ "$SCALE" = 1 ]; then
 	bench "$work/mem-cycle-full.json" --server "http://127.0.0.1:$mp" --mode cycle --duration "$DUR"
 	kill "$mem_pid"; wait "$mem_pid" 2>/dev/null || true
 
-	# Sweeping: a store of expired locks, swept while lock cycles run.
+	# Sweeping: 1,000,000 locks that expire within a minute, removed by one
+	# sweep (the first, 120 s after the start) while lock cycles run.
 	sp=$(port)
-	serve sweep memory "$sp" --sweep-interval 5s
-	bench "$work/sweep-hold.json" --server "http://127.0.0.1:$sp" --mode hold --count "$LOCKS" --ttl 90s --duration 10m
-	fill_end=$(date +%s)
+	sweep_start=$(date +%s)
+	serve sweep memory "$sp" --sweep-interval 120s
+	bench "$work/sweep-hold.json" --server "http://127.0.0.1:$sp" --mode hold --count "$LOCKS" --ttl 60s --duration 10m
 	bench "$work/sweep-before.json" --server "http://127.0.0.1:$sp" --mode cycle --duration "$DUR"
-	# Wait until every lock has expired, then measure across the next sweeps.
-	sleep $((fill_end + 92 - $(date +%s)))
-	bench "$work/sweep-during.json" --server "http://127.0.0.1:$sp" --mode cycle --duration 15s
+	sleep $((sweep_start + 112 - $(date +%s)))
+	bench "$work/sweep-during.json" --server "http://127.0.0.1:$sp" --mode cycle --duration 16s
 	swept=$(curl -s "http://127.0.0.1:$sp/metrics" | awk '/^locklock_swept_locks_total/ {printf "%d", $2}')
 	kill "$pid"; wait "$pid" 2>/dev/null || true
 
