@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
+	"errors"
 	"io"
 	"math/big"
 	"net"
@@ -200,8 +201,10 @@ func TestSlowHeadersCutOff(t *testing.T) {
 			}
 		}
 	}()
+	// The server hangs up: a clean close, or a reset when our dribbled
+	// bytes were still unread on its side. A read timeout means it did not.
 	_, err = io.ReadAll(conn)
-	if elapsed := time.Since(start); err != nil || elapsed > 2*time.Second {
+	if elapsed := time.Since(start); (err != nil && !errors.Is(err, syscall.ECONNRESET)) || elapsed > 2*time.Second {
 		t.Fatalf("connection still open after %v (read: %v), want it closed after ~300ms", elapsed, err)
 	}
 }
