@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -41,76 +40,18 @@ func TestSecretsAtRest(t *testing.T) {
 	svc := locklock.NewService(e, locklock.WithClock(clock))
 	ctx := t.Context()
 
-	canary := "s3cret-canary-" + rand.Text()
-	secret := func(what string) string { return canary + "-" + what }
-	id := func(name string) locklock.ID {
-		return locklock.ID{Namespace: "public", Kind: locklock.KindKey, Name: "at-rest-" + name}
-	}
-	var secrets []string
-	acquire := func(name, s string, ttl time.Duration) {
-		t.Helper()
-		secrets = append(secrets, s)
-		if _, created, err := svc.Acquire(ctx, locklock.AcquireRequest{ID: id(name), Secret: s, TTL: ttl}); err != nil || !created {
-			t.Fatalf("acquire %s: %v %v", name, created, err)
-		}
-	}
-	for _, name := range []string{"a", "b", "c", "d", "e"} {
-		acquire(name, secret(name), time.Hour)
-	}
-	if _, err := svc.Refresh(ctx, id("a"), secret("a"), 2*time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := svc.Refresh(ctx, id("b"), secret("b"), 3*time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := svc.Release(ctx, id("c"), secret("c")); err != nil {
-		t.Fatal(err)
-	}
-	acquire("c", secret("c-again"), time.Hour)
-	// Wrong secrets are refused and not kept either.
-	wrong := secret("wrong")
-	secrets = append(secrets, wrong)
-	if _, err := svc.Release(ctx, id("d"), wrong); !errors.Is(err, locklock.ErrSecretMismatch) {
-		t.Fatalf("release with a wrong secret: %v", err)
-	}
-	if _, err := svc.Refresh(ctx, id("d"), wrong, time.Hour); !errors.Is(err, locklock.ErrSecretMismatch) {
-		t.Fatalf("refresh with a wrong secret: %v", err)
-	}
-	// A waiter gets a released lock with its own secret.
-	waited := secret("waiter")
-	secrets = append(secrets, waited)
-	got := make(chan error, 1)
-	go func() {
-		_, _, err := svc.Acquire(ctx, locklock.AcquireRequest{ID: id("e"), Secret: waited, Wait: time.Minute})
-		got <- err
-	}()
-	for deadline := time.Now().Add(10 * time.Second); svc.Waiters() == 0; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the waiter never queued")
-		}
-	}
-	if _, err := svc.Release(ctx, id("e"), secret("e")); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-got; err != nil {
-		t.Fatalf("waiter: %v", err)
-	}
+	w := leakcheck.Run(t, svc)
 	// A short lock expires and is swept.
-	acquire("f", secret("f"), time.Second)
+	w.Acquire("f", time.Second)
 	clock.Advance(2 * time.Second)
 	if n, err := svc.Sweep(ctx); err != nil || n != 1 {
 		t.Fatalf("sweep: %d %v, want the 1 expired lock", n, err)
 	}
 
-	forms := make(map[string][]byte)
-	for _, s := range secrets {
-		for name, b := range leakcheck.Forms(s) {
-			forms[s+": "+name] = b
-		}
-	}
+	forms := w.Forms()
 	// While open, the write-ahead log is plain: the lock names must be
 	// found there, or the scan proves nothing.
-	leaks, seen := fileLeaks(t, dir, forms, []byte(id("a").Name))
+	leaks, seen := fileLeaks(t, dir, forms, []byte(w.ID("a").Name))
 	if len(leaks) > 0 || !seen {
 		t.Errorf("while open: leaks %q; lock names seen: %v", leaks, seen)
 	}

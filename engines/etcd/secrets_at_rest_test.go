@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -30,70 +29,9 @@ func TestSecretsAtRest(t *testing.T) {
 	engine := etcd.New(client, etcd.WithPrefix(prefix))
 	t.Cleanup(func() { _ = engine.Close() })
 	svc := locklock.NewService(engine)
-	ctx := t.Context()
 	first := revision(t, client) + 1
 
-	canary := "s3cret-canary-" + rand.Text()
-	secret := func(what string) string { return canary + "-" + what }
-	id := func(name string) locklock.ID {
-		return locklock.ID{Namespace: "public", Kind: locklock.KindKey, Name: "at-rest-" + name}
-	}
-	var secrets []string
-	acquire := func(name, s string) {
-		t.Helper()
-		secrets = append(secrets, s)
-		if _, created, err := svc.Acquire(ctx, locklock.AcquireRequest{ID: id(name), Secret: s, TTL: time.Hour}); err != nil || !created {
-			t.Fatalf("acquire %s: %v %v", name, created, err)
-		}
-	}
-	for _, name := range []string{"a", "b", "c", "d", "e"} {
-		acquire(name, secret(name))
-	}
-	if _, err := svc.Refresh(ctx, id("a"), secret("a"), 2*time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := svc.Refresh(ctx, id("b"), secret("b"), 3*time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := svc.Release(ctx, id("c"), secret("c")); err != nil {
-		t.Fatal(err)
-	}
-	acquire("c", secret("c-again"))
-	// Wrong secrets are refused and not kept either.
-	wrong := secret("wrong")
-	secrets = append(secrets, wrong)
-	if _, err := svc.Release(ctx, id("d"), wrong); !errors.Is(err, locklock.ErrSecretMismatch) {
-		t.Fatalf("release with a wrong secret: %v", err)
-	}
-	if _, err := svc.Refresh(ctx, id("d"), wrong, time.Hour); !errors.Is(err, locklock.ErrSecretMismatch) {
-		t.Fatalf("refresh with a wrong secret: %v", err)
-	}
-	// A waiter gets a released lock with its own secret.
-	waited := secret("waiter")
-	secrets = append(secrets, waited)
-	got := make(chan error, 1)
-	go func() {
-		_, _, err := svc.Acquire(ctx, locklock.AcquireRequest{ID: id("e"), Secret: waited, TTL: time.Hour, Wait: time.Minute})
-		got <- err
-	}()
-	for deadline := time.Now().Add(10 * time.Second); svc.Waiters() == 0; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the waiter never queued")
-		}
-	}
-	if _, err := svc.Release(ctx, id("e"), secret("e")); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-got; err != nil {
-		t.Fatalf("waiter: %v", err)
-	}
-
-	forms := make(map[string][]byte)
-	for _, s := range secrets {
-		for name, b := range leakcheck.Forms(s) {
-			forms[s+": "+name] = b
-		}
-	}
+	forms := leakcheck.Run(t, svc).Forms()
 	leaks, guards := keyspaceLeaks(t, client, first, prefix, forms)
 	if len(leaks) > 0 {
 		t.Errorf("secrets in etcd:\n%q", leaks)
