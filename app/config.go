@@ -21,6 +21,7 @@ const (
 type Config struct {
 	Addr          string   // listen address
 	OpsAddr       string   // optional separate listener for /metrics, /healthz, /readyz
+	Pprof         bool     // serve Go's profiles at /debug/pprof/ on the ops listener
 	Engine        string   // memory | badger | etcd
 	DataDir       string   // Badger's directory
 	EtcdEndpoints []string // etcd client URLs
@@ -121,6 +122,11 @@ func (c Config) Validate() error {
 	}
 	if c.OpsAddr != "" && c.OpsAddr == c.Addr && !strings.HasSuffix(c.Addr, ":0") {
 		return errors.New("--ops-addr must differ from --addr")
+	}
+	if c.Pprof && c.OpsAddr == "" {
+		// Profiles show code paths and stacks and a CPU profile costs the
+		// server; they belong on the operators' listener, not the API's.
+		return errors.New("--pprof needs --ops-addr: profiles are served only on the ops listener")
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("--tls-cert and --tls-key go together: give both or neither")

@@ -85,16 +85,22 @@ var opsPaths = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": tr
 // malformed lock name. Every request is instrumented: a request id, a debug
 // log line, metrics.
 func newHandlers(cfg Config, svc *locklock.Service, access transport.Access, limiter *ratelimit.Limiter, m *metrics.Metrics, log *slog.Logger) handlers {
-	api := http.StripPrefix(APIPrefix, transport.NewHandler(svc,
+	api := transport.NewHandler(svc,
+		transport.WithPathPrefix(APIPrefix),
 		transport.WithLogger(log),
 		transport.WithAuthenticator(transport.KeyAuthenticator(access)),
 		transport.WithRateLimiter(limiter),
-	))
+	)
 	health := transport.NewOpsHandler(svc, transport.WithLogger(log))
 	scrape := m.Handler()
+	profiles := pprofHandler(cfg.Pprof)
 	ops := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/metrics" {
 			scrape.ServeHTTP(w, r)
+			return
+		}
+		if profiles != nil && strings.HasPrefix(r.URL.Path, pprofPrefix) {
+			profiles.ServeHTTP(w, r)
 			return
 		}
 		health.ServeHTTP(w, r) // /healthz, /readyz, or a not_found problem
@@ -128,12 +134,26 @@ func routeOf(r *http.Request) string {
 	p := r.URL.Path
 	switch {
 	case strings.HasPrefix(p, APIPrefix+"/"):
-		return APIPrefix + transport.Route(strings.TrimPrefix(p, APIPrefix))
+		route := transport.Route(strings.TrimPrefix(p, APIPrefix))
+		if full, ok := apiRoutes[route]; ok {
+			return full
+		}
+		return route // "unmatched"
 	case opsPaths[p]:
 		return p
 	}
 	return "unmatched"
 }
+
+// apiRoutes maps the API's route templates to their full paths, made once
+// rather than per request.
+var apiRoutes = func() map[string]string {
+	m := map[string]string{}
+	for _, r := range transport.Routes() {
+		m[r] = APIPrefix + r
+	}
+	return m
+}()
 
 // newCertificate loads the TLS certificate, if the server has one.
 func newCertificate(cfg Config) (*certificate, error) {

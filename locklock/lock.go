@@ -112,6 +112,7 @@ func canonicalUUID(s string) (string, bool) {
 		return "", false
 	}
 	var b [36]byte
+	lower := true
 	for i := 0; i < 36; i++ {
 		c := s[i]
 		switch i {
@@ -124,11 +125,15 @@ func canonicalUUID(s string) (string, bool) {
 			case c >= '0' && c <= '9', c >= 'a' && c <= 'f':
 			case c >= 'A' && c <= 'F':
 				c += 'a' - 'A'
+				lower = false
 			default:
 				return "", false
 			}
 		}
 		b[i] = c
+	}
+	if lower {
+		return s, true // already canonical: no copy
 	}
 	return string(b[:]), true
 }

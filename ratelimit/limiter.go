@@ -27,7 +27,8 @@ type Limit struct {
 	Burst int
 }
 
-func (l Limit) unlimited() bool { return !(l.Rate > 0) || math.IsInf(l.Rate, 1) }
+// Unlimited says whether the limit admits everything (no bucket is kept).
+func (l Limit) Unlimited() bool { return !(l.Rate > 0) || math.IsInf(l.Rate, 1) }
 
 // Decision is the outcome of [Limiter.Allow].
 //
@@ -126,7 +127,7 @@ func New(opts ...Option) *Limiter {
 // full one with the new limit. An unlimited limit is always allowed and
 // creates no bucket.
 func (l *Limiter) Allow(key string, limit Limit) Decision {
-	if limit.unlimited() {
+	if limit.Unlimited() {
 		return Decision{Allowed: true}
 	}
 	if limit.Burst < 1 {

@@ -45,14 +45,16 @@ func KeyAuthenticator(a Access) func(*http.Request) (Caller, error) {
 			if !ok {
 				return Caller{}, fmt.Errorf("%w: this server needs an API key (Authorization: Bearer <key>)", ErrUnauthorized)
 			}
-			addr := ratelimit.ClientAddr(r.RemoteAddr, r.Header.Values("X-Forwarded-For"), a.TrustedProxies)
-			return Caller{
+			c := Caller{
 				Namespace:   locklock.DefaultNamespace,
 				CustomNames: plan.CustomNames,
 				Anonymous:   true,
-				RateKey:     "addr:" + addr,
 				RateLimit:   ratelimit.Limit{Rate: plan.Rate, Burst: plan.Burst},
-			}, nil
+			}
+			if !c.RateLimit.Unlimited() { // no bucket, no need to tell clients apart
+				c.RateKey = "addr:" + ratelimit.ClientAddr(r.RemoteAddr, r.Header.Values("X-Forwarded-For"), a.TrustedProxies)
+			}
+			return c, nil
 		}
 		key, plan, ok := idx.Lookup(presented)
 		if !ok {

@@ -2,10 +2,11 @@
 // locklock.Service, and is the one place where core errors become HTTP
 // problems.
 //
-// NewHandler returns a gorilla/mux router with relative paths, so it can be
-// mounted under any prefix:
+// NewHandler returns the API's routes (routed with gorilla/mux) relative to
+// wherever it is mounted, or under WithPathPrefix:
 //
-//	mux.Handle("/v1/api/", http.StripPrefix("/v1/api", transport.NewHandler(svc)))
+//	mux.Handle("/v1/api/", transport.NewHandler(svc, transport.WithPathPrefix("/v1/api")))
+//	mux.Handle("/v1/api/", http.StripPrefix("/v1/api", transport.NewHandler(svc))) // the same
 //
 // GET /openapi.json serves the API's OpenAPI 3.1 document (openapi.json,
 // embedded; a test keeps it equal to the routes and the real responses). It

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/gorilla/mux"
 	"github.com/locklock/locklock/locklock"
 	"github.com/locklock/locklock/ratelimit"
 )
@@ -34,6 +33,7 @@ type handler struct {
 	log     *slog.Logger
 	auth    func(*http.Request) (Caller, error)
 	limiter *ratelimit.Limiter
+	prefix  string
 }
 
 // WithRateLimiter throttles callers by their plan's rate (Caller.RateKey and
@@ -41,30 +41,37 @@ type handler struct {
 // Without it nobody is throttled.
 func WithRateLimiter(l *ratelimit.Limiter) Option { return func(h *handler) { h.limiter = l } }
 
-// NewHandler returns the API's routes, relative to wherever it is mounted.
+// WithPathPrefix serves the routes under prefix ("/v1/api" serves
+// /v1/api/lock/uuid/…): the same as wrapping the handler in
+// http.StripPrefix(prefix, …), without copying every request to strip it.
+// A trailing slash is ignored.
+func WithPathPrefix(prefix string) Option {
+	return func(h *handler) { h.prefix = strings.TrimSuffix(prefix, "/") }
+}
+
+// NewHandler returns the API's routes, relative to wherever it is mounted
+// (or under WithPathPrefix).
 func NewHandler(svc *locklock.Service, opts ...Option) http.Handler {
 	h := newHandler(svc, opts)
-	r := mux.NewRouter()
-	// mux would answer "//" or "/./" in a path with a 301 to the cleaned
-	// path; the contract wants such names to reach validation and get 400.
-	r.SkipClean(true)
-	r.NotFoundHandler = http.HandlerFunc(h.notFound)
+	r := newRouter(h)
 	for _, kind := range []locklock.Kind{locklock.KindUUID, locklock.KindKey} {
-		// (?s).* takes any name, even empty or with slashes and newlines,
-		// so that the core's validation, not the router, judges it.
-		r.Handle("/lock/"+string(kind)+"/{name:(?s).*}", h.methods(map[string]http.HandlerFunc{
-			http.MethodPost:   h.lockOp(kind, h.acquire),
-			http.MethodDelete: h.lockOp(kind, h.release),
-			http.MethodGet:    h.lockOp(kind, h.inspect),
-			http.MethodHead:   h.lockOp(kind, h.inspect),
-			http.MethodPatch:  h.lockOp(kind, h.refresh),
+		// Everything after the prefix is the name, even empty or with
+		// slashes and newlines, so that the core's validation, not the
+		// router, judges it.
+		prefix := "/lock/" + string(kind) + "/"
+		r.handlePrefix(prefix, "{name}", h.methods(map[string]http.HandlerFunc{
+			http.MethodPost:   h.lockOp(kind, prefix, h.acquire),
+			http.MethodDelete: h.lockOp(kind, prefix, h.release),
+			http.MethodGet:    h.lockOp(kind, prefix, h.inspect),
+			http.MethodHead:   h.lockOp(kind, prefix, h.inspect),
+			http.MethodPatch:  h.lockOp(kind, prefix, h.refresh),
 		}))
 	}
-	r.Handle("/locks", h.methods(map[string]http.HandlerFunc{
+	r.handle("/locks", h.methods(map[string]http.HandlerFunc{
 		http.MethodGet:  h.list,
 		http.MethodHead: h.list,
 	}))
-	r.Handle("/openapi.json", h.methods(map[string]http.HandlerFunc{
+	r.handle("/openapi.json", h.methods(map[string]http.HandlerFunc{
 		http.MethodGet:  serveOpenAPI,
 		http.MethodHead: serveOpenAPI,
 	}))
@@ -87,6 +94,7 @@ type methodSet struct {
 	h        *handler
 	byMethod map[string]http.HandlerFunc
 	allow    string
+	template string // the route's path, relative to the mount point (set by the router)
 }
 
 func (h *handler) methods(byMethod map[string]http.HandlerFunc) *methodSet {

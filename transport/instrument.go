@@ -151,6 +151,11 @@ func Route(path string) string {
 	return "unmatched"
 }
 
+// Routes lists every route template Route returns, but "unmatched".
+func Routes() []string {
+	return []string{"/lock/uuid/{uuid}", "/lock/key/{name}", "/locks", "/openapi.json"}
+}
+
 // LogHandler adds the request id of the record's context to every log
 // record, so that a warning logged deep in a request can be found with
 // the id the client saw.

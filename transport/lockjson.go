@@ -7,11 +7,17 @@ import (
 	"github.com/locklock/locklock/locklock"
 )
 
-// wireTime is API.md's time format: UTC, milliseconds (the Service's
+// wireTimeLayout is API.md's time format: UTC, milliseconds (the Service's
 // precision), a literal Z.
-const wireTime = "2006-01-02T15:04:05.000Z"
+const wireTimeLayout = "2006-01-02T15:04:05.000Z"
 
-func formatTime(t time.Time) string { return t.UTC().Format(wireTime) }
+func formatTime(t time.Time) string { return t.UTC().Format(wireTimeLayout) }
+
+func appendTime(b []byte, t time.Time) []byte {
+	b = append(b, '"')
+	b = t.UTC().AppendFormat(b, wireTimeLayout)
+	return append(b, '"')
+}
 
 // lockJSON is the lock object of API.md §3. It is built field by field from
 // locklock.Lock so that the guard can never leak into a response.
@@ -28,18 +34,20 @@ type lockJSON struct {
 
 func lockOf(l locklock.Lock) lockJSON {
 	return lockJSON{
-		Namespace:  l.Namespace,
-		Kind:       l.Kind,
-		Name:       l.Name,
-		AcquiredAt: formatTime(l.AcquiredAt),
-		ExpiresAt:  formatTime(l.ExpiresAt),
-		// Whole seconds left, rounded down, as of the Service's reading of
-		// its clock, so the answer is consistent with expires_at.
-		ExpiresIn:    int64(l.Remaining() / time.Second),
+		Namespace:    l.Namespace,
+		Kind:         l.Kind,
+		Name:         l.Name,
+		AcquiredAt:   formatTime(l.AcquiredAt),
+		ExpiresAt:    formatTime(l.ExpiresAt),
+		ExpiresIn:    expiresIn(l),
 		FencingToken: l.Token,
 		Protected:    l.Protected(),
 	}
 }
+
+// expiresIn is the whole seconds left, rounded down, as of the Service's
+// reading of its clock, so the answer is consistent with expires_at.
+func expiresIn(l locklock.Lock) int64 { return int64(l.Remaining() / time.Second) }
 
 type releasedJSON struct {
 	Released bool     `json:"released"`
@@ -52,11 +60,12 @@ type listJSON struct {
 	Next  string     `json:"next,omitempty"`
 }
 
-// appendLock appends l as JSON, as encoding/json would write it, or returns
-// nil when a string needs escaping (names are validated to plain ASCII, so
-// that is never expected; encoding/json then does it).
-func appendLock(b []byte, l lockJSON) []byte {
-	for _, s := range [...]string{l.Namespace, string(l.Kind), l.Name, l.AcquiredAt, l.ExpiresAt} {
+// appendLock appends l as JSON, exactly as encoding/json writes lockOf(l),
+// without the strings lockOf makes; or returns nil when a string needs
+// escaping (names are validated to plain ASCII, so that is never expected;
+// encoding/json then does it).
+func appendLock(b []byte, l locklock.Lock) []byte {
+	for _, s := range [...]string{l.Namespace, string(l.Kind), l.Name} {
 		if !plainJSON(s) {
 			return nil
 		}
@@ -67,16 +76,16 @@ func appendLock(b []byte, l lockJSON) []byte {
 	b = append(b, l.Kind...)
 	b = append(b, `","name":"`...)
 	b = append(b, l.Name...)
-	b = append(b, `","acquired_at":"`...)
-	b = append(b, l.AcquiredAt...)
-	b = append(b, `","expires_at":"`...)
-	b = append(b, l.ExpiresAt...)
-	b = append(b, `","expires_in":`...)
-	b = strconv.AppendInt(b, l.ExpiresIn, 10)
+	b = append(b, `","acquired_at":`...)
+	b = appendTime(b, l.AcquiredAt)
+	b = append(b, `,"expires_at":`...)
+	b = appendTime(b, l.ExpiresAt)
+	b = append(b, `,"expires_in":`...)
+	b = strconv.AppendInt(b, expiresIn(l), 10)
 	b = append(b, `,"fencing_token":`...)
-	b = strconv.AppendUint(b, l.FencingToken, 10)
+	b = strconv.AppendUint(b, l.Token, 10)
 	b = append(b, `,"protected":`...)
-	b = strconv.AppendBool(b, l.Protected)
+	b = strconv.AppendBool(b, l.Protected())
 	return append(b, '}')
 }
 

@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/gorilla/mux"
 	"github.com/locklock/locklock/locklock"
 )
 
@@ -12,10 +11,12 @@ import (
 type lockFunc func(w http.ResponseWriter, r *http.Request, id locklock.ID) error
 
 // lockOp resolves the caller and the lock ID, then runs op; any error on
-// the way becomes the response.
-func (h *handler) lockOp(kind locklock.Kind, op lockFunc) http.HandlerFunc {
+// the way becomes the response. The lock's name is the rest of the path
+// after routePrefix, which the router has matched.
+func (h *handler) lockOp(kind locklock.Kind, routePrefix string, op lockFunc) http.HandlerFunc {
+	skip := len(h.prefix) + len(routePrefix)
 	return func(w http.ResponseWriter, r *http.Request) {
-		id, err := h.lockID(w, r, kind)
+		id, err := h.lockID(w, r, kind, r.URL.Path[skip:])
 		if err == nil {
 			err = op(w, r, id)
 		}
@@ -27,7 +28,7 @@ func (h *handler) lockOp(kind locklock.Kind, op lockFunc) http.HandlerFunc {
 
 // lockID checks the caller before the name, so that a caller who may not
 // use key routes gets 401/403 whatever name it sent.
-func (h *handler) lockID(w http.ResponseWriter, r *http.Request, kind locklock.Kind) (locklock.ID, error) {
+func (h *handler) lockID(w http.ResponseWriter, r *http.Request, kind locklock.Kind, name string) (locklock.ID, error) {
 	c, err := h.caller(w, r)
 	if err != nil {
 		return locklock.ID{}, err
@@ -37,7 +38,7 @@ func (h *handler) lockID(w http.ResponseWriter, r *http.Request, kind locklock.K
 			return locklock.ID{}, err
 		}
 	}
-	return locklock.NewID(c.Namespace, kind, mux.Vars(r)["name"])
+	return locklock.NewID(c.Namespace, kind, name)
 }
 
 func (h *handler) acquire(w http.ResponseWriter, r *http.Request, id locklock.ID) error {
@@ -65,7 +66,7 @@ func (h *handler) acquire(w http.ResponseWriter, r *http.Request, id locklock.ID
 	if created {
 		status = http.StatusCreated
 	}
-	writeJSON(w, r, status, lockOf(l))
+	writeLock(w, r, status, l)
 	return nil
 }
 
@@ -82,7 +83,7 @@ func (h *handler) release(w http.ResponseWriter, r *http.Request, id locklock.ID
 	if err != nil {
 		return err
 	}
-	writeJSON(w, r, http.StatusOK, releasedJSON{Released: true, Lock: lockOf(l)})
+	writeReleased(w, r, l)
 	return nil
 }
 
@@ -92,7 +93,7 @@ func (h *handler) inspect(w http.ResponseWriter, r *http.Request, id locklock.ID
 	if err != nil {
 		return err
 	}
-	writeJSON(w, r, http.StatusOK, lockOf(l))
+	writeLock(w, r, http.StatusOK, l)
 	return nil
 }
 
@@ -113,6 +114,6 @@ func (h *handler) refresh(w http.ResponseWriter, r *http.Request, id locklock.ID
 	if err != nil {
 		return err
 	}
-	writeJSON(w, r, http.StatusOK, lockOf(l))
+	writeLock(w, r, http.StatusOK, l)
 	return nil
 }

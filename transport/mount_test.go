@@ -12,11 +12,27 @@ import (
 	"github.com/locklock/locklock/locklock"
 )
 
+// The handler mounted under /v1/api, by http.StripPrefix and by
+// WithPathPrefix, answers the same.
 func TestMountedUnderPrefix(t *testing.T) {
-	e := newEnv(t)
-	mux := http.NewServeMux()
-	mux.Handle("/v1/api/", http.StripPrefix("/v1/api", e.h))
-	srv := httptest.NewServer(mux)
+	t.Run("StripPrefix", func(t *testing.T) {
+		e := newEnv(t)
+		mux := http.NewServeMux()
+		mux.Handle("/v1/api/", http.StripPrefix("/v1/api", e.h))
+		testMounted(t, mux)
+	})
+	t.Run("WithPathPrefix", func(t *testing.T) {
+		e := newEnv(t, WithPathPrefix("/v1/api/"))
+		testMounted(t, e.h)
+		// Nothing outside the prefix is served, not even the bare routes.
+		for _, path := range []string{"/lock/uuid/" + u1, "/locks", "/openapi.json", "/v1/apilock/uuid/" + u1, "/v1/api"} {
+			checkRecProblem(t, e.do(get(path)), http.StatusNotFound, codeNotFound)
+		}
+	})
+}
+
+func testMounted(t *testing.T, h http.Handler) {
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 
 	do := func(method, path, body string) *http.Response {

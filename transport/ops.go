@@ -6,8 +6,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/gorilla/mux"
-
 	"github.com/locklock/locklock/locklock"
 )
 
@@ -20,13 +18,12 @@ const readyTimeout = 2 * time.Second
 // not_found problem, so a server's whole surface speaks problem+json.
 func NewOpsHandler(svc *locklock.Service, opts ...Option) http.Handler {
 	h := newHandler(svc, opts)
-	r := mux.NewRouter()
-	r.NotFoundHandler = http.HandlerFunc(h.notFound)
-	r.Handle("/healthz", h.methods(map[string]http.HandlerFunc{
+	r := newRouter(h)
+	r.handle("/healthz", h.methods(map[string]http.HandlerFunc{
 		http.MethodGet:  h.healthz,
 		http.MethodHead: h.healthz,
 	}))
-	r.Handle("/readyz", h.methods(map[string]http.HandlerFunc{
+	r.handle("/readyz", h.methods(map[string]http.HandlerFunc{
 		http.MethodGet:  h.readyz,
 		http.MethodHead: h.readyz,
 	}))

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -98,6 +99,34 @@ func TestOpsAddr(t *testing.T) {
 	}
 	if code, _ := get(t, c, srv.ops+"/v1/api/lock/uuid/180da65c-cf80-4997-8574-0c0801817d6f"); code != http.StatusNotFound {
 		t.Errorf("ops listener serves the API: %d", code)
+	}
+}
+
+// TestPprof: --pprof serves Go's profiles on the ops listener only, and
+// is refused without one.
+func TestPprof(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"serve", "--engine", "memory", "--pprof"}, &stdout, &stderr, noEnv); code != exitUsage || !strings.Contains(stderr.String(), "--pprof needs --ops-addr") {
+		t.Errorf("--pprof without --ops-addr: exit %d, %s", code, stderr.String())
+	}
+
+	srv := startServer(t, "--engine", "memory", "--ops-addr", "127.0.0.1:0", "--pprof")
+	c := &http.Client{Timeout: 10 * time.Second}
+	root := strings.TrimSuffix(srv.base, "/v1/api")
+	for path, want := range map[string]string{
+		"/debug/pprof/":                  "goroutine",
+		"/debug/pprof/heap?debug=1":      "heap profile",
+		"/debug/pprof/mutex?debug=1":     "mutex",
+		"/debug/pprof/profile?seconds=1": "", // a CPU profile, gzipped protobuf
+		"/debug/pprof/cmdline":           "", // the test binary's command line
+	} {
+		code, body := get(t, c, srv.ops+path)
+		if code != http.StatusOK || !strings.Contains(body, want) || len(body) == 0 {
+			t.Errorf("ops listener %s: %d, %d bytes", path, code, len(body))
+		}
+		if code, _ := get(t, c, root+path); code != http.StatusNotFound {
+			t.Errorf("API listener %s: %d, want 404", path, code)
+		}
 	}
 }
 

@@ -92,6 +92,6 @@ func newMux(svc *locklock.Service, log *slog.Logger) *http.ServeMux {
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "Hello from an app that embeds Locklock under /locks/.")
 	})
-	mux.Handle("/locks/", http.StripPrefix("/locks", transport.NewHandler(svc, transport.WithLogger(log))))
+	mux.Handle("/locks/", transport.NewHandler(svc, transport.WithPathPrefix("/locks"), transport.WithLogger(log)))
 	return mux
 }

@@ -1,0 +1,43 @@
+package transport
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/locklock/locklock/engines/memory"
+	"github.com/locklock/locklock/locklock"
+)
+
+// TestRouteLabels: Route names every served route by a template of Routes, and
+// anything else "unmatched" — metrics labels come from this fixed set.
+func TestRouteLabels(t *testing.T) {
+	for path, want := range map[string]string{
+		"/lock/uuid/" + u1:       "/lock/uuid/{uuid}",
+		"/lock/uuid/":            "/lock/uuid/{uuid}",
+		"/lock/key/a/b":          "/lock/key/{name}",
+		"/locks":                 "/locks",
+		"/openapi.json":          "/openapi.json",
+		"/locks/x":               "unmatched",
+		"/lock/other/x":          "unmatched",
+		"/" + u1:                 "unmatched",
+		"/healthz":               "unmatched",
+		"/lock/uuid" + "/../x/y": "/lock/uuid/{uuid}",
+	} {
+		if got := Route(path); got != want {
+			t.Errorf("Route(%q) = %q, want %q", path, got, want)
+		}
+	}
+	served := NewHandler(locklock.NewService(memory.New())).(*router).routes()
+	if len(served) != len(Routes()) {
+		t.Errorf("%d routes served, Routes lists %d", len(served), len(Routes()))
+	}
+	for _, ms := range served {
+		example := ms.template
+		if i := len(example) - len("{name}"); i > 0 && example[i:] == "{name}" {
+			example = example[:i] + "x"
+		}
+		if got := Route(example); !slices.Contains(Routes(), got) {
+			t.Errorf("served route %s is labelled %q, not one of Routes()", ms.template, got)
+		}
+	}
+}
