@@ -5,7 +5,6 @@
 package memory
 
 import (
-	"container/heap"
 	"context"
 	"hash/maphash"
 	"slices"
@@ -39,15 +38,9 @@ var (
 
 type shard struct {
 	mu        sync.Mutex
-	locks     map[locklock.ID]*entry
-	expiry    expiryHeap // every entry of locks, soonest expiry first
+	locks     *store
 	lastToken uint64
-	_         [40]byte // keep neighbouring shards' mutexes off one cache line
-}
-
-type entry struct {
-	lock  locklock.Lock
-	index int // position in the shard's expiry heap
+	_         [48]byte // keep neighbouring shards' mutexes off one cache line
 }
 
 // Option configures the engine.
@@ -71,7 +64,7 @@ func New(opts ...Option) *Engine {
 	}
 	e := &Engine{seed: maphash.MakeSeed()}
 	for i := range e.shards {
-		e.shards[i].locks = make(map[locklock.ID]*entry)
+		e.shards[i].locks = newStore()
 		e.shards[i].lastToken = cfg.tokenFloor
 	}
 	return e
@@ -97,61 +90,60 @@ func (e *Engine) TryAcquire(ctx context.Context, l locklock.Lock, now time.Time)
 	s := e.shard(l.ID)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.lastToken++
-	if cur, ok := s.locks[l.ID]; ok {
-		if cur.lock.Live(now) {
-			s.lastToken-- // nothing issued
-			return locklock.Lock{}, &locklock.HeldError{Lock: cur.lock}
-		}
-		l.Token = s.lastToken
-		cur.lock = l
-		heap.Fix(&s.expiry, cur.index)
-		return l, nil
+	i, ok := s.locks.find(l.ID)
+	if ok && s.locks.at(i).live(now.UnixMilli()) {
+		return locklock.Lock{}, &locklock.HeldError{Lock: s.locks.lock(i, l.ID)}
 	}
+	s.lastToken++
 	l.Token = s.lastToken
-	ent := &entry{lock: l}
-	s.locks[l.ID] = ent
-	heap.Push(&s.expiry, ent)
-	return l, nil
+	if ok { // expired: taken over in place
+		s.locks.set(i, l)
+		s.locks.moved(i)
+	} else {
+		i = s.locks.add(l)
+	}
+	return s.locks.lock(i, l.ID), nil
 }
 
 // Get implements locklock.Engine.
 func (e *Engine) Get(ctx context.Context, id locklock.ID, now time.Time) (locklock.Lock, error) {
-	return e.change(ctx, id, now, allowAny, func(*shard, *entry) {})
+	return e.change(ctx, id, now, allowAny, func(*store, slot, *locklock.Lock) {})
 }
 
 // Release implements locklock.Engine.
 func (e *Engine) Release(ctx context.Context, id locklock.ID, now time.Time, allow func(locklock.Lock) error) (locklock.Lock, error) {
-	return e.change(ctx, id, now, allow, func(s *shard, cur *entry) { s.remove(cur) })
+	return e.change(ctx, id, now, allow, func(st *store, i slot, _ *locklock.Lock) { st.remove(i) })
 }
 
 // Refresh implements locklock.Engine.
 func (e *Engine) Refresh(ctx context.Context, id locklock.ID, now, expiresAt time.Time, allow func(locklock.Lock) error) (locklock.Lock, error) {
-	return e.change(ctx, id, now, allow, func(s *shard, cur *entry) {
-		cur.lock.ExpiresAt = expiresAt
-		heap.Fix(&s.expiry, cur.index)
+	return e.change(ctx, id, now, allow, func(st *store, i slot, l *locklock.Lock) {
+		st.at(i).expires = expiresAt.UnixMilli()
+		st.moved(i)
+		l.ExpiresAt = unixMilli(st.at(i).expires)
 	})
 }
 
 // change is the common step of Get, Release and Refresh: under the shard's
-// mutex, find the live entry, ask allow, apply write, and return the entry's
-// lock.
-func (e *Engine) change(ctx context.Context, id locklock.ID, now time.Time, allow func(locklock.Lock) error, write func(*shard, *entry)) (locklock.Lock, error) {
+// mutex, find the live entry, ask allow, apply write (which updates the
+// lock to return), and return the lock.
+func (e *Engine) change(ctx context.Context, id locklock.ID, now time.Time, allow func(locklock.Lock) error, write func(*store, slot, *locklock.Lock)) (locklock.Lock, error) {
 	if err := e.check(ctx); err != nil {
 		return locklock.Lock{}, err
 	}
 	s := e.shard(id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cur := s.live(id, now)
-	if cur == nil {
+	i, ok := s.live(id, now)
+	if !ok {
 		return locklock.Lock{}, locklock.ErrNotFound
 	}
-	if err := allow(cur.lock); err != nil {
+	l := s.locks.lock(i, id)
+	if err := allow(l); err != nil {
 		return locklock.Lock{}, err
 	}
-	write(s, cur)
-	return cur.lock, nil
+	write(s.locks, i, &l)
+	return l, nil
 }
 
 // List implements locklock.Engine. It visits every shard, so it costs time
@@ -162,22 +154,33 @@ func (e *Engine) List(ctx context.Context, q locklock.ListQuery, now time.Time) 
 		return nil, err
 	}
 	var out []locklock.Lock
+	byName := func(a, b locklock.Lock) int { return strings.Compare(a.Name, b.Name) }
+	nowMs := now.UnixMilli()
 	for i := range e.shards {
 		s := &e.shards[i]
 		s.mu.Lock()
-		for id := range s.locks {
-			// live removes what it finds expired, so that a lock left
-			// out as expired stays gone.
-			if !q.Matches(id) {
-				continue
+		var expired []slot
+		s.locks.each(q.Namespace, q.Kind, func(i slot) {
+			id := s.locks.id(i)
+			switch {
+			case !q.Matches(id):
+			case !s.locks.at(i).live(nowMs):
+				// As live does: a lock left out as expired stays gone.
+				expired = append(expired, i)
+			default:
+				out = append(out, s.locks.lock(i, id))
 			}
-			if ent := s.live(id, now); ent != nil {
-				out = append(out, ent.lock)
-			}
+		})
+		for _, i := range expired {
+			s.locks.remove(i)
 		}
 		s.mu.Unlock()
+		if len(out) > 2*q.Limit { // keep only what could make the page
+			slices.SortFunc(out, byName)
+			out = out[:q.Limit]
+		}
 	}
-	slices.SortFunc(out, func(a, b locklock.Lock) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(out, byName)
 	if len(out) > q.Limit {
 		out = out[:q.Limit]
 	}
@@ -204,36 +207,32 @@ func (e *Engine) Sweep(ctx context.Context, now time.Time) (int, error) {
 	return removed, nil
 }
 
-// live returns the live entry for id. An expired entry it finds is removed
+// live finds the live entry for id. An expired entry it finds is removed
 // on the spot: once one operation has judged a lock expired, an operation
-// still carrying an earlier clock reading must not find it alive again (the
-// Service reads the clock just before calling the engine).
-func (s *shard) live(id locklock.ID, now time.Time) *entry {
-	cur, ok := s.locks[id]
+// still carrying an earlier clock reading must not find it alive again
+// (the Service reads the clock just before calling the engine).
+func (s *shard) live(id locklock.ID, now time.Time) (slot, bool) {
+	i, ok := s.locks.find(id)
 	if !ok {
-		return nil
+		return 0, false
 	}
-	if !cur.lock.Live(now) {
-		s.remove(cur)
-		return nil
+	if !s.locks.at(i).live(now.UnixMilli()) {
+		s.locks.remove(i)
+		return 0, false
 	}
-	return cur
+	return i, true
 }
 
 func (s *shard) sweep(now time.Time, max int) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	nowMs := now.UnixMilli()
 	n := 0
-	for n < max && len(s.expiry) > 0 && !s.expiry[0].lock.Live(now) {
-		s.remove(s.expiry[0])
+	for n < max && s.locks.len() > 0 && !s.locks.at(s.locks.expiry.first()).live(nowMs) {
+		s.locks.remove(s.locks.expiry.first())
 		n++
 	}
 	return n
-}
-
-func (s *shard) remove(ent *entry) {
-	heap.Remove(&s.expiry, ent.index)
-	delete(s.locks, ent.lock.ID)
 }
 
 // CountHeld implements locklock.Counter: each shard's size less its expired
@@ -247,7 +246,7 @@ func (e *Engine) CountHeld(ctx context.Context, now time.Time) (int, error) {
 	for i := range e.shards {
 		s := &e.shards[i]
 		s.mu.Lock()
-		n += len(s.locks) - s.expiry.countExpired(0, now)
+		n += s.locks.len() - s.locks.expiry.countExpired(0, now.UnixMilli())
 		s.mu.Unlock()
 	}
 	return n, nil
@@ -264,44 +263,10 @@ func (e *Engine) Close() error {
 	for i := range e.shards {
 		s := &e.shards[i]
 		s.mu.Lock()
-		s.locks = make(map[locklock.ID]*entry)
-		s.expiry = nil
+		s.locks = newStore()
 		s.mu.Unlock()
 	}
 	return nil
 }
 
 func allowAny(locklock.Lock) error { return nil }
-
-// expiryHeap is a min-heap of entries by ExpiresAt (container/heap).
-type expiryHeap []*entry
-
-func (h expiryHeap) Len() int           { return len(h) }
-func (h expiryHeap) Less(i, j int) bool { return h[i].lock.ExpiresAt.Before(h[j].lock.ExpiresAt) }
-func (h expiryHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].index = i
-	h[j].index = j
-}
-func (h *expiryHeap) Push(x any) {
-	ent := x.(*entry)
-	ent.index = len(*h)
-	*h = append(*h, ent)
-}
-func (h *expiryHeap) Pop() any {
-	old := *h
-	ent := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	return ent
-}
-
-// countExpired counts the entries at or below index i that are not live at
-// now. A heap's children never expire before their parent, so the walk stops
-// at the first live entry of each branch.
-func (h expiryHeap) countExpired(i int, now time.Time) int {
-	if i >= len(h) || h[i].lock.Live(now) {
-		return 0
-	}
-	return 1 + h.countExpired(2*i+1, now) + h.countExpired(2*i+2, now)
-}
