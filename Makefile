@@ -47,10 +47,10 @@ fuzz: ## run each fuzz target of ./transport for $(FUZZTIME), one after another
 	$(GO) test ./transport -run '^$$' -fuzz '^FuzzDecodeBody$$' -fuzztime $(FUZZTIME)
 
 BENCHTIME ?= 3s
-BENCH_PKGS := ./locklock ./engines/... ./transport
+BENCH_PKGS := ./locklock ./engines/... ./transport ./app
 
 .PHONY: bench
-bench: ## Go benchmarks of the engines (with raw Badger/etcd baselines), handler, guard; $(BENCHTIME) each
+bench: ## Go benchmarks of the engines (with raw Badger/etcd baselines), handler, whole server chain, guard; $(BENCHTIME) each
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime=$(BENCHTIME) -timeout 15m $(BENCH_PKGS)
 
 .PHONY: bench-smoke
