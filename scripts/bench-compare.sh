@@ -51,12 +51,16 @@ LL="$work/locklock"
 # scheduler and starves whichever side uses more threads. Redis is pinned
 # the same way (it serves from one thread anyway). PIN=0 turns it off.
 PIN=${PIN:-1}
+# wrk gets one thread per core it may use (wrk's own advice): on one
+# pinned core a second thread only adds its own queueing to the latencies.
 if [ "$PIN" = 1 ] && [ "$(nproc)" -ge 2 ]; then
 	SRV=(taskset -c 0)
 	CLI=(taskset -c 1)
+	WRK=(taskset -c 1 wrk -t1)
 else
 	SRV=()
 	CLI=()
+	WRK=(wrk -t2)
 fi
 
 serve() { # name engine port [flags...]: starts a server, sets $pid
@@ -103,9 +107,9 @@ for round in $(seq 1 "$ROUNDS"); do
 	read -r v p <<<"$(redis SET 'lock:__rand_int__' v NX PX 30000)"; note redis_set "$v"; note redis_set_p99 "$p"
 	read -r v p <<<"$(redis DEL 'lock:__rand_int__')"; note redis_del "$v"; note redis_del_p99 "$p"
 	w="$work/wrk-$round"
-	"${CLI[@]}" wrk -t2 -c"$CONC" -d"$DUR" --latency "http://127.0.0.1:$fp/healthz" >"$w-floor.txt"
-	"${CLI[@]}" wrk -t2 -c"$CONC" -d"$DUR" --latency "http://127.0.0.1:$mp/healthz" >"$w-healthz.txt"
-	"${CLI[@]}" wrk -t2 -c"$CONC" -d"$DUR" --latency -s scripts/wrk/cycle.lua "http://127.0.0.1:$mp" >"$w-cycle.txt"
+	"${WRK[@]}" -c"$CONC" -d"$DUR" --latency "http://127.0.0.1:$fp/healthz" >"$w-floor.txt"
+	"${WRK[@]}" -c"$CONC" -d"$DUR" --latency "http://127.0.0.1:$mp/healthz" >"$w-healthz.txt"
+	"${WRK[@]}" -c"$CONC" -d"$DUR" --latency -s scripts/wrk/cycle.lua "http://127.0.0.1:$mp" >"$w-cycle.txt"
 	note floor "$(wrk_rps "$w-floor.txt")"; note floor_p99 "$(wrk_p99 "$w-floor.txt")"
 	note wrk_healthz "$(wrk_rps "$w-healthz.txt")"; note wrk_healthz_p99 "$(wrk_p99 "$w-healthz.txt")"
 	note wrk_cycle_req "$(wrk_rps "$w-cycle.txt")"; note wrk_cycles "$(wrk_cycles "$w-cycle.txt")"; note wrk_cycle_p99 "$(wrk_p99 "$w-cycle.txt")"
@@ -159,8 +163,19 @@ echo "etcd: cycle $(json "$work/etcd-cycle.json" 'd["cycles_per_second"]') cycle
 
 # --- in-process, 64 goroutines: engines through the Service vs raw Badger,
 # raw etcd and etcd's concurrency.Mutex (embedded etcd) ---
-$GO test -run '^$' -bench 'ServiceCycle|RawCycle' -benchtime 5s ./engines/badger ./engines/etcd | tee "$work/gobench.txt" | grep -E '^Benchmark'
-ops() { awk -v n="$1" '$1 ~ n {for (i=1;i<=NF;i++) if ($i=="ops/s") print $(i-1)}' "$work/gobench.txt" | head -1; }
+# ROUNDS rounds, each the engine's benchmark right beside its baselines
+# (disk and CPU speed drift between minutes); the tables show medians.
+$GO test -c -o "$work/badger.test" ./engines/badger
+$GO test -c -o "$work/etcd.test" ./engines/etcd
+for round in $(seq 1 "$ROUNDS"); do
+	for pkg in badger etcd; do
+		(cd "engines/$pkg" && "$work/$pkg.test" -test.run '^$' -test.bench 'ServiceCycle|RawCycle' -test.benchtime 3s) |
+			tee -a "$work/gobench.txt" | grep -E '^Benchmark' |
+			awk '{for (i=1;i<=NF;i++) if ($i=="ops/s") {sub(/-[0-9]+$/, "", $1); print $1, $(i-1)}}' |
+			while read -r name v; do note "$name" "$v"; echo "round $round: $name $v ops/s"; done
+	done
+done
+ops() { med "$1"; }
 
 # --- scale: the memory engine with 1,000,000 locks ---
 if [ "$SCALE" = 1 ]; then
@@ -201,7 +216,7 @@ fi
 r() { python3 -c "print(f'{$1:.2f}')"; }
 bc=$(json "$work/badger-cycle.json" 'd["cycles_per_second"]')
 xc=$(json "$work/etcd-cycle.json" 'd["cycles_per_second"]')
-gb=$(ops 'ServiceCycle/badger'); rb=$(ops 'RawCycle/badger'); ge=$(ops 'ServiceCycle/etcd'); rm=$(ops 'RawCycle/etcd-mutex'); rc=$(ops 'RawCycle/etcd-cas')
+gb=$(ops BenchmarkServiceCycle/badger); rb=$(ops BenchmarkRawCycle/badger-txn); ge=$(ops BenchmarkServiceCycle/etcd); rm=$(ops BenchmarkRawCycle/etcd-mutex); rc=$(ops BenchmarkRawCycle/etcd-cas)
 cat <<EOF
 
 | what (64 concurrent clients) | cycles/s | requests/s | p99 |

@@ -67,6 +67,13 @@ retries, for --duration or until --count cycles have been attempted (with
   healthz    GET /healthz (outside /v1/api), the server's bare request rate;
              a cycle is one 200 (alias: noop)
 
+With --rate R the workers start R cycles a second between them (an open
+model, like wrk2) instead of each starting its next cycle as soon as the last
+one ended; a cycle's first request then counts its latency from when the
+cycle was due, so a server that falls behind shows it in the percentiles
+rather than in fewer requests (no coordinated omission). The rate is
+reached only if --concurrency workers can carry it.
+
 A progress line goes to standard error every second (unless --quiet) and the
 report to standard output: cycles, requests and their rates, latency
 percentiles per request kind (within 1%), errors by HTTP status and problem
@@ -87,6 +94,7 @@ type benchConfig struct {
 	wait        time.Duration
 	ttl         time.Duration
 	timeout     time.Duration
+	rate        float64 // cycles per second; 0: as fast as the workers go
 	json, quiet bool
 }
 
@@ -127,6 +135,7 @@ func parseBenchArgs(name string, args []string, stderr io.Writer, env func(strin
 	fs.DurationVar(&c.wait, "wait", 5*time.Second, "contended: how long an acquire waits for the held lock (whole seconds, rounded up)")
 	fs.DurationVar(&c.ttl, "ttl", 0, "lifetime of the acquired locks, whole seconds (rounded up); default: the server's (30 days); a short one keeps a contended lock whose release failed from staying held")
 	fs.DurationVar(&c.timeout, "timeout", 0, "give up on a request whose answer has not come after this long (default: --wait plus 30s)")
+	fs.Float64Var(&c.rate, "rate", 0, "start this many cycles per `second` in all (0: each worker starts its next cycle at once); latency then counts from when a cycle was due")
 	fs.BoolVar(&c.json, "json", false, "print the report as one JSON object")
 	fs.BoolVar(&c.quiet, "quiet", false, "no progress line on standard error")
 	fs.Usage = func() {
@@ -168,6 +177,8 @@ func parseBenchArgs(name string, args []string, stderr io.Writer, env func(strin
 		return usageErr("--keys must be at least 1")
 	case c.wait < 0 || c.ttl < 0 || c.timeout < 0:
 		return usageErr("--wait, --ttl and --timeout must not be negative")
+	case !(c.rate >= 0) || c.rate > 1e7:
+		return usageErr("--rate must be 0 (no limit) or a positive number of cycles per second up to 10,000,000")
 	}
 	if c.timeout == 0 {
 		c.timeout = c.wait + 30*time.Second
@@ -216,6 +227,10 @@ type benchRun struct {
 	stop        atomic.Bool
 	issued      atomic.Int64 // cycles started, against cfg.count
 	workers     []*benchWorker
+	// With --rate: cycle n is due at start + n × interval.
+	start    time.Time
+	interval time.Duration
+	tickets  atomic.Int64
 }
 
 func newBenchRun(c *benchConfig) *benchRun {
@@ -249,6 +264,9 @@ func newBenchRun(c *benchConfig) *benchRun {
 	if len(body) > 0 {
 		r.acquireBody = []byte("{" + strings.Join(body, ",") + "}")
 	}
+	if c.rate > 0 {
+		r.interval = time.Duration(float64(time.Second) / c.rate)
+	}
 	if c.mode == benchContended {
 		rng := newBenchRand()
 		for range c.keys {
@@ -277,6 +295,7 @@ func (r *benchRun) next() bool {
 func (r *benchRun) run(ctx context.Context, stopSignals func(), stderr io.Writer) *benchReport {
 	defer r.tr.CloseIdleConnections()
 	start := time.Now()
+	r.start = start
 	var deadline <-chan time.Time
 	if r.cfg.duration > 0 {
 		t := time.NewTimer(r.cfg.duration)
@@ -287,6 +306,9 @@ func (r *benchRun) run(ctx context.Context, stopSignals func(), stderr io.Writer
 	for i, w := range r.workers {
 		wg.Go(func() {
 			for r.next() {
+				if r.interval > 0 && !w.waitTurn() {
+					break
+				}
 				w.cycle(i)
 			}
 		})
@@ -333,6 +355,7 @@ type benchWorker struct {
 	rng    *rand.ChaCha8
 	path   []byte // API path of a fresh UUID lock: prefix, then the UUID
 	prefix int
+	due    time.Time  // under --rate: when the cycle's first request was due
 	buf    [4096]byte // the start of a response body (for the problem code)
 	sink   [4096]byte // the rest, discarded
 }
@@ -394,6 +417,18 @@ func (w *benchWorker) cycle(index int) {
 	}
 }
 
+// waitTurn takes the next cycle's slot of the --rate schedule and sleeps
+// until it is due; its first request's latency will count from then. It
+// reports false when the run stopped meanwhile.
+func (w *benchWorker) waitTurn() bool {
+	r := w.r
+	w.due = r.start.Add(time.Duration(r.tickets.Add(1)-1) * r.interval)
+	if d := time.Until(w.due); d > 0 {
+		time.Sleep(d)
+	}
+	return !r.stop.Load()
+}
+
 func (w *benchWorker) freshPath() string {
 	w.path = appendUUID(w.path[:w.prefix], w.rng)
 	return string(w.path)
@@ -419,6 +454,9 @@ func (w *benchWorker) do(kind int, method string, base *url.URL, path string, bo
 	}
 	w.requests.Add(1)
 	start := time.Now()
+	if !w.due.IsZero() { // a cycle's first request, under --rate
+		start, w.due = w.due, time.Time{}
+	}
 	resp, err := w.r.tr.RoundTrip(req)
 	if err != nil {
 		w.fail(networkError(err))
@@ -664,6 +702,7 @@ type benchReport struct {
 	Server            string                   `json:"server"`
 	Concurrency       int                      `json:"concurrency"`
 	Keys              int                      `json:"keys,omitempty"`
+	Rate              float64                  `json:"rate,omitempty"` // --rate, cycles/s
 	Seconds           float64                  `json:"seconds"`
 	Cycles            int64                    `json:"cycles"`
 	CyclesPerSecond   float64                  `json:"cycles_per_second"`
@@ -693,6 +732,7 @@ func (r *benchRun) report(elapsed time.Duration) *benchReport {
 		Mode:        c.mode,
 		Server:      c.api.String(),
 		Concurrency: c.concurrency,
+		Rate:        c.rate,
 		Seconds:     round(elapsed.Seconds(), 3),
 		ErrorsBy:    map[string]int64{},
 		Latency:     map[string]latencyReport{},
@@ -746,6 +786,9 @@ func (rep *benchReport) writeText(w io.Writer) {
 	what := fmt.Sprintf("%s mode", rep.Mode)
 	if rep.Keys > 0 {
 		what += fmt.Sprintf(" on %d keys", rep.Keys)
+	}
+	if rep.Rate > 0 {
+		what += fmt.Sprintf(" at %g cycles/s", rep.Rate)
 	}
 	fmt.Fprintf(w, "locklock bench: %s, %d workers, %.2fs against %s", what, rep.Concurrency, rep.Seconds, rep.Server)
 	if rep.Interrupted {

@@ -130,6 +130,29 @@ func TestBenchCycle(t *testing.T) {
 	}
 }
 
+// TestBenchRate: --rate starts that many cycles a second between all the
+// workers, and the report says so.
+func TestBenchRate(t *testing.T) {
+	s := newBenchServer(t)
+	rep := benchJSON(t, s.URL, "--rate", "400", "--duration", "1s", "--concurrency", "16")
+	if rep.Rate != 400 || rep.Errors != 0 {
+		t.Errorf("rate %v, errors %d %v", rep.Rate, rep.Errors, rep.ErrorsBy)
+	}
+	// 400 are due within the second; the last few may still be running.
+	if rep.Cycles < 360 || rep.Cycles > 401 {
+		t.Errorf("%d cycles in %.2fs at --rate 400, want about 400", rep.Cycles, rep.Seconds)
+	}
+	checkLatency(t, rep, "acquire", rep.Cycles)
+	if code, text, _ := runBench(t, s.URL, "--quiet", "--rate", "50", "--count", "5"); code != exitOK || !strings.Contains(text, "at 50 cycles/s") {
+		t.Errorf("exit %d; the text report does not name the rate:\n%s", code, text)
+	}
+	for _, bad := range []string{"-1", "NaN", "1e9"} {
+		if code, _, stderr := runBench(t, s.URL, "--rate", bad); code != exitUsage || !strings.Contains(stderr, "--rate") {
+			t.Errorf("--rate %s: exit %d, %q", bad, code, stderr)
+		}
+	}
+}
+
 // TestBenchCount: --count alone runs exactly that many cycles, whatever the
 // time, even with more workers than cycles.
 func TestBenchCount(t *testing.T) {

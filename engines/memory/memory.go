@@ -107,27 +107,30 @@ func (e *Engine) TryAcquire(ctx context.Context, l locklock.Lock, now time.Time)
 
 // Get implements locklock.Engine.
 func (e *Engine) Get(ctx context.Context, id locklock.ID, now time.Time) (locklock.Lock, error) {
-	return e.change(ctx, id, now, allowAny, func(*store, slot, *locklock.Lock) {})
+	return e.change(ctx, id, now, allowAny, func(*store, slot) {})
 }
 
 // Release implements locklock.Engine.
 func (e *Engine) Release(ctx context.Context, id locklock.ID, now time.Time, allow func(locklock.Lock) error) (locklock.Lock, error) {
-	return e.change(ctx, id, now, allow, func(st *store, i slot, _ *locklock.Lock) { st.remove(i) })
+	return e.change(ctx, id, now, allow, (*store).remove)
 }
 
 // Refresh implements locklock.Engine.
 func (e *Engine) Refresh(ctx context.Context, id locklock.ID, now, expiresAt time.Time, allow func(locklock.Lock) error) (locklock.Lock, error) {
-	return e.change(ctx, id, now, allow, func(st *store, i slot, l *locklock.Lock) {
+	l, err := e.change(ctx, id, now, allow, func(st *store, i slot) {
 		st.at(i).expires = expiresAt.UnixMilli()
 		st.moved(i)
-		l.ExpiresAt = unixMilli(st.at(i).expires)
 	})
+	if err == nil {
+		l.ExpiresAt = unixMilli(expiresAt.UnixMilli()) // as stored
+	}
+	return l, err
 }
 
 // change is the common step of Get, Release and Refresh: under the shard's
-// mutex, find the live entry, ask allow, apply write (which updates the
-// lock to return), and return the lock.
-func (e *Engine) change(ctx context.Context, id locklock.ID, now time.Time, allow func(locklock.Lock) error, write func(*store, slot, *locklock.Lock)) (locklock.Lock, error) {
+// mutex, find the live entry, ask allow, apply write, and return the lock
+// as it was before write.
+func (e *Engine) change(ctx context.Context, id locklock.ID, now time.Time, allow func(locklock.Lock) error, write func(*store, slot)) (locklock.Lock, error) {
 	if err := e.check(ctx); err != nil {
 		return locklock.Lock{}, err
 	}
@@ -142,7 +145,7 @@ func (e *Engine) change(ctx context.Context, id locklock.ID, now time.Time, allo
 	if err := allow(l); err != nil {
 		return locklock.Lock{}, err
 	}
-	write(s.locks, i, &l)
+	write(s.locks, i)
 	return l, nil
 }
 
