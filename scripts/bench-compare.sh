@@ -182,7 +182,18 @@ if [ "$SCALE" = 1 ]; then
 	empty_rss=$(rss_mb "$mem_pid")
 	bench "$work/mem-hold.json" --server "http://127.0.0.1:$mp" --mode hold --count "$LOCKS" --ttl 1h --duration 10m
 	full_rss=$(rss_mb "$mem_pid")
-	bench "$work/mem-cycle-full.json" --server "http://127.0.0.1:$mp" --mode cycle --duration "$DUR"
+	# Throughput full vs empty: a fresh empty server beside the full one,
+	# measured alternately (one under load at a time), medians.
+	ep0=$(port)
+	serve empty memory "$ep0"
+	for round in $(seq 1 "$ROUNDS"); do
+		"${WRK[@]}" -c"$CONC" -d"$DUR" -s scripts/wrk/cycle.lua "http://127.0.0.1:$ep0" >"$work/scale-empty-$round.txt"
+		"${WRK[@]}" -c"$CONC" -d"$DUR" -s scripts/wrk/cycle.lua "http://127.0.0.1:$mp" >"$work/scale-full-$round.txt"
+		note scale_empty "$(wrk_cycles "$work/scale-empty-$round.txt")"
+		note scale_full "$(wrk_cycles "$work/scale-full-$round.txt")"
+		echo "round $round: cycles/s empty $(wrk_cycles "$work/scale-empty-$round.txt"), with $LOCKS held $(wrk_cycles "$work/scale-full-$round.txt")"
+	done
+	kill "$pid"; wait "$pid" 2>/dev/null || true
 	kill "$mem_pid"; wait "$mem_pid" 2>/dev/null || true
 
 	# Sweeping: 1,000,000 locks that expire within a minute, removed by one
@@ -254,7 +265,7 @@ if [ "$SCALE" = 1 ]; then
 | scale ($LOCKS locks) | measured |
 |---|---|
 | memory server RSS, empty → full | $empty_rss MB → $full_rss MB |
-| memory cycles/s, empty → full | $mc → $(json "$work/mem-cycle-full.json" 'd["cycles_per_second"]') ($(r "$(json "$work/mem-cycle-full.json" 'd["cycles_per_second"]')/$mc")×) |
+| memory cycles/s (wrk), an empty server → one holding $LOCKS | $(med scale_empty) → $(med scale_full) ($(r "$(med scale_full)/$(med scale_empty)")×) |
 | filling rate (hold mode), memory (64 in flight) / Badger (512 in flight) | $(json "$work/mem-hold.json" 'd["cycles_per_second"]') / $(json "$work/badger-hold.json" 'd["cycles_per_second"]') locks/s |
 | p99 of lock requests, before → during sweeping $swept expired locks | $(json "$work/sweep-before.json" 'max(d["latency"]["acquire"]["p99_ms"], d["latency"]["release"]["p99_ms"])') ms → $(json "$work/sweep-during.json" 'max(d["latency"]["acquire"]["p99_ms"], d["latency"]["release"]["p99_ms"])') ms |
 | Badger restart with $LOCKS held locks until the first acquire | $restart s ($held_after locks held after) |
