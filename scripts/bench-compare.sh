@@ -11,8 +11,8 @@ cd "$(dirname "$0")/.."
 
 GO=${GO:-go}
 CONC=${CONC:-64}
-DUR=${DUR:-6s}
-ROUNDS=${ROUNDS:-3}
+DUR=${DUR:-5s}
+ROUNDS=${ROUNDS:-5}
 REDIS_N=${REDIS_N:-300000}
 SCALE=${SCALE:-1}
 LOCKS=${LOCKS:-1000000}
