@@ -1,6 +1,7 @@
 package locklock
 
 import (
+	"encoding/hex"
 	"fmt"
 	"time"
 )
@@ -103,6 +104,19 @@ func validateKeyName(name string) error {
 func nameChar(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
 		c == '.' || c == '_' || c == '-' || c == ':' || c == '~'
+}
+
+// AppendUUID appends the canonical (lower-case, hyphenated) text of the UUID
+// whose 16 bytes are u: the form lock names of KindUUID have.
+func AppendUUID(b []byte, u [16]byte) []byte {
+	var s [36]byte
+	hex.Encode(s[0:8], u[0:4])
+	hex.Encode(s[9:13], u[4:6])
+	hex.Encode(s[14:18], u[6:8])
+	hex.Encode(s[19:23], u[8:10])
+	hex.Encode(s[24:36], u[10:16])
+	s[8], s[13], s[18], s[23] = '-', '-', '-', '-'
+	return append(b, s[:]...)
 }
 
 // canonicalUUID accepts the 36-character textual form of any UUID version,

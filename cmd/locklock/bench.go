@@ -5,7 +5,6 @@ import (
 	"context"
 	crand "crypto/rand"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -26,6 +25,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/locklock/locklock/locklock"
 )
 
 // Modes of locklock bench.
@@ -380,14 +381,7 @@ func appendUUID(b []byte, rng *rand.ChaCha8) []byte {
 	binary.BigEndian.PutUint64(u[8:], rng.Uint64())
 	u[6] = u[6]&0x0f | 0x40
 	u[8] = u[8]&0x3f | 0x80
-	var s [36]byte
-	hex.Encode(s[0:8], u[0:4])
-	hex.Encode(s[9:13], u[4:6])
-	hex.Encode(s[14:18], u[6:8])
-	hex.Encode(s[19:23], u[8:10])
-	hex.Encode(s[24:36], u[10:16])
-	s[8], s[13], s[18], s[23] = '-', '-', '-', '-'
-	return append(b, s[:]...)
+	return locklock.AppendUUID(b, u)
 }
 
 // cycle is one unit of work of the run's mode.

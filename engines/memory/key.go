@@ -38,16 +38,7 @@ func canonicalUUID(id locklock.ID) (raw [16]byte, ok bool) {
 	return raw, err == nil
 }
 
-func uuidText(raw [16]byte) string {
-	var text [uuidLen]byte
-	hex.Encode(text[0:8], raw[0:4])
-	hex.Encode(text[9:13], raw[4:6])
-	hex.Encode(text[14:18], raw[6:8])
-	hex.Encode(text[19:23], raw[8:10])
-	hex.Encode(text[24:36], raw[10:16])
-	text[8], text[13], text[18], text[23] = '-', '-', '-', '-'
-	return string(text[:])
-}
+func uuidText(raw [16]byte) string { return string(locklock.AppendUUID(nil, raw)) }
 
 // A generic key is kind, 0, namespace, 0, name. IDs never hold a 0 byte
 // (the core validates them; an engine used directly with one would only see

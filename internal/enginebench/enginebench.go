@@ -8,7 +8,6 @@ package enginebench
 import (
 	"context"
 	crand "crypto/rand"
-	"encoding/hex"
 	"math/rand/v2"
 	"runtime"
 	"testing"
@@ -102,12 +101,5 @@ func UUID(rng *rand.ChaCha8) string {
 	var u [16]byte
 	_, _ = rng.Read(u[:])
 	u[6], u[8] = u[6]&0x0f|0x40, u[8]&0x3f|0x80
-	var s [36]byte
-	hex.Encode(s[0:8], u[0:4])
-	hex.Encode(s[9:13], u[4:6])
-	hex.Encode(s[14:18], u[6:8])
-	hex.Encode(s[19:23], u[8:10])
-	hex.Encode(s[24:36], u[10:16])
-	s[8], s[13], s[18], s[23] = '-', '-', '-', '-'
-	return string(s[:])
+	return string(locklock.AppendUUID(nil, u))
 }
