@@ -134,13 +134,14 @@ func TestBenchCycle(t *testing.T) {
 // workers, and the report says so.
 func TestBenchRate(t *testing.T) {
 	s := newBenchServer(t)
-	rep := benchJSON(t, s.URL, "--rate", "400", "--duration", "1s", "--concurrency", "16")
-	if rep.Rate != 400 || rep.Errors != 0 {
-		t.Errorf("rate %v, errors %d %v", rep.Rate, rep.Errors, rep.ErrorsBy)
+	// 200 cycles at 400/s: the last is due 0.4975 s after the start, so the
+	// run cannot end sooner (unpaced, 200 cycles take a few milliseconds).
+	rep := benchJSON(t, s.URL, "--rate", "400", "--count", "200", "--concurrency", "16")
+	if rep.Rate != 400 || rep.Cycles != 200 || rep.Errors != 0 {
+		t.Errorf("rate %v, cycles %d, errors %d %v; want 400, 200, 0", rep.Rate, rep.Cycles, rep.Errors, rep.ErrorsBy)
 	}
-	// 400 are due within the second; the last few may still be running.
-	if rep.Cycles < 360 || rep.Cycles > 401 {
-		t.Errorf("%d cycles in %.2fs at --rate 400, want about 400", rep.Cycles, rep.Seconds)
+	if rep.Seconds < 0.4975 || rep.Seconds > 10 {
+		t.Errorf("200 cycles at --rate 400 took %.3fs, want about 0.5 s", rep.Seconds)
 	}
 	checkLatency(t, rep, "acquire", rep.Cycles)
 	if code, text, _ := runBench(t, s.URL, "--quiet", "--rate", "50", "--count", "5"); code != exitOK || !strings.Contains(text, "at 50 cycles/s") {
