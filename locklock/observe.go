@@ -12,5 +12,23 @@ const (
 	OutcomeTimedOut   AcquireOutcome = "timed_out"  // still held when the wait ended
 	// OutcomeTooManyWaiters: held, and the waiter caps allowed no wait.
 	OutcomeTooManyWaiters AcquireOutcome = "too_many_waiters"
-	OutcomeFailed         AcquireOutcome = "failed" // any other error: bad input, storage, a client gone
+	// OutcomeInvalid: the request was refused for its input (a bad name,
+	// secret, expires_in or wait) — the client's mistake, not the server's.
+	OutcomeInvalid AcquireOutcome = "invalid"
+	// OutcomeCanceled: the client went away (or its deadline passed) before
+	// an answer, typically a long-poll waiter that hung up. Counted apart
+	// from failed, so that an alert on failures is not paged by clients
+	// leaving.
+	OutcomeCanceled AcquireOutcome = "canceled"
+	// OutcomeFailed: the server's own error (storage unreachable, engine
+	// closed, shutting down).
+	OutcomeFailed AcquireOutcome = "failed"
 )
+
+// AcquireOutcomes lists every outcome, for metrics that show each at 0.
+func AcquireOutcomes() []AcquireOutcome {
+	return []AcquireOutcome{
+		OutcomeGranted, OutcomeReacquired, OutcomeHeld, OutcomeWaited, OutcomeTimedOut,
+		OutcomeTooManyWaiters, OutcomeInvalid, OutcomeCanceled, OutcomeFailed,
+	}
+}

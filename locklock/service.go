@@ -191,6 +191,12 @@ func acquireOutcome(req AcquireRequest, created, waited bool, err error) Acquire
 		return OutcomeHeld
 	case errors.Is(err, ErrTooManyWaiters):
 		return OutcomeTooManyWaiters
+	case errors.Is(err, ErrInvalidUUID), errors.Is(err, ErrInvalidName), errors.Is(err, ErrInvalidArgument):
+		return OutcomeInvalid
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		// The caller's context ended: the client hung up, or gave up.
+		// An engine's own timeout surfaces as ErrUnavailable, not here.
+		return OutcomeCanceled
 	}
 	return OutcomeFailed
 }

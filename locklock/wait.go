@@ -157,17 +157,19 @@ func (s *Service) waitAcquire(ctx context.Context, req AcquireRequest, guard Gua
 	)
 	defer watch.stop()
 	watcher, _ := s.engine.(ReleaseWatcher)
-	for tries := 0; ; {
+	// slept counts the times this waiter blocked below. A grant before the
+	// first is "at once"; any later one came after waiting — also for a
+	// waiter that queued behind others and won on its first try as head.
+	for slept := 0; ; slept++ {
 		// The first waiter tries whenever the lock may have come free —
 		// and once more at its deadline, since a lock whose TTL ends
 		// exactly then is free.
 		if s.waits.isHead(w) {
 			l, created, err := s.tryAcquire(ctx, req, guard)
-			tries++
 			var held *HeldError
 			switch {
 			case err == nil:
-				*waited = tries > 1
+				*waited = slept > 0
 				return s.deliver(ctx, l, created)
 			case !errors.As(err, &held):
 				return Lock{}, false, err

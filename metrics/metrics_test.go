@@ -1,6 +1,7 @@
 package metrics_test
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -114,7 +115,9 @@ func TestEngineAndAcquireMetrics(t *testing.T) {
 		{"locklock_acquires_total", map[string]string{"outcome": "granted"}, 2},
 		{"locklock_acquires_total", map[string]string{"outcome": "reacquired"}, 1},
 		{"locklock_acquires_total", map[string]string{"outcome": "held"}, 1},
-		{"locklock_acquires_total", map[string]string{"outcome": "failed"}, 1},
+		{"locklock_acquires_total", map[string]string{"outcome": "invalid"}, 1},
+		{"locklock_acquires_total", map[string]string{"outcome": "failed"}, 0},
+		{"locklock_acquires_total", map[string]string{"outcome": "canceled"}, 0},
 		{"locklock_acquires_total", map[string]string{"outcome": "waited"}, 0},
 		{"locklock_engine_operation_duration_seconds", map[string]string{"op": "try_acquire", "result": "ok"}, 2},
 		{"locklock_engine_operation_duration_seconds", map[string]string{"op": "try_acquire", "result": "refused"}, 2},
@@ -169,6 +172,79 @@ func TestWaitOutcomes(t *testing.T) {
 	}
 	if got := value(t, m, "locklock_waiters", nil); got != 0 {
 		t.Errorf("waiters gauge %v after the waits", got)
+	}
+}
+
+// TestQueuedWaiterCountsAsWaited: a waiter that queued behind another and
+// won on its first try as head of the queue waited, and is counted so.
+func TestQueuedWaiterCountsAsWaited(t *testing.T) {
+	m := metrics.New()
+	raw := memory.New()
+	t.Cleanup(func() { _ = raw.Close() })
+	svc := locklock.NewService(m.Engine(raw), locklock.WithAcquireObserver(m.AcquireDone))
+	ctx := t.Context()
+	if _, _, err := svc.Acquire(ctx, locklock.AcquireRequest{ID: id("q"), TTL: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 2)
+	for i := 1; i <= 2; i++ {
+		go func() {
+			_, _, err := svc.Acquire(ctx, locklock.AcquireRequest{ID: id("q"), TTL: time.Minute, Wait: 30 * time.Second})
+			got <- err
+		}()
+		for svc.Waiters() < i { // the second queues behind the first
+			time.Sleep(time.Millisecond)
+		}
+	}
+	for range 2 {
+		if _, err := svc.Release(ctx, id("q"), ""); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-got; err != nil {
+			t.Fatalf("waiter: %v", err)
+		}
+	}
+	if v := value(t, m, "locklock_acquires_total", map[string]string{"outcome": "waited"}); v != 2 {
+		t.Errorf("waited = %v, want 2 (both waiters waited)", v)
+	}
+	if v := value(t, m, "locklock_acquires_total", map[string]string{"outcome": "granted"}); v != 1 {
+		t.Errorf("granted = %v, want 1 (only the first acquire got the lock at once)", v)
+	}
+}
+
+// TestHangUpsCountAsCanceled: long-poll waiters whose clients go away are
+// "canceled", not "failed" — an alert on failures must not page for them.
+func TestHangUpsCountAsCanceled(t *testing.T) {
+	const waiters = 1000
+	m := metrics.New()
+	raw := memory.New()
+	t.Cleanup(func() { _ = raw.Close() })
+	svc := locklock.NewService(m.Engine(raw), locklock.WithAcquireObserver(m.AcquireDone))
+	if _, _, err := svc.Acquire(t.Context(), locklock.AcquireRequest{ID: id("h"), TTL: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, hangUp := context.WithCancel(t.Context())
+	errs := make(chan error, waiters)
+	for range waiters {
+		go func() {
+			_, _, err := svc.Acquire(ctx, locklock.AcquireRequest{ID: id("h"), Wait: time.Minute})
+			errs <- err
+		}()
+	}
+	for svc.Waiters() < waiters {
+		time.Sleep(time.Millisecond)
+	}
+	hangUp()
+	for range waiters {
+		if err := <-errs; !errors.Is(err, context.Canceled) {
+			t.Fatalf("waiter ended with %v, want context.Canceled", err)
+		}
+	}
+	if v := value(t, m, "locklock_acquires_total", map[string]string{"outcome": "canceled"}); v != waiters {
+		t.Errorf("canceled = %v, want %d", v, waiters)
+	}
+	if v := value(t, m, "locklock_acquires_total", map[string]string{"outcome": "failed"}); v != 0 {
+		t.Errorf("failed = %v, want 0: clients going away are not the server's failures", v)
 	}
 }
 

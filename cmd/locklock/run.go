@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -69,7 +70,8 @@ func runCommand(args []string, stderr io.Writer, env func(string) (string, bool)
 const runHelp = `
 Acquires TARGET (uuid/<uuid> or key/<name>), then runs CMD in a process group
 of its own with LOCKLOCK_FENCING_TOKEN, LOCKLOCK_LOCK and LOCKLOCK_NAMESPACE in
-its environment, refreshing the lock every third of --ttl. SIGINT, SIGTERM and
+its environment (and without LOCKLOCK_SECRET, LOCKLOCK_API_KEY and
+LOCKLOCK_ETCD_PASSWORD: the job cannot release the lock or act with the key), refreshing the lock every third of --ttl. SIGINT, SIGTERM and
 SIGHUP are passed on to CMD's group. When CMD exits, anything it left running
 in its group is stopped, the lock is released, and run exits with CMD's code
 (128+N if a signal N killed it).
@@ -221,17 +223,42 @@ func (r *runner) start(held *client.Held) (*exec.Cmd, error) {
 	l := held.Lock()
 	cmd := exec.Command(r.command[0], r.command[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.Env = append(os.Environ(),
-		"LOCKLOCK_FENCING_TOKEN="+strconv.FormatUint(l.FencingToken, 10),
-		"LOCKLOCK_LOCK="+l.Target().String(),
-		"LOCKLOCK_NAMESPACE="+l.Namespace,
-	)
+	cmd.Env = jobEnv(os.Environ(), l)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return nil, &startError{err}
 	}
 	r.job.group = cmd.Process.Pid // Setpgid: the group's id is the leader's pid
 	return cmd, nil
+}
+
+// credentialEnv are the variables that carry credentials run may have
+// used. The job does not get them: it could release the lock run holds
+// (with the secret) or act as the caller (with the key), and a job is often
+// someone else's program.
+var credentialEnv = map[string]bool{
+	"LOCKLOCK_SECRET":        true,
+	"LOCKLOCK_API_KEY":       true,
+	"LOCKLOCK_ETCD_PASSWORD": true,
+}
+
+// jobEnv is CMD's environment: the caller's minus credentials (and minus
+// stale copies of the variables run sets), plus the lock's.
+func jobEnv(environ []string, l client.Lock) []string {
+	set := []string{
+		"LOCKLOCK_FENCING_TOKEN=" + strconv.FormatUint(l.FencingToken, 10),
+		"LOCKLOCK_LOCK=" + l.Target().String(),
+		"LOCKLOCK_NAMESPACE=" + l.Namespace,
+	}
+	env := make([]string, 0, len(environ)+len(set))
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if credentialEnv[name] || name == "LOCKLOCK_FENCING_TOKEN" || name == "LOCKLOCK_LOCK" || name == "LOCKLOCK_NAMESPACE" {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env, set...)
 }
 
 // startError is CMD failing to start, as opposed to run aborting.

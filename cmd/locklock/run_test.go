@@ -29,6 +29,12 @@ type runProc struct {
 
 func startRun(t *testing.T, s *lockServer, args ...string) *runProc {
 	t.Helper()
+	return startRunEnv(t, s, nil, args...)
+}
+
+// startRunEnv is startRun with extra environment variables for run.
+func startRunEnv(t *testing.T, s *lockServer, env []string, args ...string) *runProc {
+	t.Helper()
 	stderr, err := os.Create(filepath.Join(t.TempDir(), "stderr"))
 	if err != nil {
 		t.Fatal(err)
@@ -37,6 +43,7 @@ func startRun(t *testing.T, s *lockServer, args ...string) *runProc {
 	// atexit_sleep_ms: the race detector would hold every exit for 1 s.
 	cmd.Env = append(os.Environ(), "LOCKLOCK_TEST_MAIN=1", "LOCKLOCK_SERVER="+s.URL, "GORACE=atexit_sleep_ms=0",
 		"LOCKLOCK_TEST_ARGS="+strings.Join(append([]string{"run"}, args...), "\x1f"))
+	cmd.Env = append(cmd.Env, env...)
 	// Files, not pipes: Wait would otherwise wait for every process that
 	// inherited the pipe, which is what some tests check run kills.
 	cmd.Stdout, cmd.Stderr = stderr, stderr
@@ -139,6 +146,46 @@ func TestRunExitCodeTokenRelease(t *testing.T) {
 	}
 	if _, err := lockState(t, s, id); !errors.Is(err, locklock.ErrNotFound) {
 		t.Errorf("lock after run: %v, want released (ErrNotFound)", err)
+	}
+}
+
+// TestRunJobEnvironment: the job gets the caller's environment without the
+// credentials run used — with them it released the lock run held — and
+// with the variables the help names.
+func TestRunJobEnvironment(t *testing.T) {
+	t.Parallel()
+	s := newLockServer(t)
+	out := filepath.Join(t.TempDir(), "env")
+	p := startRunEnv(t, s, []string{
+		"LOCKLOCK_SECRET=run-secret", "LOCKLOCK_API_KEY=" + proKey, "LOCKLOCK_ETCD_PASSWORD=pw",
+		"LOCKLOCK_FENCING_TOKEN=stale", "JOB_KEEPS_THIS=yes",
+	}, "key/env-job", "--ttl", "5s", "--", "sh", "-c", `env > "$0.tmp" && mv "$0.tmp" "$0"`, out)
+	if code, stderr := p.wait(t, 10*time.Second); code != 0 {
+		t.Fatalf("run exited %d (stderr %q)", code, stderr)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok {
+			env[k] = v
+		}
+	}
+	for _, name := range []string{"LOCKLOCK_SECRET", "LOCKLOCK_API_KEY", "LOCKLOCK_ETCD_PASSWORD"} {
+		if v, ok := env[name]; ok {
+			t.Errorf("the job got %s=%q", name, v)
+		}
+	}
+	if env["JOB_KEEPS_THIS"] != "yes" || env["LOCKLOCK_SERVER"] != s.URL {
+		t.Errorf("the job lost the caller's ordinary variables: %q %q", env["JOB_KEEPS_THIS"], env["LOCKLOCK_SERVER"])
+	}
+	if tok, err := strconv.ParseUint(env["LOCKLOCK_FENCING_TOKEN"], 10, 64); err != nil || tok == 0 {
+		t.Errorf("LOCKLOCK_FENCING_TOKEN=%q, want the lock's token", env["LOCKLOCK_FENCING_TOKEN"])
+	}
+	if env["LOCKLOCK_LOCK"] != "key/env-job" || env["LOCKLOCK_NAMESPACE"] != "acme" {
+		t.Errorf("LOCKLOCK_LOCK=%q LOCKLOCK_NAMESPACE=%q", env["LOCKLOCK_LOCK"], env["LOCKLOCK_NAMESPACE"])
 	}
 }
 

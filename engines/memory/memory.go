@@ -82,13 +82,28 @@ func (e *Engine) check(ctx context.Context) error {
 	return ctx.Err()
 }
 
+// lock takes s's mutex unless the engine is closed. The flag is read under
+// the mutex: Close sets it before it empties each shard under that shard's
+// mutex, so an operation either completes before its shard is emptied or
+// sees the flag — it can never land in the emptied store after Close.
+func (e *Engine) lock(s *shard) error {
+	s.mu.Lock()
+	if e.closed.Load() {
+		s.mu.Unlock()
+		return locklock.ErrClosed
+	}
+	return nil
+}
+
 // TryAcquire implements locklock.Engine.
 func (e *Engine) TryAcquire(ctx context.Context, l locklock.Lock, now time.Time) (locklock.Lock, error) {
 	if err := e.check(ctx); err != nil {
 		return locklock.Lock{}, err
 	}
 	s := e.shard(l.ID)
-	s.mu.Lock()
+	if err := e.lock(s); err != nil {
+		return locklock.Lock{}, err
+	}
 	defer s.mu.Unlock()
 	i, ok := s.locks.find(l.ID)
 	if ok && s.locks.at(i).live(now.UnixMilli()) {
@@ -135,7 +150,9 @@ func (e *Engine) change(ctx context.Context, id locklock.ID, now time.Time, allo
 		return locklock.Lock{}, err
 	}
 	s := e.shard(id)
-	s.mu.Lock()
+	if err := e.lock(s); err != nil {
+		return locklock.Lock{}, err
+	}
 	defer s.mu.Unlock()
 	i, ok := s.live(id, now)
 	if !ok {

@@ -2,10 +2,12 @@ package memory
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"runtime"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 	"unsafe"
@@ -136,5 +138,43 @@ func TestExpiryHeap(t *testing.T) {
 		}
 		last = ent.expires
 		st.remove(h.first())
+	}
+}
+
+// TestCloseRacingAcquires: acquires racing Close either finish before it or
+// fail with ErrClosed; none lands in the emptied store Close leaves behind.
+func TestCloseRacingAcquires(t *testing.T) {
+	for round := range 200 {
+		e := New()
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for g := range 8 {
+			wg.Go(func() {
+				<-start
+				for i := 0; ; i++ {
+					id := locklock.ID{Namespace: "public", Kind: locklock.KindKey, Name: fmt.Sprintf("r%d-g%d-%d", round, g, i)}
+					now := time.Now()
+					_, err := e.TryAcquire(context.Background(), locklock.Lock{ID: id, AcquiredAt: now, ExpiresAt: now.Add(time.Minute)}, now)
+					if errors.Is(err, locklock.ErrClosed) {
+						return
+					}
+					if err != nil {
+						t.Errorf("acquire: %v", err)
+						return
+					}
+				}
+			})
+		}
+		close(start)
+		time.Sleep(50 * time.Microsecond)
+		if err := e.Close(); err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+		for i := range e.shards {
+			if n := e.shards[i].locks.len(); n != 0 {
+				t.Fatalf("round %d: shard %d holds %d locks after Close: an acquire landed in the emptied store", round, i, n)
+			}
+		}
 	}
 }
