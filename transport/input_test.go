@@ -229,3 +229,23 @@ func TestEchoedInputIsCut(t *testing.T) {
 		t.Errorf("the logs show no cut method or path:\n%s", logs.String())
 	}
 }
+
+// TestOpenAPISecretSchemas: the document's Secret and NewSecret schemas
+// say what the server's secret rules do (for secrets short enough that
+// JSON Schema's count of characters and the server's count of bytes agree).
+func TestOpenAPISecretSchemas(t *testing.T) {
+	d := loadOpenAPI(t)
+	secret, newSecret := d.schema("#/components/schemas/Secret"), d.schema("#/components/schemas/NewSecret")
+	for _, s := range []string{
+		"s3cret", "a b", "\ufffd", "ü✓😀", "\u00a0", "a\u2028b", " s", "s ", " ", "\ts", "a\tb", "a\nb",
+		"\x00", "\x1f", "\x7f", "\u0085", "\u009f", "\u00a0 ", "x", "",
+	} {
+		wantOld, wantNew := locklock.ValidateSecret(s) == nil, locklock.ValidateNewSecret(s) == nil
+		if got := secret.Validate(s) == nil; got != wantOld {
+			t.Errorf("Secret schema on %q: valid=%v, the server says %v", s, got, wantOld)
+		}
+		if got := newSecret.Validate(s) == nil; got != wantNew {
+			t.Errorf("NewSecret schema on %q: valid=%v, the server says %v", s, got, wantNew)
+		}
+	}
+}
