@@ -300,8 +300,7 @@ func secretOf(r *http.Request, b body) (string, error) {
 	if err := locklock.ValidateSecret(values[0]); err != nil {
 		return "", invalidBody("header %s: %s", secretHeader, strings.TrimPrefix(err.Error(), locklock.ErrInvalidArgument.Error()+": "))
 	}
-	switch {
-	case b.secret != nil && *b.secret != values[0]:
+	if b.secret != nil && *b.secret != values[0] {
 		return "", invalidBody("header %s and field secret differ", secretHeader)
 	}
 	return values[0], nil
