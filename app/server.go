@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/fx"
@@ -32,11 +34,13 @@ const (
 // Server is the running HTTP server, and the ops listener if there is one.
 // Addresses are known once the app has started.
 type Server struct {
-	http    *http.Server
-	addr    net.Addr
-	tls     bool
-	ops     *http.Server // nil without Config.OpsAddr
-	opsAddr net.Addr
+	http     *http.Server
+	conns    *connTracker
+	addr     net.Addr
+	tls      bool
+	ops      *http.Server // nil without Config.OpsAddr
+	opsConns *connTracker
+	opsAddr  net.Addr
 }
 
 // Addr is the address the server listens on (useful with port 0).
@@ -91,19 +95,15 @@ func newHandlers(cfg Config, svc *locklock.Service, access transport.Access, lim
 		transport.WithAuthenticator(transport.KeyAuthenticator(access)),
 		transport.WithRateLimiter(limiter),
 	)
-	health := transport.NewOpsHandler(svc, transport.WithLogger(log))
-	scrape := m.Handler()
+	// /metrics answers GET and HEAD only, like /healthz and /readyz.
+	health := transport.NewOpsHandler(svc, transport.WithLogger(log), transport.WithMetricsHandler(m.Handler()))
 	profiles := pprofHandler(cfg.Pprof)
 	ops := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/metrics" {
-			scrape.ServeHTTP(w, r)
-			return
-		}
 		if profiles != nil && strings.HasPrefix(r.URL.Path, pprofPrefix) {
 			profiles.ServeHTTP(w, r)
 			return
 		}
-		health.ServeHTTP(w, r) // /healthz, /readyz, or a not_found problem
+		health.ServeHTTP(w, r) // /healthz, /readyz, /metrics, or a not_found problem
 	})
 	notFound := transport.NotFoundHandler()
 	instrument := func(h http.Handler) http.Handler {
@@ -171,12 +171,13 @@ func certificateReloader(c *certificate) []reloader {
 }
 
 func newServer(lc fx.Lifecycle, sd fx.Shutdowner, cfg Config, hs handlers, cert *certificate, svc *locklock.Service, log *slog.Logger) *Server {
-	s := &Server{http: newHTTPServer(cfg, hs.main, log), tls: cert != nil}
+	s := &Server{tls: cert != nil}
+	s.http, s.conns = newHTTPServer(cfg, hs.main, log)
 	if s.tls {
 		s.http.TLSConfig = cert.config()
 	}
 	if hs.ops != nil {
-		s.ops = newHTTPServer(cfg, hs.ops, log)
+		s.ops, s.opsConns = newHTTPServer(cfg, hs.ops, log)
 	}
 	serve := func(srv *http.Server, ln net.Listener, tls bool) {
 		var err error
@@ -223,15 +224,19 @@ func newServer(lc fx.Lifecycle, sd fx.Shutdowner, cfg Config, hs handlers, cert 
 			svc.StopWaiting()
 			ctx, cancel := context.WithTimeout(ctx, cfg.ShutdownTimeout)
 			defer cancel()
+			// Both listeners drain at once, so that a stalled scrape
+			// cannot eat the API's time. Connections still open when the
+			// time is up are cut: a stop is not unclean because a client
+			// stalled.
+			var cut atomic.Int64
+			var wg sync.WaitGroup
 			if s.ops != nil {
-				// Health checks see the server go first.
-				_ = s.ops.Shutdown(ctx)
+				wg.Go(func() { cut.Add(int64(drain(ctx, s.ops, s.opsConns))) })
 			}
-			if err := s.http.Shutdown(ctx); err != nil {
-				// Out of time: cut the remaining connections, so that
-				// no handler is still running when the engine closes.
-				_ = s.http.Close()
-				return fmt.Errorf("drain HTTP server: %w", err)
+			wg.Go(func() { cut.Add(int64(drain(ctx, s.http, s.conns))) })
+			wg.Wait()
+			if n := cut.Load(); n > 0 {
+				log.Warn("shutdown timeout reached: cut open connections", "connections", n, "shutdown_timeout", cfg.ShutdownTimeout.String())
 			}
 			log.Info("locklock stopped")
 			return nil
@@ -240,8 +245,10 @@ func newServer(lc fx.Lifecycle, sd fx.Shutdowner, cfg Config, hs handlers, cert 
 	return s
 }
 
-// newHTTPServer applies the limits every listener has.
-func newHTTPServer(cfg Config, h http.Handler, log *slog.Logger) *http.Server {
+// newHTTPServer applies the limits every listener has, and tracks its
+// connections.
+func newHTTPServer(cfg Config, h http.Handler, log *slog.Logger) (*http.Server, *connTracker) {
+	conns := newConnTracker()
 	return &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
@@ -250,7 +257,8 @@ func newHTTPServer(cfg Config, h http.Handler, log *slog.Logger) *http.Server {
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-	}
+		ConnState:         conns.track,
+	}, conns
 }
 
 func dataDirFor(cfg Config) string {

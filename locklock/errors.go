@@ -58,7 +58,7 @@ func (e *HeldError) Error() string {
 	if e.Lock.ExpiresAt.IsZero() {
 		return ErrHeld.Error()
 	}
-	return fmt.Sprintf("lock %s is held until %s", e.Lock.Name, e.Lock.ExpiresAt.UTC().Format(timeFormat))
+	return fmt.Sprintf("lock %s is held until %s", Abbreviate(e.Lock.Name), e.Lock.ExpiresAt.UTC().Format(timeFormat))
 }
 
 // Unwrap makes errors.Is(err, ErrHeld) true.

@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"time"
+	"unicode/utf8"
 )
 
 // timeFormat is how times appear in messages and on the wire: UTC with
@@ -152,14 +153,23 @@ func canonicalUUID(s string) (string, bool) {
 	return string(b[:]), true
 }
 
-// Abbreviate shortens s to 64 bytes for an error message, so that hostile
-// input cannot blow messages (and log lines) up. Transports use it too.
+// AbbreviateLen is how many bytes of client input Abbreviate keeps.
+const AbbreviateLen = 64
+
+// Abbreviate shortens s to at most AbbreviateLen bytes followed by "…", for
+// an error message or a log line: API.md §7 allows them to quote client
+// input only as a short prefix, so that hostile input cannot blow them up.
+// Transports use it too. The cut falls on a rune boundary, so that valid
+// UTF-8 stays valid.
 func Abbreviate(s string) string {
-	const max = 64
-	if len(s) <= max {
+	if len(s) <= AbbreviateLen {
 		return s
 	}
-	return s[:max] + "…"
+	cut := AbbreviateLen
+	for i := 0; i < utf8.UTFMax-1 && cut > 0 && !utf8.RuneStart(s[cut]); i++ {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 // Lock is a held lock as stored by an engine.

@@ -157,7 +157,10 @@ func (s *Service) acquire(ctx context.Context, req AcquireRequest, waited *bool)
 	if err := req.ID.Validate(); err != nil {
 		return Lock{}, false, err
 	}
-	if err := validateSecret(req.Secret); err != nil {
+	// On an acquire the secret is potentially new (it creates the lock
+	// when the lock is free), so the rules for new secrets apply up front,
+	// to a retry of a held lock too.
+	if err := validateSecret(req.Secret, ValidateNewSecret); err != nil {
 		return Lock{}, false, err
 	}
 	if req.TTL == 0 {
@@ -233,7 +236,7 @@ func (s *Service) Release(ctx context.Context, id ID, secret string) (Lock, erro
 	if err := id.Validate(); err != nil {
 		return Lock{}, err
 	}
-	if err := validateSecret(secret); err != nil {
+	if err := validateSecret(secret, ValidateSecret); err != nil {
 		return Lock{}, err
 	}
 	now := s.now()
@@ -252,7 +255,7 @@ func (s *Service) Refresh(ctx context.Context, id ID, secret string, ttl time.Du
 	if err := id.Validate(); err != nil {
 		return Lock{}, err
 	}
-	if err := validateSecret(secret); err != nil {
+	if err := validateSecret(secret, ValidateSecret); err != nil {
 		return Lock{}, err
 	}
 	if ttl == 0 {
@@ -381,26 +384,27 @@ func admit(secret string) func(Lock) error {
 	return func(l Lock) error {
 		if !l.Guard.Admits(secret) {
 			if secret == "" {
-				return fmt.Errorf("%w: lock %s is protected by a secret and none was given", ErrSecretMismatch, l.Name)
+				return fmt.Errorf("%w: lock %s is protected by a secret and none was given", ErrSecretMismatch, Abbreviate(l.Name))
 			}
-			return fmt.Errorf("%w: wrong secret for lock %s", ErrSecretMismatch, l.Name)
+			return fmt.Errorf("%w: wrong secret for lock %s", ErrSecretMismatch, Abbreviate(l.Name))
 		}
 		return nil
 	}
 }
 
-func validateSecret(secret string) error {
-	if len(secret) > MaxSecretLen {
-		return invalidf("secret is at most %d bytes, got %d", MaxSecretLen, len(secret))
+// validateSecret applies rule to a given secret; "" means none was given.
+func validateSecret(secret string, rule func(string) error) error {
+	if secret == "" {
+		return nil
 	}
-	return nil
+	return rule(secret)
 }
 
 // describe names the lock in a bare ErrNotFound from an engine, so that the
 // message a client sees says which lock.
 func describe(err error, id ID) error {
 	if err == ErrNotFound {
-		return fmt.Errorf("%w: no lock %s (never acquired, released, or expired)", ErrNotFound, id.Name)
+		return fmt.Errorf("%w: no lock %s (never acquired, released, or expired)", ErrNotFound, Abbreviate(id.Name))
 	}
 	return err
 }

@@ -55,7 +55,7 @@ func (r *waitRegistry) enqueue(id ID) (*waiter, error) {
 	}
 	if n := len(r.queues[id]); r.maxPerLock > 0 && n >= r.maxPerLock {
 		return nil, fmt.Errorf("%w: %d clients already wait for lock %s, the most allowed for one lock; retry later",
-			ErrTooManyWaiters, n, id.Name)
+			ErrTooManyWaiters, n, Abbreviate(id.Name))
 	}
 	if n := r.waiting.Load(); r.maxTotal > 0 && n >= int64(r.maxTotal) {
 		return nil, fmt.Errorf("%w: %d clients already wait for locks on this server, the most allowed; retry later",
@@ -272,6 +272,6 @@ func (s *Service) abandon(l Lock) {
 	if err == nil {
 		s.waits.notify(l.ID)
 	} else if !errors.Is(err, ErrNotFound) {
-		s.log.Warn("could not release a lock abandoned by its waiter", "lock", l.ID.String(), "err", err)
+		s.log.Warn("could not release a lock abandoned by its waiter", "lock", Abbreviate(l.ID.String()), "err", err)
 	}
 }

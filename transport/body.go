@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/locklock/locklock/locklock"
@@ -42,6 +43,12 @@ type body struct {
 // readBody reads and strictly decodes the body, accepting only the allowed
 // fields. Every mistake is a 4xx problem, before anything is changed.
 func readBody(w http.ResponseWriter, r *http.Request, allowed ...string) (body, error) {
+	// Checked before anything else, an empty body included: a client that
+	// declares a coding has encoded something, and an answer that depends
+	// on whether the encoded bytes happen to be empty helps nobody.
+	if err := checkContentEncoding(r.Header); err != nil {
+		return body{}, err
+	}
 	if r.ContentLength == 0 && len(r.TransferEncoding) == 0 {
 		return body{}, nil // no body: the common acquire and release
 	}
@@ -51,15 +58,15 @@ func readBody(w http.ResponseWriter, r *http.Request, allowed ...string) (body, 
 	case errors.As(err, &tooLarge):
 		return body{}, newProblem(codeBodyTooLarge, "the body is larger than %d bytes", maxBody)
 	case err != nil:
-		return body{}, invalidBody("could not read the body: %v", err)
+		return body{}, invalidBody("could not read the body: %s", locklock.Abbreviate(err.Error()))
 	}
-	if len(bytes.TrimSpace(raw)) == 0 {
+	if onlyJSONSpace(raw) {
 		return body{}, nil
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || mt != "application/json" {
-			return body{}, newProblem(codeUnsupportedMediaType, "the body must be application/json, not %q", ct)
+			return body{}, newProblem(codeUnsupportedMediaType, "the body must be application/json, not %q", locklock.Abbreviate(ct))
 		}
 	}
 	if !utf8.Valid(raw) {
@@ -70,6 +77,38 @@ func readBody(w http.ResponseWriter, r *http.Request, allowed ...string) (body, 
 	return decodeObject(raw, allowed)
 }
 
+// onlyJSONSpace says whether raw is no body: empty, or nothing but the
+// whitespace JSON allows between tokens (space, tab, CR, LF). Other Unicode
+// whitespace (U+00A0, U+2028, …) is not JSON whitespace, so such a body is
+// refused as not being a JSON object rather than taken for no body.
+func onlyJSONSpace(raw []byte) bool {
+	for _, c := range raw {
+		if c != ' ' && c != '\t' && c != '\r' && c != '\n' {
+			return false
+		}
+	}
+	return true
+}
+
+// checkContentEncoding refuses a body with a content coding (API.md §7):
+// the server decodes none, and parsing gzip bytes as JSON, or JSON that
+// claims to be gzip, would be a guess. Only "identity" (any case) may be
+// listed; empty list elements are ignored, as RFC 9110 §5.6.1 asks, so an
+// empty header means no coding. A list with anything else, such as
+// "identity, gzip", is refused.
+func checkContentEncoding(h http.Header) error {
+	for _, v := range h.Values("Content-Encoding") {
+		for coding := range strings.SplitSeq(v, ",") {
+			coding = strings.Trim(coding, " \t")
+			if coding != "" && !strings.EqualFold(coding, "identity") {
+				return newProblem(codeUnsupportedMediaType,
+					"Content-Encoding %q is not supported: send the body as is, without a content coding", locklock.Abbreviate(v))
+			}
+		}
+	}
+	return nil
+}
+
 // decodeObject walks the JSON token by token rather than unmarshalling into
 // a struct, so that it can tell absent from null, reject duplicate and
 // unknown keys, and reject anything after the object.
@@ -78,7 +117,7 @@ func decodeObject(raw []byte, allowed []string) (body, error) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	tok, err := dec.Token()
 	if err != nil {
-		return body{}, errSyntax(err)
+		return body{}, invalidBody("the body must be a JSON object, and is not valid JSON: %v", err)
 	}
 	if tok != json.Delim('{') {
 		return body{}, invalidBody("the body must be a JSON object")
@@ -122,15 +161,21 @@ func (b *body) set(key string, value json.RawMessage) error {
 		if value[0] != '"' || json.Unmarshal(value, &s) != nil {
 			return invalidBody("field secret must be a string, got %s", jsonType(value))
 		}
-		if strings.ContainsRune(s, utf8.RuneError) {
-			// An unpaired surrogate escape ("\ud800") decodes to U+FFFD
-			// too: refuse rather than let distinct secrets collide.
-			return invalidBody("field secret must not contain U+FFFD or unpaired surrogate escapes")
+		if loneSurrogateEscape(value) {
+			// encoding/json decodes "\ud800" to U+FFFD, so "\ud800" and
+			// "\ud801" (and a real U+FFFD) would be one secret: refuse
+			// rather than let distinct secrets collide.
+			return invalidBody("field secret contains an escaped unpaired surrogate (such as \\ud800), which is no character")
 		}
 		if s == "" {
 			// Empty would mean "unprotected" to the Service; a client that
 			// sends a secret means to protect the lock.
-			return invalidBody("field secret must be 1-256 bytes, got an empty string")
+			return invalidBody("field secret must be 1-%d bytes, got an empty string", locklock.MaxSecretLen)
+		}
+		// The rule every secret follows, however it came (the header
+		// too); whether it may create a lock is the Service's to judge.
+		if err := locklock.ValidateSecret(s); err != nil {
+			return invalidBody("field %s", strings.TrimPrefix(err.Error(), locklock.ErrInvalidArgument.Error()+": "))
 		}
 		b.secret = &s
 	case fieldExpiresIn:
@@ -154,6 +199,42 @@ func (b *body) set(key string, value json.RawMessage) error {
 		b.wait = &n
 	}
 	return nil
+}
+
+// loneSurrogateEscape reports whether the JSON string literal str (quotes
+// included, already known to be valid JSON) escapes a UTF-16 surrogate that
+// is not part of a high-low pair.
+func loneSurrogateEscape(str []byte) bool {
+	escapedUnit := func(i int) (rune, bool) { // the \uXXXX at str[i:], if any
+		if i+6 > len(str) || str[i] != '\\' || str[i+1] != 'u' {
+			return 0, false
+		}
+		n, err := strconv.ParseUint(string(str[i+2:i+6]), 16, 16)
+		return rune(n), err == nil
+	}
+	for i := 0; i < len(str); i++ {
+		if str[i] != '\\' {
+			continue
+		}
+		unit, ok := escapedUnit(i)
+		if !ok {
+			i++ // a two-character escape such as \\ or \": skip its second byte
+			continue
+		}
+		switch {
+		case utf16.IsSurrogate(unit) && unit < 0xDC00: // high: a low must follow
+			low, ok := escapedUnit(i + 6)
+			if !ok || low < 0xDC00 || low > 0xDFFF {
+				return true
+			}
+			i += 11
+		case utf16.IsSurrogate(unit): // a low one alone
+			return true
+		default:
+			i += 5
+		}
+	}
+	return false
 }
 
 // integer parses a whole number of seconds that fits in an int64.
@@ -212,9 +293,14 @@ func secretOf(r *http.Request, b body) (string, error) {
 		return "", invalidBody("header %s is given more than once", secretHeader)
 	case values[0] == "":
 		return "", invalidBody("header %s must not be empty", secretHeader)
-	case !utf8.ValidString(values[0]):
-		return "", invalidBody("header %s is not valid UTF-8", secretHeader)
-	case b.secret != nil && *b.secret != values[0]:
+	}
+	// The same rule as a body's secret (API.md §7). net/http has already
+	// trimmed spaces and tabs at either end, which is why a new secret may
+	// not have any there (the Service's rule).
+	if err := locklock.ValidateSecret(values[0]); err != nil {
+		return "", invalidBody("header %s: %s", secretHeader, strings.TrimPrefix(err.Error(), locklock.ErrInvalidArgument.Error()+": "))
+	}
+	if b.secret != nil && *b.secret != values[0] {
 		return "", invalidBody("header %s and field secret differ", secretHeader)
 	}
 	return values[0], nil

@@ -17,17 +17,26 @@
 // Decisions where API.md is silent:
 //
 //   - Check order: route (404/405), then the caller (401/403), then the lock
-//     name (400 invalid_uuid/invalid_name), then the body (413, 415, 400),
-//     then the Service. So an anonymous caller learns nothing about key names.
+//     name (400 invalid_uuid/invalid_name), then the query (400), then the
+//     body (415 for a content coding, 413, 415 for the type, 400), then the
+//     Service. So an anonymous caller learns nothing about key names.
+//   - Lock routes take no query parameters (API.md §7): any is 400
+//     unknown_field, the first named. A bare "?" and empty pieces ("?&")
+//     name no parameter and are ignored.
 //   - Key routes need Caller.CustomNames. Without it an anonymous caller gets
 //     401 unauthorized (an API key would help) and a keyed caller 403
 //     forbidden (its plan does not allow custom names). Listing needs any
 //     API key; a keyed caller without custom names may list (it simply has no
 //     key locks).
-//   - The body is read only for POST, PATCH and DELETE. An empty or
-//     all-whitespace body means "no body". The Content-Type is checked only
-//     when there is a body, so an empty body under curl's default form
-//     content type still works.
+//   - The body is read only for POST, PATCH and DELETE. An empty body, or
+//     one of JSON whitespace only (space, tab, CR, LF), means "no body";
+//     other Unicode whitespace is a body that is not a JSON object. The
+//     Content-Type is checked only when there is a body, so an empty body
+//     under curl's default form content type still works. A Content-Encoding
+//     other than identity is 415 on those methods even with an empty body:
+//     the server decodes no coding, and an answer that depended on whether
+//     the encoded bytes happened to be empty would help nobody. GET and HEAD
+//     ignore it with the body.
 //   - Duplicate JSON keys are 400 invalid_body: two parsers could disagree
 //     about which one counts.
 //   - Zero means "default" inside the Service, so an explicit expires_in of 0
@@ -36,13 +45,18 @@
 //   - The header Locklock-Secret is accepted on POST as well as DELETE and
 //     PATCH, so that a secret a client sent is never silently dropped. Given
 //     twice, empty, or different from the body's secret, it is 400
-//     invalid_body. HTTP trims a header value's surrounding spaces; such
-//     secrets must go in the body.
+//     invalid_body. Both follow locklock.ValidateSecret (API.md §7); in a
+//     body an escaped lone surrogate is refused too, since encoding/json
+//     would turn it into U+FFFD. HTTP trims a header value's surrounding
+//     spaces, so a POST's secret may not start or end with one (the
+//     Service refuses it up front, on every acquire); DELETE and PATCH
+//     compare as given, so a lock taken earlier with such a secret is
+//     released through a body.
 //   - GET /locks: kind is required (uuid or key); limit defaults to 100 and
 //     must be 1–1000; prefix must use lock-name characters (400 invalid_name
 //     otherwise); for kind=uuid, prefix and after are lower-cased like UUIDs.
 //     Unknown or repeated query parameters are 400 (unknown_field /
-//     invalid_body). The body is {"locks":[...],"next":"<name>"}; next is
+//     invalid_body), the first bad one named. The body is {"locks":[...],"next":"<name>"}; next is
 //     omitted on the last page, and is the after of the following page.
 //   - HEAD answers like GET without a body. 401 carries
 //     WWW-Authenticate: Bearer. Every response carries Cache-Control: no-store
@@ -51,4 +65,8 @@
 //     holders has no expires_at and Retry-After: 1.
 //   - 503 details do not repeat storage errors (they may name hosts or
 //     paths); 500 details are generic and the error is logged instead.
+//   - Details and log lines quote client input (method, path, names, header
+//     values) only as locklock.Abbreviate's prefix (API.md §7). A client's
+//     X-Request-Id is used only when it is 1–64 sane characters, else
+//     replaced.
 package transport

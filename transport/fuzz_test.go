@@ -18,6 +18,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/locklock/locklock/engines/memory"
@@ -412,6 +414,64 @@ func handlerSeeds() []fuzzSeed {
 		{method: "POST", target: u(fzU4), ctype: js, extra: "Transfer-Encoding: chunked", body: "zz\r\n{}"},
 		{method: "POST", target: u(fzU4), ctype: js, extra: "Content-Encoding: gzip", body: `{}`},
 		{method: "POST", target: u(fzU4), ctype: js, extra: "Expect: 100-continue", body: `{}`},
+		// Content codings (API.md §7): identity only, empty body or not.
+		{method: "POST", target: u(fzU4), extra: "Content-Encoding: gzip"},
+		{method: "POST", target: u(fzU4), ctype: js, extra: "Content-Encoding: IDENTITY", body: `{"secret":"ce"}`},
+		{method: "POST", target: u(fzU4), ctype: js, extra: "Content-Encoding: identity, gzip", body: `{}`},
+		{method: "POST", target: u(fzU4), extra: "Content-Encoding: identity\nContent-Encoding: br"},
+		{method: "POST", target: u(fzU4), extra: "Content-Encoding: ,identity,"},
+		{method: "DELETE", target: u(fzU1), secret: "s1", extra: "Content-Encoding: deflate"},
+		{method: "PATCH", target: u(fzU1), secret: "s1", extra: "Content-Encoding:"},
+		{method: "GET", target: u(fzU1), extra: "Content-Encoding: gzip"},
+		// Query strings (API.md §7): none on lock routes.
+		{method: "POST", target: u(fzU4) + "?secret=abc&expires_in=5"},
+		{method: "POST", target: u(fzU4) + "?"},
+		{method: "POST", target: u(fzU4) + "?&&"},
+		{method: "POST", target: u(fzU4) + "?=x"},
+		{method: "POST", target: u(fzU4) + "?secret"},
+		{method: "POST", target: u(fzU4) + "?%zz=1"},
+		{method: "POST", target: u(fzU4) + "?a;b=c"},
+		{method: "DELETE", target: u(fzU1) + "?secret=s1"},
+		{method: "PATCH", target: u(fzU1) + "?expires_in=1", secret: "s1"},
+		{method: "HEAD", target: u(fzU1) + "?x"},
+		{method: "GET", target: k("deploy") + "?" + strings.Repeat("q", 3000) + "=1", auth: pro},
+		{method: "GET", target: "/locks?kind=uuid&", auth: pro},
+		{method: "GET", target: "/locks?&kind=uuid", auth: pro},
+		{method: "GET", target: "/locks?kind=uuid&secret=x", auth: pro},
+		{method: "GET", target: "/locks?kind=uuid&limit=1&limit=1", auth: pro},
+		{method: "GET", target: "/locks?kind=uuid&limit=1;", auth: pro},
+		{method: "GET", target: "/locks?kind=%75uid", auth: pro},
+		{method: "GET", target: "/locks?%6Bind=uuid", auth: pro},
+		// Secrets (API.md §7).
+		{method: "POST", target: u(fzU4), ctype: js, body: `{"secret":" lead"}`},
+		{method: "POST", target: u(fzU4), ctype: js, body: `{"secret":"trail "}`},
+		{method: "POST", target: u(fzU4), ctype: js, body: `{"secret":"\ttab"}`},
+		{method: "POST", target: u(fzU4), ctype: js, body: `{"secret":"in side"}`},
+		{method: "POST", target: u(fzU4), ctype: js, body: `{"secret":"\ufffd"}`},
+		{method: "POST", target: u(fzU4), ctype: js, body: "{\"secret\":\"\ufffd\"}"},
+		{method: "POST", target: u(fzU4), secret: "\ufffd"},
+		{method: "POST", target: u(fzU4), secret: "\ufffd", ctype: js, body: `{"secret":"\ud800"}`},
+		{method: "POST", target: u(fzU4), ctype: js, body: `{"secret":"\ud83d\ude00"}`},
+		{method: "POST", target: u(fzU4), ctype: js, body: `{"secret":"\udc00\ud800"}`},
+		{method: "POST", target: u(fzU4), ctype: js, body: `{"secret":"\u0085"}`},
+		{method: "POST", target: u(fzU4), ctype: js, body: `{"secret":"a\\ud800"}`},
+		{method: "POST", target: u(fzU4), secret: "a\tb"},
+		{method: "POST", target: u(fzU4), secret: "\u0085"},
+		{method: "POST", target: u(fzU4), secret: "a\xffb"},
+		{method: "GET", target: u(fzU1), secret: "\x91"}, // GET ignores the header
+		{method: "POST", target: u(fzU4), ctype: js, body: "\u00a0"},
+		{method: "POST", target: u(fzU4), ctype: js, body: "\u2028"},
+		{method: "POST", target: u(fzU4), body: "\v"},
+		{method: "DELETE", target: u(fzU1), ctype: js, body: `{"secret":" s1"}`},
+		{method: "PATCH", target: u(fzU1), ctype: js, body: `{"secret":"s1 "}`},
+		// Input echoed in problems and logs is cut short (API.md §7).
+		{method: "GET", target: "/" + strings.Repeat("p", 6000)},
+		{method: "GET", target: "/" + strings.Repeat("%0A", 600)},
+		{method: strings.Repeat("M", 5000), target: u(fzU1)},
+		{method: strings.Repeat("M", 5000), target: "/nowhere"},
+		{method: "POST", target: u(fzU4), ctype: strings.Repeat("t", 3000), body: `{}`},
+		{method: "POST", target: u(fzU4), extra: "Content-Encoding: " + strings.Repeat("\u2028", 1000)},
+		{method: "POST", target: u(fzU4), ctype: js, body: `{"` + strings.Repeat("f", 3000) + `":1}`},
 	}
 }
 
@@ -460,6 +520,12 @@ func checkFuzzResponse(t *testing.T, r *http.Request, reqBody []byte, rec *httpt
 		t.Fatalf("a client's request got %d", status)
 	case status >= 400:
 		checkFuzzProblem(t, r, status, hdr, raw)
+		// Client input appears in a detail only as a short prefix (API.md
+		// §7): at most two quoted prefixes of a few dozen bytes each, even
+		// escaped, and the fixed text around them.
+		if len(raw) > 1024 {
+			t.Fatalf("a %d-byte problem: %.200s…", len(raw), raw)
+		}
 		if !reflect.DeepEqual(before, after) {
 			t.Fatalf("a rejected request (%d) changed locks:\nbefore %v\nafter  %v", status, before, after)
 		}
@@ -467,6 +533,7 @@ func checkFuzzResponse(t *testing.T, r *http.Request, reqBody []byte, rec *httpt
 		if ct := hdr.Get("Content-Type"); ct != "application/json" {
 			t.Errorf("Content-Type %q on %d", ct, status)
 		}
+		checkFuzzInputRules(t, r, reqBody, status)
 		checkFuzzSuccess(t, r, reqBody, status, raw, before, after)
 	default:
 		t.Fatalf("unexpected status %d", status)
@@ -658,6 +725,85 @@ func checkFuzzSuccess(t *testing.T, r *http.Request, reqBody []byte, status int,
 	}
 }
 
+// checkFuzzInputRules checks a success against API.md §7: no query
+// parameter on a lock route and only documented ones, once each, on
+// /locks; no content coding on a request that reads a body; and the
+// secret rules.
+func checkFuzzInputRules(t *testing.T, r *http.Request, reqBody []byte, status int) {
+	t.Helper()
+	allowed := map[string]bool{}
+	if r.URL.Path == "/locks" {
+		allowed = map[string]bool{"kind": true, "prefix": true, "limit": true, "after": true}
+	}
+	seen := map[string]bool{}
+	for piece := range strings.SplitSeq(r.URL.RawQuery, "&") {
+		if piece == "" {
+			continue
+		}
+		key, _, _ := strings.Cut(piece, "=")
+		key, err := url.QueryUnescape(key)
+		if err != nil || !allowed[key] || seen[key] {
+			t.Fatalf("%s %s answered %d for query %q", r.Method, r.URL.Path, status, r.URL.RawQuery)
+		}
+		seen[key] = true
+	}
+	if r.Method != http.MethodPost && r.Method != http.MethodPatch && r.Method != http.MethodDelete {
+		return // GET and HEAD read neither the body, nor its coding, nor Locklock-Secret
+	}
+	for _, v := range r.Header.Values("Content-Encoding") {
+		for coding := range strings.SplitSeq(v, ",") {
+			if c := strings.TrimSpace(coding); c != "" && !strings.EqualFold(c, "identity") {
+				t.Fatalf("%s answered %d for Content-Encoding %q", r.Method, status, r.Header.Values("Content-Encoding"))
+			}
+		}
+	}
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(reqBody, &fields) == nil && fields["secret"] != nil && refLoneSurrogate(fields["secret"]) {
+		t.Fatalf("%s answered %d for a secret with an unpaired surrogate escape: %s", r.Method, status, fields["secret"])
+	}
+	secret := fzSecret(r, reqBody)
+	if secret != "" && (len(secret) > locklock.MaxSecretLen || !utf8.ValidString(secret) || strings.ContainsFunc(secret, unicode.IsControl)) {
+		t.Fatalf("%s answered %d for the secret %q", r.Method, status, secret)
+	}
+	if r.Method == http.MethodPost && strings.Trim(secret, " \t") != secret {
+		t.Fatalf("POST answered %d for the secret %q, which starts or ends with a space or tab", status, secret)
+	}
+}
+
+// refLoneSurrogate reports whether the JSON string literal lit (valid JSON)
+// holds an unpaired UTF-16 surrogate, by decoding it to UTF-16 code units:
+// a second way of telling, beside the handler's scan of the escapes.
+func refLoneSurrogate(lit json.RawMessage) bool {
+	var units []uint16
+	str := []rune(string(lit[1 : len(lit)-1]))
+	for i := 0; i < len(str); i++ {
+		if str[i] != '\\' {
+			units = append(units, utf16.Encode([]rune{str[i]})...)
+			continue
+		}
+		i++
+		if str[i] != 'u' {
+			units = append(units, uint16(str[i])) // \n, \", …: one unit, not a surrogate
+			continue
+		}
+		n, _ := strconv.ParseUint(string(str[i+1:i+5]), 16, 16)
+		units = append(units, uint16(n))
+		i += 4
+	}
+	for i := 0; i < len(units); i++ {
+		switch u := units[i]; {
+		case u >= 0xD800 && u < 0xDC00:
+			if i+1 == len(units) || units[i+1] < 0xDC00 || units[i+1] >= 0xE000 {
+				return true
+			}
+			i++
+		case u >= 0xDC00 && u < 0xE000:
+			return true
+		}
+	}
+	return false
+}
+
 // fzSecret is the secret a successful request presented: the header's, or
 // else the body's.
 func fzSecret(r *http.Request, body []byte) string {
@@ -761,6 +907,9 @@ func FuzzDecodeBody(f *testing.F) {
 		`{"":""}`, `{"secret":"x"}}`, `{"secret":"x"}]`, `{"secret":"x"}/**/`, `{"secret":"x",}`, `{,}`,
 		`{"secret":"x"`, `{"secret"`, `{"secret":`, `"`, `{"wait":[]}`, `{"wait":{}}`, `{"wait":true}`,
 		"{\"secret\":\"a\u2028b\"}", "{\"secret\":\"tab\there\"}", `{"secret":"x"} `, "\x00",
+		`{"secret":"\ud800\u0041"}`, `{"secret":"\ud800\\u0041"}`, `{"secret":"\\ud800"}`, `{"secret":"\ud83d\ude00\ud800"}`,
+		`{"secret":"\u007f"}`, "{\"secret\":\"\u0085\"}", "{\"secret\":\"\u00a0\"}", `{"secret":" s "}`,
+		"\u00a0", " \u2028 ", "\v", "\f", "\ufeff", "\r\n{}\r\n",
 	} {
 		f.Add([]byte(s), uint8(all), "application/json")
 	}
@@ -807,7 +956,8 @@ func FuzzDecodeBody(f *testing.F) {
 			t.Fatalf("decoded %q as %s, encoding/json says %s", raw, showBody(b), showBody(want))
 		}
 		// The rules, whatever the reference says.
-		if b.secret != nil && (*b.secret == "" || !utf8.ValidString(*b.secret) || strings.ContainsRune(*b.secret, utf8.RuneError) || !slices.Contains(allowed, fieldSecret)) {
+		if b.secret != nil && (*b.secret == "" || len(*b.secret) > locklock.MaxSecretLen || !utf8.ValidString(*b.secret) ||
+			strings.ContainsFunc(*b.secret, unicode.IsControl) || !slices.Contains(allowed, fieldSecret)) {
 			t.Fatalf("accepted secret %q", *b.secret)
 		}
 		if b.expiresIn != nil && (*b.expiresIn < 1 || !slices.Contains(allowed, fieldExpiresIn)) {
@@ -827,8 +977,8 @@ func referenceBody(raw []byte, allowed []string, contentType string) (body, stri
 	if len(raw) > maxBody {
 		return body{}, codeBodyTooLarge
 	}
-	if len(bytes.TrimSpace(raw)) == 0 {
-		return body{}, ""
+	if strings.Trim(string(raw), " \t\r\n") == "" {
+		return body{}, "" // JSON whitespace only: no body; other Unicode spaces are a body
 	}
 	if contentType != "" {
 		if mt, _, err := mime.ParseMediaType(contentType); err != nil || mt != "application/json" {
@@ -856,7 +1006,11 @@ func referenceBody(raw []byte, allowed []string, contentType string) (body, stri
 		switch key {
 		case fieldSecret:
 			var s string
-			if json.Unmarshal(v, &s) != nil || s == "" || strings.ContainsRune(s, utf8.RuneError) {
+			// API.md §7: 1-256 bytes, no control characters, and no
+			// unpaired surrogate escape (encoding/json would make it
+			// U+FFFD, which is otherwise an ordinary character).
+			if json.Unmarshal(v, &s) != nil || s == "" || len(s) > locklock.MaxSecretLen ||
+				strings.ContainsFunc(s, unicode.IsControl) || refLoneSurrogate(v) {
 				return body{}, codeInvalidBody
 			}
 			b.secret = &s

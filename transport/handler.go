@@ -34,6 +34,7 @@ type handler struct {
 	auth    func(*http.Request) (Caller, error)
 	limiter *ratelimit.Limiter
 	prefix  string
+	metrics http.Handler // NewOpsHandler's /metrics, if any
 }
 
 // WithRateLimiter throttles callers by their plan's rate (Caller.RateKey and
@@ -107,24 +108,31 @@ func (m *methodSet) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Allow", m.allow)
-	m.h.fail(w, r, newProblem(codeMethodNotAllowed, "%s is not allowed here; allowed: %s", r.Method, m.allow))
+	m.h.fail(w, r, newProblem(codeMethodNotAllowed, "method %q is not allowed here; allowed: %s", locklock.Abbreviate(r.Method), m.allow))
 }
 
 func (h *handler) notFound(w http.ResponseWriter, r *http.Request) {
-	h.fail(w, r, newProblem(codeNotFound, "no route for %s %s", r.Method, r.URL.Path))
+	h.fail(w, r, newProblem(codeNotFound, "no route for %q %q", locklock.Abbreviate(r.Method), locklock.Abbreviate(r.URL.Path)))
 }
 
 // fail answers with the problem for err, logging what the client cannot fix.
+// Method and path are the client's and quoted only as a prefix (API.md §7).
 func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	p := toProblem(err)
 	switch {
 	case errors.Is(err, context.Canceled):
 		// Usually the client went away; nothing for an operator to do.
-		h.log.DebugContext(r.Context(), "request cancelled", "method", r.Method, "path", r.URL.Path)
+		h.log.DebugContext(r.Context(), "request cancelled", requestAttrs(r)...)
 	case p.Code == codeInternal:
-		h.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		h.log.ErrorContext(r.Context(), "request failed", append(requestAttrs(r), "err", err)...)
 	case p.Status >= 500:
-		h.log.WarnContext(r.Context(), "request not served", "method", r.Method, "path", r.URL.Path, "err", err)
+		h.log.WarnContext(r.Context(), "request not served", append(requestAttrs(r), "err", err)...)
 	}
 	writeProblem(w, r, p)
+}
+
+// requestAttrs names a request in a log line: its method and path, cut to
+// a short prefix.
+func requestAttrs(r *http.Request) []any {
+	return []any{"method", locklock.Abbreviate(r.Method), "path", locklock.Abbreviate(r.URL.EscapedPath())}
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/locklock/locklock/locklock"
 )
 
 // RequestIDHeader carries a request's id: taken from the client when it
@@ -63,17 +65,18 @@ func Instrument(next http.Handler, log *slog.Logger, route func(*http.Request) s
 			observe(info)
 		}
 		if log.Enabled(r.Context(), slog.LevelDebug) {
-			log.DebugContext(r.Context(), "request",
-				"method", info.Method, "path", abbreviatePath(r.URL.EscapedPath()), "route", info.Route,
-				"status", info.Status, "duration", info.Duration, "remote", r.RemoteAddr)
+			log.DebugContext(r.Context(), "request", append(requestAttrs(r), "route", info.Route,
+				"status", info.Status, "duration", info.Duration, "remote", r.RemoteAddr)...)
 		}
 	})
 }
 
 // saneRequestID accepts what can go into a log line and a header as is:
-// 1–128 characters of letters, digits and . _ : -.
+// 1–64 characters of letters, digits and . _ : -. Longer ids are replaced
+// rather than cut, since a cut id would no longer match the client's; 64
+// holds a UUID, a W3C trace id or a traceparent.
 func saneRequestID(id string) bool {
-	if id == "" || len(id) > 128 {
+	if id == "" || len(id) > locklock.AbbreviateLen {
 		return false
 	}
 	for _, c := range id {
@@ -103,14 +106,6 @@ func newRequestIDs() *requestIDs {
 	var b [6]byte
 	_, _ = rand.Read(b[:]) // never fails
 	return &requestIDs{prefix: hex.EncodeToString(b[:])}
-}
-
-func abbreviatePath(p string) string {
-	const max = 300
-	if len(p) <= max {
-		return p
-	}
-	return p[:max] + "…"
 }
 
 // statusRecorder remembers the status a handler wrote.

@@ -3,7 +3,6 @@ package transport
 import (
 	"fmt"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 
@@ -53,19 +52,9 @@ func (h *handler) serveList(w http.ResponseWriter, r *http.Request) error {
 // must not silently widen or narrow the listing.
 func listRequest(namespace, rawQuery string) (locklock.ListRequest, error) {
 	req := locklock.ListRequest{Namespace: namespace}
-	q, err := url.ParseQuery(rawQuery)
+	q, err := parseQuery(rawQuery, paramKind, paramPrefix, paramLimit, paramAfter)
 	if err != nil {
-		return req, invalidBody("malformed query string: %v", err)
-	}
-	for key, values := range q {
-		switch key {
-		case paramKind, paramPrefix, paramLimit, paramAfter:
-		default:
-			return req, newProblem(codeUnknownField, "unknown query parameter %q; allowed: kind, prefix, limit, after", locklock.Abbreviate(key))
-		}
-		if len(values) > 1 {
-			return req, invalidBody("query parameter %s is given more than once", key)
-		}
+		return req, err
 	}
 
 	switch kind := locklock.Kind(q.Get(paramKind)); kind {

@@ -18,6 +18,11 @@ func (h *handler) lockOp(kind locklock.Kind, routePrefix string, op lockFunc) ht
 	return func(w http.ResponseWriter, r *http.Request) {
 		id, err := h.lockID(w, r, kind, r.URL.Path[skip:])
 		if err == nil {
+			// Lock routes take no query parameters (API.md §7): a
+			// ?secret=… that was ignored would leave an open lock.
+			_, err = parseQuery(r.URL.RawQuery)
+		}
+		if err == nil {
 			err = op(w, r, id)
 		}
 		if err != nil {

@@ -763,7 +763,13 @@ func TestOpenAPIResponses(t *testing.T) {
 			add(main, "body too large", k.doc, 413, oaReq{method: m, path: b, body: bigBody, hdr: k.auth})
 			add(main, "form body", k.doc, 415, oaReq{method: m, path: b, body: "secret=x", hdr: with(k.auth, "Content-Type", "application/x-www-form-urlencoded")})
 			add(main, "unknown field", k.doc, 400, oaReq{method: m, path: b, body: `{"Secret":"x"}`, hdr: k.auth})
+			add(main, "content coding", k.doc, 415, oaReq{method: m, path: b, body: `{}`, hdr: with(k.auth, "Content-Encoding", "gzip")})
+			add(main, "secret with a control character", k.doc, 400, oaReq{method: m, path: b, body: `{"secret":"a\u0000"}`, hdr: k.auth})
 		}
+		for _, m := range lockMethods {
+			add(main, "query parameter", k.doc, 400, oaReq{method: m, path: b + "?secret=abc", hdr: k.auth})
+		}
+		add(main, "new secret with a trailing space", k.doc, 400, oaReq{method: "POST", path: b, body: `{"secret":"s "}`, hdr: k.auth})
 		add(main, "wait over the maximum", k.doc, 400, oaReq{method: "POST", path: b, body: `{"wait":61}`, hdr: k.auth})
 		add(main, "header and body secrets differ", k.doc, 400, oaReq{method: "DELETE", path: b, body: `{"secret":"a"}`, hdr: with(k.auth, "Locklock-Secret", "b")})
 	}

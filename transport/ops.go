@@ -12,13 +12,27 @@ import (
 // readyTimeout bounds how long /readyz waits for the engine.
 const readyTimeout = 2 * time.Second
 
+// WithMetricsHandler makes NewOpsHandler serve metrics (a Prometheus
+// scrape handler) at /metrics. NewHandler ignores it.
+func WithMetricsHandler(metrics http.Handler) Option {
+	return func(h *handler) { h.metrics = metrics }
+}
+
 // NewOpsHandler serves the operational endpoints of a standalone server:
-// GET /healthz (the process answers) and GET /readyz (the storage engine
-// answers; 503 unavailable otherwise). Any other path gets the API's
-// not_found problem, so a server's whole surface speaks problem+json.
+// GET /healthz (the process answers), GET /readyz (the storage engine
+// answers; 503 unavailable otherwise) and, with WithMetricsHandler, GET
+// /metrics. Each answers GET and HEAD only, other methods 405 with Allow.
+// Any other path gets the API's not_found problem, so a server's whole
+// surface speaks problem+json.
 func NewOpsHandler(svc *locklock.Service, opts ...Option) http.Handler {
 	h := newHandler(svc, opts)
 	r := newRouter(h)
+	if h.metrics != nil {
+		r.handle("/metrics", h.methods(map[string]http.HandlerFunc{
+			http.MethodGet:  h.metrics.ServeHTTP,
+			http.MethodHead: h.metrics.ServeHTTP,
+		}))
+	}
 	r.handle("/healthz", h.methods(map[string]http.HandlerFunc{
 		http.MethodGet:  h.healthz,
 		http.MethodHead: h.healthz,

@@ -55,6 +55,7 @@ func TestMetricsScrape(t *testing.T) {
 	if code != http.StatusOK {
 		t.Fatalf("/metrics: %d", code)
 	}
+	checkMetricsMethods(t, c, srv.ops)
 	for _, want := range []string{
 		`locklock_http_requests_total{code="201",method="POST",route="/v1/api/lock/uuid/{uuid}"} 1`,
 		`locklock_http_requests_total{code="409",method="POST",route="/v1/api/lock/uuid/{uuid}"} 1`,
@@ -77,6 +78,33 @@ func TestMetricsScrape(t *testing.T) {
 	}
 }
 
+// checkMetricsMethods: /metrics at base answers HEAD, and methods other
+// than GET and HEAD get 405 with Allow, like /healthz.
+func checkMetricsMethods(t *testing.T, c *http.Client, base string) {
+	t.Helper()
+	for _, method := range []string{"HEAD", "PUT", "POST", "TRACE", "OPTIONS", "DELETE"} {
+		req, err := http.NewRequest(method, base+"/metrics", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if method == "HEAD" {
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("HEAD /metrics: %d", resp.StatusCode)
+			}
+			continue
+		}
+		if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != "GET, HEAD" || !strings.Contains(string(body), "method_not_allowed") {
+			t.Errorf("%s /metrics: %d, Allow %q, %s; want 405 method_not_allowed with Allow: GET, HEAD", method, resp.StatusCode, resp.Header.Get("Allow"), body)
+		}
+	}
+}
+
 // TestOpsAddr: with --ops-addr, /metrics, /healthz and /readyz move to
 // their own listener and the API listener answers them 404.
 func TestOpsAddr(t *testing.T) {
@@ -86,6 +114,7 @@ func TestOpsAddr(t *testing.T) {
 	if srv.ops == root {
 		t.Fatalf("ops URL %s is the API's", srv.ops)
 	}
+	checkMetricsMethods(t, c, srv.ops)
 	for _, path := range []string{"/metrics", "/healthz", "/readyz"} {
 		if code, _ := get(t, c, srv.ops+path); code != http.StatusOK {
 			t.Errorf("ops listener %s: %d", path, code)
