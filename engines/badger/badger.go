@@ -86,7 +86,7 @@ func Open(dir string, opts ...Option) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("badger engine: open %s: %w", dir, err)
 	}
-	tokens, err := loadTokenLease(db, tokenBandwidth)
+	tokens, err := loadTokenLease(db, tokenBandwidth, wallBase(time.Now()))
 	if err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("badger engine: open %s: read the fencing token bound: %w", dir, err)
