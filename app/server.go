@@ -84,14 +84,18 @@ var opsPaths = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": tr
 // paths ("//", "/./") and redirect before the API could answer 400 for a
 // malformed lock name. Every request is instrumented: a request id, a debug
 // log line, metrics.
-func newHandlers(cfg Config, svc *locklock.Service, access transport.Access, limiter *ratelimit.Limiter, m *metrics.Metrics, log *slog.Logger) handlers {
+func newHandlers(cfg Config, svc *locklock.Service, access transport.Access, limiter *ratelimit.Limiter, m *metrics.Metrics, space storageSpace, log *slog.Logger) handlers {
 	api := transport.NewHandler(svc,
 		transport.WithPathPrefix(APIPrefix),
 		transport.WithLogger(log),
 		transport.WithAuthenticator(transport.KeyAuthenticator(access)),
 		transport.WithRateLimiter(limiter),
 	)
-	health := transport.NewOpsHandler(svc, transport.WithLogger(log))
+	healthOpts := []transport.Option{transport.WithLogger(log)}
+	if space != nil {
+		healthOpts = append(healthOpts, transport.WithReadyStorage(space.ready))
+	}
+	health := transport.NewOpsHandler(svc, healthOpts...)
 	scrape := m.Handler()
 	profiles := pprofHandler(cfg.Pprof)
 	ops := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -34,6 +34,7 @@ type handler struct {
 	auth    func(*http.Request) (Caller, error)
 	limiter *ratelimit.Limiter
 	prefix  string
+	storage func() any // WithReadyStorage
 }
 
 // WithRateLimiter throttles callers by their plan's rate (Caller.RateKey and
@@ -121,6 +122,10 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, context.Canceled):
 		// Usually the client went away; nothing for an operator to do.
 		h.log.DebugContext(r.Context(), "request cancelled", "method", r.Method, "path", r.URL.Path)
+	case errors.Is(err, locklock.ErrStorageFull):
+		// The engine logged the low-space state once; a line per refused
+		// request would flood the log while it lasts.
+		h.log.DebugContext(r.Context(), "request not served", "method", r.Method, "path", r.URL.Path, "err", err)
 	case p.Code == codeInternal:
 		h.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	case p.Status >= 500:
