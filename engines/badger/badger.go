@@ -107,8 +107,16 @@ func (e *Engine) tableBytes() uint64 {
 }
 
 // Space reports the free space of the data directory's filesystem and what
-// the engine refuses for lack of it, measured at most 100 ms ago.
-func (e *Engine) Space() Space { return e.space.current() }
+// the engine refuses for lack of it, measured at most 100 ms ago. After
+// Close it reports the last measurement.
+func (e *Engine) Space() Space {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.closed {
+		return e.space.last()
+	}
+	return e.space.current()
+}
 
 // admit is called by every operation just before it writes: nil, or an
 // error wrapping locklock.ErrStorageFull while free space is below the

@@ -144,6 +144,9 @@ func (g *spaceGuard) current() Space {
 	return next.Space
 }
 
+// last returns the latest state without measuring.
+func (g *spaceGuard) last() Space { return g.state.Load().Space }
+
 func (g *spaceGuard) measureNow(prev *measured) *measured {
 	now := time.Now()
 	free, err := g.free(g.dir)
