@@ -31,7 +31,7 @@ func benchHandlers(b *testing.B) http.Handler {
 	svc := locklock.NewService(e, locklock.WithAcquireObserver(m.AcquireDone))
 	access := transport.Access{Keys: keys.NewStore(keys.NewIndex(keys.Default()))}
 	log := slog.New(slog.DiscardHandler)
-	return newHandlers(DefaultConfig(), svc, access, ratelimit.New(), m, log).main
+	return newHandlers(DefaultConfig(), svc, access, ratelimit.New(), m, nil, log).main
 }
 
 // BenchmarkServerCycle: POST then DELETE of a fresh UUID lock; an op is both.

@@ -19,30 +19,37 @@ func EngineModule() fx.Option {
 	return fx.Module("engine", fx.Provide(newEngine))
 }
 
-func newEngine(lc fx.Lifecycle, cfg Config, log *slog.Logger) (locklock.Engine, error) {
-	var (
-		engine locklock.Engine
-		err    error
-	)
+// engineOut is the engine, and the report of its data directory's free
+// space if it has one (Badger), for /readyz and /metrics.
+type engineOut struct {
+	fx.Out
+	Engine locklock.Engine
+	Space  storageSpace
+}
+
+func newEngine(lc fx.Lifecycle, cfg Config, log *slog.Logger) (engineOut, error) {
+	var out engineOut
 	switch cfg.Engine {
 	case EngineMemory:
-		engine = memory.New()
+		out.Engine = memory.New()
 	case EngineBadger:
-		engine, err = badger.Open(cfg.DataDir, badger.WithLogger(log.With("component", "badger")))
+		b, err := badger.Open(cfg.DataDir, badger.WithLogger(log.With("component", "badger")))
 		if err != nil {
-			return nil, fmt.Errorf("open badger in %s: %w", cfg.DataDir, err)
+			return out, fmt.Errorf("open badger in %s: %w", cfg.DataDir, err)
 		}
+		out.Engine, out.Space = b, b.Space
 	case EngineEtcd:
 		client, err := newEtcdClient(cfg)
 		if err != nil {
-			return nil, err
+			return out, err
 		}
-		engine = etcd.New(client, etcd.WithPrefix(cfg.Etcd.Prefix), etcd.WithRequestTimeout(cfg.Etcd.RequestTimeout))
+		out.Engine = etcd.New(client, etcd.WithPrefix(cfg.Etcd.Prefix), etcd.WithRequestTimeout(cfg.Etcd.RequestTimeout))
 		// Hooks stop in reverse order: the engine first, then its client.
 		lc.Append(fx.StopHook(client.Close))
 	default:
-		return nil, fmt.Errorf("engine %q is not available", cfg.Engine)
+		return out, fmt.Errorf("engine %q is not available", cfg.Engine)
 	}
+	engine := out.Engine
 	lc.Append(fx.StopHook(func(context.Context) error { return engine.Close() }))
-	return engine, nil
+	return out, nil
 }

@@ -10,7 +10,8 @@ import (
 )
 
 // MetricsModule provides the server's *metrics.Metrics and reports the
-// Service's waiters and the engine's held locks through it. Engine latency
+// Service's waiters, the engine's held locks and, for Badger, the data
+// directory's free space through it. Engine latency
 // is observed by wrapping the engine (see Modules).
 func MetricsModule() fx.Option {
 	return fx.Module("metrics",
@@ -26,9 +27,12 @@ const (
 	heldCountTimeout = 5 * time.Second
 )
 
-func watch(m *metrics.Metrics, svc *locklock.Service, engine locklock.Engine) {
+func watch(m *metrics.Metrics, svc *locklock.Service, engine locklock.Engine, space storageSpace) {
 	m.WatchService(svc)
 	m.WatchLocks(engine, time.Now, heldCountAge, heldCountTimeout)
+	if space != nil {
+		m.WatchStorage(space.metrics)
+	}
 }
 
 // instrumentEngine is a decorator: every engine operation is timed.

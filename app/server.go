@@ -88,7 +88,7 @@ var opsPaths = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": tr
 // paths ("//", "/./") and redirect before the API could answer 400 for a
 // malformed lock name. Every request is instrumented: a request id, a debug
 // log line, metrics.
-func newHandlers(cfg Config, svc *locklock.Service, access transport.Access, limiter *ratelimit.Limiter, m *metrics.Metrics, log *slog.Logger) handlers {
+func newHandlers(cfg Config, svc *locklock.Service, access transport.Access, limiter *ratelimit.Limiter, m *metrics.Metrics, space storageSpace, log *slog.Logger) handlers {
 	api := transport.NewHandler(svc,
 		transport.WithPathPrefix(APIPrefix),
 		transport.WithLogger(log),
@@ -96,7 +96,11 @@ func newHandlers(cfg Config, svc *locklock.Service, access transport.Access, lim
 		transport.WithRateLimiter(limiter),
 	)
 	// /metrics answers GET and HEAD only, like /healthz and /readyz.
-	health := transport.NewOpsHandler(svc, transport.WithLogger(log), transport.WithMetricsHandler(m.Handler()))
+	healthOpts := []transport.Option{transport.WithLogger(log), transport.WithMetricsHandler(m.Handler())}
+	if space != nil {
+		healthOpts = append(healthOpts, transport.WithReadyStorage(space.ready))
+	}
+	health := transport.NewOpsHandler(svc, healthOpts...)
 	profiles := pprofHandler(cfg.Pprof)
 	ops := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if profiles != nil && strings.HasPrefix(r.URL.Path, pprofPrefix) {

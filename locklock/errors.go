@@ -44,6 +44,11 @@ var (
 	// in total, see WithMaxWaitersPerLock and WithMaxWaiters) already wait.
 	// It wraps ErrUnavailable: the HTTP answer is 503 with Retry-After.
 	ErrTooManyWaiters = fmt.Errorf("%w: too many waiters", ErrUnavailable)
+	// ErrStorageFull: the engine's disk is nearly full, so it refuses a
+	// write (acquire, refresh, and when nearly out, release) until space is
+	// freed; reads still work. It wraps ErrUnavailable: the HTTP answer is
+	// 503 with Retry-After.
+	ErrStorageFull = fmt.Errorf("%w: storage nearly full", ErrUnavailable)
 )
 
 // HeldError reports that a lock is held, with the holder's lock as observed.

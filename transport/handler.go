@@ -35,6 +35,7 @@ type handler struct {
 	limiter *ratelimit.Limiter
 	prefix  string
 	metrics http.Handler // NewOpsHandler's /metrics, if any
+	storage func() any   // WithReadyStorage
 }
 
 // WithRateLimiter throttles callers by their plan's rate (Caller.RateKey and
@@ -123,6 +124,10 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, context.Canceled):
 		// Usually the client went away; nothing for an operator to do.
 		h.log.DebugContext(r.Context(), "request cancelled", requestAttrs(r)...)
+	case errors.Is(err, locklock.ErrStorageFull):
+		// The engine logged the low-space state once; a line per refused
+		// request would flood the log while it lasts.
+		h.log.DebugContext(r.Context(), "request not served", append(requestAttrs(r), "err", err)...)
 	case p.Code == codeInternal:
 		h.log.ErrorContext(r.Context(), "request failed", append(requestAttrs(r), "err", err)...)
 	case p.Status >= 500:

@@ -51,8 +51,19 @@ func NotFoundHandler() http.Handler {
 	return http.HandlerFunc(h.notFound)
 }
 
+// WithReadyStorage adds a "storage" member to /readyz's answer: what report
+// returns, as JSON (nil leaves it out). The standalone server reports the
+// Badger engine's free space with it. /readyz stays 200 while storage is
+// low on space: the server still serves reads and releases.
+func WithReadyStorage(report func() any) Option { return func(h *handler) { h.storage = report } }
+
 type statusJSON struct {
 	Status string `json:"status"`
+}
+
+type readyJSON struct {
+	Status  string `json:"status"`
+	Storage any    `json:"storage,omitempty"`
 }
 
 func (h *handler) healthz(w http.ResponseWriter, r *http.Request) {
@@ -67,5 +78,9 @@ func (h *handler) readyz(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, fmt.Errorf("%w: readiness check: %w", locklock.ErrUnavailable, err))
 		return
 	}
-	writeJSON(w, r, http.StatusOK, statusJSON{"ok"})
+	ready := readyJSON{Status: "ok"}
+	if h.storage != nil {
+		ready.Storage = h.storage()
+	}
+	writeJSON(w, r, http.StatusOK, ready)
 }

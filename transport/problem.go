@@ -114,6 +114,8 @@ func toProblem(err error) *problem {
 		return unavailable("the server is shutting down")
 	case errors.Is(err, locklock.ErrTooManyWaiters):
 		return unavailable("too many clients are already waiting for locks; retry later")
+	case errors.Is(err, locklock.ErrStorageFull):
+		return unavailable("the server's disk is nearly full, so it refuses this change until space is freed; reads still work; retry later")
 	case errors.Is(err, locklock.ErrUnavailable):
 		return unavailable("storage is unavailable; retry later")
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):

@@ -17,7 +17,6 @@
 package badger
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -46,6 +45,8 @@ type Engine struct {
 	dir    string
 	db     *bdg.DB
 	tokens *tokenLease
+	space  *spaceGuard
+	modes  *modeKeeper
 
 	// mu is held shared by every operation and exclusively by Close, so that
 	// Close never pulls the database out from under a running transaction.
@@ -61,6 +62,10 @@ var (
 // Open opens (creating if needed) the Badger database in dir. Only one
 // process, and one Engine, can have a directory open at a time; a second
 // Open fails until the first is closed.
+//
+// The directory is made 0700 and its files 0600 (filemode.go). Open fails
+// if the directory's filesystem has less than 16 MiB free, and while the
+// engine runs it refuses writes when free space runs low (space.go).
 func Open(dir string, opts ...Option) (*Engine, error) {
 	if dir == "" {
 		return nil, errors.New("badger engine: no data directory given")
@@ -69,29 +74,56 @@ func Open(dir string, opts ...Option) (*Engine, error) {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	// Badger's defaults suit a large database. Lock records are tens of
-	// bytes, so smaller memtables, cache and value-log files keep the
-	// footprint modest without touching durability. Values stay far below
-	// the value threshold and therefore live in the LSM tree: the value log
-	// never needs garbage collection.
-	bo := bdg.DefaultOptions(dir).
-		WithSyncWrites(cfg.syncWrites).
-		WithLogger(slogAdapter{cfg.logger.With("engine", "badger")}).
-		WithMemTableSize(16 << 20).
-		WithBlockCacheSize(16 << 20).
-		WithValueLogFileSize(64 << 20).
-		WithNumCompactors(2).
-		WithMetricsEnabled(false) // expvar metrics nobody exports
-	db, err := bdg.Open(bo)
+	log := cfg.logger.With("engine", "badger")
+	modes := &modeKeeper{dir: dir, log: log, chmod: cfg.chmod}
+	if err := modes.prepareDir(); err != nil {
+		return nil, fmt.Errorf("badger engine: open %s: %w", dir, err)
+	}
+	if err := checkOpenSpace(dir); err != nil {
+		return nil, fmt.Errorf("badger engine: open %s: %w", dir, err)
+	}
+	db, err := bdg.Open(badgerOptions(dir, cfg))
 	if err != nil {
 		return nil, fmt.Errorf("badger engine: open %s: %w", dir, err)
 	}
-	tokens, err := loadTokenLease(db, tokenBandwidth)
+	modes.tightenFiles()
+	tokens, err := loadTokenLease(db, tokenBandwidth, wallBase(time.Now()))
 	if err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("badger engine: open %s: read the fencing token bound: %w", dir, err)
 	}
-	return &Engine{dir: dir, db: db, tokens: tokens}, nil
+	e := &Engine{dir: dir, db: db, tokens: tokens, modes: modes}
+	e.space = newSpaceGuard(dir, e.tableBytes, log)
+	return e, nil
+}
+
+// tableBytes is the size of Badger's tables on disk, all levels.
+func (e *Engine) tableBytes() uint64 {
+	var n int64
+	for _, l := range e.db.Levels() {
+		n += l.Size
+	}
+	return uint64(max(n, 0))
+}
+
+// Space reports the free space of the data directory's filesystem and what
+// the engine refuses for lack of it, measured at most 100 ms ago. After
+// Close it reports the last measurement.
+func (e *Engine) Space() Space {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.closed {
+		return e.space.last()
+	}
+	return e.space.current()
+}
+
+// admit is called by every operation just before it writes: nil, or an
+// error wrapping locklock.ErrStorageFull while free space is below the
+// reserve the operation may not use (space.go).
+func (e *Engine) admit(need spaceNeed) error {
+	e.modes.tightenFilesIfDue()
+	return e.space.admit(need)
 }
 
 // enter is every operation's preamble: a closed engine or a done context
@@ -195,12 +227,17 @@ func getLock(txn *bdg.Txn, id locklock.ID) (locklock.Lock, bool, error) {
 // expired, an operation still carrying an earlier clock reading must not
 // find it alive again (the Service reads the clock before calling the
 // engine), and the deletion makes such an operation conflict and retry.
-func liveLock(txn *bdg.Txn, id locklock.ID, now time.Time) (locklock.Lock, bool, error) {
+//
+// The removal uses the releases' share of the free-space reserve.
+func (e *Engine) liveLock(txn *bdg.Txn, id locklock.ID, now time.Time) (locklock.Lock, bool, error) {
 	cur, found, err := getLock(txn, id)
 	if err != nil || !found {
 		return locklock.Lock{}, false, err
 	}
 	if !cur.Live(now) {
+		if err := e.admit(needRelease); err != nil {
+			return locklock.Lock{}, false, err
+		}
 		return locklock.Lock{}, false, remove(txn, cur)
 	}
 	return cur, true, nil
@@ -255,10 +292,13 @@ func (e *Engine) TryAcquire(ctx context.Context, l locklock.Lock, now time.Time)
 		if err != nil {
 			return err
 		}
+		if found && cur.Live(now) {
+			return &locklock.HeldError{Lock: cur} // an answer, not a write: served however full the disk
+		}
+		if err := e.admit(needWrite); err != nil {
+			return err
+		}
 		if found {
-			if cur.Live(now) {
-				return &locklock.HeldError{Lock: cur}
-			}
 			// An expired lock not yet swept: replace it, index entry too.
 			if err := deleteKey(txn, expiryKey(cur.ExpiresAt, cur.ID)); err != nil {
 				return err
@@ -318,14 +358,28 @@ func (e *Engine) Get(ctx context.Context, id locklock.ID, now time.Time) (locklo
 // refreshed by an operation judged at an earlier instant that committed
 // first), it returns that lock: the caller's operation then takes effect
 // after that commit.
+//
+// Reads are served however full the disk: when the deletion is refused for
+// lack of space (ErrStorageFull, below the releases' reserve), no write is
+// admitted that could make the lock live again, and the answer is
+// ErrNotFound without the deletion.
 func (e *Engine) deleteExpired(ctx context.Context, id locklock.ID, now time.Time) (locklock.Lock, error) {
-	return e.changeEntered(ctx, id, now, func(locklock.Lock) error { return nil },
+	l, err := e.changeEntered(ctx, id, now, func(locklock.Lock) error { return nil },
 		func(_ *bdg.Txn, cur locklock.Lock) (locklock.Lock, error) { return cur, nil })
+	if errors.Is(err, locklock.ErrStorageFull) {
+		return locklock.Lock{}, locklock.ErrNotFound
+	}
+	return l, err
 }
 
 // Release implements locklock.Engine.
 func (e *Engine) Release(ctx context.Context, id locklock.ID, now time.Time, allow func(locklock.Lock) error) (locklock.Lock, error) {
 	return e.change(ctx, id, now, allow, func(txn *bdg.Txn, cur locklock.Lock) (locklock.Lock, error) {
+		// Refusing a release keeps the lock held: releases may use more
+		// of the free-space reserve than acquires and refreshes.
+		if err := e.admit(needRelease); err != nil {
+			return locklock.Lock{}, err
+		}
 		return cur, remove(txn, cur)
 	})
 }
@@ -335,6 +389,9 @@ func (e *Engine) Release(ctx context.Context, id locklock.ID, now time.Time, all
 func (e *Engine) Refresh(ctx context.Context, id locklock.ID, now, expiresAt time.Time, allow func(locklock.Lock) error) (locklock.Lock, error) {
 	expiresAt = millis(expiresAt)
 	return e.change(ctx, id, now, allow, func(txn *bdg.Txn, cur locklock.Lock) (locklock.Lock, error) {
+		if err := e.admit(needWrite); err != nil {
+			return locklock.Lock{}, err
+		}
 		// Delete before put: when the expiry does not change, the put
 		// writes the same index key again and must win.
 		if err := deleteKey(txn, expiryKey(cur.ExpiresAt, cur.ID)); err != nil {
@@ -365,7 +422,7 @@ func (e *Engine) changeEntered(ctx context.Context, id locklock.ID, now time.Tim
 		found bool
 	)
 	err := e.update(ctx, func(txn *bdg.Txn) error {
-		cur, ok, err := liveLock(txn, id, now)
+		cur, ok, err := e.liveLock(txn, id, now)
 		if found = ok; err != nil || !found {
 			return err // commits the removal of an expired record, if any
 		}
@@ -382,191 +439,6 @@ func (e *Engine) changeEntered(ctx context.Context, id locklock.ID, now time.Tim
 		return locklock.Lock{}, locklock.ErrNotFound
 	}
 	return out, nil
-}
-
-// List implements locklock.Engine as one prefix scan in key order, which is
-// name order. Expired locks not yet swept are skipped.
-func (e *Engine) List(ctx context.Context, q locklock.ListQuery, now time.Time) ([]locklock.Lock, error) {
-	if err := checkID(locklock.ID{Namespace: q.Namespace, Kind: q.Kind}); err != nil {
-		return nil, err
-	}
-	done, err := e.enter(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer done()
-	if q.Limit <= 0 {
-		return nil, nil
-	}
-	base := listPrefix(q.Namespace, q.Kind)
-	prefix := append(bytes.Clone(base), q.Prefix...)
-	start := prefix
-	if q.After != "" {
-		// Names contain no NUL, so After+"\x00" is the first key after After.
-		after := append(append(bytes.Clone(base), q.After...), sep)
-		if bytes.Compare(after, start) > 0 {
-			start = after
-		}
-	}
-	var out []locklock.Lock
-	var expired []locklock.ID
-	err = e.view(func(txn *bdg.Txn) error {
-		io := bdg.DefaultIteratorOptions
-		io.Prefix = prefix
-		io.PrefetchSize = min(q.Limit, io.PrefetchSize)
-		it := txn.NewIterator(io)
-		defer it.Close()
-		for it.Seek(start); it.Valid() && len(out) < q.Limit; it.Next() {
-			// Many expired, unswept locks could make this scan long.
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			item := it.Item()
-			id := locklock.ID{Namespace: q.Namespace, Kind: q.Kind, Name: string(item.Key()[len(base):])}
-			var l locklock.Lock
-			err := item.Value(func(v []byte) error {
-				var derr error
-				l, derr = decodeRecord(id, v)
-				return derr
-			})
-			if errors.Is(err, errCorrupt) {
-				return err
-			}
-			if err != nil {
-				return storageErr("read", err)
-			}
-			if l.Live(now) {
-				out = append(out, l)
-			} else {
-				expired = append(expired, id)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	// Left out as expired, they must stay gone (see liveLock).
-	for _, id := range expired {
-		if _, err := e.deleteExpired(ctx, id, now); err != nil && !errors.Is(err, locklock.ErrNotFound) {
-			return nil, err
-		}
-	}
-	return out, nil
-}
-
-// Sweep implements locklock.Engine. It reads the expiry index from its
-// start, so its cost follows the number of expired locks, in transactions of
-// at most sweepBatch locks. Each index entry is checked against the lock's
-// record: only a lock whose own ExpiresAt has passed is deleted.
-func (e *Engine) Sweep(ctx context.Context, now time.Time) (int, error) {
-	done, err := e.enter(ctx)
-	if err != nil {
-		return 0, err
-	}
-	defer done()
-	removed := 0
-	for {
-		n, more := 0, false
-		err := e.update(ctx, func(txn *bdg.Txn) error {
-			var keys [][]byte
-			n, more = 0, false // a retried attempt starts over
-			keys, more = dueKeys(txn, now, sweepBatch)
-			for _, k := range keys {
-				_, id, err := parseExpiryKey(k)
-				if err != nil {
-					return err
-				}
-				if err := deleteKey(txn, k); err != nil {
-					return err
-				}
-				cur, found, err := getLock(txn, id)
-				if err != nil {
-					return err
-				}
-				if !found || cur.Live(now) {
-					continue // a stale index entry; the lock's own entry stays
-				}
-				if err := remove(txn, cur); err != nil {
-					return err
-				}
-				n++
-			}
-			return nil
-		})
-		if err != nil {
-			return removed, err
-		}
-		removed += n
-		if !more {
-			return removed, nil
-		}
-	}
-}
-
-// dueKeys returns up to max expiry index keys at or before now, and whether
-// more are due. The iterator is closed before returning because Badger
-// allows only one iterator at a time in a read-write transaction.
-func dueKeys(txn *bdg.Txn, now time.Time, max int) (keys [][]byte, more bool) {
-	io := bdg.DefaultIteratorOptions
-	io.Prefix = expiryPrefix
-	io.PrefetchValues = false // the index has no values
-	it := txn.NewIterator(io)
-	defer it.Close()
-	var limit [expiryKeyMin - 1]byte
-	copy(limit[:], expiryPrefix)
-	// Expiries are whole milliseconds, so "at or before now" is "at or
-	// before now's millisecond".
-	putOrdered(limit[len(expiryPrefix):], now)
-	for it.Rewind(); it.Valid(); it.Next() {
-		k := it.Item().Key()
-		if bytes.Compare(k[:min(len(k), len(limit))], limit[:]) > 0 {
-			break
-		}
-		if len(keys) == max {
-			return keys, true
-		}
-		keys = append(keys, it.Item().KeyCopy(nil))
-	}
-	return keys, false
-}
-
-// CountHeld implements locklock.Counter by walking the expiry index from now
-// on: every write of a lock replaces its one index entry, so the entries
-// after now are the live locks, and keys alone answer (no value is read).
-func (e *Engine) CountHeld(ctx context.Context, now time.Time) (int, error) {
-	done, err := e.enter(ctx)
-	if err != nil {
-		return 0, err
-	}
-	defer done()
-	n := 0
-	err = e.view(func(txn *bdg.Txn) error {
-		io := bdg.DefaultIteratorOptions
-		io.Prefix = expiryPrefix
-		io.PrefetchValues = false
-		it := txn.NewIterator(io)
-		defer it.Close()
-		var from [expiryKeyMin - 1]byte
-		copy(from[:], expiryPrefix)
-		putOrdered(from[len(expiryPrefix):], now.Add(time.Millisecond))
-		for it.Seek(from[:]); it.Valid(); it.Next() {
-			if n%4096 == 0 {
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-			}
-			n++
-		}
-		return nil
-	})
-	if err != nil {
-		if ctx.Err() != nil {
-			return 0, err
-		}
-		return 0, storageErr("count", err)
-	}
-	return n, nil
 }
 
 // Ping implements locklock.Engine by reading one key.
@@ -596,12 +468,17 @@ func (e *Engine) Close() error {
 	}
 	e.closed = true
 	var errs []error
-	if err := e.tokens.giveBack(); err != nil {
-		errs = append(errs, fmt.Errorf("release token lease: %w", err))
+	// Giving the lease back is a write; without room for it the next start
+	// merely skips the rest of the block.
+	if e.space.admit(needRelease) == nil {
+		if err := e.tokens.giveBack(); err != nil {
+			errs = append(errs, fmt.Errorf("release token lease: %w", err))
+		}
 	}
 	if err := e.db.Close(); err != nil {
 		errs = append(errs, err)
 	}
+	e.modes.tightenFiles() // the tables the final flush wrote
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("badger engine: close: %w", err)
 	}

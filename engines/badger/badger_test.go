@@ -20,6 +20,14 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if mnt := os.Getenv(fullDiskEnv); mnt != "" {
+		// The re-run of this binary by TestFullDisk.
+		if err := fullDiskScenario(mnt); err != nil {
+			fmt.Fprintln(os.Stderr, "full-disk scenario:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	goleak.VerifyTestMain(m)
 }
 
@@ -661,4 +669,22 @@ func TestTokenLeaseFailureIssuesNothing(t *testing.T) {
 		}
 		highest = tok
 	}
+}
+
+// lockedBuffer is a bytes.Buffer for a logger used from several goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
+
+	bdg "github.com/dgraph-io/badger/v4"
 )
 
 // Option configures the engine.
@@ -13,10 +16,51 @@ type Option func(*config)
 type config struct {
 	logger     *slog.Logger
 	syncWrites bool
+	chmod      func(string, os.FileMode) error // os.Chmod; tests make it fail
 }
 
 func defaultConfig() config {
-	return config{logger: slog.Default(), syncWrites: true}
+	return config{logger: slog.Default(), syncWrites: true, chmod: os.Chmod}
+}
+
+// Badger's defaults suit a large database. Lock records are under 100
+// bytes, so small memtables, cache and value-log files keep the footprint
+// modest without touching durability, and small memtables keep small the
+// free space the engine must hold in reserve for Badger (space.go).
+const (
+	// memTableSize: a memtable's WAL file is twice this long (sparse); it is
+	// flushed to an L0 table when it holds this much. 4 MiB is about 25,000
+	// acquire-and-release cycles, several seconds of Badger's fsync-bound
+	// rate, so flushes stay rare; Badger's default is 64 MiB.
+	memTableSize = 4 << 20
+	// numMemTables bounds the memtables holding unflushed data (one being
+	// written, up to two waiting for Badger's flusher; Badger's default is
+	// 5), and so the space and memory they take. Writes wait for a flush only
+	// when two are already waiting, that is when flushing 4 MiB takes longer
+	// than writing 8 MiB.
+	numMemTables = 3
+	// valueThreshold keeps every value in the LSM tree (a lock record is at
+	// most 73 bytes), so the value log is never written beyond its header
+	// and never needs garbage collection. It must not exceed Badger's batch
+	// size, 15 % of memTableSize.
+	valueThreshold = 1 << 10
+	// valueLogFileSize: the value log file is created sparse at twice this
+	// size and, with nothing above valueThreshold, only its header is ever
+	// written; 1 MiB (Badger's minimum) keeps its apparent size small.
+	valueLogFileSize = 1 << 20
+)
+
+func badgerOptions(dir string, cfg config) bdg.Options {
+	return bdg.DefaultOptions(dir).
+		WithSyncWrites(cfg.syncWrites).
+		WithLogger(slogAdapter{cfg.logger.With("engine", "badger")}).
+		WithMemTableSize(memTableSize).
+		WithNumMemtables(numMemTables).
+		WithValueThreshold(valueThreshold).
+		WithValueLogFileSize(valueLogFileSize).
+		WithBlockCacheSize(16 << 20).
+		WithNumCompactors(2).
+		WithMetricsEnabled(false) // expvar metrics nobody exports
 }
 
 // WithLogger sends Badger's own log lines to l: its chatty Info and Debug

@@ -31,11 +31,18 @@ type tokenLease struct {
 	leased uint64 // tokens below this are covered by the stored bound
 }
 
-func loadTokenLease(db *bdg.DB, bandwidth uint64) (*tokenLease, error) {
-	// A new database starts from the wall clock in milliseconds × 1024,
-	// like the other engines, so that tokens keep rising for a deployment
-	// that moves here from another engine (or a replaced data directory).
-	t := &tokenLease{db: db, bandwidth: bandwidth, persist: storeBound, next: uint64(time.Now().UnixMilli()) << 10}
+// loadTokenLease continues from the larger of the stored bound and the wall
+// clock in milliseconds × 1024 (wallBase), the memory engine's starting
+// point. The stored bound alone is not enough: a deployment that moved to
+// the memory engine (or to a newer directory) after this directory was last
+// used has issued tokens from a later wall clock, and this directory's
+// counter, which rises by one per grant, lags far behind those. Starting at
+// the wall clock on every open keeps tokens rising across such moves; the
+// stored bound keeps them rising if the clock went back. Nothing is issued
+// until the first block above the start has been reserved on disk (take), so
+// raising the start needs no write of its own.
+func loadTokenLease(db *bdg.DB, bandwidth, wallBase uint64) (*tokenLease, error) {
+	t := &tokenLease{db: db, bandwidth: bandwidth, persist: storeBound, next: max(wallBase, 1)} // tokens start at 1
 	err := db.View(func(txn *bdg.Txn) error {
 		item, err := txn.Get(seqKey)
 		if errors.Is(err, bdg.ErrKeyNotFound) {
@@ -48,7 +55,7 @@ func loadTokenLease(db *bdg.DB, bandwidth uint64) (*tokenLease, error) {
 			if len(v) != 8 {
 				return fmt.Errorf("%w: token bound of %d bytes", errCorrupt, len(v))
 			}
-			t.next = max(binary.BigEndian.Uint64(v), 1) // tokens start at 1
+			t.next = max(t.next, binary.BigEndian.Uint64(v))
 			return nil
 		})
 	})
@@ -58,6 +65,11 @@ func loadTokenLease(db *bdg.DB, bandwidth uint64) (*tokenLease, error) {
 	t.leased = t.next // nothing reserved by this process yet
 	return t, nil
 }
+
+// wallBase is the wall clock in milliseconds × 1024: every engine's floor
+// for fencing tokens (see engines/memory's WithTokenFloor). It stays below
+// 2^53 until the year 2248.
+func wallBase(now time.Time) uint64 { return uint64(now.UnixMilli()) << 10 }
 
 // take returns a token greater than every token issued before.
 func (t *tokenLease) take() (uint64, error) {
