@@ -38,8 +38,10 @@ func newEngine(lc fx.Lifecycle, cfg Config, log *slog.Logger) (locklock.Engine, 
 			return nil, err
 		}
 		engine = etcd.New(client, etcd.WithPrefix(cfg.Etcd.Prefix), etcd.WithRequestTimeout(cfg.Etcd.RequestTimeout))
-		// Hooks stop in reverse order: the engine first, then its client.
+		// Hooks stop in reverse order: the engine first, then the probe,
+		// then their client.
 		lc.Append(fx.StopHook(client.Close))
+		probeEtcdMembers(lc, cfg, client, log)
 	default:
 		return nil, fmt.Errorf("engine %q is not available", cfg.Engine)
 	}

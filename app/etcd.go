@@ -5,10 +5,29 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/fx"
 	"go.uber.org/zap"
+
+	"github.com/locklock/locklock/internal/etcdprobe"
+)
+
+// Keepalive of the etcd client's connections. gRPC pings no more often than
+// every 10 s (it raises a shorter interval to that), far too slow to keep
+// requests off a frozen member (the probe, etcdprobe, does that); the pings
+// still close a connection to a member that stopped answering, which ends
+// the watches and requests stuck on it (a member left out by the probe
+// keeps the streams it already had until they end) and lets gRPC reconnect,
+// to a new address too. etcd refuses pings more often than every 5 s
+// (--grpc-keepalive-min-time) and, by default, pings on a connection
+// without streams, so the client sends none then.
+const (
+	etcdKeepAliveTime    = 10 * time.Second
+	etcdKeepAliveTimeout = 3 * time.Second
 )
 
 // newEtcdClient builds the etcd client from the configuration. It does not
@@ -20,11 +39,13 @@ func newEtcdClient(cfg Config) (*clientv3.Client, error) {
 		return nil, err
 	}
 	client, err := clientv3.New(clientv3.Config{
-		Endpoints:   cfg.EtcdEndpoints,
-		DialTimeout: ec.DialTimeout,
-		Username:    ec.Username,
-		Password:    ec.Password,
-		TLS:         tlsConfig,
+		Endpoints:            cfg.EtcdEndpoints,
+		DialTimeout:          ec.DialTimeout,
+		DialKeepAliveTime:    etcdKeepAliveTime,
+		DialKeepAliveTimeout: etcdKeepAliveTimeout,
+		Username:             ec.Username,
+		Password:             ec.Password,
+		TLS:                  tlsConfig,
 		// The client's own logging is noise here; failures reach the
 		// server's log as 503s and readiness.
 		Logger: zap.NewNop(),
@@ -33,6 +54,17 @@ func newEtcdClient(cfg Config) (*clientv3.Client, error) {
 		return nil, fmt.Errorf("etcd client for %v: %w", cfg.EtcdEndpoints, err)
 	}
 	return client, nil
+}
+
+// probeEtcdMembers keeps client's requests off etcd members that do not
+// answer, while the app runs (see etcdprobe). With one endpoint there is
+// nothing to choose, and an interval of 0 turns it off.
+func probeEtcdMembers(lc fx.Lifecycle, cfg Config, client *clientv3.Client, log *slog.Logger) {
+	if cfg.Etcd.ProbeInterval <= 0 || len(cfg.EtcdEndpoints) < 2 {
+		return
+	}
+	p := etcdprobe.New(client, cfg.EtcdEndpoints, cfg.Etcd.ProbeInterval, log.With("component", "etcdprobe"))
+	lc.Append(fx.StartStopHook(p.Start, p.Stop))
 }
 
 // etcdTLS returns nil (plain connections) unless a CA or a client
