@@ -33,7 +33,7 @@ func newEngine(lc fx.Lifecycle, cfg Config, log *slog.Logger) (locklock.Engine, 
 			return nil, fmt.Errorf("open badger in %s: %w", cfg.DataDir, err)
 		}
 	case EngineEtcd:
-		client, err := newEtcdClient(cfg)
+		client, conns, err := newEtcdClient(cfg)
 		if err != nil {
 			return nil, err
 		}
@@ -41,7 +41,7 @@ func newEngine(lc fx.Lifecycle, cfg Config, log *slog.Logger) (locklock.Engine, 
 		// Hooks stop in reverse order: the engine first, then the probe,
 		// then their client.
 		lc.Append(fx.StopHook(client.Close))
-		probeEtcdMembers(lc, cfg, client, log)
+		probeEtcdMembers(lc, cfg, client, conns, log)
 	default:
 		return nil, fmt.Errorf("engine %q is not available", cfg.Engine)
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,10 +14,11 @@ import (
 
 // TestFrozenEtcdMemberIsLeftOut: a server given three etcd endpoints, one
 // of which freezes (a proxy that accepts and answers nothing, as a
-// SIGSTOPped member does), keeps answering every acquire and release at
-// once after the member froze. Without the probe, the etcd client keeps
-// sending a share of its requests to the frozen member, where they wait out
-// --etcd-request-timeout and end as 503s.
+// SIGSTOPped member does), answers the requests caught by the freeze within
+// about a second and every later acquire and release at once. Without the
+// probe, the etcd client keeps sending a share of its requests to the
+// frozen member, where they wait out --etcd-request-timeout and end as
+// 503s.
 func TestFrozenEtcdMemberIsLeftOut(t *testing.T) {
 	target := etcdtest.Endpoints(t)[0]
 	var proxies []*etcdtest.Proxy
@@ -37,9 +39,26 @@ func TestFrozenEtcdMemberIsLeftOut(t *testing.T) {
 	}
 
 	proxies[0].Freeze()
-	// The default probe (every 500 ms, 500 ms to answer) leaves it out
-	// within a second; twice that and more, for a busy machine.
-	time.Sleep(3 * time.Second)
+	// Requests sent as it froze: some wait on the frozen member until the
+	// probe (every 500 ms, 500 ms to answer) leaves it out and cuts its
+	// connections, within a second; then they are answered — 201, or 503
+	// for a write that was on the frozen member — not at the 10 s timeout.
+	var wg sync.WaitGroup
+	for i := range 20 {
+		path := fmt.Sprintf("%s/lock/uuid/280da65c-cf80-4997-8574-%012d", app.APIPrefix, i)
+		wg.Go(func() {
+			begin := time.Now()
+			resp, body := do(t, "POST", base+path, `{"secret":"s"}`)
+			took := time.Since(begin)
+			if (resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusServiceUnavailable) || took > 4*time.Second {
+				t.Errorf("POST %s as an etcd member froze: %d %v after %v, want 201 or 503 within 4s",
+					path, resp.StatusCode, body, took.Round(time.Millisecond))
+			}
+		})
+	}
+	wg.Wait()
+	// Once it is left out, every request answers at once.
+	time.Sleep(time.Second)
 	const bound = 2 * time.Second
 	for i := range 20 {
 		path := fmt.Sprintf("%s/lock/uuid/180da65c-cf80-4997-8574-%012d", app.APIPrefix, i)

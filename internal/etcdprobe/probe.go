@@ -14,7 +14,9 @@
 // own: it only decides which endpoints gRPC's round-robin may use. A member
 // that answers again is given back at the next round. The set is never
 // empty: when no member answers, the client keeps all of them, as it would
-// without the prober.
+// without the prober. When the client dials through Conns, the prober also
+// cuts the connections to a member it leaves out, so that the requests
+// already waiting on it end at once instead of at their deadline.
 package etcdprobe
 
 import (
@@ -35,15 +37,29 @@ import (
 // requests.
 var errNoLeader = errors.New("answers but knows no leader while another member does")
 
+// Config is what a Prober needs besides its client.
+type Config struct {
+	// Endpoints are the client's endpoints as configured.
+	Endpoints []string
+	// Interval is how often every member is asked, and how long it has to
+	// answer.
+	Interval time.Duration
+	// Conns, if the client dials through it, lets the prober cut the
+	// connections to a member it leaves out; nil: it does not.
+	Conns *Conns
+	Log   *slog.Logger
+}
+
 // Prober keeps a client's endpoints to the members that answer.
 type Prober struct {
 	client    *clientv3.Client
 	endpoints []string // as configured, in order
 	interval  time.Duration
+	conns     *Conns
 	log       *slog.Logger
 
 	// Touched only by the loop goroutine (and by Stop once it has ended).
-	conns   []*memberConn // per endpoint; nil until dialled, and after a failure
+	probes  []*memberConn // per endpoint; nil until dialled, and after a failure
 	healthy []bool        // per endpoint, as of the last round
 	current []string      // what the client was last given
 
@@ -61,19 +77,17 @@ type memberConn struct {
 	conn  io.Closer
 }
 
-// New returns a prober for client, whose configured endpoints are
-// endpoints, that probes every interval (and gives each member that long to
-// answer). Start starts it.
-func New(client *clientv3.Client, endpoints []string, interval time.Duration, log *slog.Logger) *Prober {
+// New returns a prober for client. Start starts it.
+func New(client *clientv3.Client, cfg Config) *Prober {
 	ctx, cancel := context.WithCancel(context.Background())
-	eps := slices.Clone(endpoints)
+	eps := slices.Clone(cfg.Endpoints)
 	healthy := make([]bool, len(eps))
 	for i := range healthy {
 		healthy[i] = true // the client starts with all of them
 	}
 	return &Prober{
-		client: client, endpoints: eps, interval: interval, log: log,
-		conns: make([]*memberConn, len(eps)), healthy: healthy, current: eps,
+		client: client, endpoints: eps, interval: cfg.Interval, conns: cfg.Conns, log: cfg.Log,
+		probes: make([]*memberConn, len(eps)), healthy: healthy, current: eps,
 		ctx: ctx, cancel: cancel, done: make(chan struct{}),
 	}
 }
@@ -95,10 +109,10 @@ func (p *Prober) Stop() {
 		if started {
 			<-p.done
 		}
-		for i, c := range p.conns {
+		for i, c := range p.probes {
 			if c != nil {
 				_ = c.conn.Close()
-				p.conns[i] = nil
+				p.probes[i] = nil
 			}
 		}
 	})
@@ -130,7 +144,7 @@ func (p *Prober) round() {
 	answers := make([]answer, len(p.endpoints))
 	var wg sync.WaitGroup
 	for i, ep := range p.endpoints {
-		if p.conns[i] == nil {
+		if p.probes[i] == nil {
 			// Dialled here, in the loop goroutine, never concurrently
 			// with SetEndpoints: Client.Dial reads the client's endpoint
 			// list without its lock. The dial does not block; the
@@ -140,9 +154,9 @@ func (p *Prober) round() {
 				answers[i].err = err
 				continue
 			}
-			p.conns[i] = &memberConn{maint: pb.NewMaintenanceClient(conn), conn: conn}
+			p.probes[i] = &memberConn{maint: pb.NewMaintenanceClient(conn), conn: conn}
 		}
-		mc := p.conns[i]
+		mc := p.probes[i]
 		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(p.ctx, p.interval)
 			defer cancel()
@@ -159,12 +173,12 @@ func (p *Prober) round() {
 		return // stopping: the failures are ours
 	}
 	for i, a := range answers {
-		if a.err != nil && p.conns[i] != nil {
+		if a.err != nil && p.probes[i] != nil {
 			// A fresh connection next time: one to a member that was cut
 			// off may hang for good, and the member may be back at
 			// another address (a container that was reconnected).
-			_ = p.conns[i].conn.Close()
-			p.conns[i] = nil
+			_ = p.probes[i].conn.Close()
+			p.probes[i] = nil
 		}
 	}
 	p.apply(judge(answers))
@@ -194,7 +208,8 @@ func judge(answers []answer) []error {
 }
 
 // apply gives the client the endpoints judged healthy (all of them when
-// none is) if that differs from what it has, and logs each change.
+// none is) if that differs from what it has, cuts the connections to those
+// it newly left out, and logs each change.
 func (p *Prober) apply(verdicts []error) {
 	var use []string
 	for i, err := range verdicts {
@@ -217,8 +232,28 @@ func (p *Prober) apply(verdicts []error) {
 			p.log.Warn("no etcd member answers; requests go to all of them")
 		}
 	}
-	if !slices.Equal(p.current, use) {
-		p.current = use
-		p.client.SetEndpoints(use...)
+	if slices.Equal(p.current, use) {
+		return
+	}
+	before := p.current
+	p.current = use
+	p.client.SetEndpoints(use...)
+	if p.conns == nil {
+		return
+	}
+	// After SetEndpoints, so that the balancer does not hand the member
+	// new requests on a fresh connection (it would not anyway: a frozen
+	// member never completes gRPC's handshake, and gRPC picks only
+	// connections that did).
+	for _, ep := range before {
+		if slices.Contains(use, ep) {
+			continue
+		}
+		if addr, ok := DialAddress(ep); ok {
+			if n := p.conns.Cut(addr); n > 0 {
+				p.log.Warn("cut the connections to an etcd member left out; the requests waiting on it fail now instead of at their deadline (reads are retried on another member)",
+					"endpoint", ep, "connections", n)
+			}
+		}
 	}
 }

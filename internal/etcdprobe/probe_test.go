@@ -14,6 +14,10 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/locklock/locklock/internal/etcdtest"
 )
@@ -43,8 +47,9 @@ func (s *syncBuffer) String() string {
 }
 
 // members returns a client on three endpoints that are proxies to one etcd,
-// each of which can be frozen, and the proxies.
-func members(t *testing.T) (*clientv3.Client, []*etcdtest.Proxy, []string) {
+// each of which can be frozen, and the proxies. The client dials through
+// conns unless it is nil.
+func members(t *testing.T, conns *Conns) (*clientv3.Client, []*etcdtest.Proxy, []string) {
 	t.Helper()
 	target := etcdtest.Endpoints(t)[0]
 	var (
@@ -56,13 +61,24 @@ func members(t *testing.T) (*clientv3.Client, []*etcdtest.Proxy, []string) {
 		proxies = append(proxies, p)
 		urls = append(urls, p.URL())
 	}
-	return etcdtest.Client(t, urls...), proxies, urls
+	if conns == nil {
+		return etcdtest.Client(t, urls...), proxies, urls
+	}
+	client, err := clientv3.New(clientv3.Config{
+		Endpoints: urls, DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
+		DialOptions: []grpc.DialOption{grpc.WithContextDialer(conns.Dial)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Close() })
+	return client, proxies, urls
 }
 
-func startProber(t *testing.T, client *clientv3.Client, urls []string) *syncBuffer {
+func startProber(t *testing.T, client *clientv3.Client, urls []string, conns *Conns) *syncBuffer {
 	t.Helper()
 	logs := &syncBuffer{}
-	p := New(client, urls, interval, slog.New(slog.NewTextHandler(logs, nil)))
+	p := New(client, Config{Endpoints: urls, Interval: interval, Conns: conns, Log: slog.New(slog.NewTextHandler(logs, nil))})
 	p.Start()
 	t.Cleanup(p.Stop)
 	return logs
@@ -110,8 +126,8 @@ func quickRequests(t *testing.T, client *clientv3.Client, n int, bound time.Dura
 // A frozen member is left out within a couple of intervals, every request
 // then answers at once, and the member is given back once it answers.
 func TestFrozenMemberIsLeftOutAndComesBack(t *testing.T) {
-	client, proxies, urls := members(t)
-	logs := startProber(t, client, urls)
+	client, proxies, urls := members(t, nil)
+	logs := startProber(t, client, urls, nil)
 	quickRequests(t, client, 5, time.Second)
 
 	proxies[1].Freeze()
@@ -140,8 +156,8 @@ func TestFrozenMemberIsLeftOutAndComesBack(t *testing.T) {
 // keeps the third; with all three frozen it keeps all, and serves again as
 // soon as they thaw.
 func TestNoMemberAnsweringKeepsThemAll(t *testing.T) {
-	client, proxies, urls := members(t)
-	logs := startProber(t, client, urls)
+	client, proxies, urls := members(t, nil)
+	logs := startProber(t, client, urls, nil)
 
 	proxies[0].Freeze()
 	proxies[1].Freeze()
@@ -174,6 +190,73 @@ func TestNoMemberAnsweringKeepsThemAll(t *testing.T) {
 	quickRequests(t, client, 5, 5*time.Second)
 }
 
+// Requests already waiting on a member when it froze end as soon as the
+// prober leaves it out, when the client dials through Conns: reads are
+// asked again of a member that answers and succeed; writes fail at once
+// with Unavailable (their outcome unknown, as after a timeout), never
+// retried behind the caller's back.
+func TestRequestsStuckOnAFrozenMemberEndWhenItIsLeftOut(t *testing.T) {
+	conns := NewConns()
+	client, proxies, urls := members(t, conns)
+	logs := startProber(t, client, urls, conns)
+	quickRequests(t, client, 5, time.Second)
+
+	proxies[1].Freeze()
+	// Many at once, so that some are routed to the frozen member before
+	// the prober leaves it out.
+	const n = 30
+	type result struct {
+		read bool
+		err  error
+		took time.Duration
+	}
+	results := make(chan result, 2*n)
+	var wg sync.WaitGroup
+	for i := range n {
+		for _, read := range []bool{true, false} {
+			wg.Go(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				begin := time.Now()
+				var err error
+				if read {
+					_, err = client.Get(ctx, "etcdprobe-test")
+				} else {
+					_, err = client.Put(ctx, fmt.Sprintf("etcdprobe-test-%d", i), "v")
+				}
+				results <- result{read, err, time.Since(begin)}
+			})
+		}
+	}
+	wg.Wait()
+	close(results)
+	failedWrites := 0
+	for r := range results {
+		// The prober leaves the member out within two intervals.
+		if r.took > 3*time.Second {
+			t.Errorf("a request (read=%v) took %v (err %v): it waited on the frozen member", r.read, r.took.Round(time.Millisecond), r.err)
+		}
+		switch {
+		case r.err == nil:
+		case r.read:
+			t.Errorf("a read failed: %v", r.err)
+		case status.Code(r.err) != codes.Unavailable:
+			t.Errorf("a write failed with %v, want Unavailable", r.err)
+		default:
+			failedWrites++
+		}
+	}
+	t.Logf("%d of %d writes were on the frozen member and failed as Unavailable", failedWrites, n)
+	if !strings.Contains(logs.String(), "cut the connections to an etcd member left out") {
+		t.Errorf("no line about cutting the connections in the log:\n%s", logs.String())
+	}
+	proxies[1].Thaw()
+	waitFor(t, 10*interval, "the thawed member given back", func() bool {
+		return slices.Equal(client.Endpoints(), urls)
+	})
+	quickRequests(t, client, 5, time.Second)
+}
+
 func TestJudge(t *testing.T) {
 	down := errors.New("context deadline exceeded")
 	for _, tc := range []struct {
@@ -201,7 +284,7 @@ func TestJudge(t *testing.T) {
 
 // Stop without Start, and twice, neither blocks nor panics.
 func TestStopWithoutStart(t *testing.T) {
-	p := New(nil, []string{"http://127.0.0.1:1", "http://127.0.0.1:2"}, interval, slog.New(slog.DiscardHandler))
+	p := New(nil, Config{Endpoints: []string{"http://127.0.0.1:1", "http://127.0.0.1:2"}, Interval: interval, Log: slog.New(slog.DiscardHandler)})
 	p.Stop()
 	p.Stop()
 	p.Start() // after Stop: does nothing
