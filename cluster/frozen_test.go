@@ -45,6 +45,11 @@ func TestMeasureFrozen(t *testing.T) {
 	if got.Before != 2 || got.During != 1.1 {
 		t.Errorf("granted per second: before %v during %v, want 2 and 1.1", got.Before, got.During)
 	}
+	// Answered: 11 before (10 grants and a 409), 12 during (10 grants,
+	// the 409 after waiting, and the straddling grant).
+	if got.AnsweredBefore != 2.2 || got.AnsweredDuring != 1.2 {
+		t.Errorf("answers per second: before %v during %v, want 2.2 and 1.2", got.AnsweredBefore, got.AnsweredDuring)
+	}
 	if got.Throughput() != 0.55 {
 		t.Errorf("throughput %v, want 0.55", got.Throughput())
 	}
