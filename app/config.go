@@ -64,6 +64,7 @@ type EtcdConfig struct {
 	DialTimeout        time.Duration // how long to wait for a connection
 	RequestTimeout     time.Duration // bound on each etcd request; past it the answer is 503
 	Prefix             string        // key prefix, so deployments can share one etcd
+	ProbeInterval      time.Duration // how often each member must answer a status request to get requests (etcdprobe); 0: off
 }
 
 // DefaultConfig is what `locklock serve` runs with when told nothing.
@@ -84,6 +85,7 @@ func DefaultConfig() Config {
 		Etcd: EtcdConfig{
 			DialTimeout:    5 * time.Second,
 			RequestTimeout: 5 * time.Second,
+			ProbeInterval:  500 * time.Millisecond,
 			Prefix:         "/locklock/",
 		},
 	}
@@ -110,6 +112,9 @@ func (c Config) Validate() error {
 		}
 		if c.Etcd.RequestTimeout <= 0 || c.Etcd.DialTimeout <= 0 {
 			return errors.New("--etcd-request-timeout and --etcd-dial-timeout must be positive")
+		}
+		if c.Etcd.ProbeInterval < 0 {
+			return errors.New("--etcd-probe-interval cannot be negative (0 turns the probe off)")
 		}
 	default:
 		return fmt.Errorf("unknown --engine %q: use memory, badger or etcd", c.Engine)

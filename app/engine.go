@@ -39,13 +39,15 @@ func newEngine(lc fx.Lifecycle, cfg Config, log *slog.Logger) (engineOut, error)
 		}
 		out.Engine, out.Space = b, b.Space
 	case EngineEtcd:
-		client, err := newEtcdClient(cfg)
+		client, conns, err := newEtcdClient(cfg)
 		if err != nil {
 			return out, err
 		}
 		out.Engine = etcd.New(client, etcd.WithPrefix(cfg.Etcd.Prefix), etcd.WithRequestTimeout(cfg.Etcd.RequestTimeout))
-		// Hooks stop in reverse order: the engine first, then its client.
+		// Hooks stop in reverse order: the engine first, then the probe,
+		// then their client.
 		lc.Append(fx.StopHook(client.Close))
+		probeEtcdMembers(lc, cfg, client, conns, log)
 	default:
 		return out, fmt.Errorf("engine %q is not available", cfg.Engine)
 	}

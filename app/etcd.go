@@ -5,34 +5,99 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/fx"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+
+	"github.com/locklock/locklock/internal/etcdprobe"
+)
+
+// Keepalive of the etcd client's connections. gRPC pings no more often than
+// every 10 s (it raises a shorter interval to that), far too slow to keep
+// requests off a frozen member (the probe, etcdprobe, does that); the pings
+// still close a connection to a member that stopped answering, which ends
+// the watches and requests stuck on it (a member left out by the probe
+// keeps the streams it already had until they end) and lets gRPC reconnect,
+// to a new address too. etcd refuses pings more often than every 5 s
+// (--grpc-keepalive-min-time) and, by default, pings on a connection
+// without streams, so the client sends none then.
+const (
+	etcdKeepAliveTime    = 10 * time.Second
+	etcdKeepAliveTimeout = 3 * time.Second
 )
 
 // newEtcdClient builds the etcd client from the configuration. It does not
-// wait for a connection: /readyz tells whether etcd answers.
-func newEtcdClient(cfg Config) (*clientv3.Client, error) {
+// wait for a connection: /readyz tells whether etcd answers. When the member
+// probe will run and every endpoint is dialled directly, the client dials
+// through conns, for the probe to cut the connections to a member it leaves
+// out; conns is nil otherwise.
+func newEtcdClient(cfg Config) (client *clientv3.Client, conns *etcdprobe.Conns, err error) {
 	ec := cfg.Etcd
 	tlsConfig, err := etcdTLS(ec)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	client, err := clientv3.New(clientv3.Config{
-		Endpoints:   cfg.EtcdEndpoints,
-		DialTimeout: ec.DialTimeout,
-		Username:    ec.Username,
-		Password:    ec.Password,
-		TLS:         tlsConfig,
+	var dialOptions []grpc.DialOption
+	if probing(cfg) && allDialledDirectly(cfg.EtcdEndpoints) {
+		conns = etcdprobe.NewConns()
+		dialOptions = append(dialOptions, grpc.WithContextDialer(conns.Dial))
+	}
+	client, err = clientv3.New(clientv3.Config{
+		Endpoints:            cfg.EtcdEndpoints,
+		DialTimeout:          ec.DialTimeout,
+		DialKeepAliveTime:    etcdKeepAliveTime,
+		DialKeepAliveTimeout: etcdKeepAliveTimeout,
+		Username:             ec.Username,
+		Password:             ec.Password,
+		TLS:                  tlsConfig,
 		// The client's own logging is noise here; failures reach the
 		// server's log as 503s and readiness.
-		Logger: zap.NewNop(),
+		Logger:      zap.NewNop(),
+		DialOptions: dialOptions,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("etcd client for %v: %w", cfg.EtcdEndpoints, err)
+		return nil, nil, fmt.Errorf("etcd client for %v: %w", cfg.EtcdEndpoints, err)
 	}
-	return client, nil
+	return client, conns, nil
+}
+
+// probing says whether the etcd member probe runs: with one endpoint there
+// is nothing to choose, and an interval of 0 turns it off.
+func probing(cfg Config) bool {
+	return cfg.Etcd.ProbeInterval > 0 && len(cfg.EtcdEndpoints) > 1
+}
+
+// allDialledDirectly: every endpoint is host:port over TCP, reached without
+// an HTTP proxy from the environment (a dialer of one's own would bypass
+// gRPC's proxy support; a unix socket it does not dial).
+func allDialledDirectly(endpoints []string) bool {
+	for _, ep := range endpoints {
+		if _, ok := etcdprobe.DialAddress(ep); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// probeEtcdMembers keeps client's requests off etcd members that do not
+// answer, while the app runs (see etcdprobe); conns, if the client dials
+// through it, lets the probe cut the connections to a member it leaves out.
+func probeEtcdMembers(lc fx.Lifecycle, cfg Config, client *clientv3.Client, conns *etcdprobe.Conns, log *slog.Logger) {
+	if !probing(cfg) {
+		return
+	}
+	p := etcdprobe.New(client, etcdprobe.Config{
+		Endpoints: cfg.EtcdEndpoints,
+		Interval:  cfg.Etcd.ProbeInterval,
+		Conns:     conns,
+		Log:       log.With("component", "etcdprobe"),
+	})
+	lc.Append(fx.StartStopHook(p.Start, p.Stop))
 }
 
 // etcdTLS returns nil (plain connections) unless a CA or a client

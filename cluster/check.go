@@ -17,6 +17,7 @@ type Op struct {
 	Server int           // the locklock server it went to
 	Wait   time.Duration // acquire's wait
 	Err    string        // why the outcome is unknown
+	Status int           // the HTTP status of an error answer (0: none, or no answer)
 }
 
 func (op Op) String() string {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/anishathalye/porcupine"
 
+	"github.com/locklock/locklock/app"
 	"github.com/locklock/locklock/cluster"
 	"github.com/locklock/locklock/conformance"
 )
@@ -50,9 +51,16 @@ func TestCluster(t *testing.T) {
 		cycles = n
 	}
 	// The verdict is the last line the test prints: after the cleanup
-	// (cleanups run last registered, first run).
-	var line string
+	// (cleanups run last registered, first run), after the figures of the
+	// frozen-member phase.
+	var (
+		line   string
+		frozen []string
+	)
 	t.Cleanup(func() {
+		for _, l := range frozen {
+			fmt.Println(l)
+		}
 		if line != "" {
 			fmt.Println(line)
 		}
@@ -74,8 +82,17 @@ func TestCluster(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
-	t.Logf("history: %d clients (%d pausing past their TTL) on %d locks, TTLs 2-3 s, through %d servers; %d cycles of %d faults",
-		cluster.Workers+cluster.SlowHolders, cluster.SlowHolders, cluster.LockNames, len(urls), cycles, len(cluster.Schedule))
+	// The servers' etcd member probe, as the figures name it.
+	probe := app.DefaultConfig().Etcd.ProbeInterval.String()
+	if env.ProbeInterval != "" {
+		d, _ := time.ParseDuration(env.ProbeInterval) // Start checked it
+		probe = d.String()
+		if d == 0 {
+			probe = "off"
+		}
+	}
+	t.Logf("history: %d clients (%d pausing past their TTL) on %d locks, TTLs 2-3 s, through %d servers; %d cycles of %d faults, then %d frozen etcd members (servers' etcd probe: %s)",
+		cluster.Workers+cluster.SlowHolders, cluster.SlowHolders, cluster.LockNames, len(urls), cycles, len(cluster.Schedule), len(cluster.FrozenPhase), probe)
 	stop, done := make(chan struct{}), make(chan struct{})
 	recordBegin := time.Now()
 	go func() {
@@ -194,6 +211,17 @@ func TestCluster(t *testing.T) {
 					i+1, f.Kind, s, d, cluster.AvailabilityBound, cluster.MaxTTL, cluster.ElectionTimeout)
 			}
 		}
+	}
+
+	// What a frozen member cost, measured and printed, not asserted: the
+	// target is throughput ≥ 0.5 of normal and p99 ≤ 2000 ms.
+	for _, f := range faults {
+		if f.Kind.Role() == "" || f.Err != nil {
+			continue
+		}
+		fig := cluster.MeasureFrozen(ops, f, cluster.FrozenQuiet, probe)
+		t.Log(fig)
+		frozen = append(frozen, fig.String())
 	}
 
 	if path := os.Getenv("LOCKLOCK_CLUSTER_DUMP"); path != "" || t.Failed() {

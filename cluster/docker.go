@@ -63,6 +63,10 @@ type Env struct {
 	Etcd    []*Node
 	Servers []*Node
 
+	// ProbeInterval is the servers' --etcd-probe-interval, from
+	// LOCKLOCK_CLUSTER_PROBE_INTERVAL ("" leaves the servers' default).
+	ProbeInterval string
+
 	labels   map[string]string
 	buildDir string
 	etcd     *clientv3.Client // to the members' published client ports, to find the leader
@@ -101,6 +105,12 @@ func Start(t testing.TB) *Env {
 	}
 	pool.MaxWait = time.Minute
 	e := &Env{t: t, Pool: pool, RunID: newRunID(), memberID: map[uint64]*Node{}, stopSig: make(chan struct{})}
+	if v := os.Getenv(EnvProbeInterval); v != "" {
+		if d, err := time.ParseDuration(v); err != nil || d < 0 {
+			t.Fatalf("%s=%q: want a duration such as 500ms, or 0 for no probe", EnvProbeInterval, v)
+		}
+		e.ProbeInterval = v
+	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.labels = map[string]string{labelSuite: "1", labelRun: e.RunID, labelPID: strconv.Itoa(os.Getpid())}
 	e.removeStale()
@@ -476,6 +486,11 @@ func (e *Env) EtcdEndpoints() string {
 	return strings.Join(eps, ",")
 }
 
+// EnvProbeInterval names the variable that sets the locklock servers'
+// --etcd-probe-interval (0 turns their etcd member probe off), to compare
+// runs with and without it.
+const EnvProbeInterval = "LOCKLOCK_CLUSTER_PROBE_INTERVAL"
+
 // ServerRequestTimeout is the locklock servers' --etcd-request-timeout: a
 // request that etcd cannot answer in time gets 503 after this long.
 const ServerRequestTimeout = 2 * time.Second
@@ -483,14 +498,18 @@ const ServerRequestTimeout = 2 * time.Second
 func (e *Env) startServers() {
 	for i := range 3 {
 		name := fmt.Sprintf("llc-%s-locklock%d", e.RunID, i)
-		e.Servers = append(e.Servers, e.run(name, e.image("locklock"), []string{
+		cmd := []string{
 			"serve", "--engine", "etcd",
 			"--etcd-endpoints", e.EtcdEndpoints(),
 			"--etcd-prefix", "/locklock-cluster/",
 			"--etcd-request-timeout", ServerRequestTimeout.String(),
 			"--etcd-dial-timeout", "2s",
 			"--addr", "0.0.0.0:8080",
-		}, httpPort))
+		}
+		if e.ProbeInterval != "" {
+			cmd = append(cmd, "--etcd-probe-interval", e.ProbeInterval)
+		}
+		e.Servers = append(e.Servers, e.run(name, e.image("locklock"), cmd, httpPort))
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -33,6 +34,12 @@ const (
 	// timeout, so a probe gives up early and tries again.
 	probeTimeout = 500 * time.Millisecond
 	probeGiveUp  = 30 * time.Second
+
+	// FreezeFor is how long the frozen-member phase keeps an etcd member
+	// frozen, and FrozenQuiet the undisturbed traffic before each freeze,
+	// which the figures of the freeze are compared with.
+	FreezeFor   = 10 * time.Second
+	FrozenQuiet = 5 * time.Second
 )
 
 // FaultKind is one kind of fault the nemesis injects.
@@ -45,10 +52,30 @@ const (
 	PauseServer   FaultKind = "pause locklock server"
 	PauseEtcd     FaultKind = "pause etcd leader"
 	PartitionEtcd FaultKind = "cut etcd leader off the network"
+
+	FreezeEtcdFollower FaultKind = "freeze etcd follower 10 s"
+	FreezeEtcdLeader   FaultKind = "freeze etcd leader 10 s"
 )
 
 // Schedule is the order of one cycle of faults.
 var Schedule = []FaultKind{KillEtcd, KillServer, PauseServer, PauseEtcd, PartitionEtcd}
+
+// FrozenPhase is the frozen-member phase, after the cycles: one etcd
+// member of three frozen for FreezeFor under the usual load, a follower,
+// then the leader. Its figures (MeasureFrozen) show what a member that
+// keeps its connections open and answers nothing costs the clients.
+var FrozenPhase = []FaultKind{FreezeEtcdFollower, FreezeEtcdLeader}
+
+// Role is which etcd member a frozen-member fault froze.
+func (k FaultKind) Role() string {
+	switch k {
+	case FreezeEtcdFollower:
+		return "follower"
+	case FreezeEtcdLeader:
+		return "leader"
+	}
+	return ""
+}
 
 // Fault is one injected fault and what followed.
 type Fault struct {
@@ -102,22 +129,34 @@ func NewNemesis(env *Env, logf func(string, ...any)) (*Nemesis, error) {
 	return n, nil
 }
 
-// Run injects cycles × Schedule faults, each after Quiet, and returns them.
+// Run injects cycles × Schedule faults, each after Quiet, then the
+// FrozenPhase faults, each after FrozenQuiet, and returns them.
 func (n *Nemesis) Run(ctx context.Context, cycles int) []Fault {
 	var faults []Fault
+	next := func(quiet time.Duration, kind FaultKind, server int) bool {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(quiet):
+		}
+		f := n.inject(ctx, kind, server)
+		n.logf("fault %d: %s", len(faults)+1, f)
+		if f.Err != nil {
+			n.logf("fault %d: %v", len(faults)+1, f.Err)
+		}
+		faults = append(faults, f)
+		return true
+	}
 	for c := range cycles {
 		for i, kind := range Schedule {
-			select {
-			case <-ctx.Done():
+			if !next(Quiet, kind, (c+i)%len(n.env.Servers)) {
 				return faults
-			case <-time.After(Quiet):
 			}
-			f := n.inject(ctx, kind, (c+i)%len(n.env.Servers))
-			n.logf("fault %d: %s", len(faults)+1, f)
-			if f.Err != nil {
-				n.logf("fault %d: %v", len(faults)+1, f.Err)
-			}
-			faults = append(faults, f)
+		}
+	}
+	for _, kind := range FrozenPhase {
+		if !next(FrozenQuiet, kind, 0) {
+			return faults
 		}
 	}
 	return faults
@@ -136,13 +175,16 @@ func (n *Nemesis) inject(ctx context.Context, kind FaultKind, server int) Fault 
 		faultyHTTP = -1 // the server at fault, if it is a locklock server
 	)
 	switch kind {
-	case KillEtcd, PauseEtcd, PartitionEtcd:
+	case KillEtcd, PauseEtcd, PartitionEtcd, FreezeEtcdLeader, FreezeEtcdFollower:
 		leader, err := env.EtcdLeader(ctx)
 		if err != nil {
 			f.Err = fmt.Errorf("find the etcd leader: %w", err)
 			return f
 		}
 		target = leader
+		if kind == FreezeEtcdFollower {
+			target = env.Etcd[(slices.Index(env.Etcd, leader)+1)%len(env.Etcd)]
+		}
 	default:
 		target, faultyHTTP = env.Servers[server], server
 	}
@@ -155,6 +197,8 @@ func (n *Nemesis) inject(ctx context.Context, kind FaultKind, server int) Fault 
 		}
 	case PauseEtcd, PauseServer:
 		break_, heal = target.Pause, target.Unpause
+	case FreezeEtcdFollower, FreezeEtcdLeader:
+		break_, heal, down = target.Pause, target.Unpause, FreezeFor
 	case PartitionEtcd:
 		break_, heal = target.Disconnect, target.Connect
 	}

@@ -312,6 +312,9 @@ func (wl *Workload) do(ctx context.Context, op Op, secret string) (Op, bool) {
 		}
 	}
 	var apiErr *client.Error
+	if errors.As(err, &apiErr) {
+		op.Status = apiErr.Status
+	}
 	switch {
 	case err == nil:
 	case errors.Is(err, locklock.ErrHeld):

@@ -27,6 +27,7 @@ func serve(args []string, stderr io.Writer, env func(string) (string, bool)) int
 	fs.StringVar(&cfg.Etcd.Key, "etcd-key", "", "PEM `file` of the client certificate's key")
 	fs.DurationVar(&cfg.Etcd.DialTimeout, "etcd-dial-timeout", cfg.Etcd.DialTimeout, "how long to wait for a connection to etcd")
 	fs.DurationVar(&cfg.Etcd.RequestTimeout, "etcd-request-timeout", cfg.Etcd.RequestTimeout, "bound on each etcd request; past it the client gets 503")
+	fs.DurationVar(&cfg.Etcd.ProbeInterval, "etcd-probe-interval", cfg.Etcd.ProbeInterval, "how often each etcd member is asked for its status, and how long it has to answer; one that does not answer gets no requests until it does (0: off)")
 	fs.StringVar(&cfg.Etcd.Prefix, "etcd-prefix", cfg.Etcd.Prefix, "etcd key `prefix`, so that deployments can share one etcd")
 	fs.StringVar(&cfg.KeysFile, "keys-file", "", "JSON `file` of plans and API keys")
 	fs.StringVar(&cfg.BaseDomain, "base-domain", "", "base `domain` for custom subdomains (acme.<domain> → namespace acme)")
