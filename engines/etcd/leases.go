@@ -124,10 +124,11 @@ type pooledLease struct {
 	openUntil time.Time // new locks join until then
 	endsAt    time.Time // etcd has ended it by then at the latest (unless a leader change renewed it)
 
-	pending    int
-	keys       int
-	tainted    bool
-	unverified bool
+	// See "Lease accounting".
+	pending    int  // steps in flight that may put a key on it
+	keys       int  // acknowledged puts minus removals the watch reported
+	tainted    bool // a step on it ended with an unknown outcome: never revoked
+	unverified bool // the watch may have missed removals: etcd decides
 	queued     bool // in ready
 	checking   bool // the reaper is asking etcd about it
 	recheck    time.Duration
@@ -186,12 +187,6 @@ func (p *leasePool) get(ctx context.Context, ttl int64) (clientv3.LeaseID, error
 			p.mu.Unlock()
 			return 0, err
 		}
-		if p.closed {
-			// Granted while the engine closed: nobody will use it.
-			p.mu.Unlock()
-			p.revokeUnused(l.id)
-			return 0, errPoolClosed
-		}
 		l.pending++
 		l.unverified = l.granted < p.gapBelow
 		p.open[ttl] = l // the one it replaces is past its window
@@ -228,14 +223,6 @@ func (p *leasePool) grant(ctx context.Context, ttl int64) (*pooledLease, error) 
 	}, nil
 }
 
-// revokeUnused revokes a lease no step ever took, in the background of the
-// caller's return; failure costs only its TTL.
-func (p *leasePool) revokeUnused(id clientv3.LeaseID) {
-	ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
-	defer cancel()
-	_, _ = p.client.Revoke(ctx, id)
-}
-
 // settle ends a step that get gave id to.
 func (p *leasePool) settle(id clientv3.LeaseID, outcome stepOutcome) {
 	p.mu.Lock()
@@ -251,29 +238,34 @@ func (p *leasePool) settle(id clientv3.LeaseID, outcome stepOutcome) {
 	case stepUnknown:
 		l.tainted = true
 	}
-	wake := l.pending == 0 && l.keys <= 0 && !l.tainted
-	if wake {
-		p.queueLocked(l)
-	}
+	wake := p.mayReapLocked(l)
 	p.mu.Unlock()
 	if wake {
 		p.poke()
 	}
 }
 
-// removed counts the removal of a key from lease id, reported by the watch.
-// It reports whether the reaper should look at the lease.
+// mayReapLocked queues l for the reaper if it may have just become a
+// candidate, and says so. A lease still open is left to its window's
+// close, so that the reaper does not wake for every release of a lock on
+// the lease new locks are joining.
+func (p *leasePool) mayReapLocked(l *pooledLease) bool {
+	if l.pending > 0 || l.keys > 0 || l.tainted || (!p.closed && time.Now().Before(l.openUntil)) {
+		return false
+	}
+	p.queueLocked(l)
+	return true
+}
+
+// removedLocked counts the removal of a key from lease id, reported by the
+// watch, and reports whether the reaper should look at the lease.
 func (p *leasePool) removedLocked(id clientv3.LeaseID) bool {
 	l := p.all[id]
 	if l == nil {
 		return false // another server's lease, or one already gone
 	}
 	l.keys--
-	if l.keys <= 0 && l.pending == 0 {
-		p.queueLocked(l)
-		return true
-	}
-	return false
+	return p.mayReapLocked(l)
 }
 
 // gapLocked records that the watch may have missed removals at revisions
