@@ -31,6 +31,8 @@ func batcherBehindProxy(t *testing.T) (*batcher, *etcdtest.Proxy, *clientv3.Clie
 	if err := put(t.Context(), "warm-up"); err != nil { // the connection is up
 		t.Fatal(err)
 	}
+	// Idle again, so that "in flight" in a test means its own transaction.
+	waitUntil(t, "the batcher is idle", func() bool { f, _ := b.state(); return !f })
 	return b, proxy, direct, put, prefix
 }
 

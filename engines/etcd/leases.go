@@ -54,7 +54,9 @@ const leaseWindow = time.Second
 // attached keys) and revokes only a lease that has none — a check that
 // costs nothing on the request path and guards the counting. etcd 3.5+
 // answers it on the leader after applying everything committed, so every
-// acknowledged put is visible to it.
+// acknowledged put is visible to it (3.4 does not wait for the leader's
+// apply; there the check guards the counting, which is exact by itself
+// while the watch misses nothing).
 //
 // When the watch misses events (its history was compacted while it was
 // away, or a removal's previous value was compacted before it was read),
@@ -63,9 +65,13 @@ const leaseWindow = time.Second
 // for them etcd's TimeToLive alone decides, re-asked with backoff while
 // keys are attached.
 //
-// What stays until its TTL: tainted leases, and the leases of a server that
+// What stays until its TTL: tainted leases; the leases of a server that
 // stopped or was killed while they still carried locks (another server
-// cannot know they were this one's, and a restarted server starts afresh).
+// cannot know they were this one's, and a restarted server starts afresh);
+// and, on etcd servers with etcd-io/etcd#18089 (3.4.23, for one), a lease
+// whose last removal was a delete at exactly the revision etcd compacted to
+// while the watch was away — such a server drops that event without an
+// error.
 //
 // Revocations and checks run in one reaper goroutine per engine, off the
 // request path: it looks at a lease when its count drops to zero, when its
