@@ -88,7 +88,7 @@ const (
 	closeCatchUp = time.Second
 )
 
-// stepOutcome is how a step that took a lease reference ended.
+// stepOutcome is how a step that get gave a lease to ended.
 type stepOutcome int
 
 const (
