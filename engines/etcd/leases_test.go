@@ -240,9 +240,10 @@ func uniquePrefix(what string) string {
 
 // TestLeaseRevokedWhenReleasedElsewhere: the quick form of the leak test. A
 // lock acquired through one server and released through the other, or
-// refreshed through the other and released through the first, leaves no
-// lease behind within a few seconds — the last lease of a burst included,
-// which no later grant replaces.
+// refreshed through the other and released through the first, or refreshed
+// through the first onto the same lease and released through the other,
+// leaves no lease behind within a few seconds — the last lease of a burst
+// included, which no later grant replaces.
 func TestLeaseRevokedWhenReleasedElsewhere(t *testing.T) {
 	t.Parallel() // on an etcd of its own, like the leak test it overlaps with
 	servers := newTwoServers(t, false)
@@ -264,6 +265,17 @@ func TestLeaseRevokedWhenReleasedElsewhere(t *testing.T) {
 		t.Fatalf("after a refresh through the other server: %+v, want one lease with one key", leases)
 	}
 	if _, err := sa.Release(t.Context(), id, "s"); err != nil {
+		t.Fatal(err)
+	}
+	servers.census.waitNoLeases(t, 5*time.Second)
+
+	// A refresh through the acquiring server within the lease's window puts
+	// the lock on the same lease again: still one key on it.
+	mustAcquire(t, sa, locklock.AcquireRequest{ID: id, Secret: "s"})
+	if _, err := sa.Refresh(t.Context(), id, "s", 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sb.Release(t.Context(), id, "s"); err != nil {
 		t.Fatal(err)
 	}
 	servers.census.waitNoLeases(t, 5*time.Second)
