@@ -67,8 +67,14 @@ type Engine interface {
 // gone, wherever that happened.
 type ReleaseWatcher interface {
 	// WatchRelease returns a channel that is closed once the lock held
-	// (as read at held.Revision) may be gone: released, expired, or the
-	// watch could not be kept up. It stops watching when ctx is done.
+	// (as read at held.Revision) may be gone: released or expired. It is
+	// a hint to look again sooner, never proof: a closed channel only
+	// means "try now", and a channel that stays open promises nothing —
+	// when the watch cannot be kept up (no leader, compaction) it may stay
+	// open, rather than wake the waiter into a new watch that could fail
+	// the same way at once. Callers keep their own timers (the lock's
+	// expiry, a poll interval) for that case. It stops watching when ctx
+	// is done.
 	WatchRelease(ctx context.Context, held Lock) <-chan struct{}
 }
 

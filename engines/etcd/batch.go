@@ -2,17 +2,27 @@ package etcd
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/locklock/locklock/locklock"
 )
 
 // maxBatch bounds one batched transaction; etcd refuses more than
 // --max-txn-ops (128 by default) operations in one branch.
 const maxBatch = 64
+
+// errNotSent marks a transaction that never went to etcd — its caller gave
+// up before it was taken into a batch, or the engine closed: its outcome is
+// known (not applied), unlike that of one that was sent and timed out.
+var errNotSent = errors.New("etcd engine: transaction not sent")
 
 // txnResult is one transaction's outcome within a batch.
 type txnResult struct {
@@ -32,16 +42,30 @@ type txnResult struct {
 // in one batch get the same fencing token: tokens rise per lock name, as
 // promised, not across names. One batch never holds two transactions on the
 // same key (etcd refuses that); the later one waits for the next batch.
+//
+// A transaction is sent only for a caller that still waits: one whose
+// context is done before it is taken into a batch is dropped (errNotSent),
+// and a batch is sent with the latest of its callers' deadlines, so that a
+// step never goes to etcd after its caller was told it failed — which also
+// bounds how late a step whose outcome was reported unknown can land. close
+// stops it: nothing is sent after close returns.
 type batcher struct {
 	client  *clientv3.Client
 	timeout time.Duration
+	stopped context.Context // done: cancel sends in flight
+	stop    context.CancelFunc
 
 	mu       sync.Mutex
 	pending  []*batchedTxn
 	inFlight bool
+	closed   bool
+	running  sync.WaitGroup // the run goroutine
+
+	lastWrite atomic.Int64 // the revision of the last batch that wrote
 }
 
 type batchedTxn struct {
+	ctx  context.Context
 	key  string
 	cmps []clientv3.Cmp
 	then []clientv3.Op
@@ -52,18 +76,24 @@ type batchedTxn struct {
 }
 
 func newBatcher(client *clientv3.Client, timeout time.Duration) *batcher {
-	return &batcher{client: client, timeout: timeout}
+	stopped, stop := context.WithCancel(context.Background())
+	return &batcher{client: client, timeout: timeout, stopped: stopped, stop: stop}
 }
 
 // commit runs If(cmps).Then(then).Else(els) on key, batched with others.
-// ctx bounds the wait; a transaction that was sent is seen through (its
-// outcome reported to whoever still waits), since it may have taken effect.
+// ctx bounds the wait. An error wrapping errNotSent means the transaction
+// was not sent (not applied); any other error leaves its outcome unknown.
 func (b *batcher) commit(ctx context.Context, key string, cmps []clientv3.Cmp, then, els []clientv3.Op) (txnResult, error) {
-	t := &batchedTxn{key: key, cmps: cmps, then: then, els: els, done: make(chan struct{})}
+	t := &batchedTxn{ctx: ctx, key: key, cmps: cmps, then: then, els: els, done: make(chan struct{})}
 	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return txnResult{}, fmt.Errorf("%w: %w", errNotSent, locklock.ErrClosed)
+	}
 	b.pending = append(b.pending, t)
 	if !b.inFlight {
 		b.inFlight = true
+		b.running.Add(1)
 		go b.run()
 	}
 	b.mu.Unlock()
@@ -71,14 +101,35 @@ func (b *batcher) commit(ctx context.Context, key string, cmps []clientv3.Cmp, t
 	case <-t.done:
 		return t.res, t.err
 	case <-ctx.Done():
-		// The transaction may still be sent, and may take effect: the
+	}
+	if b.withdraw(t) {
+		return txnResult{}, fmt.Errorf("%w: %w", errNotSent, ctx.Err())
+	}
+	select {
+	case <-t.done: // answered (or dropped) just now
+		return t.res, t.err
+	default:
+		// Sent and not answered: it may still take effect, and the
 		// caller reports an unknown outcome.
 		return txnResult{}, ctx.Err()
 	}
 }
 
+// withdraw removes t if it is still pending, and reports whether it was.
+func (b *batcher) withdraw(t *batchedTxn) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	i := slices.Index(b.pending, t)
+	if i < 0 {
+		return false
+	}
+	b.pending = slices.Delete(b.pending, i, i+1)
+	return true
+}
+
 // run sends batches until nothing is pending.
 func (b *batcher) run() {
+	defer b.running.Done()
 	for {
 		b.mu.Lock()
 		batch := b.takeLocked()
@@ -93,30 +144,59 @@ func (b *batcher) run() {
 }
 
 // takeLocked removes up to maxBatch pending transactions on distinct keys,
-// in arrival order; a second one on a key stays for a later batch.
+// in arrival order; a second one on a key stays for a later batch. Those
+// whose caller has given up are dropped, unsent.
 func (b *batcher) takeLocked() []*batchedTxn {
 	var batch, rest []*batchedTxn
 	seen := make(map[string]bool)
 	for _, t := range b.pending {
-		if len(batch) < maxBatch && !seen[t.key] {
+		switch {
+		case t.ctx.Err() != nil:
+			t.err = fmt.Errorf("%w: %w", errNotSent, t.ctx.Err())
+			close(t.done)
+		case len(batch) < maxBatch && !seen[t.key]:
 			seen[t.key] = true
 			batch = append(batch, t)
-			continue
+		default:
+			rest = append(rest, t)
 		}
-		rest = append(rest, t)
 	}
 	b.pending = rest
 	return batch
 }
 
+// sendContext bounds a batch by the latest deadline of its callers (and
+// the request timeout), and by close.
+func (b *batcher) sendContext(batch []*batchedTxn) (context.Context, context.CancelFunc) {
+	deadline := time.Now().Add(b.timeout)
+	latest := time.Time{}
+	for _, t := range batch {
+		d, ok := t.ctx.Deadline()
+		if !ok {
+			latest = deadline
+			break
+		}
+		if d.After(latest) {
+			latest = d
+		}
+	}
+	if latest.After(deadline) {
+		latest = deadline
+	}
+	return context.WithDeadline(b.stopped, latest)
+}
+
 func (b *batcher) send(batch []*batchedTxn) {
-	ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
+	ctx, cancel := b.sendContext(batch)
 	defer cancel()
 	if len(batch) == 1 {
 		t := batch[0]
 		resp, err := b.client.Txn(ctx).If(t.cmps...).Then(t.then...).Else(t.els...).Commit()
 		if err == nil {
 			t.res = txnResult{succeeded: resp.Succeeded, responses: resp.Responses, revision: resp.Header.Revision}
+			if resp.Succeeded {
+				b.wrote(resp.Header.Revision)
+			}
 		}
 		t.err = err
 		close(t.done)
@@ -136,7 +216,46 @@ func (b *batcher) send(batch []*batchedTxn) {
 		default:
 			nested := resp.Responses[i].GetResponseTxn()
 			t.res = txnResult{succeeded: nested.Succeeded, responses: nested.Responses, revision: resp.Header.Revision}
+			if nested.Succeeded {
+				b.wrote(resp.Header.Revision)
+			}
 		}
 		close(t.done)
 	}
+}
+
+// wrote records the revision of a write (for Close's catch-up: the
+// engine's steps that succeeded all write).
+func (b *batcher) wrote(rev int64) {
+	for {
+		cur := b.lastWrite.Load()
+		if rev <= cur || b.lastWrite.CompareAndSwap(cur, rev) {
+			return
+		}
+	}
+}
+
+// close stops the batcher: later commits fail with ErrClosed, pending
+// transactions are dropped (their callers get ErrClosed), and a batch in
+// flight gets until deadline before it is cancelled. When close returns,
+// nothing more is sent.
+func (b *batcher) close(deadline time.Time) {
+	b.mu.Lock()
+	b.closed = true
+	dropped := b.pending
+	b.pending = nil
+	b.mu.Unlock()
+	for _, t := range dropped {
+		t.err = fmt.Errorf("%w: %w", errNotSent, locklock.ErrClosed)
+		close(t.done)
+	}
+	finished := make(chan struct{})
+	go func() { b.running.Wait(); close(finished) }()
+	select {
+	case <-finished:
+	case <-time.After(time.Until(deadline)):
+		b.stop()
+		<-finished
+	}
+	b.stop()
 }

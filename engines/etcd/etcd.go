@@ -15,6 +15,13 @@
 //     server acquires with the same TTL within a second (see leaseWindow), so
 //     an acquire costs no lease grant and a release no revocation; a lock
 //     therefore ends up to a second after its expires_at, never before.
+//   - A server revokes its leases once no lock is left on them, wherever the
+//     locks were released, in the background: it counts the keys on its own
+//     leases from the answers to its steps and one watch on the lock keys,
+//     and etcd confirms a lease has no keys before it is revoked (see "Lease
+//     accounting" in leases.go). A lease under a step whose outcome is
+//     unknown, and the leases of a server that stopped while they still
+//     carried locks, end with their TTL.
 //   - The fencing token is the key's create revision (plus a base chosen
 //     once per cluster, see tokenBase): etcd's revision counter rises with
 //     every write to the cluster, so tokens rise across all servers and
@@ -45,10 +52,8 @@ package etcd
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,7 +63,8 @@ import (
 	"github.com/locklock/locklock/locklock"
 )
 
-// closeGrace is how long Close lets lease revocations finish.
+// closeGrace bounds Close's own work: a batch still in flight, and the last
+// revocations of leases left without keys.
 const closeGrace = 2 * time.Second
 
 // Engine is the etcd engine. Create it with New.
@@ -77,11 +83,6 @@ type Engine struct {
 	leases *leasePool
 	held   *heldCache
 	batch  *batcher
-
-	// Background revocations of unused leases; Close stops and awaits them.
-	background     sync.WaitGroup
-	stopBackground context.CancelFunc
-	backgroundCtx  context.Context
 }
 
 var (
@@ -107,21 +108,10 @@ func New(client *clientv3.Client, opts ...Option) *Engine {
 	for _, o := range opts {
 		o(e)
 	}
-	e.backgroundCtx, e.stopBackground = context.WithCancel(context.Background())
-	e.leases = newLeasePool(client, e.timeout, e.revoke)
 	e.held = newHeldCache()
 	e.batch = newBatcher(client, e.timeout)
+	e.leases = newLeasePool(client, e.timeout, e.prefix+"locks/", e.batch.lastWrite.Load)
 	return e
-}
-
-// record is what is stored under a lock's key. The token and expiry are not
-// stored: the token is the key's create revision and the lease decides
-// expiry.
-type record struct {
-	AcquiredAt int64  `json:"acquired_at_ms"`
-	ExpiresAt  int64  `json:"expires_at_ms"`
-	Guard      []byte `json:"guard,omitempty"` // salt and HMAC of the secret, never the secret
-	Lease      int64  `json:"lease"`
 }
 
 // Prefix is the engine's key prefix.
@@ -170,66 +160,6 @@ func ttlSeconds(from, to time.Time) int64 {
 	return max(s, 1)
 }
 
-func (e *Engine) encode(l locklock.Lock, lease clientv3.LeaseID) (string, error) {
-	b, err := json.Marshal(record{
-		AcquiredAt: l.AcquiredAt.UnixMilli(),
-		ExpiresAt:  l.ExpiresAt.UnixMilli(),
-		Guard:      []byte(l.Guard),
-		Lease:      int64(lease),
-	})
-	return string(b), err
-}
-
-// tokenBase returns the number added to a key's create revision to make its
-// fencing token. It is chosen once per etcd cluster and prefix — the wall
-// clock in milliseconds × 1024 when first needed, like the other engines'
-// starting points — and stored under the prefix, so that every server uses
-// the same one, and tokens continue above those of an earlier engine (a
-// switch from Badger) or an earlier etcd cluster that was replaced. (Restoring
-// etcd from a backup rolls revisions back; start the restored cluster under a
-// new --etcd-prefix.)
-func (e *Engine) tokenBase(ctx, octx context.Context) (uint64, error) {
-	if b := e.base.Load(); b != 0 {
-		return b, nil
-	}
-	key := e.prefix + "token-base"
-	candidate := strconv.FormatUint(uint64(time.Now().UnixMilli())<<10, 10)
-	resp, err := e.client.Txn(octx).
-		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-		Then(clientv3.OpPut(key, candidate)).
-		Else(clientv3.OpGet(key)).
-		Commit()
-	if err != nil {
-		return 0, storeErr(ctx, "read the token base", err)
-	}
-	value := candidate
-	if !resp.Succeeded {
-		value = string(resp.Responses[0].GetResponseRange().Kvs[0].Value)
-	}
-	b, err := strconv.ParseUint(value, 10, 64)
-	if err != nil || b == 0 {
-		return 0, fmt.Errorf("etcd engine: corrupt token base under %s", key)
-	}
-	e.base.Store(b)
-	return b, nil
-}
-
-// decode rebuilds a lock from its key-value and the revision it was read at.
-func (e *Engine) decode(id locklock.ID, value []byte, createRev, readRev int64) (locklock.Lock, clientv3.LeaseID, error) {
-	var r record
-	if err := json.Unmarshal(value, &r); err != nil {
-		return locklock.Lock{}, 0, fmt.Errorf("etcd engine: corrupt record for %s: %w", id, err)
-	}
-	return locklock.Lock{
-		ID:         id,
-		AcquiredAt: time.UnixMilli(r.AcquiredAt).UTC(),
-		ExpiresAt:  time.UnixMilli(r.ExpiresAt).UTC(),
-		Token:      e.base.Load() + uint64(createRev),
-		Guard:      locklock.Guard(r.Guard),
-		Revision:   readRev,
-	}, clientv3.LeaseID(r.Lease), nil
-}
-
 // TryAcquire implements locklock.Engine.
 func (e *Engine) TryAcquire(ctx context.Context, l locklock.Lock, now time.Time) (locklock.Lock, error) {
 	_, done, err := e.enter(ctx)
@@ -238,8 +168,8 @@ func (e *Engine) TryAcquire(ctx context.Context, l locklock.Lock, now time.Time)
 	}
 	defer done()
 	// Once a lease is taken, see the step through even if the client goes
-	// away, so that its reference is settled; the request timeout still
-	// bounds it.
+	// away, so that the lease learns its outcome; the request timeout
+	// still bounds it.
 	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.timeout)
 	defer cancel()
 	lease, err := e.leases.get(octx, ttlSeconds(l.AcquiredAt, l.ExpiresAt))
@@ -248,7 +178,7 @@ func (e *Engine) TryAcquire(ctx context.Context, l locklock.Lock, now time.Time)
 	}
 	value, err := e.encode(l, lease)
 	if err != nil {
-		e.leases.put(lease)
+		e.leases.settle(lease, stepNotApplied)
 		return locklock.Lock{}, err
 	}
 	key := e.key(l.ID)
@@ -256,20 +186,18 @@ func (e *Engine) TryAcquire(ctx context.Context, l locklock.Lock, now time.Time)
 		[]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(key), "=", 0)},
 		[]clientv3.Op{clientv3.OpPut(key, value, clientv3.WithLease(lease))},
 		[]clientv3.Op{clientv3.OpGet(key)})
+	e.leases.settle(lease, putOutcome(resp, err))
 	if err != nil {
-		// Unknown outcome: the lock may exist, so its lease keeps the
-		// reference (it ends with its TTL anyway).
 		return locklock.Lock{}, storeErr(ctx, "acquire", err)
 	}
 	if !resp.succeeded {
-		e.leases.put(lease)
 		kvs := resp.responses[0].GetResponseRange().Kvs
 		if len(kvs) == 0 {
 			// Released between the compare and the read: cannot happen
 			// in one transaction, but never claim a holder we did not see.
 			return locklock.Lock{}, fmt.Errorf("%w: etcd acquire: holder vanished", locklock.ErrUnavailable)
 		}
-		cur, _, err := e.decode(l.ID, kvs[0].Value, kvs[0].CreateRevision, resp.revision)
+		cur, err := e.decode(l.ID, kvs[0].Value, kvs[0].CreateRevision, resp.revision)
 		if err != nil {
 			return locklock.Lock{}, err
 		}
@@ -277,33 +205,38 @@ func (e *Engine) TryAcquire(ctx context.Context, l locklock.Lock, now time.Time)
 	}
 	l.Token = e.base.Load() + uint64(resp.revision)
 	l.Revision = resp.revision
-	e.held.set(l.ID, heldEntry{lock: l, modRev: resp.revision, lease: lease})
+	e.held.set(l.ID, heldEntry{lock: l, modRev: resp.revision})
 	return l, nil
 }
 
-// revoke ends a lease nobody uses, in the background: it expires anyway, so
-// a failure costs nothing but a little storage for its TTL.
-func (e *Engine) revoke(id clientv3.LeaseID) {
-	e.background.Go(func() {
-		ctx, cancel := context.WithTimeout(e.backgroundCtx, e.timeout)
-		defer cancel()
-		_, _ = e.client.Revoke(ctx, id)
-	})
+// putOutcome is how a step that puts a key on a lease ended, for the lease
+// accounting: a transaction that was never sent, or that etcd answered
+// without taking the put branch, did not put it.
+func putOutcome(resp txnResult, err error) stepOutcome {
+	switch {
+	case errors.Is(err, errNotSent):
+		return stepNotApplied
+	case err != nil:
+		return stepUnknown
+	case resp.succeeded:
+		return stepApplied
+	default:
+		return stepNotApplied
+	}
 }
 
-// read returns the lock under id with its mod revision and lease, or
-// ErrNotFound.
-func (e *Engine) read(ctx, octx context.Context, id locklock.ID) (locklock.Lock, int64, clientv3.LeaseID, error) {
+// read returns the lock under id with its mod revision, or ErrNotFound.
+func (e *Engine) read(ctx, octx context.Context, id locklock.ID) (locklock.Lock, int64, error) {
 	resp, err := e.client.Get(octx, e.key(id))
 	if err != nil {
-		return locklock.Lock{}, 0, 0, storeErr(ctx, "read", err)
+		return locklock.Lock{}, 0, storeErr(ctx, "read", err)
 	}
 	if len(resp.Kvs) == 0 {
-		return locklock.Lock{}, 0, 0, locklock.ErrNotFound
+		return locklock.Lock{}, 0, locklock.ErrNotFound
 	}
 	kv := resp.Kvs[0]
-	l, lease, err := e.decode(id, kv.Value, kv.CreateRevision, resp.Header.Revision)
-	return l, kv.ModRevision, lease, err
+	l, err := e.decode(id, kv.Value, kv.CreateRevision, resp.Header.Revision)
+	return l, kv.ModRevision, err
 }
 
 // Get implements locklock.Engine. A lock is live as long as its key exists.
@@ -313,7 +246,7 @@ func (e *Engine) Get(ctx context.Context, id locklock.ID, now time.Time) (locklo
 		return locklock.Lock{}, err
 	}
 	defer done()
-	l, _, _, err := e.read(ctx, octx, id)
+	l, _, err := e.read(ctx, octx, id)
 	return l, err
 }
 
@@ -322,7 +255,7 @@ func (e *Engine) Get(ctx context.Context, id locklock.ID, now time.Time) (locklo
 // retry if a concurrent write came first. The lock is found in the held
 // cache when this engine wrote it last (one round trip in all), else read.
 func (e *Engine) change(ctx context.Context, id locklock.ID, allow func(locklock.Lock) error,
-	write func(octx context.Context, cur locklock.Lock, modRev int64, lease clientv3.LeaseID) (locklock.Lock, bool, error)) (locklock.Lock, error) {
+	write func(octx context.Context, cur locklock.Lock, modRev int64) (locklock.Lock, bool, error)) (locklock.Lock, error) {
 	octx, done, err := e.enter(ctx)
 	if err != nil {
 		return locklock.Lock{}, err
@@ -333,16 +266,15 @@ func (e *Engine) change(ctx context.Context, id locklock.ID, allow func(locklock
 		var (
 			cur    locklock.Lock
 			modRev int64
-			lease  clientv3.LeaseID
 		)
 		if useCache {
 			useCache = false
-			cur, modRev, lease = cached.lock, cached.modRev, cached.lease
+			cur, modRev = cached.lock, cached.modRev
 			if allow(cur) != nil {
 				continue // a refusal must rest on a fresh read
 			}
 		} else {
-			cur, modRev, lease, err = e.read(ctx, octx, id)
+			cur, modRev, err = e.read(ctx, octx, id)
 			if err != nil {
 				e.held.forget(id)
 				return locklock.Lock{}, err
@@ -351,10 +283,10 @@ func (e *Engine) change(ctx context.Context, id locklock.ID, allow func(locklock
 				return locklock.Lock{}, err
 			}
 		}
-		// Like TryAcquire: see a write with a lease reference through,
-		// even if the client goes away meanwhile.
+		// Like TryAcquire: see a write that takes a lease through, even if
+		// the client goes away meanwhile.
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.timeout)
-		out, ok, err := write(wctx, cur, modRev, lease)
+		out, ok, err := write(wctx, cur, modRev)
 		cancel()
 		if err != nil {
 			e.held.forget(id)
@@ -370,7 +302,9 @@ func (e *Engine) change(ctx context.Context, id locklock.ID, allow func(locklock
 // Release implements locklock.Engine.
 func (e *Engine) Release(ctx context.Context, id locklock.ID, now time.Time, allow func(locklock.Lock) error) (locklock.Lock, error) {
 	key := e.key(id)
-	return e.change(ctx, id, allow, func(octx context.Context, cur locklock.Lock, modRev int64, lease clientv3.LeaseID) (locklock.Lock, bool, error) {
+	// The lease the lock was on learns of the delete from its owner's watch
+	// (see "Lease accounting"), whichever server that is.
+	return e.change(ctx, id, allow, func(octx context.Context, cur locklock.Lock, modRev int64) (locklock.Lock, bool, error) {
 		resp, err := e.batch.commit(octx, key,
 			[]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", modRev)},
 			[]clientv3.Op{clientv3.OpDelete(key)}, nil)
@@ -378,17 +312,17 @@ func (e *Engine) Release(ctx context.Context, id locklock.ID, now time.Time, all
 			return locklock.Lock{}, false, err
 		}
 		e.held.forget(id)
-		e.leases.put(lease)
 		return cur, true, nil
 	})
 }
 
 // Refresh implements locklock.Engine: the key is put again on a lease for
 // the new TTL (a lease's TTL cannot change), which keeps its create
-// revision — the token.
+// revision — the token. The lease it leaves learns of the move from its
+// owner's watch.
 func (e *Engine) Refresh(ctx context.Context, id locklock.ID, now, expiresAt time.Time, allow func(locklock.Lock) error) (locklock.Lock, error) {
 	key := e.key(id)
-	return e.change(ctx, id, allow, func(octx context.Context, cur locklock.Lock, modRev int64, oldLease clientv3.LeaseID) (locklock.Lock, bool, error) {
+	return e.change(ctx, id, allow, func(octx context.Context, cur locklock.Lock, modRev int64) (locklock.Lock, bool, error) {
 		lease, err := e.leases.get(octx, ttlSeconds(now, expiresAt))
 		if err != nil {
 			return locklock.Lock{}, false, err
@@ -397,22 +331,18 @@ func (e *Engine) Refresh(ctx context.Context, id locklock.ID, now, expiresAt tim
 		next.ExpiresAt = expiresAt
 		value, err := e.encode(next, lease)
 		if err != nil {
-			e.leases.put(lease)
+			e.leases.settle(lease, stepNotApplied)
 			return locklock.Lock{}, false, err
 		}
 		resp, err := e.batch.commit(octx, key,
 			[]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", modRev)},
 			[]clientv3.Op{clientv3.OpPut(key, value, clientv3.WithLease(lease))}, nil)
-		if err != nil {
-			return locklock.Lock{}, false, err // unknown: keep both references
+		e.leases.settle(lease, putOutcome(resp, err))
+		if err != nil || !resp.succeeded {
+			return locklock.Lock{}, false, err
 		}
-		if !resp.succeeded {
-			e.leases.put(lease)
-			return locklock.Lock{}, false, nil
-		}
-		e.leases.put(oldLease)
 		next.Revision = resp.revision
-		e.held.set(id, heldEntry{lock: next, modRev: resp.revision, lease: lease})
+		e.held.set(id, heldEntry{lock: next, modRev: resp.revision})
 		return next, true, nil
 	})
 }
@@ -444,7 +374,7 @@ func (e *Engine) List(ctx context.Context, q locklock.ListQuery, now time.Time) 
 	out := make([]locklock.Lock, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
 		id := locklock.ID{Namespace: q.Namespace, Kind: q.Kind, Name: string(kv.Key[len(base):])}
-		l, _, err := e.decode(id, kv.Value, kv.CreateRevision, resp.Header.Revision)
+		l, err := e.decode(id, kv.Value, kv.CreateRevision, resp.Header.Revision)
 		if err != nil {
 			return nil, err
 		}
@@ -518,20 +448,19 @@ func (e *Engine) WatchRelease(ctx context.Context, held locklock.Lock) <-chan st
 }
 
 // Close implements locklock.Engine. It does not close the client.
+// Operations have finished when it takes the lock; then the batcher stops
+// (nothing is sent after Close), and the leases left without keys are
+// revoked, all within closeGrace (a lease not revoked ends with its TTL).
 func (e *Engine) Close() error {
 	e.mu.Lock()
+	already := e.closed
 	e.closed = true
 	e.mu.Unlock()
-	// Operations have finished (Close held the lock); revocations still
-	// running get a moment to finish, then are cut short (their leases end
-	// with their TTL anyway).
-	finished := make(chan struct{})
-	go func() { e.background.Wait(); close(finished) }()
-	select {
-	case <-finished:
-	case <-time.After(closeGrace):
-		e.stopBackground()
-		<-finished
+	if already {
+		return nil
 	}
+	deadline := time.Now().Add(closeGrace)
+	e.batch.close(deadline)
+	e.leases.close(deadline)
 	return nil
 }

@@ -3,8 +3,6 @@ package etcd
 import (
 	"sync"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
 	"github.com/locklock/locklock/locklock"
 )
 
@@ -25,7 +23,6 @@ type heldCache struct {
 type heldEntry struct {
 	lock   locklock.Lock
 	modRev int64
-	lease  clientv3.LeaseID
 }
 
 func newHeldCache() *heldCache { return &heldCache{m: make(map[locklock.ID]heldEntry)} }

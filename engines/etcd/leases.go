@@ -18,46 +18,157 @@ import (
 // to that second — never end before it.
 const leaseWindow = time.Second
 
-// leasePool hands out shared leases. It tracks only leases this engine
-// granted; locks acquired through other servers carry theirs.
+// Lease accounting: when may a shared lease be revoked?
+//
+// A lease ends with its TTL (30 days by default) unless it is revoked, and
+// etcd keeps every lease in memory and checks it until then; one server
+// grants one per TTL per second. So a lease should be revoked once no lock
+// uses it. Revoking one too early, though, deletes live locks: that must
+// never happen.
+//
+// Counting references locally is not enough: a lock acquired through this
+// server is typically released, or refreshed onto another lease, through
+// another server behind the same load balancer, and this server would
+// never hear of it. So each engine counts, per lease of its own:
+//
+//   - keys: puts on the lease that etcd acknowledged (counted when the
+//     answer arrives), minus removals reported by one watch on the lock
+//     keys (watchLocks). A removal is any event with a previous value on
+//     the lease — a delete (release, expiry) or a put (a refresh, through
+//     any server, onto any lease, this one included). Our own releases are
+//     counted by the watch as well, so nothing is counted twice. A removal
+//     may overtake the acknowledgement of its put, so keys may briefly be
+//     negative.
+//   - pending: steps in flight that may put a key on it; they are settled
+//     (applied, not applied, unknown) before their caller returns.
+//   - tainted: a step on it ended with an unknown outcome (a timeout, a
+//     lost leader): the put may still be applied later, unseen by keys. A
+//     tainted lease is never revoked; it ends with its TTL.
+//
+// A lease is a candidate for revocation when it is closed (its window is
+// over, so no new step can take it), nothing is pending, keys <= 0 and it
+// is not tainted. Only this engine puts keys on its leases, so then every
+// put on it was applied and acknowledged, and the watch has reported as
+// many removals as there were puts: no key is left, and none can come.
+// Before revoking, the reaper still asks etcd (TimeToLive with the
+// attached keys) and revokes only a lease that has none — a check that
+// costs nothing on the request path and guards the counting. etcd 3.5+
+// answers it on the leader after applying everything committed, so every
+// acknowledged put is visible to it (3.4 does not wait for the leader's
+// apply; there the check guards the counting, which is exact by itself
+// while the watch misses nothing).
+//
+// When the watch misses events (its history was compacted while it was
+// away, or a removal's previous value was compacted before it was read),
+// the counts of the leases it may concern can only be too high, never too
+// low (events are only removals): those leases are marked unverified, and
+// for them etcd's TimeToLive alone decides, re-asked with backoff while
+// keys are attached.
+//
+// What stays until its TTL: tainted leases; the leases of a server that
+// stopped or was killed while they still carried locks (another server
+// cannot know they were this one's, and a restarted server starts afresh);
+// and, on etcd servers with etcd-io/etcd#18089 (3.4.23, for one), a lease
+// whose last removal was a delete at exactly the revision etcd compacted to
+// while the watch was away — such a server drops that event without an
+// error.
+//
+// Revocations and checks run in one reaper goroutine per engine, off the
+// request path: it looks at a lease when its count drops to zero, when its
+// window closes (so the last lease of a burst goes too), and on retries.
+
+const (
+	// firstRecheck and maxRecheck bound the backoff for a lease that etcd
+	// still reports keys on (or that could not be checked).
+	firstRecheck = time.Second
+	maxRecheck   = 10 * time.Minute
+	// closeCatchUp is how long Close lets the watch catch up with this
+	// engine's own last write, so that leases emptied just before are
+	// revoked too.
+	closeCatchUp = time.Second
+)
+
+// stepOutcome is how a step that get gave a lease to ended.
+type stepOutcome int
+
+const (
+	stepNotApplied stepOutcome = iota // etcd did not apply it (refused, failed compare, never sent)
+	stepApplied                       // etcd applied the put: one more key on the lease
+	stepUnknown                       // it may have been applied, or may still be
+)
+
+// leasePool hands out shared leases and revokes them when no key is left
+// on them (see "Lease accounting" above). It tracks only leases this
+// engine granted.
 type leasePool struct {
-	client  *clientv3.Client
-	timeout time.Duration
-	revoke  func(clientv3.LeaseID) // in the background
+	client     *clientv3.Client
+	timeout    time.Duration
+	locksKey   string // the prefix the watch covers
+	lastWrite  func() int64
+	wake       chan struct{} // the reaper has leases to look at
+	ctx        context.Context
+	stop       context.CancelFunc
+	goroutines sync.WaitGroup // the watch and the reaper
 
 	mu       sync.Mutex
-	open     map[int64]*pooledLease // by TTL: the lease new locks join
-	all      map[clientv3.LeaseID]*pooledLease
-	byEnd    endHeap                 // all, soonest end first
-	granting map[int64]chan struct{} // one Grant per TTL at a time
+	closed   bool
+	started  bool                              // watch and reaper
+	open     map[int64]*pooledLease            // by TTL: the lease new locks join
+	all      map[clientv3.LeaseID]*pooledLease // every lease not yet revoked or ended
+	byEnd    endHeap                           // all, soonest end first
+	granting map[int64]chan struct{}           // one Grant per TTL at a time
+	ready    []*pooledLease                    // for the reaper, now
+	later    checkHeap                         // for the reaper, at a time
+	watched  int64                             // highest revision the watch has reported
+	gapBelow int64                             // the watch missed events below this revision
 }
 
 type pooledLease struct {
 	id        clientv3.LeaseID
 	ttl       int64
+	granted   int64     // the revision at its grant: every put on it comes later
 	openUntil time.Time // new locks join until then
 	endsAt    time.Time // etcd has ended it by then at the latest (unless a leader change renewed it)
-	refs      int       // locks (and acquires in flight) on it
-	index     int       // in byEnd; -1 once forgotten
+
+	// See "Lease accounting".
+	pending    int  // steps in flight that may put a key on it
+	keys       int  // acknowledged puts minus removals the watch reported
+	tainted    bool // a step on it ended with an unknown outcome: never revoked
+	unverified bool // the watch may have missed removals: etcd decides
+	queued     bool // in ready
+	checking   bool // the reaper is asking etcd about it
+	recheck    time.Duration
+	notBefore  time.Time // no check before then (backoff)
+	index      int       // in byEnd; -1 once forgotten
 }
 
-func newLeasePool(client *clientv3.Client, timeout time.Duration, revoke func(clientv3.LeaseID)) *leasePool {
+// newLeasePool returns a pool for leases whose locks live under locksKey;
+// lastWrite reports the revision of this engine's last write (for Close).
+func newLeasePool(client *clientv3.Client, timeout time.Duration, locksKey string, lastWrite func() int64) *leasePool {
+	// The client's context too: goroutines of an engine that is never
+	// closed stop with its client.
+	ctx, stop := context.WithCancel(client.Ctx())
 	return &leasePool{
-		client: client, timeout: timeout, revoke: revoke,
+		client: client, timeout: timeout, locksKey: locksKey, lastWrite: lastWrite,
+		wake: make(chan struct{}, 1), ctx: ctx, stop: stop,
 		open:     make(map[int64]*pooledLease),
 		all:      make(map[clientv3.LeaseID]*pooledLease),
 		granting: make(map[int64]chan struct{}),
 	}
 }
 
-// get returns a lease that lasts at least ttl seconds from now, and takes a
-// reference on it: the caller must put its lock on it, or call put.
+// get returns a lease that lasts at least ttl seconds from now, with a
+// pending step on it: the caller must settle it.
 func (p *leasePool) get(ctx context.Context, ttl int64) (clientv3.LeaseID, error) {
 	for {
 		p.mu.Lock()
-		p.pruneLocked()
+		if p.closed {
+			p.mu.Unlock()
+			return 0, errPoolClosed
+		}
+		p.pruneLocked(time.Now())
 		if l := p.open[ttl]; l != nil && time.Now().Before(l.openUntil) {
-			l.refs++
+			l.pending++
 			p.mu.Unlock()
 			return l.id, nil
 		}
@@ -82,14 +193,18 @@ func (p *leasePool) get(ctx context.Context, ttl int64) (clientv3.LeaseID, error
 			p.mu.Unlock()
 			return 0, err
 		}
-		l.refs++
-		if old := p.open[ttl]; old != nil {
-			p.closeLocked(old)
-		}
-		p.open[ttl] = l
+		l.pending++
+		l.unverified = l.granted < p.gapBelow
+		p.open[ttl] = l // the one it replaces is past its window
 		p.all[l.id] = l
 		heap.Push(&p.byEnd, l)
+		heap.Push(&p.later, checkAt{at: l.openUntil, lease: l})
+		if !p.started {
+			p.started = true
+			p.startLocked(l.granted + 1)
+		}
 		p.mu.Unlock()
+		p.poke() // the reaper's next timer may now be earlier
 		return l.id, nil
 	}
 }
@@ -108,38 +223,90 @@ func (p *leasePool) grant(ctx context.Context, ttl int64) (*pooledLease, error) 
 	return &pooledLease{
 		id:        resp.ID,
 		ttl:       ttl,
+		granted:   resp.ResponseHeader.GetRevision(),
 		openUntil: sent.Add(leaseWindow),
 		endsAt:    time.Now().Add(time.Duration(resp.TTL+1) * time.Second),
 	}, nil
 }
 
-// put drops a reference taken by get (the lock was not put on the lease,
-// or it was released or moved to another lease). A lease nobody uses any
-// more and that takes no new locks is revoked, so that etcd forgets it now
-// rather than at the end of its TTL.
-func (p *leasePool) put(id clientv3.LeaseID) {
+// settle ends a step that get gave id to.
+func (p *leasePool) settle(id clientv3.LeaseID, outcome stepOutcome) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	l := p.all[id]
 	if l == nil {
-		return // another server's lease, or one already pruned
+		p.mu.Unlock()
+		return // ended meanwhile
 	}
-	l.refs--
-	if l.refs <= 0 && !time.Now().Before(l.openUntil) {
-		p.forgetLocked(l)
-		p.revoke(l.id)
+	l.pending--
+	switch outcome {
+	case stepApplied:
+		l.keys++
+	case stepUnknown:
+		l.tainted = true
+	}
+	wake := p.mayReapLocked(l)
+	p.mu.Unlock()
+	if wake {
+		p.poke()
 	}
 }
 
-// closeLocked stops l from taking new locks; unused, it is revoked.
-func (p *leasePool) closeLocked(l *pooledLease) {
-	if p.open[l.ttl] == l {
-		delete(p.open, l.ttl)
+// mayReapLocked queues l for the reaper if it may have just become a
+// candidate, and says so. A lease still open is left to its window's
+// close, so that the reaper does not wake for every release of a lock on
+// the lease new locks are joining.
+func (p *leasePool) mayReapLocked(l *pooledLease) bool {
+	if l.pending > 0 || l.keys > 0 || l.tainted || (!p.closed && time.Now().Before(l.openUntil)) {
+		return false
 	}
-	if l.refs <= 0 {
-		p.forgetLocked(l)
-		p.revoke(l.id)
+	p.queueLocked(l)
+	return true
+}
+
+// removedLocked counts the removal of a key from lease id, reported by the
+// watch, and reports whether the reaper should look at the lease.
+func (p *leasePool) removedLocked(id clientv3.LeaseID) bool {
+	l := p.all[id]
+	if l == nil {
+		return false // another server's lease, or one already gone
 	}
+	l.keys--
+	return p.mayReapLocked(l)
+}
+
+// gapLocked records that the watch may have missed removals at revisions
+// below rev: the counts of leases granted before then may be too high.
+func (p *leasePool) gapLocked(rev int64) {
+	p.gapBelow = max(p.gapBelow, rev)
+	for _, l := range p.all {
+		if l.granted < rev && !l.unverified {
+			l.unverified = true
+			p.queueLocked(l)
+		}
+	}
+}
+
+func (p *leasePool) queueLocked(l *pooledLease) {
+	if !l.queued {
+		l.queued = true
+		p.ready = append(p.ready, l)
+	}
+}
+
+// poke wakes the reaper, if it is not awake already.
+func (p *leasePool) poke() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// reapableLocked says whether l may be checked and, if etcd agrees it has
+// no keys, revoked now.
+func (p *leasePool) reapableLocked(l *pooledLease, now time.Time) bool {
+	closed := p.closed || !now.Before(l.openUntil)
+	return p.all[l.id] == l && closed && l.pending == 0 && !l.tainted && !l.checking &&
+		(l.keys <= 0 || l.unverified) && !now.Before(l.notBefore)
 }
 
 func (p *leasePool) forgetLocked(l *pooledLease) {
@@ -154,8 +321,7 @@ func (p *leasePool) forgetLocked(l *pooledLease) {
 
 // pruneLocked forgets leases etcd has ended: their locks went with them.
 // The heap makes it cost only what it removes.
-func (p *leasePool) pruneLocked() {
-	now := time.Now()
+func (p *leasePool) pruneLocked(now time.Time) {
 	for len(p.byEnd) > 0 && now.After(p.byEnd[0].endsAt) {
 		p.forgetLocked(p.byEnd[0])
 	}
@@ -182,4 +348,27 @@ func (h *endHeap) Pop() any {
 	l.index = -1
 	*h = old[:len(old)-1]
 	return l
+}
+
+// checkAt asks the reaper to look at a lease at a time: when its window
+// closes, or to retry a check. Entries are hints; the lease's state then
+// decides.
+type checkAt struct {
+	at    time.Time
+	lease *pooledLease
+}
+
+// checkHeap orders checkAt entries by time (container/heap).
+type checkHeap []checkAt
+
+func (h checkHeap) Len() int           { return len(h) }
+func (h checkHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h checkHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *checkHeap) Push(x any)        { *h = append(*h, x.(checkAt)) }
+func (h *checkHeap) Pop() any {
+	old := *h
+	c := old[len(old)-1]
+	old[len(old)-1] = checkAt{}
+	*h = old[:len(old)-1]
+	return c
 }

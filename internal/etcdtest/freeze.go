@@ -11,14 +11,17 @@ import (
 // to play a SIGSTOPped member: while frozen, the kernel still completes TCP
 // handshakes (they wait in the listen backlog), open connections stay open,
 // and nothing is answered — bytes already read are held back and
-// delivered, in order, on Thaw. Clients given the proxy's URL see one
-// member that can freeze while the etcd behind it keeps serving others.
+// delivered, in order, on Thaw. It can also be cut (Cut: every connection
+// closed and new ones refused until Restore), like a network cut the client
+// notices. Clients given the proxy's URL see one member that can fail while
+// the etcd behind it keeps serving others.
 type Proxy struct {
 	ln     net.Listener
 	target string
 
 	mu      sync.Mutex
 	thawed  chan struct{} // closed while not frozen
+	cut     bool          // Cut: new connections are refused
 	closing chan struct{} // closed by Close
 	conns   map[net.Conn]struct{}
 	wg      sync.WaitGroup
@@ -67,6 +70,24 @@ func (p *Proxy) Thaw() {
 	}
 }
 
+// Cut closes every connection through the proxy and refuses new ones until
+// Restore.
+func (p *Proxy) Cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cut = true
+	for c := range p.conns {
+		_ = c.Close()
+	}
+}
+
+// Restore accepts connections again after Cut.
+func (p *Proxy) Restore() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cut = false
+}
+
 // gate returns when the proxy is not frozen; false when it is closing.
 func (p *Proxy) gate() bool {
 	p.mu.Lock()
@@ -98,7 +119,8 @@ func (p *Proxy) Close() {
 	p.wg.Wait()
 }
 
-// track registers c so that Close cuts it; false if closing already.
+// track registers c so that Close and Cut cut it; false (and c closed) if
+// the proxy is closing or cut.
 func (p *Proxy) track(c net.Conn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -107,9 +129,13 @@ func (p *Proxy) track(c net.Conn) bool {
 		_ = c.Close()
 		return false
 	default:
-		p.conns[c] = struct{}{}
-		return true
 	}
+	if p.cut {
+		_ = c.Close()
+		return false
+	}
+	p.conns[c] = struct{}{}
+	return true
 }
 
 func (p *Proxy) accept() {
@@ -124,7 +150,12 @@ func (p *Proxy) accept() {
 			return
 		}
 		if !p.track(in) {
-			return
+			select {
+			case <-p.closing:
+				return
+			default:
+				continue // cut: refused
+			}
 		}
 		p.wg.Go(func() { p.serve(in) })
 	}
