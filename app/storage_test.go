@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	"go.uber.org/fx/fxtest"
 
 	"github.com/locklock/locklock/app"
+	"github.com/locklock/locklock/internal/logbuf"
 	"github.com/locklock/locklock/internal/tmpfs"
 )
 
@@ -29,7 +29,7 @@ func TestServerLowOnSpace(t *testing.T) {
 	mnt := tmpfs.Mount(t, "100m")
 	cfg := testConfig(t, app.EngineBadger)
 	cfg.DataDir = filepath.Join(mnt, "data")
-	var logs lockedLog
+	var logs logbuf.Buffer
 	var srv *app.Server
 	a := fxtest.New(t,
 		fx.Supply(cfg, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))),
@@ -114,24 +114,6 @@ func TestServerLowOnSpace(t *testing.T) {
 	if strings.Contains(log, "level=WARN msg=\"request not served\"") {
 		t.Errorf("a warning per refused request; log:\n%s", log)
 	}
-}
-
-// lockedLog collects a server's log lines.
-type lockedLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func metricsText(t *testing.T, base string) string {

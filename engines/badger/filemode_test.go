@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/locklock/locklock/internal/logbuf"
 )
 
 // checkModes fails for a directory that is not 0700 or a file in it that is
@@ -121,7 +123,7 @@ func TestChmodRefused(t *testing.T) {
 	if err := os.Chmod(dir, 0o755); err != nil { // past the umask
 		t.Fatal(err)
 	}
-	var logs lockedBuffer
+	var logs logbuf.Buffer
 	refuse := func(c *config) {
 		c.chmod = func(name string, mode fs.FileMode) error {
 			if name == dir {

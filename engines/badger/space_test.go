@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/locklock/locklock/internal/logbuf"
 	"github.com/locklock/locklock/internal/tmpfs"
 	"github.com/locklock/locklock/locklock"
 )
@@ -89,7 +90,7 @@ func excerpt(out []byte) string {
 // fullDiskScenario runs in the child process (TestMain) on the tmpfs at
 // mnt and writes fullDiskResult to mnt/result.json.
 func fullDiskScenario(mnt string) error {
-	var logs lockedBuffer
+	var logs logbuf.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	e, err := Open(filepath.Join(mnt, "data"), WithLogger(log))
 	if err != nil {

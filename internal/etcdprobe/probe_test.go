@@ -1,7 +1,6 @@
 package etcdprobe
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/locklock/locklock/internal/etcdtest"
+	"github.com/locklock/locklock/internal/logbuf"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -27,24 +27,6 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // interval is the tests' probe interval, shorter than the server's default
 // (500 ms) to keep the tests short.
 const interval = 200 * time.Millisecond
-
-// syncBuffer collects log lines from the prober's goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // members returns a client on three endpoints that are proxies to one etcd,
 // each of which can be frozen, and the proxies. The client dials through
@@ -75,9 +57,9 @@ func members(t *testing.T, conns *Conns) (*clientv3.Client, []*etcdtest.Proxy, [
 	return client, proxies, urls
 }
 
-func startProber(t *testing.T, client *clientv3.Client, urls []string, conns *Conns) *syncBuffer {
+func startProber(t *testing.T, client *clientv3.Client, urls []string, conns *Conns) *logbuf.Buffer {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	p := New(client, Config{Endpoints: urls, Interval: interval, Conns: conns, Log: slog.New(slog.NewTextHandler(logs, nil))})
 	p.Start()
 	t.Cleanup(p.Stop)
