@@ -1,4 +1,4 @@
-package cluster
+package clustertest
 
 import (
 	"bytes"
@@ -308,7 +308,7 @@ func (e *Env) buildImages() {
 	}
 	for _, b := range []struct{ name, pkg string }{
 		{"locklock", "./cmd/locklock"},
-		{"etcd", "./cluster/etcd-server"},
+		{"etcd", "./internal/clustertest/etcd-server"},
 	} {
 		dir := filepath.Join(e.buildDir, b.name)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -321,13 +321,13 @@ func (e *Env) buildImages() {
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("go build %s: %v\n%s", b.pkg, err, out)
 		}
-		dockerfile, err := os.ReadFile(filepath.Join(root, "cluster", "Dockerfile."+b.name))
+		dockerfile, err := os.ReadFile(filepath.Join(root, "internal", "clustertest", "Dockerfile."+b.name))
 		if err != nil {
 			t.Fatal(err)
 		}
 		dockerfile, err = labelled(dockerfile, e.labels)
 		if err != nil {
-			t.Fatalf("cluster/Dockerfile.%s: %v", b.name, err)
+			t.Fatalf("internal/clustertest/Dockerfile.%s: %v", b.name, err)
 		}
 		if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), dockerfile, 0o644); err != nil {
 			t.Fatal(err)

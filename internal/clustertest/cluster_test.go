@@ -1,6 +1,6 @@
 //go:build cluster
 
-package cluster_test
+package clustertest_test
 
 import (
 	"context"
@@ -14,8 +14,8 @@ import (
 	"github.com/anishathalye/porcupine"
 
 	"github.com/locklock/locklock/app"
-	"github.com/locklock/locklock/cluster"
 	"github.com/locklock/locklock/conformance"
+	"github.com/locklock/locklock/internal/clustertest"
 )
 
 // Thresholds the run must reach for its verdict to mean something.
@@ -32,7 +32,7 @@ const (
 // outlive its expires_at by about its TTL again plus an election and the
 // cycle. The slack only lets "held" answers come later; a lock that frees
 // before expires_at is never allowed.
-const slack = 2*cluster.MaxTTL + cluster.ElectionTimeout + 2*time.Second
+const slack = 2*clustertest.MaxTTL + clustertest.ElectionTimeout + 2*time.Second
 
 // TestCluster: 3 etcd members and 3 `locklock serve --engine etcd` servers
 // in containers; clients drive a mixed history through all three servers
@@ -66,16 +66,16 @@ func TestCluster(t *testing.T) {
 		}
 	})
 	begin := time.Now()
-	env := cluster.Start(t)
+	env := clustertest.Start(t)
 	var urls []string
 	for _, s := range env.Servers {
 		urls = append(urls, s.URL())
 	}
-	wl, err := cluster.NewWorkload(urls)
+	wl, err := clustertest.NewWorkload(urls)
 	if err != nil {
 		t.Fatal(err)
 	}
-	nemesis, err := cluster.NewNemesis(env, t.Logf)
+	nemesis, err := clustertest.NewNemesis(env, t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func TestCluster(t *testing.T) {
 		}
 	}
 	t.Logf("history: %d clients (%d pausing past their TTL) on %d locks, TTLs 2-3 s, through %d servers; %d cycles of %d faults, then %d frozen etcd members (servers' etcd probe: %s)",
-		cluster.Workers+cluster.SlowHolders, cluster.SlowHolders, cluster.LockNames, len(urls), cycles, len(cluster.Schedule), len(cluster.FrozenPhase), probe)
+		clustertest.Workers+clustertest.SlowHolders, clustertest.SlowHolders, clustertest.LockNames, len(urls), cycles, len(clustertest.Schedule), len(clustertest.FrozenPhase), probe)
 	stop, done := make(chan struct{}), make(chan struct{})
 	recordBegin := time.Now()
 	go func() {
@@ -100,7 +100,7 @@ func TestCluster(t *testing.T) {
 		wl.Run(ctx, stop)
 	}()
 	faults := nemesis.Run(ctx, cycles)
-	time.Sleep(cluster.Quiet)
+	time.Sleep(clustertest.Quiet)
 	close(stop)
 	<-done
 	ops := wl.Ops()
@@ -117,8 +117,8 @@ func TestCluster(t *testing.T) {
 	}
 
 	// No two holders at once, from the answers alone.
-	grants := cluster.HeldIntervals(ops)
-	overlaps := cluster.DoubleHolds(grants)
+	grants := clustertest.HeldIntervals(ops)
+	overlaps := clustertest.DoubleHolds(grants)
 	held := 0
 	for _, gs := range grants {
 		for _, g := range gs {
@@ -134,7 +134,7 @@ func TestCluster(t *testing.T) {
 		}
 		t.Errorf("two holders at once:\n  %s  held [%s, %s)\n  %s  held [%s, %s)", o.A.Op, clock(o.A.Start), clock(o.A.End), o.B.Op, clock(o.B.Start), clock(o.B.End))
 	}
-	for i, r := range cluster.TokenRegressions(grants) {
+	for i, r := range clustertest.TokenRegressions(grants) {
 		if i == 10 {
 			break
 		}
@@ -170,12 +170,12 @@ func TestCluster(t *testing.T) {
 
 	// The checks must not be vacuous on this history: with one 409 turned
 	// into a 201 while another client held the lock, both must object.
-	if forged, at, ok := cluster.ForgeDoubleGrant(ops); ok {
+	if forged, at, ok := clustertest.ForgeDoubleGrant(ops); ok {
 		fhist := make([]conformance.HistoryOp, len(forged))
 		for i, op := range forged {
 			fhist[i] = op.HistoryOp
 		}
-		n := len(cluster.DoubleHolds(cluster.HeldIntervals(forged)))
+		n := len(clustertest.DoubleHolds(clustertest.HeldIntervals(forged)))
 		fres, _ := conformance.CheckHistory(fhist, slack, time.Minute)
 		t.Logf("sanity: the same history with one forged grant (%s): %d double holds, porcupine %v", at, n, fres)
 		if n == 0 || fres == porcupine.Ok {
@@ -195,7 +195,7 @@ func TestCluster(t *testing.T) {
 		answered, total := 0, 0
 		for _, op := range ops {
 			// Once the election a fault may cause is over.
-			if op.CallAt.After(f.Injected.Add(2*cluster.ElectionTimeout)) && op.CallAt.Before(f.Healed) {
+			if op.CallAt.After(f.Injected.Add(2*clustertest.ElectionTimeout)) && op.CallAt.Before(f.Healed) {
 				total++
 				if op.Outcome != conformance.OutcomeUnknown {
 					answered++
@@ -206,9 +206,9 @@ func TestCluster(t *testing.T) {
 			t.Logf("     while it lasted (from 2 s after injection): %d of %d requests answered (%.0f%%)", answered, total, 100*float64(answered)/float64(total))
 		}
 		for s, d := range f.Recovery {
-			if d < 0 || d > cluster.AvailabilityBound {
+			if d < 0 || d > clustertest.AvailabilityBound {
 				t.Errorf("fault %d (%s): an acquire through locklock%d succeeded %v after healing, want within %v (TTL %v + election timeout %v)",
-					i+1, f.Kind, s, d, cluster.AvailabilityBound, cluster.MaxTTL, cluster.ElectionTimeout)
+					i+1, f.Kind, s, d, clustertest.AvailabilityBound, clustertest.MaxTTL, clustertest.ElectionTimeout)
 			}
 		}
 	}
@@ -219,7 +219,7 @@ func TestCluster(t *testing.T) {
 		if f.Kind.Role() == "" || f.Err != nil {
 			continue
 		}
-		fig := cluster.MeasureFrozen(ops, f, cluster.FrozenQuiet, probe)
+		fig := clustertest.MeasureFrozen(ops, f, clustertest.FrozenQuiet, probe)
 		t.Log(fig)
 		frozen = append(frozen, fig.String())
 	}
@@ -245,7 +245,7 @@ func TestCluster(t *testing.T) {
 	}
 }
 
-func countGrants(grants map[string][]cluster.Grant) int {
+func countGrants(grants map[string][]clustertest.Grant) int {
 	n := 0
 	for _, gs := range grants {
 		n += len(gs)
@@ -253,7 +253,7 @@ func countGrants(grants map[string][]cluster.Grant) int {
 	return n
 }
 
-func logOutcomes(t *testing.T, ops []cluster.Op) {
+func logOutcomes(t *testing.T, ops []clustertest.Op) {
 	counts := map[string]int{}
 	lat := map[string][]time.Duration{}
 	for _, op := range ops {
@@ -324,7 +324,7 @@ func clock(t time.Time) string { return t.Format("15:04:05.000") }
 // dump writes the history lock by lock in call order, with each grant's
 // certain interval and the writes to the fenced resource, for reading a
 // failure.
-func dump(path string, ops []cluster.Op, grants map[string][]cluster.Grant, writes []cluster.Write, faults []cluster.Fault) error {
+func dump(path string, ops []clustertest.Op, grants map[string][]clustertest.Grant, writes []clustertest.Write, faults []clustertest.Fault) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
