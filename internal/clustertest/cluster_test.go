@@ -14,8 +14,8 @@ import (
 	"github.com/anishathalye/porcupine"
 
 	"github.com/locklock/locklock/app"
-	"github.com/locklock/locklock/conformance"
 	"github.com/locklock/locklock/internal/clustertest"
+	"github.com/locklock/locklock/internal/lockmodel"
 )
 
 // Thresholds the run must reach for its verdict to mean something.
@@ -156,12 +156,12 @@ func TestCluster(t *testing.T) {
 	}
 
 	// Linearizability under the lock model.
-	hist := make([]conformance.HistoryOp, len(ops))
+	hist := make([]lockmodel.HistoryOp, len(ops))
 	for i, op := range ops {
 		hist[i] = op.HistoryOp
 	}
 	checkBegin := time.Now()
-	res, info := conformance.CheckHistory(hist, slack, 3*time.Minute)
+	res, info := lockmodel.Check(hist, slack, 3*time.Minute)
 	linearizable := res == porcupine.Ok
 	t.Logf("porcupine: %v in %v (slack past expires_at %v)", res, time.Since(checkBegin).Round(time.Millisecond), slack)
 	if !linearizable {
@@ -171,12 +171,12 @@ func TestCluster(t *testing.T) {
 	// The checks must not be vacuous on this history: with one 409 turned
 	// into a 201 while another client held the lock, both must object.
 	if forged, at, ok := clustertest.ForgeDoubleGrant(ops); ok {
-		fhist := make([]conformance.HistoryOp, len(forged))
+		fhist := make([]lockmodel.HistoryOp, len(forged))
 		for i, op := range forged {
 			fhist[i] = op.HistoryOp
 		}
 		n := len(clustertest.DoubleHolds(clustertest.HeldIntervals(forged)))
-		fres, _ := conformance.CheckHistory(fhist, slack, time.Minute)
+		fres, _ := lockmodel.Check(fhist, slack, time.Minute)
 		t.Logf("sanity: the same history with one forged grant (%s): %d double holds, porcupine %v", at, n, fres)
 		if n == 0 || fres == porcupine.Ok {
 			t.Errorf("the checks missed a forged double grant: %d double holds, porcupine %v", n, fres)
@@ -197,7 +197,7 @@ func TestCluster(t *testing.T) {
 			// Once the election a fault may cause is over.
 			if op.CallAt.After(f.Injected.Add(2*clustertest.ElectionTimeout)) && op.CallAt.Before(f.Healed) {
 				total++
-				if op.Outcome != conformance.OutcomeUnknown {
+				if op.Outcome != lockmodel.Unknown {
 					answered++
 				}
 			}
@@ -257,14 +257,14 @@ func logOutcomes(t *testing.T, ops []clustertest.Op) {
 	counts := map[string]int{}
 	lat := map[string][]time.Duration{}
 	for _, op := range ops {
-		if op.Outcome != conformance.OutcomeUnknown {
+		if op.Outcome != lockmodel.Unknown {
 			k := [...]string{"acquire", "release", "refresh"}[op.Kind]
 			if op.Wait > 0 {
 				k += "+wait"
 			}
 			lat[k] = append(lat[k], op.ReturnAt.Sub(op.CallAt))
 		}
-		counts[[...]string{"acquire", "release", "refresh"}[op.Kind]+"/"+conformance.OutcomeName(op.Outcome)]++
+		counts[[...]string{"acquire", "release", "refresh"}[op.Kind]+"/"+op.Outcome.String()]++
 		if op.Wait > 0 {
 			counts["acquire with wait"]++
 		}
@@ -291,14 +291,14 @@ func logOutcomes(t *testing.T, ops []clustertest.Op) {
 	t.Logf("latency of answered requests:%s", s)
 }
 
-func reportNonLinearizable(t *testing.T, res porcupine.CheckResult, info porcupine.LinearizationInfo, hist []conformance.HistoryOp) {
+func reportNonLinearizable(t *testing.T, res porcupine.CheckResult, info porcupine.LinearizationInfo, hist []lockmodel.HistoryOp) {
 	t.Helper()
 	if res == porcupine.Unknown {
 		t.Errorf("porcupine gave up before deciding: linearizable=false")
 		return
 	}
 	t.Errorf("the history is not linearizable under the lock model")
-	model := conformance.LockModel()
+	model := lockmodel.Model()
 	for _, part := range info.PartialLinearizationsOperations() {
 		if len(part) == 0 {
 			continue
@@ -312,7 +312,7 @@ func reportNonLinearizable(t *testing.T, res porcupine.CheckResult, info porcupi
 	if path == "" {
 		path = fmt.Sprintf("%s/locklock-cluster-history-%d.txt", os.TempDir(), time.Now().Unix())
 	}
-	if err := conformance.DumpHistory(path, hist, slack, info); err != nil {
+	if err := lockmodel.Dump(path, hist, slack, info); err != nil {
 		t.Logf("dump history: %v", err)
 	} else {
 		t.Logf("the failing partitions are in %s", path)

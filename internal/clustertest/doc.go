@@ -4,9 +4,10 @@
 // three servers, and a nemesis that kills, freezes and cuts off one process
 // at a time, then freezes one etcd member for 10 s — a follower, then the
 // leader — and measures what that costs the clients (MeasureFrozen). The
-// history is then checked three ways: porcupine with the conformance
-// suite's lock model, a direct check that no two grants were held at once,
-// and a fenced resource that must never take a stale write.
+// history is then checked three ways: porcupine with the lock model the
+// conformance suite uses too (internal/lockmodel), a direct check that no
+// two grants were held at once, and a fenced resource that must never take
+// a stale write.
 //
 // The suite itself is TestCluster, behind the build tag "cluster" (it needs
 // a Docker daemon and a few minutes): `make test-cluster`. What is in this
