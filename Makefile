@@ -59,4 +59,4 @@ bench-smoke: ## run every benchmark once (-benchtime=1x), to check that they sti
 
 .PHONY: test-cluster
 test-cluster: ## fault suite: etcd + locklock in containers, faults injected, histories checked (needs Docker)
-	$(GO) test -tags cluster -count=1 -timeout 15m -v -run '^TestCluster$$' ./cluster/
+	$(GO) test -tags cluster -count=1 -timeout 15m -v -run '^TestCluster$$' ./internal/clustertest/

@@ -1,4 +1,4 @@
-package cluster
+package clustertest
 
 import (
 	"testing"
@@ -6,7 +6,7 @@ import (
 
 	"github.com/anishathalye/porcupine"
 
-	"github.com/locklock/locklock/conformance"
+	"github.com/locklock/locklock/internal/lockmodel"
 )
 
 // The checks must catch what they are there for, and not cry wolf over
@@ -18,13 +18,13 @@ var t0 = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 func at(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
 
 // op is an operation called at call ms and answered at ret ms.
-func op(client int, kind conformance.OpKind, call, ret int, out conformance.Outcome) Op {
-	return Op{HistoryOp: conformance.HistoryOp{Client: client, Kind: kind, Name: "L", Protected: true,
+func op(client int, kind lockmodel.Kind, call, ret int, out lockmodel.Outcome) Op {
+	return Op{HistoryOp: lockmodel.HistoryOp{Client: client, Kind: kind, Name: "L", Protected: true,
 		TTL: 2 * time.Second, CallAt: at(call), ReturnAt: at(ret), Outcome: out}}
 }
 
 func grant(client, call, ret int, token uint64) Op {
-	o := op(client, conformance.OpAcquire, call, ret, conformance.OutcomeCreated)
+	o := op(client, lockmodel.Acquire, call, ret, lockmodel.Created)
 	o.Token, o.ExpiresAt = token, at(call+2000)
 	return o
 }
@@ -38,7 +38,7 @@ func withToken(o Op, token uint64, expires int) Op {
 }
 
 func TestChecks(t *testing.T) {
-	rel, ref, acq := conformance.OpRelease, conformance.OpRefresh, conformance.OpAcquire
+	rel, ref, acq := lockmodel.Release, lockmodel.Refresh, lockmodel.Acquire
 	cases := []struct {
 		name         string
 		ops          []Op
@@ -50,7 +50,7 @@ func TestChecks(t *testing.T) {
 			name: "one after the other, released",
 			ops: []Op{
 				grant(1, 0, 10, 100),
-				withToken(op(1, rel, 500, 510, conformance.OutcomeReleased), 100, 0),
+				withToken(op(1, rel, 500, 510, lockmodel.Released), 100, 0),
 				grant(2, 520, 530, 101),
 			},
 			linearizable: true,
@@ -59,7 +59,7 @@ func TestChecks(t *testing.T) {
 			name: "one after the other, expired",
 			ops: []Op{
 				grant(1, 0, 10, 100),
-				op(2, acq, 1000, 1010, conformance.OutcomeHeld),
+				op(2, acq, 1000, 1010, lockmodel.Held),
 				grant(2, 2000, 2010, 101),
 			},
 			linearizable: true,
@@ -76,7 +76,7 @@ func TestChecks(t *testing.T) {
 			name: "granted again after a refresh extended the lock",
 			ops: []Op{
 				grant(1, 0, 10, 100),
-				withToken(op(1, ref, 1500, 1510, conformance.OutcomeRefreshed), 100, 3500),
+				withToken(op(1, ref, 1500, 1510, lockmodel.Refreshed), 100, 3500),
 				grant(2, 2500, 2510, 101),
 			},
 			doubleHolds: 1,
@@ -85,7 +85,7 @@ func TestChecks(t *testing.T) {
 			name: "a release with an unknown outcome may have freed it",
 			ops: []Op{
 				grant(1, 0, 10, 100),
-				op(1, rel, 500, 600, conformance.OutcomeUnknown),
+				op(1, rel, 500, 600, lockmodel.Unknown),
 				grant(2, 1000, 1010, 101),
 			},
 			linearizable: true,
@@ -93,7 +93,7 @@ func TestChecks(t *testing.T) {
 		{
 			name: "a refresh with an unknown outcome may have shortened it",
 			ops: func() []Op {
-				r := op(1, ref, 100, 200, conformance.OutcomeUnknown)
+				r := op(1, ref, 100, 200, lockmodel.Unknown)
 				r.TTL = time.Second
 				return []Op{grant(1, 0, 10, 100), r, grant(2, 1200, 1210, 101)}
 			}(),
@@ -104,7 +104,7 @@ func TestChecks(t *testing.T) {
 			ops: func() []Op {
 				g := grant(1, 0, 10, 100)
 				g.Protected = false
-				return []Op{g, withToken(op(3, rel, 300, 310, conformance.OutcomeReleased), 100, 0), grant(2, 400, 410, 101)}
+				return []Op{g, withToken(op(3, rel, 300, 310, lockmodel.Released), 100, 0), grant(2, 400, 410, 101)}
 			}(),
 			linearizable: true,
 		},
@@ -112,7 +112,7 @@ func TestChecks(t *testing.T) {
 			name: "a token that did not rise",
 			ops: []Op{
 				grant(1, 0, 10, 100),
-				withToken(op(1, rel, 500, 510, conformance.OutcomeReleased), 100, 0),
+				withToken(op(1, rel, 500, 510, lockmodel.Released), 100, 0),
 				grant(2, 520, 530, 99),
 			},
 			regressions: 1,
@@ -127,11 +127,11 @@ func TestChecks(t *testing.T) {
 			if got := len(TokenRegressions(grants)); got != c.regressions {
 				t.Errorf("token regressions: got %d, want %d", got, c.regressions)
 			}
-			hist := make([]conformance.HistoryOp, len(c.ops))
+			hist := make([]lockmodel.HistoryOp, len(c.ops))
 			for i, o := range c.ops {
 				hist[i] = o.HistoryOp
 			}
-			res, _ := conformance.CheckHistory(hist, time.Second, 10*time.Second)
+			res, _ := lockmodel.Check(hist, time.Second, 10*time.Second)
 			if got := res == porcupine.Ok; got != c.linearizable {
 				t.Errorf("porcupine: got %v, want linearizable=%v", res, c.linearizable)
 			}
@@ -168,8 +168,8 @@ func TestResource(t *testing.T) {
 func TestForgeDoubleGrant(t *testing.T) {
 	ops := []Op{
 		grant(1, 0, 10, 100),
-		op(2, conformance.OpAcquire, 500, 510, conformance.OutcomeHeld),
-		withToken(op(1, conformance.OpRelease, 900, 910, conformance.OutcomeReleased), 100, 0),
+		op(2, lockmodel.Acquire, 500, 510, lockmodel.Held),
+		withToken(op(1, lockmodel.Release, 900, 910, lockmodel.Released), 100, 0),
 	}
 	forged, at, ok := ForgeDoubleGrant(ops)
 	if !ok || at.Client != 2 || at.Token != 101 {
@@ -178,11 +178,11 @@ func TestForgeDoubleGrant(t *testing.T) {
 	if n := len(DoubleHolds(HeldIntervals(forged))); n != 1 {
 		t.Errorf("double holds in the forged history: %d, want 1", n)
 	}
-	hist := make([]conformance.HistoryOp, len(forged))
+	hist := make([]lockmodel.HistoryOp, len(forged))
 	for i, o := range forged {
 		hist[i] = o.HistoryOp
 	}
-	if res, _ := conformance.CheckHistory(hist, time.Second, 10*time.Second); res == porcupine.Ok {
+	if res, _ := lockmodel.Check(hist, time.Second, 10*time.Second); res == porcupine.Ok {
 		t.Error("porcupine took the forged history")
 	}
 }

@@ -1,43 +1,43 @@
-package cluster
+package clustertest
 
 import (
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/locklock/locklock/conformance"
+	"github.com/locklock/locklock/internal/lockmodel"
 )
 
 func TestMeasureFrozen(t *testing.T) {
-	acq, rel := conformance.OpAcquire, conformance.OpRelease
+	acq, rel := lockmodel.Acquire, lockmodel.Release
 	f := Fault{Kind: FreezeEtcdFollower, Injected: at(5000), Healed: at(15000)}
 	var ops []Op
 	// Before: 10 grants in the 5 s of quiet (2/s), and one 409, which is
 	// no grant.
 	for i := range 10 {
-		ops = append(ops, op(1, acq, 400*i, 400*i+5, conformance.OutcomeCreated))
+		ops = append(ops, op(1, acq, 400*i, 400*i+5, lockmodel.Created))
 	}
-	ops = append(ops, op(2, acq, 4000, 4005, conformance.OutcomeHeld))
+	ops = append(ops, op(2, acq, 4000, 4005, lockmodel.Held))
 	// During: 10 grants in 10 s (1/s), one of them a 200 to a retry.
 	for i := range 10 {
-		out := conformance.OutcomeCreated
+		out := lockmodel.Created
 		if i == 3 {
-			out = conformance.OutcomeReacquired
+			out = lockmodel.Reacquired
 		}
 		ops = append(ops, op(1, acq, 5100+900*i, 5100+900*i+10, out))
 	}
 	// A release stuck until the server's timeout, a 503 ...
-	stuck := op(3, rel, 5050, 7050, conformance.OutcomeUnknown)
+	stuck := op(3, rel, 5050, 7050, lockmodel.Unknown)
 	stuck.Status = 503
 	// ... one the client gave up on ...
-	lost := op(4, rel, 5060, 10060, conformance.OutcomeUnknown)
+	lost := op(4, rel, 5060, 10060, lockmodel.Unknown)
 	// ... and an acquire that waited 2 s for a held lock, by design.
-	waited := op(5, acq, 6000, 8000, conformance.OutcomeHeld)
+	waited := op(5, acq, 6000, 8000, lockmodel.Held)
 	waited.Wait = 2 * time.Second
 	// A grant sent before the freeze and answered during it counts as
 	// one during; a request sent after the thaw is not the freeze's.
-	straddle := op(6, acq, 4990, 5020, conformance.OutcomeCreated)
-	after := op(7, rel, 15000, 17000, conformance.OutcomeUnknown)
+	straddle := op(6, acq, 4990, 5020, lockmodel.Created)
+	after := op(7, rel, 15000, 17000, lockmodel.Unknown)
 	after.Status = 503
 	ops = append(ops, stuck, lost, waited, straddle, after)
 

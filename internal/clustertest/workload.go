@@ -1,4 +1,4 @@
-package cluster
+package clustertest
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/locklock/locklock/conformance"
+	"github.com/locklock/locklock/internal/lockmodel"
 	"github.com/locklock/locklock/locklock"
 	"github.com/locklock/locklock/transport/client"
 )
@@ -161,9 +161,9 @@ func (k *worker) secret(name string) string {
 	return fmt.Sprintf("%s-c%d", k.wl.nonce, k.client(name))
 }
 
-func (k *worker) newOp(kind conformance.OpKind, name string) Op {
+func (k *worker) newOp(kind lockmodel.Kind, name string) Op {
 	return Op{Worker: k.id, Server: k.rng.IntN(len(k.wl.clients)),
-		HistoryOp: conformance.HistoryOp{Kind: kind, Name: name, Client: k.client(name), Protected: true}}
+		HistoryOp: lockmodel.HistoryOp{Kind: kind, Name: name, Client: k.client(name), Protected: true}}
 }
 
 // write does the work the lock protects, if the worker still holds it by
@@ -186,12 +186,12 @@ func (k *worker) step(ctx context.Context) {
 	var op Op
 	switch {
 	case held && p < 9, !held && p < 1:
-		op = k.newOp(conformance.OpRelease, name)
+		op = k.newOp(lockmodel.Release, name)
 	case held && p < 15, !held && p < 2:
-		op = k.newOp(conformance.OpRefresh, name)
+		op = k.newOp(lockmodel.Refresh, name)
 		op.TTL = ttls[k.rng.IntN(len(ttls))]
 	case held && p < 17, !held:
-		op = k.newOp(conformance.OpAcquire, name)
+		op = k.newOp(lockmodel.Acquire, name)
 		op.TTL = ttls[k.rng.IntN(len(ttls))]
 		op.Protected = k.rng.IntN(5) != 0
 		if k.rng.IntN(5) == 0 {
@@ -212,20 +212,20 @@ func (k *worker) step(ctx context.Context) {
 func (k *worker) learn(op Op) {
 	name := op.Name
 	switch op.Outcome {
-	case conformance.OutcomeCreated, conformance.OutcomeReacquired:
+	case lockmodel.Created, lockmodel.Reacquired:
 		b := &belief{token: op.Token}
 		if op.Protected {
 			// A new grant lasts its TTL from when the request was sent at
 			// least; one found held (a retry's 200) until its expires_at.
 			b.until = op.CallAt.Add(op.TTL)
-			if op.Outcome == conformance.OutcomeReacquired {
+			if op.Outcome == lockmodel.Reacquired {
 				b.until = op.ExpiresAt
 			}
 			b.until = b.until.Add(-believeMargin)
 		}
 		k.holds[name] = b
 		k.write(name)
-	case conformance.OutcomeRefreshed:
+	case lockmodel.Refreshed:
 		// Anyone may refresh an unprotected lock: a refresh extends this
 		// client's grant only if it answers with this grant's token.
 		b := k.holds[name]
@@ -237,9 +237,9 @@ func (k *worker) learn(op Op) {
 			b.until = op.CallAt.Add(op.TTL - believeMargin)
 			k.write(name)
 		}
-	case conformance.OutcomeReleased, conformance.OutcomeNotFound, conformance.OutcomeMismatch:
+	case lockmodel.Released, lockmodel.NotFound, lockmodel.Mismatch:
 		delete(k.holds, name)
-	case conformance.OutcomeUnknown:
+	case lockmodel.Unknown:
 		delete(k.holds, name)
 		k.epoch[name]++
 	}
@@ -252,7 +252,7 @@ func (k *worker) learn(op Op) {
 // the late write out.
 func (k *worker) slowStep(ctx context.Context, stop <-chan struct{}) {
 	name := k.wl.Names[k.rng.IntN(len(k.wl.Names))]
-	op := k.newOp(conformance.OpAcquire, name)
+	op := k.newOp(lockmodel.Acquire, name)
 	op.TTL = ttls[0]
 	op, ok := k.wl.do(ctx, op, k.secret(name))
 	if !ok {
@@ -266,7 +266,7 @@ func (k *worker) slowStep(ctx context.Context, stop <-chan struct{}) {
 	sleep(stop, op.TTL+500*time.Millisecond+time.Duration(k.rng.IntN(1500))*time.Millisecond)
 	// Wakes up believing it still holds the lock.
 	k.wl.Resource.Write(name, b.token, k.id, b.until)
-	rel := k.newOp(conformance.OpRelease, name)
+	rel := k.newOp(lockmodel.Release, name)
 	if rel, ok = k.wl.do(ctx, rel, k.secret(name)); ok {
 		k.learn(rel)
 	}
@@ -287,27 +287,27 @@ func (wl *Workload) do(ctx context.Context, op Op, secret string) (Op, bool) {
 	)
 	op.CallAt = time.Now()
 	switch op.Kind {
-	case conformance.OpAcquire:
+	case lockmodel.Acquire:
 		opts := []client.LockOption{client.WithTTL(op.TTL), client.WithWait(op.Wait), client.WithSecret(secret)}
 		if !op.Protected {
 			opts[2] = client.Unprotected()
 		}
 		l, err = c.Acquire(rctx, target, opts...)
-		op.Outcome = conformance.OutcomeReacquired
+		op.Outcome = lockmodel.Reacquired
 		if l.Created {
-			op.Outcome = conformance.OutcomeCreated
+			op.Outcome = lockmodel.Created
 		}
-	case conformance.OpRelease:
+	case lockmodel.Release:
 		l, err = c.Release(rctx, target, client.WithSecret(secret))
-		op.Outcome = conformance.OutcomeReleased
-	case conformance.OpRefresh:
+		op.Outcome = lockmodel.Released
+	case lockmodel.Refresh:
 		l, err = c.Refresh(rctx, target, client.WithSecret(secret), client.WithTTL(op.TTL))
-		op.Outcome = conformance.OutcomeRefreshed
+		op.Outcome = lockmodel.Refreshed
 	}
 	op.ReturnAt = time.Now()
 	if err == nil {
 		op.Token = l.FencingToken
-		if op.Kind != conformance.OpRelease {
+		if op.Kind != lockmodel.Release {
 			op.ExpiresAt = l.ExpiresAt
 		}
 	}
@@ -318,11 +318,11 @@ func (wl *Workload) do(ctx context.Context, op Op, secret string) (Op, bool) {
 	switch {
 	case err == nil:
 	case errors.Is(err, locklock.ErrHeld):
-		op.Outcome = conformance.OutcomeHeld
+		op.Outcome = lockmodel.Held
 	case errors.Is(err, locklock.ErrNotFound):
-		op.Outcome = conformance.OutcomeNotFound
+		op.Outcome = lockmodel.NotFound
 	case errors.Is(err, locklock.ErrSecretMismatch):
-		op.Outcome = conformance.OutcomeMismatch
+		op.Outcome = lockmodel.Mismatch
 	case refused(err):
 		wl.mu.Lock()
 		wl.notSent++
@@ -336,7 +336,7 @@ func (wl *Workload) do(ctx context.Context, op Op, secret string) (Op, bool) {
 	default:
 		// 503, a timeout, a connection cut mid-request: it may or may
 		// not have taken effect, and may still.
-		op.Outcome, op.Token, op.ExpiresAt, op.Err = conformance.OutcomeUnknown, 0, time.Time{}, err.Error()
+		op.Outcome, op.Token, op.ExpiresAt, op.Err = lockmodel.Unknown, 0, time.Time{}, err.Error()
 		if apiErr != nil && apiErr.Status == 500 {
 			wl.mu.Lock()
 			wl.internal = append(wl.internal, fmt.Sprintf("%s: %v", op, err))

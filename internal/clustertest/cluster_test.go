@@ -1,6 +1,6 @@
 //go:build cluster
 
-package cluster_test
+package clustertest_test
 
 import (
 	"context"
@@ -14,8 +14,8 @@ import (
 	"github.com/anishathalye/porcupine"
 
 	"github.com/locklock/locklock/app"
-	"github.com/locklock/locklock/cluster"
-	"github.com/locklock/locklock/conformance"
+	"github.com/locklock/locklock/internal/clustertest"
+	"github.com/locklock/locklock/internal/lockmodel"
 )
 
 // Thresholds the run must reach for its verdict to mean something.
@@ -32,7 +32,7 @@ const (
 // outlive its expires_at by about its TTL again plus an election and the
 // cycle. The slack only lets "held" answers come later; a lock that frees
 // before expires_at is never allowed.
-const slack = 2*cluster.MaxTTL + cluster.ElectionTimeout + 2*time.Second
+const slack = 2*clustertest.MaxTTL + clustertest.ElectionTimeout + 2*time.Second
 
 // TestCluster: 3 etcd members and 3 `locklock serve --engine etcd` servers
 // in containers; clients drive a mixed history through all three servers
@@ -66,16 +66,16 @@ func TestCluster(t *testing.T) {
 		}
 	})
 	begin := time.Now()
-	env := cluster.Start(t)
+	env := clustertest.Start(t)
 	var urls []string
 	for _, s := range env.Servers {
 		urls = append(urls, s.URL())
 	}
-	wl, err := cluster.NewWorkload(urls)
+	wl, err := clustertest.NewWorkload(urls)
 	if err != nil {
 		t.Fatal(err)
 	}
-	nemesis, err := cluster.NewNemesis(env, t.Logf)
+	nemesis, err := clustertest.NewNemesis(env, t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func TestCluster(t *testing.T) {
 		}
 	}
 	t.Logf("history: %d clients (%d pausing past their TTL) on %d locks, TTLs 2-3 s, through %d servers; %d cycles of %d faults, then %d frozen etcd members (servers' etcd probe: %s)",
-		cluster.Workers+cluster.SlowHolders, cluster.SlowHolders, cluster.LockNames, len(urls), cycles, len(cluster.Schedule), len(cluster.FrozenPhase), probe)
+		clustertest.Workers+clustertest.SlowHolders, clustertest.SlowHolders, clustertest.LockNames, len(urls), cycles, len(clustertest.Schedule), len(clustertest.FrozenPhase), probe)
 	stop, done := make(chan struct{}), make(chan struct{})
 	recordBegin := time.Now()
 	go func() {
@@ -100,7 +100,7 @@ func TestCluster(t *testing.T) {
 		wl.Run(ctx, stop)
 	}()
 	faults := nemesis.Run(ctx, cycles)
-	time.Sleep(cluster.Quiet)
+	time.Sleep(clustertest.Quiet)
 	close(stop)
 	<-done
 	ops := wl.Ops()
@@ -117,8 +117,8 @@ func TestCluster(t *testing.T) {
 	}
 
 	// No two holders at once, from the answers alone.
-	grants := cluster.HeldIntervals(ops)
-	overlaps := cluster.DoubleHolds(grants)
+	grants := clustertest.HeldIntervals(ops)
+	overlaps := clustertest.DoubleHolds(grants)
 	held := 0
 	for _, gs := range grants {
 		for _, g := range gs {
@@ -134,7 +134,7 @@ func TestCluster(t *testing.T) {
 		}
 		t.Errorf("two holders at once:\n  %s  held [%s, %s)\n  %s  held [%s, %s)", o.A.Op, clock(o.A.Start), clock(o.A.End), o.B.Op, clock(o.B.Start), clock(o.B.End))
 	}
-	for i, r := range cluster.TokenRegressions(grants) {
+	for i, r := range clustertest.TokenRegressions(grants) {
 		if i == 10 {
 			break
 		}
@@ -156,12 +156,12 @@ func TestCluster(t *testing.T) {
 	}
 
 	// Linearizability under the lock model.
-	hist := make([]conformance.HistoryOp, len(ops))
+	hist := make([]lockmodel.HistoryOp, len(ops))
 	for i, op := range ops {
 		hist[i] = op.HistoryOp
 	}
 	checkBegin := time.Now()
-	res, info := conformance.CheckHistory(hist, slack, 3*time.Minute)
+	res, info := lockmodel.Check(hist, slack, 3*time.Minute)
 	linearizable := res == porcupine.Ok
 	t.Logf("porcupine: %v in %v (slack past expires_at %v)", res, time.Since(checkBegin).Round(time.Millisecond), slack)
 	if !linearizable {
@@ -170,13 +170,13 @@ func TestCluster(t *testing.T) {
 
 	// The checks must not be vacuous on this history: with one 409 turned
 	// into a 201 while another client held the lock, both must object.
-	if forged, at, ok := cluster.ForgeDoubleGrant(ops); ok {
-		fhist := make([]conformance.HistoryOp, len(forged))
+	if forged, at, ok := clustertest.ForgeDoubleGrant(ops); ok {
+		fhist := make([]lockmodel.HistoryOp, len(forged))
 		for i, op := range forged {
 			fhist[i] = op.HistoryOp
 		}
-		n := len(cluster.DoubleHolds(cluster.HeldIntervals(forged)))
-		fres, _ := conformance.CheckHistory(fhist, slack, time.Minute)
+		n := len(clustertest.DoubleHolds(clustertest.HeldIntervals(forged)))
+		fres, _ := lockmodel.Check(fhist, slack, time.Minute)
 		t.Logf("sanity: the same history with one forged grant (%s): %d double holds, porcupine %v", at, n, fres)
 		if n == 0 || fres == porcupine.Ok {
 			t.Errorf("the checks missed a forged double grant: %d double holds, porcupine %v", n, fres)
@@ -195,9 +195,9 @@ func TestCluster(t *testing.T) {
 		answered, total := 0, 0
 		for _, op := range ops {
 			// Once the election a fault may cause is over.
-			if op.CallAt.After(f.Injected.Add(2*cluster.ElectionTimeout)) && op.CallAt.Before(f.Healed) {
+			if op.CallAt.After(f.Injected.Add(2*clustertest.ElectionTimeout)) && op.CallAt.Before(f.Healed) {
 				total++
-				if op.Outcome != conformance.OutcomeUnknown {
+				if op.Outcome != lockmodel.Unknown {
 					answered++
 				}
 			}
@@ -206,9 +206,9 @@ func TestCluster(t *testing.T) {
 			t.Logf("     while it lasted (from 2 s after injection): %d of %d requests answered (%.0f%%)", answered, total, 100*float64(answered)/float64(total))
 		}
 		for s, d := range f.Recovery {
-			if d < 0 || d > cluster.AvailabilityBound {
+			if d < 0 || d > clustertest.AvailabilityBound {
 				t.Errorf("fault %d (%s): an acquire through locklock%d succeeded %v after healing, want within %v (TTL %v + election timeout %v)",
-					i+1, f.Kind, s, d, cluster.AvailabilityBound, cluster.MaxTTL, cluster.ElectionTimeout)
+					i+1, f.Kind, s, d, clustertest.AvailabilityBound, clustertest.MaxTTL, clustertest.ElectionTimeout)
 			}
 		}
 	}
@@ -219,7 +219,7 @@ func TestCluster(t *testing.T) {
 		if f.Kind.Role() == "" || f.Err != nil {
 			continue
 		}
-		fig := cluster.MeasureFrozen(ops, f, cluster.FrozenQuiet, probe)
+		fig := clustertest.MeasureFrozen(ops, f, clustertest.FrozenQuiet, probe)
 		t.Log(fig)
 		frozen = append(frozen, fig.String())
 	}
@@ -245,7 +245,7 @@ func TestCluster(t *testing.T) {
 	}
 }
 
-func countGrants(grants map[string][]cluster.Grant) int {
+func countGrants(grants map[string][]clustertest.Grant) int {
 	n := 0
 	for _, gs := range grants {
 		n += len(gs)
@@ -253,18 +253,18 @@ func countGrants(grants map[string][]cluster.Grant) int {
 	return n
 }
 
-func logOutcomes(t *testing.T, ops []cluster.Op) {
+func logOutcomes(t *testing.T, ops []clustertest.Op) {
 	counts := map[string]int{}
 	lat := map[string][]time.Duration{}
 	for _, op := range ops {
-		if op.Outcome != conformance.OutcomeUnknown {
+		if op.Outcome != lockmodel.Unknown {
 			k := [...]string{"acquire", "release", "refresh"}[op.Kind]
 			if op.Wait > 0 {
 				k += "+wait"
 			}
 			lat[k] = append(lat[k], op.ReturnAt.Sub(op.CallAt))
 		}
-		counts[[...]string{"acquire", "release", "refresh"}[op.Kind]+"/"+conformance.OutcomeName(op.Outcome)]++
+		counts[[...]string{"acquire", "release", "refresh"}[op.Kind]+"/"+op.Outcome.String()]++
 		if op.Wait > 0 {
 			counts["acquire with wait"]++
 		}
@@ -291,14 +291,14 @@ func logOutcomes(t *testing.T, ops []cluster.Op) {
 	t.Logf("latency of answered requests:%s", s)
 }
 
-func reportNonLinearizable(t *testing.T, res porcupine.CheckResult, info porcupine.LinearizationInfo, hist []conformance.HistoryOp) {
+func reportNonLinearizable(t *testing.T, res porcupine.CheckResult, info porcupine.LinearizationInfo, hist []lockmodel.HistoryOp) {
 	t.Helper()
 	if res == porcupine.Unknown {
 		t.Errorf("porcupine gave up before deciding: linearizable=false")
 		return
 	}
 	t.Errorf("the history is not linearizable under the lock model")
-	model := conformance.LockModel()
+	model := lockmodel.Model()
 	for _, part := range info.PartialLinearizationsOperations() {
 		if len(part) == 0 {
 			continue
@@ -312,7 +312,7 @@ func reportNonLinearizable(t *testing.T, res porcupine.CheckResult, info porcupi
 	if path == "" {
 		path = fmt.Sprintf("%s/locklock-cluster-history-%d.txt", os.TempDir(), time.Now().Unix())
 	}
-	if err := conformance.DumpHistory(path, hist, slack, info); err != nil {
+	if err := lockmodel.Dump(path, hist, slack, info); err != nil {
 		t.Logf("dump history: %v", err)
 	} else {
 		t.Logf("the failing partitions are in %s", path)
@@ -324,7 +324,7 @@ func clock(t time.Time) string { return t.Format("15:04:05.000") }
 // dump writes the history lock by lock in call order, with each grant's
 // certain interval and the writes to the fenced resource, for reading a
 // failure.
-func dump(path string, ops []cluster.Op, grants map[string][]cluster.Grant, writes []cluster.Write, faults []cluster.Fault) error {
+func dump(path string, ops []clustertest.Op, grants map[string][]clustertest.Grant, writes []clustertest.Write, faults []clustertest.Fault) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err

@@ -1,11 +1,11 @@
-package cluster
+package clustertest
 
 import (
 	"fmt"
 	"slices"
 	"time"
 
-	"github.com/locklock/locklock/conformance"
+	"github.com/locklock/locklock/internal/lockmodel"
 )
 
 // FrozenFigures is what freezing one etcd member did to the clients, from
@@ -62,9 +62,9 @@ func MeasureFrozen(ops []Op, f Fault, before time.Duration, probe string) Frozen
 		case in(op.ReturnAt, f.Injected, f.Healed):
 			when = 1
 		}
-		if when >= 0 && op.Outcome != conformance.OutcomeUnknown {
+		if when >= 0 && op.Outcome != lockmodel.Unknown {
 			answered[when]++
-			if op.Kind == conformance.OpAcquire && (op.Outcome == conformance.OutcomeCreated || op.Outcome == conformance.OutcomeReacquired) {
+			if op.Kind == lockmodel.Acquire && (op.Outcome == lockmodel.Created || op.Outcome == lockmodel.Reacquired) {
 				granted[when]++
 			}
 		}
@@ -74,7 +74,7 @@ func MeasureFrozen(ops []Op, f Fault, before time.Duration, probe string) Frozen
 		out.Requests++
 		if op.Status >= 500 {
 			out.Errors++
-		} else if op.Outcome == conformance.OutcomeUnknown {
+		} else if op.Outcome == lockmodel.Unknown {
 			out.NoAnswer++
 		}
 		if op.Wait == 0 {

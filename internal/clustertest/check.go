@@ -1,4 +1,4 @@
-package cluster
+package clustertest
 
 import (
 	"fmt"
@@ -6,13 +6,13 @@ import (
 	"sync"
 	"time"
 
-	"github.com/locklock/locklock/conformance"
+	"github.com/locklock/locklock/internal/lockmodel"
 )
 
 // Op is one operation of the recorded history: what the lock model needs
-// (conformance.HistoryOp) and where it came from.
+// (lockmodel.HistoryOp) and where it came from.
 type Op struct {
-	conformance.HistoryOp
+	lockmodel.HistoryOp
 	Worker int           // the goroutine that made it
 	Server int           // the locklock server it went to
 	Wait   time.Duration // acquire's wait
@@ -25,10 +25,10 @@ func (op Op) String() string {
 	if op.Wait > 0 {
 		s += fmt.Sprintf(" wait=%v", op.Wait)
 	}
-	if !op.Protected && op.Kind == conformance.OpAcquire {
+	if !op.Protected && op.Kind == lockmodel.Acquire {
 		s += " unprotected"
 	}
-	s += " -> " + conformance.OutcomeName(op.Outcome)
+	s += " -> " + op.Outcome.String()
 	if op.Token != 0 {
 		s += fmt.Sprint(" token=", op.Token)
 	}
@@ -38,7 +38,7 @@ func (op Op) String() string {
 	return s + fmt.Sprintf(" [%s, %s]", op.CallAt.Format("15:04:05.000"), op.ReturnAt.Format("15:04:05.000"))
 }
 
-func kindName(k conformance.OpKind) string {
+func kindName(k lockmodel.Kind) string {
 	return [...]string{"acquire", "release", "refresh"}[k]
 }
 
@@ -89,7 +89,7 @@ func HeldIntervals(ops []Op) map[string][]Grant {
 	for name, nops := range byName {
 		slices.SortStableFunc(nops, func(a, b Op) int { return a.CallAt.Compare(b.CallAt) })
 		for i, g := range nops {
-			if g.Kind != conformance.OpAcquire || g.Outcome != conformance.OutcomeCreated {
+			if g.Kind != lockmodel.Acquire || g.Outcome != lockmodel.Created {
 				continue
 			}
 			end := g.ExpiresAt
@@ -113,20 +113,20 @@ func protectedEnd(g Op, later []Op, end time.Time) time.Time {
 			continue
 		}
 		switch op.Kind {
-		case conformance.OpAcquire:
+		case lockmodel.Acquire:
 			switch op.Outcome {
-			case conformance.OutcomeReacquired, conformance.OutcomeUnknown:
+			case lockmodel.Reacquired, lockmodel.Unknown:
 				continue // the same grant, or (unknown) nothing that ends it
 			}
 			return cut(op.CallAt) // free again (201) or held by another (409)
-		case conformance.OpRelease:
+		case lockmodel.Release:
 			return cut(op.CallAt)
-		case conformance.OpRefresh:
+		case lockmodel.Refresh:
 			switch {
-			case op.Outcome == conformance.OutcomeRefreshed && op.Token == g.Token:
+			case op.Outcome == lockmodel.Refreshed && op.Token == g.Token:
 				end = op.ExpiresAt
 				continue
-			case op.Outcome == conformance.OutcomeUnknown:
+			case op.Outcome == lockmodel.Unknown:
 				return minTime(end, maxTime(op.CallAt, g.ReturnAt).Add(op.TTL))
 			}
 			return cut(op.CallAt)
@@ -143,20 +143,20 @@ func unprotectedEnd(g Op, nops []Op, self int, end time.Time) time.Time {
 		if j == self || !op.CallAt.Before(end) {
 			continue
 		}
-		if op.Outcome != conformance.OutcomeUnknown && !op.ReturnAt.After(g.ReturnAt) {
+		if op.Outcome != lockmodel.Unknown && !op.ReturnAt.After(g.ReturnAt) {
 			continue // over before the interval began
 		}
 		from := maxTime(op.CallAt, g.ReturnAt)
 		switch op.Kind {
-		case conformance.OpRelease:
-			if op.Outcome == conformance.OutcomeUnknown || (op.Outcome == conformance.OutcomeReleased && op.Token == g.Token) {
+		case lockmodel.Release:
+			if op.Outcome == lockmodel.Unknown || (op.Outcome == lockmodel.Released && op.Token == g.Token) {
 				end = minTime(end, from)
 			}
-		case conformance.OpRefresh:
+		case lockmodel.Refresh:
 			switch {
-			case op.Outcome == conformance.OutcomeUnknown:
+			case op.Outcome == lockmodel.Unknown:
 				end = minTime(end, from.Add(op.TTL))
-			case op.Outcome == conformance.OutcomeRefreshed && op.Token == g.Token:
+			case op.Outcome == lockmodel.Refreshed && op.Token == g.Token:
 				end = minTime(end, op.ExpiresAt)
 			}
 		}
@@ -373,7 +373,7 @@ func maxTime(a, b time.Time) time.Time {
 func ForgeDoubleGrant(ops []Op) (forged []Op, at Op, ok bool) {
 	grants := HeldIntervals(ops)
 	for i, op := range ops {
-		if op.Kind != conformance.OpAcquire || op.Outcome != conformance.OutcomeHeld || !op.Protected {
+		if op.Kind != lockmodel.Acquire || op.Outcome != lockmodel.Held || !op.Protected {
 			continue
 		}
 		for _, g := range grants[op.Name] {
@@ -397,7 +397,7 @@ func ForgeDoubleGrant(ops []Op) (forged []Op, at Op, ok bool) {
 			}
 			forged = slices.Clone(ops)
 			f := &forged[i]
-			f.Outcome, f.Token = conformance.OutcomeCreated, below+1
+			f.Outcome, f.Token = lockmodel.Created, below+1
 			f.ExpiresAt = f.ReturnAt.Truncate(time.Millisecond).Add(f.TTL)
 			return forged, *f, true
 		}
