@@ -21,6 +21,7 @@ import (
 	"github.com/locklock/locklock/keys"
 	"github.com/locklock/locklock/locklock"
 	"github.com/locklock/locklock/ratelimit"
+	"github.com/locklock/locklock/transport/client"
 )
 
 // The OpenAPI document is written by hand. These tests keep it true: it is
@@ -592,6 +593,19 @@ func TestOpenAPIRoutes(t *testing.T) {
 		if !slices.Contains(Routes(), path) {
 			t.Errorf("path %s is documented but not served", path)
 		}
+	}
+}
+
+// TestOpenAPIServerURL: the document names the standalone server's API base
+// where the server mounts it and the client looks for it.
+func TestOpenAPIServerURL(t *testing.T) {
+	d := loadOpenAPI(t)
+	servers, _ := d.root["servers"].([]any)
+	if len(servers) != 1 {
+		t.Fatalf("%d servers, want 1", len(servers))
+	}
+	if url := servers[0].(map[string]any)["url"]; url != client.APIPrefix {
+		t.Errorf("servers[0].url = %v, want %q", url, client.APIPrefix)
 	}
 }
 

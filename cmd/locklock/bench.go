@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/locklock/locklock/transport/client"
 )
 
 // Modes of locklock bench.
@@ -197,7 +199,7 @@ func benchURL(s string, api bool) (*url.URL, error) {
 	}
 	u.Path, u.RawPath = strings.TrimSuffix(u.Path, "/"), ""
 	if api && u.Path == "" {
-		u.Path = "/v1/api"
+		u.Path = client.APIPrefix
 	}
 	return u, nil
 }
