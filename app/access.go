@@ -10,10 +10,10 @@ import (
 	"github.com/locklock/locklock/transport"
 )
 
-// AccessModule provides who-may-do-what: the keys store (from --keys-file,
+// accessModule provides who-may-do-what: the keys store (from --keys-file,
 // or the built-in plans), the rate limiter, and the authenticator built from
 // them. The keys file is re-read on SIGHUP.
-func AccessModule() fx.Option {
+func accessModule() fx.Option {
 	return fx.Module("access",
 		fx.Provide(newKeyStore, newAccess, func() *ratelimit.Limiter { return ratelimit.New() }),
 		fx.Provide(asReloaders(keysReloader)),

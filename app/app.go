@@ -17,7 +17,7 @@ import (
 // fx.App around them.
 func Modules() fx.Option {
 	return fx.Options(
-		EngineModule(), MetricsModule(), ServiceModule(), AccessModule(), HTTPModule(),
+		engineModule(), metricsModule(), serviceModule(), accessModule(), httpModule(),
 		fx.Decorate(instrumentEngine),
 		fx.Invoke(reloadOnHangup),
 	)

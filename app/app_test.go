@@ -19,11 +19,12 @@ import (
 	"github.com/locklock/locklock/app"
 	"github.com/locklock/locklock/internal/etcdtest"
 	"github.com/locklock/locklock/locklock"
+	"github.com/locklock/locklock/transport/client"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-const lockPath = app.APIPrefix + "/lock/uuid/180da65c-cf80-4997-8574-0c0801817d6f"
+const lockPath = client.APIPrefix + "/lock/uuid/180da65c-cf80-4997-8574-0c0801817d6f"
 
 func testConfig(t *testing.T, engine string) app.Config {
 	cfg := app.DefaultConfig()

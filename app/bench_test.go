@@ -17,6 +17,7 @@ import (
 	"github.com/locklock/locklock/metrics"
 	"github.com/locklock/locklock/ratelimit"
 	"github.com/locklock/locklock/transport"
+	"github.com/locklock/locklock/transport/client"
 )
 
 // The server benchmarks run the standalone server's whole handler chain —
@@ -42,7 +43,7 @@ func BenchmarkServerCycle(b *testing.B) {
 	rng := rand.NewChaCha8(seed)
 	b.ReportAllocs()
 	for b.Loop() {
-		path := APIPrefix + "/lock/uuid/" + enginebench.UUID(rng)
+		path := client.APIPrefix + "/lock/uuid/" + enginebench.UUID(rng)
 		if w := serveOnce(h, http.MethodPost, path); w.Code != http.StatusCreated {
 			b.Fatalf("acquire: %d %s", w.Code, w.Body)
 		}

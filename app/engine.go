@@ -13,9 +13,9 @@ import (
 	"github.com/locklock/locklock/locklock"
 )
 
-// EngineModule provides the locklock.Engine chosen by Config.Engine and
+// engineModule provides the locklock.Engine chosen by Config.Engine and
 // closes it when the app stops (after the HTTP server has drained).
-func EngineModule() fx.Option {
+func engineModule() fx.Option {
 	return fx.Module("engine", fx.Provide(newEngine))
 }
 

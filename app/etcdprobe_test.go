@@ -10,6 +10,7 @@ import (
 
 	"github.com/locklock/locklock/app"
 	"github.com/locklock/locklock/internal/etcdtest"
+	"github.com/locklock/locklock/transport/client"
 )
 
 // TestFrozenEtcdMemberIsLeftOut: a server given three etcd endpoints, one
@@ -45,7 +46,7 @@ func TestFrozenEtcdMemberIsLeftOut(t *testing.T) {
 	// for a write that was on the frozen member — not at the 10 s timeout.
 	var wg sync.WaitGroup
 	for i := range 20 {
-		path := fmt.Sprintf("%s/lock/uuid/280da65c-cf80-4997-8574-%012d", app.APIPrefix, i)
+		path := fmt.Sprintf("%s/lock/uuid/280da65c-cf80-4997-8574-%012d", client.APIPrefix, i)
 		wg.Go(func() {
 			begin := time.Now()
 			resp, body := do(t, "POST", base+path, `{"secret":"s"}`)
@@ -61,7 +62,7 @@ func TestFrozenEtcdMemberIsLeftOut(t *testing.T) {
 	time.Sleep(time.Second)
 	const bound = 2 * time.Second
 	for i := range 20 {
-		path := fmt.Sprintf("%s/lock/uuid/180da65c-cf80-4997-8574-%012d", app.APIPrefix, i)
+		path := fmt.Sprintf("%s/lock/uuid/180da65c-cf80-4997-8574-%012d", client.APIPrefix, i)
 		for _, step := range []struct {
 			method string
 			want   int

@@ -9,11 +9,11 @@ import (
 	"github.com/locklock/locklock/metrics"
 )
 
-// MetricsModule provides the server's *metrics.Metrics and reports the
+// metricsModule provides the server's *metrics.Metrics and reports the
 // Service's waiters, the engine's held locks and, for Badger, the data
 // directory's free space through it. Engine latency
 // is observed by wrapping the engine (see Modules).
-func MetricsModule() fx.Option {
+func metricsModule() fx.Option {
 	return fx.Module("metrics",
 		fx.Provide(metrics.New),
 		fx.Invoke(watch),

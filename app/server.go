@@ -18,10 +18,8 @@ import (
 	"github.com/locklock/locklock/metrics"
 	"github.com/locklock/locklock/ratelimit"
 	"github.com/locklock/locklock/transport"
+	"github.com/locklock/locklock/transport/client"
 )
-
-// APIPrefix is where the standalone server mounts the lock API.
-const APIPrefix = "/v1/api"
 
 // Server timeouts beyond Config's. WriteTimeout must outlast the longest
 // allowed wait, so it is derived from Config.MaxWait.
@@ -64,11 +62,11 @@ func (s *Server) OpsURL() string {
 	return "http://" + s.opsAddr.String()
 }
 
-// HTTPModule provides the HTTP handlers (the API under APIPrefix, and
+// httpModule provides the HTTP handlers (the API under client.APIPrefix, and
 // /metrics, /healthz, /readyz on the main listener or on the ops listener)
 // and a *Server that listens in OnStart — so a busy port fails start-up —
 // and drains in OnStop. A TLS certificate is re-read on SIGHUP.
-func HTTPModule() fx.Option {
+func httpModule() fx.Option {
 	return fx.Module("http",
 		fx.Provide(newCertificate, newHandlers, newServer),
 		fx.Provide(asReloaders(certificateReloader)),
@@ -83,14 +81,14 @@ type handlers struct {
 // opsPaths are the operational endpoints, outside the API.
 var opsPaths = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}
 
-// newHandlers routes APIPrefix to the API and the operational paths to
+// newHandlers routes client.APIPrefix to the API and the operational paths to
 // their handlers. It deliberately avoids http.ServeMux, which would clean
 // paths ("//", "/./") and redirect before the API could answer 400 for a
 // malformed lock name. Every request is instrumented: a request id, a debug
 // log line, metrics.
 func newHandlers(cfg Config, svc *locklock.Service, access transport.Access, limiter *ratelimit.Limiter, m *metrics.Metrics, space storageSpace, log *slog.Logger) handlers {
 	api := transport.NewHandler(svc,
-		transport.WithPathPrefix(APIPrefix),
+		transport.WithPathPrefix(client.APIPrefix),
 		transport.WithLogger(log),
 		transport.WithAuthenticator(transport.KeyAuthenticator(access)),
 		transport.WithRateLimiter(limiter),
@@ -118,7 +116,7 @@ func newHandlers(cfg Config, svc *locklock.Service, access transport.Access, lim
 	separateOps := cfg.OpsAddr != ""
 	main := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
-		case strings.HasPrefix(r.URL.Path, APIPrefix+"/"):
+		case strings.HasPrefix(r.URL.Path, client.APIPrefix+"/"):
 			api.ServeHTTP(w, r)
 		case separateOps:
 			notFound.ServeHTTP(w, r) // the ops endpoints live elsewhere
@@ -137,8 +135,8 @@ func newHandlers(cfg Config, svc *locklock.Service, access transport.Access, lim
 func routeOf(r *http.Request) string {
 	p := r.URL.Path
 	switch {
-	case strings.HasPrefix(p, APIPrefix+"/"):
-		route := transport.Route(strings.TrimPrefix(p, APIPrefix))
+	case strings.HasPrefix(p, client.APIPrefix+"/"):
+		route := transport.Route(strings.TrimPrefix(p, client.APIPrefix))
 		if full, ok := apiRoutes[route]; ok {
 			return full
 		}
@@ -154,7 +152,7 @@ func routeOf(r *http.Request) string {
 var apiRoutes = func() map[string]string {
 	m := map[string]string{}
 	for _, r := range transport.Routes() {
-		m[r] = APIPrefix + r
+		m[r] = client.APIPrefix + r
 	}
 	return m
 }()
@@ -210,7 +208,7 @@ func newServer(lc fx.Lifecycle, sd fx.Shutdowner, cfg Config, hs handlers, cert 
 				s.opsAddr = opsLn.Addr()
 			}
 			s.addr = ln.Addr()
-			attrs := []any{"addr", s.addr.String(), "url", s.URL() + APIPrefix,
+			attrs := []any{"addr", s.addr.String(), "url", s.URL() + client.APIPrefix,
 				"engine", cfg.Engine, "data_dir", dataDirFor(cfg), "tls", s.tls}
 			if s.ops != nil {
 				attrs = append(attrs, "ops_url", s.OpsURL())

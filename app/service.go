@@ -11,9 +11,9 @@ import (
 	"github.com/locklock/locklock/metrics"
 )
 
-// ServiceModule provides the *locklock.Service and runs its sweeper for the
+// serviceModule provides the *locklock.Service and runs its sweeper for the
 // app's lifetime.
-func ServiceModule() fx.Option {
+func serviceModule() fx.Option {
 	return fx.Module("service", fx.Provide(newService))
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/locklock/locklock/app"
 	"github.com/locklock/locklock/internal/logbuf"
 	"github.com/locklock/locklock/internal/tmpfs"
+	"github.com/locklock/locklock/transport/client"
 )
 
 // TestServerLowOnSpace runs the server with Badger on a 100 MiB tmpfs,
@@ -66,7 +67,7 @@ func TestServerLowOnSpace(t *testing.T) {
 	}
 	time.Sleep(150 * time.Millisecond) // past the engine's 100 ms measurement
 
-	other := app.APIPrefix + "/lock/uuid/2b1c9f0e-4a57-4b8e-9d4e-6c1f0a7d3e21"
+	other := client.APIPrefix + "/lock/uuid/2b1c9f0e-4a57-4b8e-9d4e-6c1f0a7d3e21"
 	resp, body := do(t, "POST", base+other, "")
 	if resp.StatusCode != http.StatusServiceUnavailable || body["code"] != "unavailable" || resp.Header.Get("Retry-After") == "" ||
 		!strings.Contains(body["detail"].(string), "disk is nearly full") {

@@ -56,28 +56,22 @@ func WithPathPrefix(prefix string) Option {
 func NewHandler(svc *locklock.Service, opts ...Option) http.Handler {
 	h := newHandler(svc, opts)
 	r := newRouter(h)
-	for _, kind := range []locklock.Kind{locklock.KindUUID, locklock.KindKey} {
-		// Everything after the prefix is the name, even empty or with
-		// slashes and newlines, so that the core's validation, not the
-		// router, judges it.
-		prefix := "/lock/" + string(kind) + "/"
-		r.handlePrefix(prefix, "{name}", h.methods(map[string]http.HandlerFunc{
-			http.MethodPost:   h.lockOp(kind, prefix, h.acquire),
-			http.MethodDelete: h.lockOp(kind, prefix, h.release),
-			http.MethodGet:    h.lockOp(kind, prefix, h.inspect),
-			http.MethodHead:   h.lockOp(kind, prefix, h.inspect),
-			http.MethodPatch:  h.lockOp(kind, prefix, h.refresh),
-		}))
+	for _, row := range routeTable {
+		r.add(row, h.methods(row.methods(h, row.prefix)))
 	}
-	r.handle("/locks", h.methods(map[string]http.HandlerFunc{
-		http.MethodGet:  h.list,
-		http.MethodHead: h.list,
-	}))
-	r.handle("/openapi.json", h.methods(map[string]http.HandlerFunc{
-		http.MethodGet:  serveOpenAPI,
-		http.MethodHead: serveOpenAPI,
-	}))
 	return r
+}
+
+// lockMethods are a lock route's handlers; routePrefix is the path before
+// the lock's name.
+func (h *handler) lockMethods(kind locklock.Kind, routePrefix string) map[string]http.HandlerFunc {
+	return map[string]http.HandlerFunc{
+		http.MethodPost:   h.lockOp(kind, routePrefix, h.acquire),
+		http.MethodDelete: h.lockOp(kind, routePrefix, h.release),
+		http.MethodGet:    h.lockOp(kind, routePrefix, h.inspect),
+		http.MethodHead:   h.lockOp(kind, routePrefix, h.inspect),
+		http.MethodPatch:  h.lockOp(kind, routePrefix, h.refresh),
+	}
 }
 
 func newHandler(svc *locklock.Service, opts []Option) *handler {

@@ -131,26 +131,6 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 // deadlines).
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
-// Route names the route template of a path relative to the API base, for
-// metrics and logs: "/lock/uuid/{uuid}", "/lock/key/{name}", "/locks",
-// "/openapi.json", or "unmatched".
-func Route(path string) string {
-	switch {
-	case strings.HasPrefix(path, "/lock/uuid/"):
-		return "/lock/uuid/{uuid}"
-	case strings.HasPrefix(path, "/lock/key/"):
-		return "/lock/key/{name}"
-	case path == "/locks", path == "/openapi.json":
-		return path
-	}
-	return "unmatched"
-}
-
-// Routes lists every route template Route returns, but "unmatched".
-func Routes() []string {
-	return []string{"/lock/uuid/{uuid}", "/lock/key/{name}", "/locks", "/openapi.json"}
-}
-
 // LogHandler adds the request id of the record's context to every log
 // record, so that a warning logged deep in a request can be found with
 // the id the client saw.

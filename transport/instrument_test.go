@@ -1,7 +1,7 @@
 package transport
 
 import (
-	"slices"
+	"strings"
 	"testing"
 
 	"github.com/locklock/locklock/engines/memory"
@@ -32,12 +32,13 @@ func TestRouteLabels(t *testing.T) {
 		t.Errorf("%d routes served, Routes lists %d", len(served), len(Routes()))
 	}
 	for _, ms := range served {
-		example := ms.template
-		if i := len(example) - len("{name}"); i > 0 && example[i:] == "{name}" {
-			example = example[:i] + "x"
+		// The lock routes' templates end in their parameter: give it a value.
+		example, _, _ := strings.Cut(ms.template, "{")
+		if example != ms.template {
+			example += "x"
 		}
-		if got := Route(example); !slices.Contains(Routes(), got) {
-			t.Errorf("served route %s is labelled %q, not one of Routes()", ms.template, got)
+		if got := Route(example); got != ms.template {
+			t.Errorf("served route %s is labelled %q", ms.template, got)
 		}
 	}
 }

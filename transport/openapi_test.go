@@ -21,6 +21,7 @@ import (
 	"github.com/locklock/locklock/keys"
 	"github.com/locklock/locklock/locklock"
 	"github.com/locklock/locklock/ratelimit"
+	"github.com/locklock/locklock/transport/client"
 )
 
 // The OpenAPI document is written by hand. These tests keep it true: it is
@@ -224,6 +225,26 @@ func (d *oaDoc) documentedMethods() map[string][]string {
 	return out
 }
 
+// pathParams lists the names of the path parameters an operation declares
+// (on its path item or itself), sorted.
+func (d *oaDoc) pathParams(path, method string) []string {
+	_, itemPtr := d.object("#/paths/" + oaEscape(path))
+	_, opPtr, _ := d.operation(path, method)
+	var names []string
+	for _, at := range []string{itemPtr, opPtr} {
+		owner, _ := d.object(at)
+		params, _ := owner["parameters"].([]any)
+		for i := range params {
+			p, _ := d.object(fmt.Sprintf("%s/parameters/%d", at, i))
+			if p["in"] == "path" {
+				names = append(names, p["name"].(string))
+			}
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
 // walk calls f for every node of the document with its pointer.
 func (d *oaDoc) walk(f func(ptr string, node any)) {
 	var rec func(ptr string, node any)
@@ -410,7 +431,6 @@ func TestOpenAPIDocument(t *testing.T) {
 	}
 	ids := map[string]string{}
 	for path, methods := range d.documentedMethods() {
-		_, itemPtr := d.object("#/paths/" + oaEscape(path))
 		for _, m := range methods {
 			op, opPtr, _ := d.operation(path, m)
 			id, _ := op["operationId"].(string)
@@ -418,19 +438,7 @@ func TestOpenAPIDocument(t *testing.T) {
 				t.Errorf("operationId %s on both %s and %s", id, other, opPtr)
 			}
 			ids[id] = opPtr
-			var pathParams []string
-			for _, at := range []string{itemPtr, opPtr} {
-				owner, _ := d.object(at)
-				params, _ := owner["parameters"].([]any)
-				for i := range params {
-					p, _ := d.object(fmt.Sprintf("%s/parameters/%d", at, i))
-					if p["in"] == "path" {
-						pathParams = append(pathParams, p["name"].(string))
-					}
-				}
-			}
-			slices.Sort(pathParams)
-			if want := oaTemplateVars(path); !slices.Equal(pathParams, want) {
+			if pathParams, want := d.pathParams(path, m), oaTemplateVars(path); !slices.Equal(pathParams, want) {
 				t.Errorf("%s %s: path parameters %v, template has %v", m, path, pathParams, want)
 			}
 			reqs := d.root["security"]
@@ -490,19 +498,6 @@ func oaSplitTemplate(tpl string) []string {
 	return parts
 }
 
-// oaShape reduces a template to its literal parts, so that mux's
-// "/lock/uuid/{name:(?s).*}" and the document's "/lock/uuid/{uuid}" compare
-// equal.
-func oaShape(tpl string) string {
-	parts := oaSplitTemplate(tpl)
-	for i, p := range parts {
-		if strings.HasPrefix(p, "{") {
-			parts[i] = "{}"
-		}
-	}
-	return strings.Join(parts, "")
-}
-
 func TestOpenAPIExamples(t *testing.T) {
 	d := loadOpenAPI(t)
 	n := 0
@@ -548,35 +543,69 @@ func TestOpenAPIExamples(t *testing.T) {
 	}
 }
 
-// TestOpenAPIRoutes compares the router's routes with the document's paths.
+// TestOpenAPIRoutes holds openapi.json to the route table both ways: the
+// same path templates (so the same parameter names), the same methods on
+// each, and each operation declaring exactly its route's path parameter.
+// Routes (the metrics labels) and the router are checked against the table
+// too, so no copy of it can drift.
 func TestOpenAPIRoutes(t *testing.T) {
 	d := loadOpenAPI(t)
 	router, ok := NewHandler(locklock.NewService(memory.New())).(*router)
 	if !ok {
 		t.Fatal("NewHandler no longer returns the *router this test walks")
 	}
-	served := map[string][]string{} // shape -> methods
+	served := map[string][]string{} // template -> methods
+	var servedOrder []string
 	for _, ms := range router.routes() {
-		served[oaShape(ms.template)] = slices.Sorted(maps.Keys(ms.byMethod))
+		served[ms.template] = slices.Sorted(maps.Keys(ms.byMethod))
+		servedOrder = append(servedOrder, ms.template)
 	}
-	if len(served) != 4 {
-		t.Errorf("the router has %d routes, want 4: %v", len(served), served)
+	if !slices.Equal(servedOrder, Routes()) {
+		t.Errorf("the router serves %v, Routes lists %v", servedOrder, Routes())
 	}
-	documented := map[string][]string{}
-	for path, methods := range d.documentedMethods() {
-		documented[oaShape(path)] = methods
+	if len(routeTable) != 4 {
+		t.Errorf("the route table has %d routes, want 4", len(routeTable))
 	}
-	for shape, methods := range served {
-		if doc, ok := documented[shape]; !ok {
-			t.Errorf("route %s is served but not documented", shape)
-		} else if !slices.Equal(methods, doc) {
-			t.Errorf("route %s: served methods %v, documented %v", shape, methods, doc)
+	documented := d.documentedMethods()
+	for _, row := range routeTable {
+		doc, ok := documented[row.template]
+		if !ok {
+			t.Errorf("route %s is served but not documented", row.template)
+			continue
+		}
+		if methods := served[row.template]; !slices.Equal(methods, doc) {
+			t.Errorf("route %s: served methods %v, documented %v", row.template, methods, doc)
+		}
+		var want []string
+		if row.param != "" {
+			want = []string{row.param}
+		}
+		if got := oaTemplateVars(row.template); !slices.Equal(got, want) {
+			t.Errorf("route %s: template parameters %v, the table's parameter %v", row.template, got, want)
+		}
+		for _, m := range doc {
+			if got := d.pathParams(row.template, m); !slices.Equal(got, want) {
+				t.Errorf("%s %s: documented path parameters %v, served %v", m, row.template, got, want)
+			}
 		}
 	}
-	for shape := range documented {
-		if _, ok := served[shape]; !ok {
-			t.Errorf("path %s is documented but not served", shape)
+	for path := range documented {
+		if !slices.Contains(Routes(), path) {
+			t.Errorf("path %s is documented but not served", path)
 		}
+	}
+}
+
+// TestOpenAPIServerURL: the document names the standalone server's API base
+// where the server mounts it and the client looks for it.
+func TestOpenAPIServerURL(t *testing.T) {
+	d := loadOpenAPI(t)
+	servers, _ := d.root["servers"].([]any)
+	if len(servers) != 1 {
+		t.Fatalf("%d servers, want 1", len(servers))
+	}
+	if url := servers[0].(map[string]any)["url"]; url != client.APIPrefix {
+		t.Errorf("servers[0].url = %v, want %q", url, client.APIPrefix)
 	}
 }
 

@@ -5,7 +5,85 @@ import (
 	"strings"
 
 	"github.com/gorilla/mux"
+
+	"github.com/locklock/locklock/locklock"
 )
+
+// routeTable is the API's one route table: NewHandler serves it, Route and
+// Routes (the metrics labels) are made from it, and openapi_test.go fails
+// when openapi.json documents a path, method or path parameter it lacks or
+// lacks one it has. Templates are relative to the mount point; a lock
+// route's parameter is the rest of the path, even empty or with slashes, so
+// that the core's validation, not the router, judges the name.
+var routeTable = []route{
+	newRoute("/lock/uuid/{uuid}", func(h *handler, prefix string) map[string]http.HandlerFunc {
+		return h.lockMethods(locklock.KindUUID, prefix)
+	}),
+	newRoute("/lock/key/{name}", func(h *handler, prefix string) map[string]http.HandlerFunc {
+		return h.lockMethods(locklock.KindKey, prefix)
+	}),
+	newRoute("/locks", func(h *handler, _ string) map[string]http.HandlerFunc {
+		return map[string]http.HandlerFunc{http.MethodGet: h.list, http.MethodHead: h.list}
+	}),
+	newRoute("/openapi.json", func(*handler, string) map[string]http.HandlerFunc {
+		return map[string]http.HandlerFunc{http.MethodGet: serveOpenAPI, http.MethodHead: serveOpenAPI}
+	}),
+}
+
+// route is one row of the route table.
+type route struct {
+	template string // "/locks", or a prefix and one last parameter: "/lock/key/{name}"
+	prefix   string // the template up to its parameter; all of it without one
+	param    string // the parameter's name; "" for an exact path
+	// methods makes the route's handlers; prefix is the part of the path
+	// before the parameter.
+	methods func(h *handler, prefix string) map[string]http.HandlerFunc
+}
+
+// newRoute parses a template; a malformed one is a programming error that
+// every test of the package would hit at start-up.
+func newRoute(template string, methods func(*handler, string) map[string]http.HandlerFunc) route {
+	prefix, param, hasParam := strings.Cut(template, "{")
+	if hasParam {
+		name, ok := strings.CutSuffix(param, "}")
+		if !ok || name == "" || strings.ContainsAny(name, "{}") {
+			panic("transport: route template " + template + " must end in its only {parameter}")
+		}
+		param = name
+	}
+	return route{template: template, prefix: prefix, param: param, methods: methods}
+}
+
+// matches says whether a path relative to the mount point is this route's,
+// as the router matches it.
+func (r route) matches(path string) bool {
+	if r.param == "" {
+		return path == r.prefix
+	}
+	return strings.HasPrefix(path, r.prefix)
+}
+
+// Route names the route template of a path relative to the API base, for
+// metrics and logs: "/lock/uuid/{uuid}", "/lock/key/{name}", "/locks",
+// "/openapi.json", or "unmatched".
+func Route(path string) string {
+	for _, r := range routeTable {
+		if r.matches(path) {
+			return r.template
+		}
+	}
+	return "unmatched"
+}
+
+// Routes lists every route template Route returns, but "unmatched", in the
+// route table's order.
+func Routes() []string {
+	out := make([]string, len(routeTable))
+	for i, r := range routeTable {
+		out[i] = r.template
+	}
+	return out
+}
 
 // router routes with gorilla/mux but calls the matched handler itself.
 // mux.Router.ServeHTTP would copy every request twice to put mux.Vars and
@@ -30,19 +108,24 @@ func newRouter(h *handler) *router {
 	return &router{mux: r, prefix: h.prefix}
 }
 
-// handle serves one exact path.
+// add serves one row of the route table: an exact path, or every path that
+// starts with the row's prefix (the rest of the path is its parameter).
+func (rt *router) add(row route, ms *methodSet) {
+	if row.param == "" {
+		rt.handle(row.template, ms)
+		return
+	}
+	ms.template = row.template
+	full := rt.prefix + row.prefix
+	rt.mux.MatcherFunc(func(r *http.Request, _ *mux.RouteMatch) bool { return strings.HasPrefix(r.URL.Path, full) }).Handler(ms)
+}
+
+// handle serves one exact path (the API's, and the ops handler's which are
+// not in the route table).
 func (rt *router) handle(path string, ms *methodSet) {
 	ms.template = path
 	full := rt.prefix + path
 	rt.mux.MatcherFunc(func(r *http.Request, _ *mux.RouteMatch) bool { return r.URL.Path == full }).Handler(ms)
-}
-
-// handlePrefix serves every path that starts with prefix; rest names what
-// follows it in the route's template ("{name}").
-func (rt *router) handlePrefix(prefix, rest string, ms *methodSet) {
-	ms.template = prefix + rest
-	full := rt.prefix + prefix
-	rt.mux.MatcherFunc(func(r *http.Request, _ *mux.RouteMatch) bool { return strings.HasPrefix(r.URL.Path, full) }).Handler(ms)
 }
 
 // routes lists the served route templates (relative to the mount point)

@@ -26,7 +26,9 @@ import (
 )
 
 // APIPrefix is where a standalone server serves the API. New appends it to
-// a base URL that has no path of its own.
+// a base URL that has no path of its own. It is the prefix's one home: the
+// server (package app) mounts the API here, and a transport test holds the
+// OpenAPI document's server URL to it.
 const APIPrefix = "/v1/api"
 
 // Retry defaults: enough to ride out a server restart or an etcd election
