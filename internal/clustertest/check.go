@@ -21,7 +21,7 @@ type Op struct {
 }
 
 func (op Op) String() string {
-	s := fmt.Sprintf("w%d/c%d %v %s via l%d ttl=%v", op.Worker, op.Client, kindName(op.Kind), short(op.Name), op.Server, op.TTL)
+	s := fmt.Sprintf("w%d/c%d %v %s via l%d ttl=%v", op.Worker, op.Client, op.Kind, short(op.Name), op.Server, op.TTL)
 	if op.Wait > 0 {
 		s += fmt.Sprintf(" wait=%v", op.Wait)
 	}
@@ -36,10 +36,6 @@ func (op Op) String() string {
 		s += " expires=" + op.ExpiresAt.Format("15:04:05.000")
 	}
 	return s + fmt.Sprintf(" [%s, %s]", op.CallAt.Format("15:04:05.000"), op.ReturnAt.Format("15:04:05.000"))
-}
-
-func kindName(k lockmodel.Kind) string {
-	return [...]string{"acquire", "release", "refresh"}[k]
 }
 
 func short(name string) string { return name[:min(8, len(name))] }
