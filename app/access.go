@@ -6,8 +6,8 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/locklock/locklock/keys"
-	"github.com/locklock/locklock/ratelimit"
 	"github.com/locklock/locklock/transport"
+	"github.com/locklock/locklock/transport/ratelimit"
 )
 
 // AccessModule provides who-may-do-what: the keys store (from --keys-file,

@@ -15,8 +15,8 @@ import (
 	"github.com/locklock/locklock/keys"
 	"github.com/locklock/locklock/locklock"
 	"github.com/locklock/locklock/metrics"
-	"github.com/locklock/locklock/ratelimit"
 	"github.com/locklock/locklock/transport"
+	"github.com/locklock/locklock/transport/ratelimit"
 )
 
 // The server benchmarks run the standalone server's whole handler chain —

@@ -16,8 +16,8 @@ import (
 
 	"github.com/locklock/locklock/locklock"
 	"github.com/locklock/locklock/metrics"
-	"github.com/locklock/locklock/ratelimit"
 	"github.com/locklock/locklock/transport"
+	"github.com/locklock/locklock/transport/ratelimit"
 )
 
 // APIPrefix is where the standalone server mounts the lock API.

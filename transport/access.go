@@ -9,7 +9,7 @@ import (
 
 	"github.com/locklock/locklock/keys"
 	"github.com/locklock/locklock/locklock"
-	"github.com/locklock/locklock/ratelimit"
+	"github.com/locklock/locklock/transport/ratelimit"
 )
 
 // Access configures KeyAuthenticator.

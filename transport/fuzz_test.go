@@ -25,7 +25,7 @@ import (
 	"github.com/locklock/locklock/engines/memory"
 	"github.com/locklock/locklock/keys"
 	"github.com/locklock/locklock/locklock"
-	"github.com/locklock/locklock/ratelimit"
+	"github.com/locklock/locklock/transport/ratelimit"
 )
 
 // The fuzz targets. `go test` runs their seed corpora (the f.Add calls);

@@ -20,7 +20,7 @@ import (
 	"github.com/locklock/locklock/engines/memory"
 	"github.com/locklock/locklock/keys"
 	"github.com/locklock/locklock/locklock"
-	"github.com/locklock/locklock/ratelimit"
+	"github.com/locklock/locklock/transport/ratelimit"
 )
 
 // The OpenAPI document is written by hand. These tests keep it true: it is

@@ -14,9 +14,9 @@ import (
 	"github.com/locklock/locklock/engines/memory"
 	"github.com/locklock/locklock/keys"
 	"github.com/locklock/locklock/locklock"
-	"github.com/locklock/locklock/ratelimit"
 	"github.com/locklock/locklock/transport"
 	"github.com/locklock/locklock/transport/client"
+	"github.com/locklock/locklock/transport/ratelimit"
 )
 
 const (
