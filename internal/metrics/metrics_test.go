@@ -13,8 +13,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/locklock/locklock/engines/memory"
+	"github.com/locklock/locklock/internal/metrics"
 	"github.com/locklock/locklock/locklock"
-	"github.com/locklock/locklock/metrics"
 )
 
 var t0 = time.Date(2026, 11, 26, 15, 4, 5, 0, time.UTC)
