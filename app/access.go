@@ -2,12 +2,14 @@ package app
 
 import (
 	"fmt"
+	"net/http"
 
 	"go.uber.org/fx"
 
-	"github.com/locklock/locklock/keys"
-	"github.com/locklock/locklock/ratelimit"
+	"github.com/locklock/locklock/internal/keyauth"
+	"github.com/locklock/locklock/internal/keys"
 	"github.com/locklock/locklock/transport"
+	"github.com/locklock/locklock/transport/ratelimit"
 )
 
 // accessModule provides who-may-do-what: the keys store (from --keys-file,
@@ -31,12 +33,22 @@ func newKeyStore(cfg Config) (*keys.Store, error) {
 	return keys.NewStore(keys.NewIndex(file)), nil
 }
 
-func newAccess(cfg Config, store *keys.Store) (transport.Access, error) {
+func newAccess(cfg Config, store *keys.Store) (keyauth.Access, error) {
 	trusted, err := ratelimit.ParseTrusted(cfg.TrustedProxies)
 	if err != nil {
-		return transport.Access{}, fmt.Errorf("--trusted-proxies: %w", err)
+		return keyauth.Access{}, fmt.Errorf("--trusted-proxies: %w", err)
 	}
-	return transport.Access{Keys: store, BaseDomain: cfg.BaseDomain, TrustedProxies: trusted}, nil
+	return keyauth.Access{Keys: store, BaseDomain: cfg.BaseDomain, TrustedProxies: trusted}, nil
+}
+
+// authenticator is the keys file's authenticator (API.md §5) in the shape
+// transport takes: its Caller is transport's field for field.
+func authenticator(a keyauth.Access) func(*http.Request) (transport.Caller, error) {
+	auth := keyauth.New(a)
+	return func(r *http.Request) (transport.Caller, error) {
+		c, err := auth(r)
+		return transport.Caller(c), err
+	}
 }
 
 // keysReloader re-reads the keys file; without one there is nothing to

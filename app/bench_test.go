@@ -12,12 +12,12 @@ import (
 
 	"github.com/locklock/locklock/engines/memory"
 	"github.com/locklock/locklock/internal/enginebench"
-	"github.com/locklock/locklock/keys"
+	"github.com/locklock/locklock/internal/keyauth"
+	"github.com/locklock/locklock/internal/keys"
+	"github.com/locklock/locklock/internal/metrics"
 	"github.com/locklock/locklock/locklock"
-	"github.com/locklock/locklock/metrics"
-	"github.com/locklock/locklock/ratelimit"
-	"github.com/locklock/locklock/transport"
 	"github.com/locklock/locklock/transport/client"
+	"github.com/locklock/locklock/transport/ratelimit"
 )
 
 // The server benchmarks run the standalone server's whole handler chain —
@@ -30,7 +30,7 @@ func benchHandlers(b *testing.B) http.Handler {
 	e := m.Engine(memory.New())
 	b.Cleanup(func() { _ = e.Close() })
 	svc := locklock.NewService(e, locklock.WithAcquireObserver(m.AcquireDone))
-	access := transport.Access{Keys: keys.NewStore(keys.NewIndex(keys.Default()))}
+	access := keyauth.Access{Keys: keys.NewStore(keys.NewIndex(keys.Default()))}
 	log := slog.New(slog.DiscardHandler)
 	return newHandlers(DefaultConfig(), svc, access, ratelimit.New(), m, nil, log).main
 }

@@ -5,8 +5,8 @@ import (
 
 	"go.uber.org/fx"
 
+	"github.com/locklock/locklock/internal/metrics"
 	"github.com/locklock/locklock/locklock"
-	"github.com/locklock/locklock/metrics"
 )
 
 // metricsModule provides the server's *metrics.Metrics and reports the

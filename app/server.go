@@ -14,11 +14,12 @@ import (
 
 	"go.uber.org/fx"
 
+	"github.com/locklock/locklock/internal/keyauth"
+	"github.com/locklock/locklock/internal/metrics"
 	"github.com/locklock/locklock/locklock"
-	"github.com/locklock/locklock/metrics"
-	"github.com/locklock/locklock/ratelimit"
 	"github.com/locklock/locklock/transport"
 	"github.com/locklock/locklock/transport/client"
+	"github.com/locklock/locklock/transport/ratelimit"
 )
 
 // Server timeouts beyond Config's. WriteTimeout must outlast the longest
@@ -86,11 +87,11 @@ var opsPaths = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": tr
 // paths ("//", "/./") and redirect before the API could answer 400 for a
 // malformed lock name. Every request is instrumented: a request id, a debug
 // log line, metrics.
-func newHandlers(cfg Config, svc *locklock.Service, access transport.Access, limiter *ratelimit.Limiter, m *metrics.Metrics, space storageSpace, log *slog.Logger) handlers {
+func newHandlers(cfg Config, svc *locklock.Service, access keyauth.Access, limiter *ratelimit.Limiter, m *metrics.Metrics, space storageSpace, log *slog.Logger) handlers {
 	api := transport.NewHandler(svc,
 		transport.WithPathPrefix(client.APIPrefix),
 		transport.WithLogger(log),
-		transport.WithAuthenticator(transport.KeyAuthenticator(access)),
+		transport.WithAuthenticator(authenticator(access)),
 		transport.WithRateLimiter(limiter),
 	)
 	// /metrics answers GET and HEAD only, like /healthz and /readyz.

@@ -7,8 +7,8 @@ import (
 
 	"go.uber.org/fx"
 
+	"github.com/locklock/locklock/internal/metrics"
 	"github.com/locklock/locklock/locklock"
-	"github.com/locklock/locklock/metrics"
 )
 
 // serviceModule provides the *locklock.Service and runs its sweeper for the

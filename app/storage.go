@@ -2,7 +2,7 @@ package app
 
 import (
 	"github.com/locklock/locklock/engines/badger"
-	"github.com/locklock/locklock/metrics"
+	"github.com/locklock/locklock/internal/metrics"
 )
 
 // storageSpace reports the free space of the engine's data directory; nil

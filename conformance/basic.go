@@ -427,18 +427,13 @@ func sameGrant(a, b locklock.Lock) bool {
 		a.AcquiredAt.Equal(b.AcquiredAt) && a.ExpiresAt.Equal(b.ExpiresAt)
 }
 
-// testCountHeld: engines that count (locklock.Counter, for the locks-held
-// metric) count live locks in every namespace, and neither released nor
-// expired ones, swept or not.
+// testCountHeld: CountHeld (for the locks-held metric) counts live locks in
+// every namespace, and neither released nor expired ones, swept or not.
 func testCountHeld(t *testing.T, h Harness) {
 	e := newEnv(t, h)
-	counter, ok := e.engine.(locklock.Counter)
-	if !ok {
-		t.Skip("the engine does not implement locklock.Counter")
-	}
 	count := func() int {
 		t.Helper()
-		n, err := counter.CountHeld(e.ctx(), e.now())
+		n, err := e.engine.CountHeld(e.ctx(), e.now())
 		if err != nil {
 			t.Fatalf("CountHeld: %v", err)
 		}

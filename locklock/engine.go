@@ -49,6 +49,13 @@ type Engine interface {
 	// with q.Prefix and sort after q.After, in name order, at most q.Limit.
 	List(ctx context.Context, q ListQuery, now time.Time) ([]Lock, error)
 
+	// CountHeld returns the number of locks live at now, in all
+	// namespaces, for the locks-held metric. The count may scan storage;
+	// it is an operator's number, not a hot path. Spanning every lock, it
+	// need not be one atomic step across them: locks acquired or released
+	// during the count may or may not be in it.
+	CountHeld(ctx context.Context, now time.Time) (int, error)
+
 	// Sweep deletes locks that expired at or before now and returns how
 	// many it deleted. Engines whose storage expires entries itself may
 	// return 0.
@@ -76,14 +83,6 @@ type ReleaseWatcher interface {
 	// expiry, a poll interval) for that case. It stops watching when ctx
 	// is done.
 	WatchRelease(ctx context.Context, held Lock) <-chan struct{}
-}
-
-// Counter is an Engine that can count its held locks, for the locks-held
-// metric. The count may scan storage; it is an operator's number, not a
-// hot path.
-type Counter interface {
-	// CountHeld returns the number of locks live at now, in all namespaces.
-	CountHeld(ctx context.Context, now time.Time) (int, error)
 }
 
 // ListQuery selects locks for Engine.List.

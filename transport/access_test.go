@@ -8,9 +8,10 @@ import (
 	"time"
 
 	"github.com/locklock/locklock/engines/memory"
-	"github.com/locklock/locklock/keys"
+	"github.com/locklock/locklock/internal/keyauth"
+	"github.com/locklock/locklock/internal/keys"
 	"github.com/locklock/locklock/locklock"
-	"github.com/locklock/locklock/ratelimit"
+	"github.com/locklock/locklock/transport/ratelimit"
 )
 
 const (
@@ -45,6 +46,16 @@ func keysFile(anonymous *keys.AnonymousPolicy, anonRate float64, anonBurst int) 
 	}
 }
 
+// keyAuthenticator is what app hands transport: the keys file's
+// authenticator, its Caller converted to transport's.
+func keyAuthenticator(a keyauth.Access) func(*http.Request) (Caller, error) {
+	auth := keyauth.New(a)
+	return func(r *http.Request) (Caller, error) {
+		c, err := auth(r)
+		return Caller(c), err
+	}
+}
+
 func newAccessEnv(t *testing.T, file keys.File) *accessEnv {
 	t.Helper()
 	eng := &spyEngine{Engine: memory.New(), held: make(chan struct{}, 1)}
@@ -54,7 +65,7 @@ func newAccessEnv(t *testing.T, file keys.File) *accessEnv {
 	store := keys.NewStore(keys.NewIndex(file))
 	now := &fakeNow{t: start}
 	h := NewHandler(svc,
-		WithAuthenticator(KeyAuthenticator(Access{Keys: store, BaseDomain: "locks.example.com"})),
+		WithAuthenticator(keyAuthenticator(keyauth.Access{Keys: store, BaseDomain: "locks.example.com"})),
 		WithRateLimiter(ratelimit.New(ratelimit.WithClock(now.Now))),
 	)
 	return &accessEnv{env: &env{t: t, engine: eng, clock: clock, svc: svc, h: h}, clock: now, store: store}

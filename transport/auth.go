@@ -6,7 +6,7 @@ import (
 	"strconv"
 
 	"github.com/locklock/locklock/locklock"
-	"github.com/locklock/locklock/ratelimit"
+	"github.com/locklock/locklock/transport/ratelimit"
 )
 
 // Authenticator failures. An authenticator returns an error wrapping one of

@@ -15,6 +15,7 @@ import (
 	"unicode/utf16"
 	"unicode/utf8"
 
+	"github.com/locklock/locklock/internal/strictjson"
 	"github.com/locklock/locklock/locklock"
 )
 
@@ -123,32 +124,23 @@ func decodeObject(raw []byte, allowed []string) (body, error) {
 		return body{}, invalidBody("the body must be a JSON object")
 	}
 	var b body
-	seen := map[string]bool{}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return body{}, errSyntax(err)
-		}
-		key, _ := tok.(string) // keys are always strings in valid JSON
+	err = strictjson.Object(dec, errSyntax, func(key string, again bool) error {
 		var value json.RawMessage
 		if err := dec.Decode(&value); err != nil {
-			return body{}, errSyntax(err)
+			return errSyntax(err)
 		}
 		if !slices.Contains(allowed, key) {
-			return body{}, newProblem(codeUnknownField, "unknown field %q; allowed here: %s", locklock.Abbreviate(key), strings.Join(allowed, ", "))
+			return newProblem(codeUnknownField, "unknown field %q; allowed here: %s", locklock.Abbreviate(key), strings.Join(allowed, ", "))
 		}
-		if seen[key] {
-			return body{}, invalidBody("field %s is given twice", key)
+		if again {
+			return invalidBody("field %s is given twice", key)
 		}
-		seen[key] = true
-		if err := b.set(key, value); err != nil {
-			return body{}, err
-		}
+		return b.set(key, value)
+	})
+	if err != nil {
+		return body{}, err
 	}
-	if _, err := dec.Token(); err != nil { // the closing brace
-		return body{}, errSyntax(err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
+	if !strictjson.AtEnd(dec) {
 		return body{}, invalidBody("unexpected data after the JSON object")
 	}
 	return b, nil

@@ -23,9 +23,10 @@ import (
 	"unicode/utf8"
 
 	"github.com/locklock/locklock/engines/memory"
-	"github.com/locklock/locklock/keys"
+	"github.com/locklock/locklock/internal/keyauth"
+	"github.com/locklock/locklock/internal/keys"
 	"github.com/locklock/locklock/locklock"
-	"github.com/locklock/locklock/ratelimit"
+	"github.com/locklock/locklock/transport/ratelimit"
 )
 
 // The fuzz targets. `go test` runs their seed corpora (the f.Add calls);
@@ -91,7 +92,7 @@ func newFuzzEnv(t testing.TB) *fuzzEnv {
 		limiter.Allow("addr:"+fzThrottled, fzAnonLimit)
 	}
 	h := NewHandler(svc,
-		WithAuthenticator(KeyAuthenticator(Access{
+		WithAuthenticator(keyAuthenticator(keyauth.Access{
 			Keys:           store,
 			BaseDomain:     fzBase,
 			TrustedProxies: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")},

@@ -10,7 +10,7 @@ import (
 	"strings"
 
 	"github.com/locklock/locklock/locklock"
-	"github.com/locklock/locklock/ratelimit"
+	"github.com/locklock/locklock/transport/ratelimit"
 )
 
 // Option configures the handler.

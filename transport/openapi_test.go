@@ -18,10 +18,11 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/locklock/locklock/engines/memory"
-	"github.com/locklock/locklock/keys"
+	"github.com/locklock/locklock/internal/keyauth"
+	"github.com/locklock/locklock/internal/keys"
 	"github.com/locklock/locklock/locklock"
-	"github.com/locklock/locklock/ratelimit"
 	"github.com/locklock/locklock/transport/client"
+	"github.com/locklock/locklock/transport/ratelimit"
 )
 
 // The OpenAPI document is written by hand. These tests keep it true: it is
@@ -675,7 +676,7 @@ func newOAEnv(t *testing.T, anon oaAnonymity, closed bool) *oaEnv {
 			{ID: "dev", Namespace: "devco", Plan: "developer", SHA256: keys.HashKey(strings.TrimPrefix(oaDev, "Bearer "))},
 		},
 	}
-	keyAuth := KeyAuthenticator(Access{Keys: keys.NewStore(keys.NewIndex(file)), BaseDomain: "locks.example.com"})
+	keyAuth := keyAuthenticator(keyauth.Access{Keys: keys.NewStore(keys.NewIndex(file)), BaseDomain: "locks.example.com"})
 	auth := func(r *http.Request) (Caller, error) {
 		if r.Header.Get("Authorization") == oaBroken {
 			return Caller{Namespace: "Not A Namespace"}, nil

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/locklock/locklock/engines/memory"
-	"github.com/locklock/locklock/keys"
+	"github.com/locklock/locklock/internal/keys"
 	"github.com/locklock/locklock/locklock"
 	"github.com/locklock/locklock/transport"
 )
@@ -30,7 +30,7 @@ func newBenchServer(t *testing.T) *benchServer {
 	file := keys.Default()
 	file.Keys = []keys.Key{{ID: "pro", Namespace: "acme", Plan: "pro", SHA256: keys.HashKey(proKey)}}
 	api := http.StripPrefix("/v1/api", transport.NewHandler(svc,
-		transport.WithAuthenticator(transport.KeyAuthenticator(transport.Access{Keys: keys.NewStore(keys.NewIndex(file))}))))
+		transport.WithAuthenticator(keyAuthenticator(keys.NewStore(keys.NewIndex(file))))))
 	ops := transport.NewOpsHandler(svc)
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, "/v1/api/") {

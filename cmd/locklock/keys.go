@@ -13,7 +13,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/locklock/locklock/keys"
+	"github.com/locklock/locklock/internal/keys"
 )
 
 // keysCommand is `locklock keys new|list` (API.md §5).

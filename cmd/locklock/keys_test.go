@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/locklock/locklock/keys"
+	"github.com/locklock/locklock/internal/keys"
 )
 
 // runKeys runs locklock with args and env (only these variables).

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/locklock/locklock/engines/memory"
-	"github.com/locklock/locklock/keys"
+	"github.com/locklock/locklock/internal/keys"
 	"github.com/locklock/locklock/locklock"
 	"github.com/locklock/locklock/transport"
 )
@@ -39,7 +39,7 @@ func newLockServer(t *testing.T) *lockServer {
 		{ID: "dev", Namespace: "acme", Plan: "developer", SHA256: keys.HashKey(devKey)},
 	}
 	h := http.StripPrefix("/v1/api", transport.NewHandler(locklock.NewService(engine),
-		transport.WithAuthenticator(transport.KeyAuthenticator(transport.Access{Keys: keys.NewStore(keys.NewIndex(file))}))))
+		transport.WithAuthenticator(keyAuthenticator(keys.NewStore(keys.NewIndex(file))))))
 	s := &lockServer{}
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()

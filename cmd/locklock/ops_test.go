@@ -23,7 +23,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/locklock/locklock/keys"
+	"github.com/locklock/locklock/internal/keys"
 )
 
 func get(t *testing.T, c *http.Client, url string) (int, string) {

@@ -54,10 +54,7 @@ type Engine struct {
 	closed bool
 }
 
-var (
-	_ locklock.Engine  = (*Engine)(nil)
-	_ locklock.Counter = (*Engine)(nil)
-)
+var _ locklock.Engine = (*Engine)(nil)
 
 // Open opens (creating if needed) the Badger database in dir. Only one
 // process, and one Engine, can have a directory open at a time; a second

@@ -166,7 +166,7 @@ func dueKeys(txn *bdg.Txn, now time.Time, max int) (keys [][]byte, more bool) {
 	return keys, false
 }
 
-// CountHeld implements locklock.Counter by walking the expiry index from now
+// CountHeld implements locklock.Engine by walking the expiry index from now
 // on: every write of a lock replaces its one index entry, so the entries
 // after now are the live locks, and keys alone answer (no value is read).
 func (e *Engine) CountHeld(ctx context.Context, now time.Time) (int, error) {

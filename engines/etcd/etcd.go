@@ -88,7 +88,6 @@ type Engine struct {
 var (
 	_ locklock.Engine         = (*Engine)(nil)
 	_ locklock.ReleaseWatcher = (*Engine)(nil)
-	_ locklock.Counter        = (*Engine)(nil)
 )
 
 // Option configures the engine.
@@ -408,7 +407,7 @@ func (e *Engine) Ping(ctx context.Context) error {
 	return nil
 }
 
-// CountHeld implements locklock.Counter with a count-only range read of the
+// CountHeld implements locklock.Engine with a count-only range read of the
 // lock keys: etcd's leases delete expired locks, so every key is live.
 func (e *Engine) CountHeld(ctx context.Context, now time.Time) (int, error) {
 	octx, done, err := e.enter(ctx)

@@ -31,10 +31,7 @@ type Engine struct {
 	shards [shardCount]shard
 }
 
-var (
-	_ locklock.Engine  = (*Engine)(nil)
-	_ locklock.Counter = (*Engine)(nil)
-)
+var _ locklock.Engine = (*Engine)(nil)
 
 type shard struct {
 	mu        sync.Mutex
@@ -255,7 +252,7 @@ func (s *shard) sweep(now time.Time, max int) int {
 	return n
 }
 
-// CountHeld implements locklock.Counter: each shard's size less its expired
+// CountHeld implements locklock.Engine: each shard's size less its expired
 // entries, which sit at the top of its expiry heap, so the count costs the
 // number of expired locks, not of all locks.
 func (e *Engine) CountHeld(ctx context.Context, now time.Time) (int, error) {

@@ -12,11 +12,12 @@ import (
 	"time"
 
 	"github.com/locklock/locklock/engines/memory"
-	"github.com/locklock/locklock/keys"
+	"github.com/locklock/locklock/internal/keyauth"
+	"github.com/locklock/locklock/internal/keys"
 	"github.com/locklock/locklock/locklock"
-	"github.com/locklock/locklock/ratelimit"
 	"github.com/locklock/locklock/transport"
 	"github.com/locklock/locklock/transport/client"
+	"github.com/locklock/locklock/transport/ratelimit"
 )
 
 const (
@@ -109,7 +110,7 @@ func newServer(t *testing.T, opts ...serverOption) *testServer {
 	engine := memory.New()
 	svc := locklock.NewService(engine)
 	var api http.Handler = transport.NewHandler(svc,
-		transport.WithAuthenticator(transport.KeyAuthenticator(transport.Access{Keys: keys.NewStore(keys.NewIndex(file))})),
+		transport.WithAuthenticator(keyAuthenticator(keyauth.Access{Keys: keys.NewStore(keys.NewIndex(file))})),
 		transport.WithRateLimiter(ratelimit.New()),
 	)
 	if cfg.wrap != nil {
@@ -250,5 +251,15 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// keyAuthenticator is what app hands transport: the keys file's
+// authenticator, its Caller converted to transport's.
+func keyAuthenticator(a keyauth.Access) func(*http.Request) (transport.Caller, error) {
+	auth := keyauth.New(a)
+	return func(r *http.Request) (transport.Caller, error) {
+		c, err := auth(r)
+		return transport.Caller(c), err
 	}
 }

@@ -13,8 +13,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/locklock/locklock/engines/memory"
+	"github.com/locklock/locklock/internal/metrics"
 	"github.com/locklock/locklock/locklock"
-	"github.com/locklock/locklock/metrics"
 )
 
 var t0 = time.Date(2026, 11, 26, 15, 4, 5, 0, time.UTC)
@@ -279,15 +279,12 @@ func TestLocksHeld(t *testing.T) {
 	}
 }
 
-// TestEngineWrapperKeepsAbilities: the wrapper is a Counter when the engine
-// is, and does not claim to watch releases when the engine does not.
+// TestEngineWrapperKeepsAbilities: the wrapper does not claim to watch
+// releases when the engine does not.
 func TestEngineWrapperKeepsAbilities(t *testing.T) {
 	m := metrics.New()
 	e := m.Engine(memory.New())
 	defer e.Close()
-	if _, ok := e.(locklock.Counter); !ok {
-		t.Error("wrapped memory engine lost locklock.Counter")
-	}
 	if _, ok := e.(locklock.ReleaseWatcher); ok {
 		t.Error("wrapped memory engine claims locklock.ReleaseWatcher")
 	}

@@ -3,7 +3,7 @@ package metrics_test
 import (
 	"testing"
 
-	"github.com/locklock/locklock/metrics"
+	"github.com/locklock/locklock/internal/metrics"
 )
 
 // TestStorage: the free-space state is reported at each scrape, and left

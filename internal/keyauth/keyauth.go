@@ -1,4 +1,8 @@
-package transport
+// Package keyauth is the authenticator of API.md §5 over the keys file
+// (internal/keys): who a request acts for, from its Bearer API key and its
+// Host. It is the standalone server's; transport knows only the function it
+// is handed (transport.WithAuthenticator), not the keys-file format.
+package keyauth
 
 import (
 	"fmt"
@@ -7,12 +11,32 @@ import (
 	"net/netip"
 	"strings"
 
-	"github.com/locklock/locklock/keys"
+	"github.com/locklock/locklock/internal/keys"
 	"github.com/locklock/locklock/locklock"
-	"github.com/locklock/locklock/ratelimit"
+	"github.com/locklock/locklock/transport/ratelimit"
 )
 
-// Access configures KeyAuthenticator.
+// Caller is who a request acts for. It is transport.Caller field for field,
+// so that a caller of New converts one into the other with
+// transport.Caller(c) — a conversion that stops compiling the day the two
+// drift apart. It is not transport.Caller itself because transport's own
+// tests authenticate with this package, and they could not if it imported
+// transport.
+type Caller struct {
+	// Namespace holds the caller's locks.
+	Namespace string
+	// CustomNames allows the /lock/key/... routes (the "pro" plan).
+	CustomNames bool
+	// Anonymous is true when the request carried no API key.
+	Anonymous bool
+	// RateKey names the caller's token bucket: one per API key, one per
+	// client address for anonymous callers.
+	RateKey string
+	// RateLimit is the caller's plan's request rate; zero means unlimited.
+	RateLimit ratelimit.Limit
+}
+
+// Access configures New.
 type Access struct {
 	// Keys holds the plans, the anonymous policy and the API keys.
 	Keys *keys.Store
@@ -24,11 +48,13 @@ type Access struct {
 	TrustedProxies []netip.Prefix
 }
 
-// KeyAuthenticator is the authenticator of API.md §5: a Bearer API key gives
-// its namespace and plan; no key gives the anonymous plan in namespace
-// public (or 401 when anonymous access is off); a custom subdomain needs a
-// key of its namespace.
-func KeyAuthenticator(a Access) func(*http.Request) (Caller, error) {
+// New returns the authenticator of API.md §5: a Bearer API key gives its
+// namespace and plan; no key gives the anonymous plan in namespace public
+// (or 401 when anonymous access is off); a custom subdomain needs a key of
+// its namespace. Its errors wrap locklock.ErrUnauthorized or
+// locklock.ErrForbidden (transport's ErrUnauthorized and ErrForbidden are
+// the same values), which transport answers with 401 and 403.
+func New(a Access) func(*http.Request) (Caller, error) {
 	base := strings.ToLower(strings.TrimSuffix(a.BaseDomain, "."))
 	return func(r *http.Request) (Caller, error) {
 		idx := a.Keys.Current() // one consistent view, even across a reload
@@ -39,11 +65,11 @@ func KeyAuthenticator(a Access) func(*http.Request) (Caller, error) {
 		}
 		if !hasKey {
 			if sub != "" {
-				return Caller{}, fmt.Errorf("%w: namespace %s needs an API key of that namespace", ErrUnauthorized, sub)
+				return Caller{}, fmt.Errorf("%w: namespace %s needs an API key of that namespace", locklock.ErrUnauthorized, sub)
 			}
 			plan, ok := idx.Anonymous()
 			if !ok {
-				return Caller{}, fmt.Errorf("%w: this server needs an API key (Authorization: Bearer <key>)", ErrUnauthorized)
+				return Caller{}, fmt.Errorf("%w: this server needs an API key (Authorization: Bearer <key>)", locklock.ErrUnauthorized)
 			}
 			c := Caller{
 				Namespace:   locklock.DefaultNamespace,
@@ -58,10 +84,10 @@ func KeyAuthenticator(a Access) func(*http.Request) (Caller, error) {
 		}
 		key, plan, ok := idx.Lookup(presented)
 		if !ok {
-			return Caller{}, fmt.Errorf("%w: unknown API key", ErrUnauthorized)
+			return Caller{}, fmt.Errorf("%w: unknown API key", locklock.ErrUnauthorized)
 		}
 		if sub != "" && sub != key.Namespace {
-			return Caller{}, fmt.Errorf("%w: this API key is not for namespace %s", ErrForbidden, sub)
+			return Caller{}, fmt.Errorf("%w: this API key is not for namespace %s", locklock.ErrForbidden, sub)
 		}
 		return Caller{
 			Namespace:   key.Namespace,
@@ -83,7 +109,7 @@ func bearer(r *http.Request) (string, bool, error) {
 	scheme, key, found := strings.Cut(values[0], " ")
 	key = strings.TrimSpace(key)
 	if len(values) > 1 || !found || !strings.EqualFold(scheme, "Bearer") || key == "" {
-		return "", false, fmt.Errorf("%w: send the API key as Authorization: Bearer <key>", ErrUnauthorized)
+		return "", false, fmt.Errorf("%w: send the API key as Authorization: Bearer <key>", locklock.ErrUnauthorized)
 	}
 	return key, true, nil
 }

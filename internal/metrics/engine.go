@@ -12,29 +12,16 @@ import (
 )
 
 // Engine wraps e so that every operation's latency is observed, and sweeps
-// are counted. The wrapper keeps e's optional abilities (ReleaseWatcher,
-// Counter), so the Service behaves exactly as with e itself.
+// are counted (CountHeld, the metric's own scrape, is passed through
+// unobserved). The wrapper keeps e's optional ability (ReleaseWatcher), so
+// the Service behaves exactly as with e itself.
 func (m *Metrics) Engine(e locklock.Engine) locklock.Engine {
 	in := &instrumented{Engine: e, m: m}
-	w, watches := e.(locklock.ReleaseWatcher)
-	c, counts := e.(locklock.Counter)
-	switch {
-	case watches && counts:
-		return struct {
-			*instrumented
-			locklock.ReleaseWatcher
-			locklock.Counter
-		}{in, w, c}
-	case watches:
+	if w, watches := e.(locklock.ReleaseWatcher); watches {
 		return struct {
 			*instrumented
 			locklock.ReleaseWatcher
 		}{in, w}
-	case counts:
-		return struct {
-			*instrumented
-			locklock.Counter
-		}{in, c}
 	}
 	return in
 }
@@ -111,24 +98,19 @@ func (e *instrumented) Ping(ctx context.Context) error {
 }
 
 // WatchLocks reports the number of held locks at each scrape, counted by
-// the engine (which must be a locklock.Counter, or nothing is reported).
-// Counting may scan storage, so a count is reused for maxAge, and a scrape
-// waits at most timeout for a new one; a failed count is left out of the
-// scrape rather than reported as zero.
+// the engine (Engine.CountHeld). Counting may scan storage, so a count is
+// reused for maxAge, and a scrape waits at most timeout for a new one; a
+// failed count is left out of the scrape rather than reported as zero.
 func (m *Metrics) WatchLocks(e locklock.Engine, now func() time.Time, maxAge, timeout time.Duration) {
-	c, ok := e.(locklock.Counter)
-	if !ok {
-		return
-	}
 	m.reg.MustRegister(&heldCollector{
-		desc:    prometheus.NewDesc("locklock_locks_held", "Locks held (not expired), counted at most every few seconds.", nil, nil),
-		counter: c, now: now, maxAge: maxAge, timeout: timeout,
+		desc:   prometheus.NewDesc("locklock_locks_held", "Locks held (not expired), counted at most every few seconds.", nil, nil),
+		engine: e, now: now, maxAge: maxAge, timeout: timeout,
 	})
 }
 
 type heldCollector struct {
 	desc    *prometheus.Desc
-	counter locklock.Counter
+	engine  locklock.Engine
 	now     func() time.Time
 	maxAge  time.Duration
 	timeout time.Duration
@@ -145,7 +127,7 @@ func (h *heldCollector) Collect(ch chan<- prometheus.Metric) {
 	defer h.mu.Unlock()
 	if h.counted.IsZero() || time.Since(h.counted) > h.maxAge {
 		ctx, cancel := context.WithTimeout(context.Background(), h.timeout)
-		n, err := h.counter.CountHeld(ctx, h.now())
+		n, err := h.engine.CountHeld(ctx, h.now())
 		cancel()
 		if err != nil {
 			return

@@ -7,138 +7,12 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/locklock/locklock/internal/strictjson"
 )
-
-// Parse decodes and validates a keys file (see the package doc for the
-// rules). Its errors do not name a file; [Load] adds the path.
-func Parse(data []byte) (File, error) {
-	sawAnonymous, err := checkShape(data)
-	if err != nil {
-		return File{}, err
-	}
-	// checkShape has vetted every name, type and number, so this cannot
-	// fail on the things encoding/json is lax about (case-insensitive
-	// names, duplicates, nulls).
-	var f File
-	if err := json.Unmarshal(data, &f); err != nil {
-		return File{}, fmt.Errorf("invalid keys file: %w", err)
-	}
-	if !sawAnonymous {
-		f.Anonymous = &AnonymousPolicy{Plan: PlanDeveloper}
-	}
-	if f.Plans == nil {
-		f.Plans = map[string]Plan{}
-	}
-	if len(f.Keys) == 0 {
-		f.Keys = nil // as in Default
-	}
-	if err := validatePlans(f.Plans); err != nil {
-		return File{}, err
-	}
-	if _, ok := f.Plans[PlanDeveloper]; !sawAnonymous && !ok {
-		return File{}, fmt.Errorf(`anonymous: with no "anonymous" field anonymous callers get plan %q, which does not exist (%s); define it, or set "anonymous": null to turn anonymous access off`,
-			PlanDeveloper, describePlans(planNames(f.Plans)))
-	}
-	if err := f.Validate(); err != nil {
-		return File{}, err
-	}
-	return f, nil
-}
-
-// Load reads and parses the keys file at path. A missing file is an error:
-// an operator who names a keys file means it.
-func Load(path string) (File, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return File{}, err // *PathError: names the file and the reason
-	}
-	f, err := Parse(data)
-	if err != nil {
-		return File{}, fmt.Errorf("%s: %w", path, err)
-	}
-	return f, nil
-}
-
-// Marshal renders f as a keys file: fields in the order anonymous, plans
-// (sorted by name), keys (in order), one line per plan and per key, and a
-// final newline. Parse(Marshal(f)) gives f back for a valid f.
-func Marshal(f File) ([]byte, error) {
-	var b bytes.Buffer
-	b.WriteString("{\n  \"anonymous\": ")
-	if f.Anonymous == nil {
-		b.WriteString("null")
-	} else if err := writeCompact(&b, f.Anonymous); err != nil {
-		return nil, err
-	}
-	b.WriteString(",\n  \"plans\": {")
-	for i, name := range planNames(f.Plans) {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString("\n    ")
-		if err := writeCompact(&b, name); err != nil {
-			return nil, err
-		}
-		b.WriteString(": ")
-		if err := writeCompact(&b, f.Plans[name]); err != nil {
-			return nil, err
-		}
-	}
-	if len(f.Plans) > 0 {
-		b.WriteString("\n  ")
-	}
-	b.WriteString("},\n  \"keys\": [")
-	for i, k := range f.Keys {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString("\n    ")
-		if err := writeCompact(&b, k); err != nil {
-			return nil, err
-		}
-	}
-	if len(f.Keys) > 0 {
-		b.WriteString("\n  ")
-	}
-	b.WriteString("]\n}\n")
-	return b.Bytes(), nil
-}
-
-// writeCompact writes v as one line of JSON with a space after each ':'
-// and ',' between fields (our values hold no nested objects).
-func writeCompact(b *bytes.Buffer, v any) error {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return fmt.Errorf("keys: marshal: %w", err)
-	}
-	out := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
-	if _, isString := v.(string); isString {
-		b.Write(out)
-		return nil
-	}
-	// Add spaces outside strings only.
-	inString, escaped := false, false
-	for _, c := range out {
-		b.WriteByte(c)
-		switch {
-		case escaped:
-			escaped = false
-		case inString && c == '\\':
-			escaped = true
-		case c == '"':
-			inString = !inString
-		case !inString && (c == ':' || c == ','):
-			b.WriteByte(' ')
-		}
-	}
-	return nil
-}
 
 // The shape of a keys file, checked token by token so that errors can name
 // the entry and field, and so that what encoding/json lets through
@@ -221,7 +95,7 @@ func checkShape(data []byte) (sawAnonymous bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	if _, err := c.dec.Token(); err != io.EOF {
+	if !strictjson.AtEnd(c.dec) {
 		return false, errors.New("invalid keys file: unexpected data after the JSON object")
 	}
 	return seen["anonymous"], nil
@@ -234,38 +108,29 @@ type checker struct {
 
 // object checks the fields of an object whose '{' has been read; where
 // names it ("" at the top level, `plan "pro"`, `keys[2]`, `"anonymous"`).
+// It returns the names it saw.
 func (c *checker) object(s *shape, where string) (map[string]bool, error) {
 	seen := map[string]bool{}
-	for c.dec.More() {
-		tok, err := c.dec.Token()
-		if err != nil {
-			return nil, c.syntax(err)
-		}
-		name := tok.(string) // object keys are strings in valid JSON
+	err := strictjson.Object(c.dec, c.syntax, func(name string, again bool) error {
 		if s.kind == kindMap {
-			if seen[name] {
-				return nil, fmt.Errorf("%s: %s %q is given twice", where, s.label, name)
+			if again {
+				return fmt.Errorf("%s: %s %q is given twice", where, s.label, name)
 			}
 			seen[name] = true
-			if err := c.value(s.elem, fmt.Sprintf("%s %q", s.label, name)); err != nil {
-				return nil, err
-			}
-			continue
+			return c.value(s.elem, fmt.Sprintf("%s %q", s.label, name))
 		}
 		fs := s.field(name)
 		if fs == nil {
-			return nil, fmt.Errorf("%sunknown field %q; allowed: %s", prefix(where), name, allowed(s))
+			return fmt.Errorf("%sunknown field %q; allowed: %s", prefix(where), name, allowed(s))
 		}
-		if seen[name] {
-			return nil, fmt.Errorf("%sfield %q is given twice", prefix(where), name)
+		if again {
+			return fmt.Errorf("%sfield %q is given twice", prefix(where), name)
 		}
 		seen[name] = true
-		if err := c.value(fs, prefix(where)+strconv.Quote(name)); err != nil {
-			return nil, err
-		}
-	}
-	if _, err := c.dec.Token(); err != nil { // '}'
-		return nil, c.syntax(err)
+		return c.value(fs, prefix(where)+strconv.Quote(name))
+	})
+	if err != nil {
+		return nil, err
 	}
 	return seen, nil
 }
