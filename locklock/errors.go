@@ -3,6 +3,8 @@ package locklock
 import (
 	"errors"
 	"fmt"
+
+	"github.com/locklock/locklock/internal/abbrev"
 )
 
 // Sentinel errors. Every error the Service and engines return wraps one of
@@ -63,7 +65,7 @@ func (e *HeldError) Error() string {
 	if e.Lock.ExpiresAt.IsZero() {
 		return ErrHeld.Error()
 	}
-	return fmt.Sprintf("lock %s is held until %s", Abbreviate(e.Lock.Name), e.Lock.ExpiresAt.UTC().Format(timeFormat))
+	return fmt.Sprintf("lock %s is held until %s", abbrev.String(e.Lock.Name), e.Lock.ExpiresAt.UTC().Format(timeFormat))
 }
 
 // Unwrap makes errors.Is(err, ErrHeld) true.

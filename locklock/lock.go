@@ -1,10 +1,10 @@
 package locklock
 
 import (
-	"encoding/hex"
 	"fmt"
 	"time"
-	"unicode/utf8"
+
+	"github.com/locklock/locklock/internal/abbrev"
 )
 
 // timeFormat is how times appear in messages and on the wire: UTC with
@@ -49,7 +49,7 @@ func NewID(namespace string, kind Kind, name string) (ID, error) {
 	case KindUUID:
 		canonical, ok := canonicalUUID(name)
 		if !ok {
-			return ID{}, fmt.Errorf("%w: %q is not a UUID (8-4-4-4-12 hex digits)", ErrInvalidUUID, Abbreviate(name))
+			return ID{}, fmt.Errorf("%w: %q is not a UUID (8-4-4-4-12 hex digits)", ErrInvalidUUID, abbrev.String(name))
 		}
 		name = canonical
 	case KindKey:
@@ -57,7 +57,7 @@ func NewID(namespace string, kind Kind, name string) (ID, error) {
 			return ID{}, err
 		}
 	default:
-		return ID{}, invalidf("unknown lock kind %q", Abbreviate(string(kind)))
+		return ID{}, invalidf("unknown lock kind %q", abbrev.String(string(kind)))
 	}
 	return ID{Namespace: namespace, Kind: kind, Name: name}, nil
 }
@@ -79,12 +79,12 @@ func (id ID) Validate() error {
 // also be served as a custom subdomain.
 func ValidateNamespace(ns string) error {
 	if len(ns) == 0 || len(ns) > 63 || ns[0] == '-' || ns[len(ns)-1] == '-' {
-		return invalidf("namespace %q must be 1-63 characters of a-z, 0-9 and '-', not starting or ending with '-'", Abbreviate(ns))
+		return invalidf("namespace %q must be 1-63 characters of a-z, 0-9 and '-', not starting or ending with '-'", abbrev.String(ns))
 	}
 	for i := 0; i < len(ns); i++ {
 		c := ns[i]
 		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			return invalidf("namespace %q must be 1-63 characters of a-z, 0-9 and '-'", Abbreviate(ns))
+			return invalidf("namespace %q must be 1-63 characters of a-z, 0-9 and '-'", abbrev.String(ns))
 		}
 	}
 	return nil
@@ -96,7 +96,7 @@ func validateKeyName(name string) error {
 	}
 	for i := 0; i < len(name); i++ {
 		if !nameChar(name[i]) {
-			return fmt.Errorf("%w: %q may contain only A-Z a-z 0-9 . _ - : ~", ErrInvalidName, Abbreviate(name))
+			return fmt.Errorf("%w: %q may contain only A-Z a-z 0-9 . _ - : ~", ErrInvalidName, abbrev.String(name))
 		}
 	}
 	return nil
@@ -105,19 +105,6 @@ func validateKeyName(name string) error {
 func nameChar(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
 		c == '.' || c == '_' || c == '-' || c == ':' || c == '~'
-}
-
-// AppendUUID appends the canonical (lower-case, hyphenated) text of the UUID
-// whose 16 bytes are u: the form lock names of KindUUID have.
-func AppendUUID(b []byte, u [16]byte) []byte {
-	var s [36]byte
-	hex.Encode(s[0:8], u[0:4])
-	hex.Encode(s[9:13], u[4:6])
-	hex.Encode(s[14:18], u[6:8])
-	hex.Encode(s[19:23], u[8:10])
-	hex.Encode(s[24:36], u[10:16])
-	s[8], s[13], s[18], s[23] = '-', '-', '-', '-'
-	return append(b, s[:]...)
 }
 
 // canonicalUUID accepts the 36-character textual form of any UUID version,
@@ -151,25 +138,6 @@ func canonicalUUID(s string) (string, bool) {
 		return s, true // already canonical: no copy
 	}
 	return string(b[:]), true
-}
-
-// AbbreviateLen is how many bytes of client input Abbreviate keeps.
-const AbbreviateLen = 64
-
-// Abbreviate shortens s to at most AbbreviateLen bytes followed by "…", for
-// an error message or a log line: API.md §7 allows them to quote client
-// input only as a short prefix, so that hostile input cannot blow them up.
-// Transports use it too. The cut falls on a rune boundary, so that valid
-// UTF-8 stays valid.
-func Abbreviate(s string) string {
-	if len(s) <= AbbreviateLen {
-		return s
-	}
-	cut := AbbreviateLen
-	for i := 0; i < utf8.UTFMax-1 && cut > 0 && !utf8.RuneStart(s[cut]); i++ {
-		cut--
-	}
-	return s[:cut] + "…"
 }
 
 // Lock is a held lock as stored by an engine.

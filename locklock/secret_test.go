@@ -5,7 +5,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-	"unicode/utf8"
 
 	"github.com/locklock/locklock/engines/memory"
 	"github.com/locklock/locklock/locklock"
@@ -96,27 +95,5 @@ func TestOldSecretsComparedAsGiven(t *testing.T) {
 	}
 	if _, err := svc.Release(t.Context(), id, " old "); err != nil {
 		t.Errorf("release with the secret as given: %v", err)
-	}
-}
-
-// TestAbbreviate: client input in messages is cut to a short prefix, on a
-// rune boundary.
-func TestAbbreviate(t *testing.T) {
-	if got := locklock.Abbreviate("short"); got != "short" {
-		t.Errorf("Abbreviate(short) = %q", got)
-	}
-	exact := strings.Repeat("x", locklock.AbbreviateLen)
-	if got := locklock.Abbreviate(exact); got != exact {
-		t.Errorf("a string of exactly the limit was cut: %q", got)
-	}
-	for _, s := range []string{strings.Repeat("a", 60000), strings.Repeat("é", 100), "x" + strings.Repeat("😀", 40), strings.Repeat("\xff", 100)} {
-		got := locklock.Abbreviate(s)
-		body, ok := strings.CutSuffix(got, "…")
-		if !ok || len(body) > locklock.AbbreviateLen || len(body) < locklock.AbbreviateLen-utf8.UTFMax || !strings.HasPrefix(s, body) {
-			t.Errorf("Abbreviate(%d bytes) = %q", len(s), got)
-		}
-		if utf8.ValidString(s) && !utf8.ValidString(got) {
-			t.Errorf("Abbreviate cut a rune: %q", got)
-		}
 	}
 }

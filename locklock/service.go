@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/locklock/locklock/internal/abbrev"
 )
 
 // Defaults of API.md §2.
@@ -384,9 +386,9 @@ func admit(secret string) func(Lock) error {
 	return func(l Lock) error {
 		if !l.Guard.Admits(secret) {
 			if secret == "" {
-				return fmt.Errorf("%w: lock %s is protected by a secret and none was given", ErrSecretMismatch, Abbreviate(l.Name))
+				return fmt.Errorf("%w: lock %s is protected by a secret and none was given", ErrSecretMismatch, abbrev.String(l.Name))
 			}
-			return fmt.Errorf("%w: wrong secret for lock %s", ErrSecretMismatch, Abbreviate(l.Name))
+			return fmt.Errorf("%w: wrong secret for lock %s", ErrSecretMismatch, abbrev.String(l.Name))
 		}
 		return nil
 	}
@@ -404,7 +406,7 @@ func validateSecret(secret string, rule func(string) error) error {
 // message a client sees says which lock.
 func describe(err error, id ID) error {
 	if err == ErrNotFound {
-		return fmt.Errorf("%w: no lock %s (never acquired, released, or expired)", ErrNotFound, Abbreviate(id.Name))
+		return fmt.Errorf("%w: no lock %s (never acquired, released, or expired)", ErrNotFound, abbrev.String(id.Name))
 	}
 	return err
 }

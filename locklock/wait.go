@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/locklock/locklock/internal/abbrev"
 )
 
 // waitRegistry keeps one FIFO queue of waiters per lock. Only the first
@@ -55,7 +57,7 @@ func (r *waitRegistry) enqueue(id ID) (*waiter, error) {
 	}
 	if n := len(r.queues[id]); r.maxPerLock > 0 && n >= r.maxPerLock {
 		return nil, fmt.Errorf("%w: %d clients already wait for lock %s, the most allowed for one lock; retry later",
-			ErrTooManyWaiters, n, Abbreviate(id.Name))
+			ErrTooManyWaiters, n, abbrev.String(id.Name))
 	}
 	if n := r.waiting.Load(); r.maxTotal > 0 && n >= int64(r.maxTotal) {
 		return nil, fmt.Errorf("%w: %d clients already wait for locks on this server, the most allowed; retry later",
@@ -272,6 +274,6 @@ func (s *Service) abandon(l Lock) {
 	if err == nil {
 		s.waits.notify(l.ID)
 	} else if !errors.Is(err, ErrNotFound) {
-		s.log.Warn("could not release a lock abandoned by its waiter", "lock", Abbreviate(l.ID.String()), "err", err)
+		s.log.Warn("could not release a lock abandoned by its waiter", "lock", abbrev.String(l.ID.String()), "err", err)
 	}
 }

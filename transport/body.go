@@ -15,6 +15,7 @@ import (
 	"unicode/utf16"
 	"unicode/utf8"
 
+	"github.com/locklock/locklock/internal/abbrev"
 	"github.com/locklock/locklock/internal/strictjson"
 	"github.com/locklock/locklock/locklock"
 )
@@ -59,7 +60,7 @@ func readBody(w http.ResponseWriter, r *http.Request, allowed ...string) (body, 
 	case errors.As(err, &tooLarge):
 		return body{}, newProblem(codeBodyTooLarge, "the body is larger than %d bytes", maxBody)
 	case err != nil:
-		return body{}, invalidBody("could not read the body: %s", locklock.Abbreviate(err.Error()))
+		return body{}, invalidBody("could not read the body: %s", abbrev.String(err.Error()))
 	}
 	if onlyJSONSpace(raw) {
 		return body{}, nil
@@ -67,7 +68,7 @@ func readBody(w http.ResponseWriter, r *http.Request, allowed ...string) (body, 
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || mt != "application/json" {
-			return body{}, newProblem(codeUnsupportedMediaType, "the body must be application/json, not %q", locklock.Abbreviate(ct))
+			return body{}, newProblem(codeUnsupportedMediaType, "the body must be application/json, not %q", abbrev.String(ct))
 		}
 	}
 	if !utf8.Valid(raw) {
@@ -103,7 +104,7 @@ func checkContentEncoding(h http.Header) error {
 			coding = strings.Trim(coding, " \t")
 			if coding != "" && !strings.EqualFold(coding, "identity") {
 				return newProblem(codeUnsupportedMediaType,
-					"Content-Encoding %q is not supported: send the body as is, without a content coding", locklock.Abbreviate(v))
+					"Content-Encoding %q is not supported: send the body as is, without a content coding", abbrev.String(v))
 			}
 		}
 	}
@@ -130,7 +131,7 @@ func decodeObject(raw []byte, allowed []string) (body, error) {
 			return errSyntax(err)
 		}
 		if !slices.Contains(allowed, key) {
-			return newProblem(codeUnknownField, "unknown field %q; allowed here: %s", locklock.Abbreviate(key), strings.Join(allowed, ", "))
+			return newProblem(codeUnknownField, "unknown field %q; allowed here: %s", abbrev.String(key), strings.Join(allowed, ", "))
 		}
 		if again {
 			return invalidBody("field %s is given twice", key)
@@ -239,7 +240,7 @@ func integer(key string, value json.RawMessage) (int64, error) {
 		return 0, invalidBody("field %s is out of range", key)
 	}
 	if err != nil {
-		return 0, invalidBody("field %s must be a whole number of seconds, got %s", key, locklock.Abbreviate(string(value)))
+		return 0, invalidBody("field %s must be a whole number of seconds, got %s", key, abbrev.String(string(value)))
 	}
 	return n, nil
 }

@@ -66,7 +66,7 @@
 //   - 503 details do not repeat storage errors (they may name hosts or
 //     paths); 500 details are generic and the error is logged instead.
 //   - Details and log lines quote client input (method, path, names, header
-//     values) only as locklock.Abbreviate's prefix (API.md §7). A client's
+//     values) only as abbrev.String's prefix (API.md §7). A client's
 //     X-Request-Id is used only when it is 1–64 sane characters, else
 //     replaced.
 package transport

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/locklock/locklock/internal/abbrev"
 	"github.com/locklock/locklock/locklock"
 	"github.com/locklock/locklock/transport/ratelimit"
 )
@@ -103,11 +104,11 @@ func (m *methodSet) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Allow", m.allow)
-	m.h.fail(w, r, newProblem(codeMethodNotAllowed, "method %q is not allowed here; allowed: %s", locklock.Abbreviate(r.Method), m.allow))
+	m.h.fail(w, r, newProblem(codeMethodNotAllowed, "method %q is not allowed here; allowed: %s", abbrev.String(r.Method), m.allow))
 }
 
 func (h *handler) notFound(w http.ResponseWriter, r *http.Request) {
-	h.fail(w, r, newProblem(codeNotFound, "no route for %q %q", locklock.Abbreviate(r.Method), locklock.Abbreviate(r.URL.Path)))
+	h.fail(w, r, newProblem(codeNotFound, "no route for %q %q", abbrev.String(r.Method), abbrev.String(r.URL.Path)))
 }
 
 // fail answers with the problem for err, logging what the client cannot fix.
@@ -133,5 +134,5 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 // requestAttrs names a request in a log line: its method and path, cut to
 // a short prefix.
 func requestAttrs(r *http.Request) []any {
-	return []any{"method", locklock.Abbreviate(r.Method), "path", locklock.Abbreviate(r.URL.EscapedPath())}
+	return []any{"method", abbrev.String(r.Method), "path", abbrev.String(r.URL.EscapedPath())}
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/locklock/locklock/internal/abbrev"
 	"github.com/locklock/locklock/locklock"
 )
 
@@ -211,7 +212,7 @@ func TestEchoedInputIsCut(t *testing.T) {
 		if n := rec.Body.Len(); n > 400 {
 			t.Errorf("%.20s %.60s: a %d-byte problem: %.300s…", q.method, q.path, n, rec.Body)
 		}
-		if id := rec.Header().Get(RequestIDHeader); len(id) > locklock.AbbreviateLen {
+		if id := rec.Header().Get(RequestIDHeader); len(id) > abbrev.Len {
 			t.Errorf("a %d-byte request id echoed", len(id))
 		}
 	}

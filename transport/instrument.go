@@ -11,7 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/locklock/locklock/locklock"
+	"github.com/locklock/locklock/internal/abbrev"
 )
 
 // RequestIDHeader carries a request's id: taken from the client when it
@@ -76,7 +76,7 @@ func Instrument(next http.Handler, log *slog.Logger, route func(*http.Request) s
 // rather than cut, since a cut id would no longer match the client's; 64
 // holds a UUID, a W3C trace id or a traceparent.
 func saneRequestID(id string) bool {
-	if id == "" || len(id) > locklock.AbbreviateLen {
+	if id == "" || len(id) > abbrev.Len {
 		return false
 	}
 	for _, c := range id {

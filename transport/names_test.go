@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/locklock/locklock/internal/abbrev"
 	"github.com/locklock/locklock/locklock"
 )
 
@@ -107,7 +108,7 @@ func TestInvalidNames(t *testing.T) {
 		for _, q := range []req{post(path, "", hdr...), del(path, "", hdr...), patch(path, "", hdr...), get(path, hdr...), head(path, hdr...)} {
 			status := http.StatusBadRequest
 			cases = append(cases, tcase{
-				name: q.method + " " + locklock.Abbreviate(q.path), req: q, status: status, code: code,
+				name: q.method + " " + abbrev.String(q.path), req: q, status: status, code: code,
 				// Something to lose if a bad name were taken for this one.
 				setup: []req{post(uuidPath(u1), ""), post(keyPath("a"), "", "Authorization", proKey)},
 			})

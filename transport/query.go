@@ -5,7 +5,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/locklock/locklock/locklock"
+	"github.com/locklock/locklock/internal/abbrev"
 )
 
 // parseQuery reads a query string strictly, like a body (API.md §7): every
@@ -28,7 +28,7 @@ func parseQuery(rawQuery string, allowed ...string) (url.Values, error) {
 		rawKey, rawValue, _ := strings.Cut(piece, "=")
 		key, err := url.QueryUnescape(rawKey)
 		if err != nil {
-			return nil, invalidBody("malformed query parameter name %q", locklock.Abbreviate(rawKey))
+			return nil, invalidBody("malformed query parameter name %q", abbrev.String(rawKey))
 		}
 		if !slices.Contains(allowed, key) {
 			return nil, unknownParameter(key, allowed)
@@ -51,7 +51,7 @@ func parseQuery(rawQuery string, allowed ...string) (url.Values, error) {
 
 func unknownParameter(key string, allowed []string) *problem {
 	if len(allowed) == 0 {
-		return newProblem(codeUnknownField, "unknown query parameter %q; this route takes none", locklock.Abbreviate(key))
+		return newProblem(codeUnknownField, "unknown query parameter %q; this route takes none", abbrev.String(key))
 	}
-	return newProblem(codeUnknownField, "unknown query parameter %q; allowed here: %s", locklock.Abbreviate(key), strings.Join(allowed, ", "))
+	return newProblem(codeUnknownField, "unknown query parameter %q; allowed here: %s", abbrev.String(key), strings.Join(allowed, ", "))
 }

@@ -11,7 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/locklock/locklock/locklock"
+	"github.com/locklock/locklock/internal/uuidtext"
 )
 
 // benchWorker is one worker: its own counters, histograms and buffers, so
@@ -51,7 +51,7 @@ func appendUUID(b []byte, rng *rand.ChaCha8) []byte {
 	binary.BigEndian.PutUint64(u[8:], rng.Uint64())
 	u[6] = u[6]&0x0f | 0x40
 	u[8] = u[8]&0x3f | 0x80
-	return locklock.AppendUUID(b, u)
+	return uuidtext.Append(b, u)
 }
 
 // cycle is one unit of work of the run's mode.

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/locklock/locklock/internal/uuidtext"
 	"github.com/locklock/locklock/locklock"
 )
 
@@ -38,7 +39,7 @@ func canonicalUUID(id locklock.ID) (raw [16]byte, ok bool) {
 	return raw, err == nil
 }
 
-func uuidText(raw [16]byte) string { return string(locklock.AppendUUID(nil, raw)) }
+func uuidText(raw [16]byte) string { return string(uuidtext.Append(nil, raw)) }
 
 // A generic key is kind, 0, namespace, 0, name. IDs never hold a 0 byte
 // (the core validates them; an engine used directly with one would only see

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/locklock/locklock/internal/uuidtext"
 	"github.com/locklock/locklock/locklock"
 )
 
@@ -101,5 +102,5 @@ func UUID(rng *rand.ChaCha8) string {
 	var u [16]byte
 	_, _ = rng.Read(u[:])
 	u[6], u[8] = u[6]&0x0f|0x40, u[8]&0x3f|0x80
-	return string(locklock.AppendUUID(nil, u))
+	return string(uuidtext.Append(nil, u))
 }

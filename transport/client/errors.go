@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/locklock/locklock/internal/abbrev"
 	"github.com/locklock/locklock/locklock"
 )
 
@@ -101,7 +102,7 @@ func decodeError(resp *http.Response, body []byte) *Error {
 		}
 		return e
 	}
-	e.Detail = locklock.Abbreviate(strings.TrimSpace(string(body)))
+	e.Detail = abbrev.String(strings.TrimSpace(string(body)))
 	return e
 }
 

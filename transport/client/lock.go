@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/locklock/locklock/internal/abbrev"
 	"github.com/locklock/locklock/locklock"
 )
 
@@ -28,7 +29,7 @@ func Key(name string) Target { return Target{Kind: locklock.KindKey, Name: name}
 func ParseTarget(s string) (Target, error) {
 	kind, name, ok := strings.Cut(s, "/")
 	if !ok {
-		return Target{}, fmt.Errorf("%w: lock %q: want uuid/<uuid> or key/<name>", locklock.ErrInvalidArgument, locklock.Abbreviate(s))
+		return Target{}, fmt.Errorf("%w: lock %q: want uuid/<uuid> or key/<name>", locklock.ErrInvalidArgument, abbrev.String(s))
 	}
 	t := Target{Kind: locklock.Kind(kind), Name: name}
 	return t, t.Validate()
@@ -37,7 +38,7 @@ func ParseTarget(s string) (Target, error) {
 // Validate checks the target against the API's name rules.
 func (t Target) Validate() error {
 	if t.Kind != locklock.KindUUID && t.Kind != locklock.KindKey {
-		return fmt.Errorf("%w: lock kind %q: want uuid or key", locklock.ErrInvalidArgument, locklock.Abbreviate(string(t.Kind)))
+		return fmt.Errorf("%w: lock kind %q: want uuid or key", locklock.ErrInvalidArgument, abbrev.String(string(t.Kind)))
 	}
 	_, err := locklock.NewID(locklock.DefaultNamespace, t.Kind, t.Name)
 	return err
