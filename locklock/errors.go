@@ -26,6 +26,12 @@ var (
 	// ErrInvalidArgument: a request field is out of range or malformed.
 	ErrInvalidArgument = errors.New("invalid argument")
 
+	// The caller's errors. The Service never returns them: transports and
+	// authenticators do (an authenticator given to the HTTP transport
+	// returns an error wrapping ErrUnauthorized or ErrForbidden to get 401
+	// or 403), and the Go client maps answers to them. They live here, once,
+	// so that client and server code match the same values with errors.Is.
+
 	// ErrUnauthorized: the request carries no API key, or an unknown one,
 	// where one is needed (HTTP 401).
 	ErrUnauthorized = errors.New("unauthorized")

@@ -9,15 +9,6 @@ import (
 	"github.com/locklock/locklock/transport/ratelimit"
 )
 
-// Authenticator failures. An authenticator returns an error wrapping one of
-// these to get 401 unauthorized or 403 forbidden; any other error is mapped
-// like a Service error (for example ErrUnavailable gives 503). They are the
-// core's sentinels, so the Go client's errors match them too.
-var (
-	ErrUnauthorized = locklock.ErrUnauthorized
-	ErrForbidden    = locklock.ErrForbidden
-)
-
 // Caller is who a request acts for, as decided by the authenticator.
 type Caller struct {
 	// Namespace holds the caller's locks. It must pass
@@ -87,8 +78,8 @@ func mayUseKeys(c Caller) error {
 	case c.CustomNames:
 		return nil
 	case c.Anonymous:
-		return fmt.Errorf("%w: custom lock names need an API key (Authorization: Bearer <key>)", ErrUnauthorized)
+		return fmt.Errorf("%w: custom lock names need an API key (Authorization: Bearer <key>)", locklock.ErrUnauthorized)
 	default:
-		return fmt.Errorf("%w: your plan does not allow custom lock names", ErrForbidden)
+		return fmt.Errorf("%w: your plan does not allow custom lock names", locklock.ErrForbidden)
 	}
 }

@@ -28,8 +28,8 @@ var start = time.Date(2026, 11, 26, 15, 4, 5, 123e6, time.UTC)
 const (
 	proKey    = "Bearer pro"    // namespace acme, custom names
 	devKey    = "Bearer dev"    // namespace devco, UUID locks only
-	bannedKey = "Bearer banned" // ErrForbidden
-	badKey    = "Bearer bad"    // ErrUnauthorized
+	bannedKey = "Bearer banned" // locklock.ErrForbidden
+	badKey    = "Bearer bad"    // locklock.ErrUnauthorized
 	brokenKey = "Bearer broken" // an authenticator bug: bad namespace
 )
 
@@ -42,11 +42,11 @@ func testAuth(r *http.Request) (Caller, error) {
 	case devKey:
 		return Caller{Namespace: "devco"}, nil
 	case bannedKey:
-		return Caller{}, fmt.Errorf("%w: key revoked", ErrForbidden)
+		return Caller{}, fmt.Errorf("%w: key revoked", locklock.ErrForbidden)
 	case brokenKey:
 		return Caller{Namespace: "Not A Namespace"}, nil
 	default:
-		return Caller{}, fmt.Errorf("%w: unknown API key", ErrUnauthorized)
+		return Caller{}, fmt.Errorf("%w: unknown API key", locklock.ErrUnauthorized)
 	}
 }
 

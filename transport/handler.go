@@ -23,8 +23,8 @@ type Option func(*handler)
 func WithLogger(l *slog.Logger) Option { return func(h *handler) { h.log = l } }
 
 // WithAuthenticator decides who each request acts for. The default makes
-// every request anonymous (AnonymousCaller). Errors wrapping ErrUnauthorized
-// or ErrForbidden become 401 or 403.
+// every request anonymous (AnonymousCaller). Errors wrapping locklock.ErrUnauthorized
+// or locklock.ErrForbidden become 401 or 403.
 func WithAuthenticator(auth func(*http.Request) (Caller, error)) Option {
 	return func(h *handler) { h.auth = auth }
 }

@@ -30,7 +30,7 @@ func (h *handler) serveList(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if c.Anonymous {
-		return fmt.Errorf("%w: listing locks needs an API key (Authorization: Bearer <key>)", ErrUnauthorized)
+		return fmt.Errorf("%w: listing locks needs an API key (Authorization: Bearer <key>)", locklock.ErrUnauthorized)
 	}
 	req, err := listRequest(c.Namespace, r.URL.RawQuery)
 	if err != nil {

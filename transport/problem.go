@@ -92,9 +92,9 @@ func toProblem(err error) *problem {
 	switch {
 	case errors.As(err, &p):
 		return p
-	case errors.Is(err, ErrUnauthorized):
+	case errors.Is(err, locklock.ErrUnauthorized):
 		return newProblem(codeUnauthorized, "%s", err)
-	case errors.Is(err, ErrForbidden):
+	case errors.Is(err, locklock.ErrForbidden):
 		return newProblem(codeForbidden, "%s", err)
 	case errors.As(err, &held):
 		return lockHeld(held)

@@ -52,8 +52,7 @@ type Access struct {
 // namespace and plan; no key gives the anonymous plan in namespace public
 // (or 401 when anonymous access is off); a custom subdomain needs a key of
 // its namespace. Its errors wrap locklock.ErrUnauthorized or
-// locklock.ErrForbidden (transport's ErrUnauthorized and ErrForbidden are
-// the same values), which transport answers with 401 and 403.
+// locklock.ErrForbidden, which transport answers with 401 and 403.
 func New(a Access) func(*http.Request) (Caller, error) {
 	base := strings.ToLower(strings.TrimSuffix(a.BaseDomain, "."))
 	return func(r *http.Request) (Caller, error) {
