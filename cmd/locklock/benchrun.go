@@ -44,7 +44,7 @@ func newBenchRun(c *benchConfig) *benchRun {
 		// so the workers use up to --concurrency connections.
 		ForceAttemptHTTP2: false,
 	}
-	r.plain = http.Header{"User-Agent": {"locklock-bench/" + version}}
+	r.plain = http.Header{"User-Agent": {"locklock-bench/" + versionString()}}
 	if c.apiKey != "" {
 		r.plain.Set("Authorization", "Bearer "+c.apiKey)
 	}

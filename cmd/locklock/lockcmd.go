@@ -177,7 +177,7 @@ func lockTarget(name string, positional []string, f *lockFlags, stderr io.Writer
 		fmt.Fprintf(stderr, "%s: --ttl, --wait and --timeout must not be negative\n", name)
 		return client.Target{}, nil, exitUsage
 	}
-	c, err := client.New(f.server, client.WithAPIKey(f.apiKey), client.WithUserAgent("locklock-cli/"+version))
+	c, err := client.New(f.server, client.WithAPIKey(f.apiKey), client.WithUserAgent("locklock-cli/"+versionString()))
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: --server: %v\n", name, err)
 		return client.Target{}, nil, exitUsage

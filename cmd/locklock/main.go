@@ -19,9 +19,6 @@ import (
 	"os"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
 // Exit codes.
 const (
 	exitOK    = 0
@@ -52,7 +49,7 @@ func run(args []string, stdout, stderr io.Writer, env func(string) (string, bool
 	case "bench":
 		return benchCommand(args[1:], stdout, stderr, env)
 	case "version", "--version", "-version":
-		fmt.Fprintln(stdout, "locklock", version)
+		fmt.Fprintln(stdout, "locklock", versionString())
 		return exitOK
 	case "help", "-h", "--help", "-help":
 		usage(stdout)
