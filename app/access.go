@@ -1,8 +1,10 @@
 package app
 
 import (
-	"fmt"
+	"errors"
 	"net/http"
+	"os"
+	"strings"
 
 	"go.uber.org/fx"
 
@@ -27,7 +29,13 @@ func newKeyStore(cfg Config) (*keys.Store, error) {
 	if cfg.KeysFile != "" {
 		var err error
 		if file, err = keys.Load(cfg.KeysFile); err != nil {
-			return nil, fmt.Errorf("keys file: %w", err)
+			// keys.Load names the file in a parse error; the flag's value
+			// already does.
+			var pathErr *os.PathError
+			if inner := errors.Unwrap(err); inner != nil && !errors.As(err, &pathErr) {
+				err = inner
+			}
+			return nil, settingError("--keys-file", cfg.KeysFile, err)
 		}
 	}
 	return keys.NewStore(keys.NewIndex(file)), nil
@@ -36,7 +44,7 @@ func newKeyStore(cfg Config) (*keys.Store, error) {
 func newAccess(cfg Config, store *keys.Store) (keyauth.Access, error) {
 	trusted, err := ratelimit.ParseTrusted(cfg.TrustedProxies)
 	if err != nil {
-		return keyauth.Access{}, fmt.Errorf("--trusted-proxies: %w", err)
+		return keyauth.Access{}, &SettingError{Flag: "--trusted-proxies", Value: strings.Join(cfg.TrustedProxies, ","), Err: err}
 	}
 	return keyauth.Access{Keys: store, BaseDomain: cfg.BaseDomain, TrustedProxies: trusted}, nil
 }

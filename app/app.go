@@ -36,6 +36,10 @@ func New(cfg Config, log *slog.Logger, extra ...fx.Option) *fx.App {
 		fx.WithLogger(func() fxevent.Logger {
 			l := &fxevent.SlogLogger{Logger: log.With("component", "fx")}
 			l.UseLogLevel(slog.LevelDebug) // fx's wiring chatter is for debugging
+			// A start-up failure is reported once, as one line, by the
+			// caller (see SettingError); fx's dependency chain for it is
+			// for debugging too.
+			l.UseErrorLevel(slog.LevelDebug)
 			return l
 		}),
 		Modules(),

@@ -3,12 +3,14 @@ package app_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -114,8 +116,9 @@ func TestBusyPortFailsStart(t *testing.T) {
 	cfg.Addr = ln.Addr().String()
 	a := fx.New(fx.Supply(cfg, slog.New(slog.DiscardHandler)), fx.NopLogger, app.Modules(), fx.Invoke(func(*app.Server) {}))
 	err = a.Start(t.Context())
-	if err == nil || !strings.Contains(err.Error(), "listen on") {
-		t.Fatalf("start on a busy port: %v, want a listen error", err)
+	var setting *app.SettingError
+	if !errors.As(err, &setting) || setting.Flag != "--addr" || setting.Value != cfg.Addr || !errors.Is(err, syscall.EADDRINUSE) {
+		t.Fatalf("start on a busy port: %v, want an --addr SettingError for EADDRINUSE", err)
 	}
 	_ = a.Stop(t.Context())
 }

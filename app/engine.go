@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 
 	"go.uber.org/fx"
 
@@ -33,9 +34,12 @@ func newEngine(lc fx.Lifecycle, cfg Config, log *slog.Logger) (engineOut, error)
 	case EngineMemory:
 		out.Engine = memory.New()
 	case EngineBadger:
+		if err := checkWritable(cfg.DataDir); err != nil {
+			return out, settingError("--data-dir", cfg.DataDir, err)
+		}
 		b, err := badger.Open(cfg.DataDir, badger.WithLogger(log.With("component", "badger")))
 		if err != nil {
-			return out, fmt.Errorf("open badger in %s: %w", cfg.DataDir, err)
+			return out, settingError("--data-dir", cfg.DataDir, err)
 		}
 		out.Engine, out.Space = b, b.Space
 	case EngineEtcd:
@@ -54,4 +58,21 @@ func newEngine(lc fx.Lifecycle, cfg Config, log *slog.Logger) (engineOut, error)
 	engine := out.Engine
 	lc.Append(fx.StopHook(func(context.Context) error { return engine.Close() }))
 	return out, nil
+}
+
+// checkWritable fails when dir exists but this process cannot create a file
+// in it. Badger would fail too, but only after warning that it cannot
+// restrict the directory's mode, and with its own wrapping of the cause
+// (a string, not the os error); this way the user gets one line that says
+// "permission denied". A dir that does not exist yet is Badger's to create.
+func checkWritable(dir string) error {
+	if info, err := os.Stat(dir); err != nil || !info.IsDir() {
+		return nil // missing: Badger creates it; not a directory: Badger says so
+	}
+	probe, err := os.CreateTemp(dir, ".locklock-write-check-*")
+	if err != nil {
+		return err
+	}
+	_ = probe.Close()
+	return os.Remove(probe.Name())
 }

@@ -110,17 +110,17 @@ func etcdTLS(ec EtcdConfig) (*tls.Config, error) {
 	if ec.CA != "" {
 		pem, err := os.ReadFile(ec.CA)
 		if err != nil {
-			return nil, fmt.Errorf("--etcd-ca: %w", err)
+			return nil, settingError("--etcd-ca", ec.CA, err)
 		}
 		c.RootCAs = x509.NewCertPool()
 		if !c.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, errors.New("--etcd-ca: no PEM certificate found in " + ec.CA)
+			return nil, &SettingError{Flag: "--etcd-ca", Value: ec.CA, Err: errors.New("no PEM certificate found")}
 		}
 	}
 	if ec.Cert != "" {
 		pair, err := tls.LoadX509KeyPair(ec.Cert, ec.Key)
 		if err != nil {
-			return nil, fmt.Errorf("--etcd-cert/--etcd-key: %w", err)
+			return nil, settingError("--etcd-cert/--etcd-key", ec.Cert+" "+ec.Key, err)
 		}
 		c.Certificates = []tls.Certificate{pair}
 	}

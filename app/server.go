@@ -3,10 +3,10 @@ package app
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -163,7 +163,17 @@ func newCertificate(cfg Config) (*certificate, error) {
 	if cfg.TLSCert == "" {
 		return nil, nil
 	}
-	return loadCertificate(cfg.TLSCert, cfg.TLSKey)
+	// Say which of the two files is at fault when one cannot be read.
+	for _, f := range []struct{ flag, file string }{{"--tls-cert", cfg.TLSCert}, {"--tls-key", cfg.TLSKey}} {
+		if _, err := os.ReadFile(f.file); err != nil {
+			return nil, settingError(f.flag, f.file, err)
+		}
+	}
+	c, err := loadCertificate(cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		return nil, settingError("--tls-cert/--tls-key", cfg.TLSCert+" "+cfg.TLSKey, errors.Unwrap(err))
+	}
+	return c, nil
 }
 
 func certificateReloader(c *certificate) []reloader {
@@ -198,13 +208,13 @@ func newServer(lc fx.Lifecycle, sd fx.Shutdowner, cfg Config, hs handlers, cert 
 		OnStart: func(context.Context) error {
 			ln, err := net.Listen("tcp", cfg.Addr)
 			if err != nil {
-				return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+				return settingError("--addr", cfg.Addr, err)
 			}
 			var opsLn net.Listener
 			if s.ops != nil {
 				if opsLn, err = net.Listen("tcp", cfg.OpsAddr); err != nil {
 					_ = ln.Close()
-					return fmt.Errorf("listen on --ops-addr %s: %w", cfg.OpsAddr, err)
+					return settingError("--ops-addr", cfg.OpsAddr, err)
 				}
 				s.opsAddr = opsLn.Addr()
 			}

@@ -2,12 +2,16 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
+
+	"go.uber.org/dig"
 
 	"github.com/locklock/locklock/app"
 )
@@ -85,7 +89,10 @@ func serve(args []string, stderr io.Writer, env func(string) (string, bool)) int
 	startCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := a.Start(startCtx); err != nil {
-		log.Error("could not start", "err", err)
+		// fx's dependency chain is for debugging; the user gets one line
+		// naming the setting and the cause.
+		log.Debug("could not start", "err", err)
+		fmt.Fprintln(stderr, startupMessage(err))
 		return exitError
 	}
 	sig := <-a.Wait() // SIGINT, SIGTERM, or a fatal server error
@@ -97,6 +104,25 @@ func serve(args []string, stderr io.Writer, env func(string) (string, bool)) int
 		return exitError
 	}
 	return sig.ExitCode
+}
+
+// startupMessage is a start-up failure as one line: the setting at fault
+// and the cause when a constructor or hook said which (app.SettingError),
+// else the first error under fx's and dig's wrapping. A permission error
+// says whom the server runs as, since that is what the user has to match
+// (a container's non-root user, systemd's DynamicUser).
+func startupMessage(err error) string {
+	var msg string
+	var setting *app.SettingError
+	if errors.As(err, &setting) {
+		msg = setting.Error()
+	} else {
+		msg = dig.RootCause(err).Error()
+	}
+	if errors.Is(err, os.ErrPermission) {
+		msg += fmt.Sprintf(" (running as uid %d)", os.Getuid())
+	}
+	return "locklock: " + msg
 }
 
 // applyEnv sets every flag that has a LOCKLOCK_* variable, before the

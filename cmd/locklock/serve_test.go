@@ -139,7 +139,7 @@ func TestCommandLine(t *testing.T) {
 		{"etcd password without user", []string{"serve", "--engine", "etcd", "--etcd-endpoints", "http://127.0.0.1:2379"}, map[string]string{"LOCKLOCK_ETCD_PASSWORD": "pw"}, exitUsage, "--etcd-password needs --etcd-username"},
 		{"half TLS", []string{"serve", "--tls-cert", "c.pem"}, nil, exitUsage, "--tls-cert and --tls-key go together"},
 		{"bad log level", []string{"serve", "--log-level", "loud"}, nil, exitUsage, "--log-level"},
-		{"busy port", []string{"serve", "--engine", "memory", "--addr", busy}, nil, exitError, "could not start"},
+		{"busy port", []string{"serve", "--engine", "memory", "--addr", busy}, nil, exitError, "locklock: --addr " + busy + ": address already in use"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
