@@ -3,10 +3,10 @@ package app
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -163,17 +163,23 @@ func newCertificate(cfg Config) (*certificate, error) {
 	if cfg.TLSCert == "" {
 		return nil, nil
 	}
-	// Say which of the two files is at fault when one cannot be read.
-	for _, f := range []struct{ flag, file string }{{"--tls-cert", cfg.TLSCert}, {"--tls-key", cfg.TLSKey}} {
-		if _, err := os.ReadFile(f.file); err != nil {
-			return nil, settingError(f.flag, f.file, err)
+	c, err := loadCertificate(cfg.TLSCert, cfg.TLSKey)
+	if err == nil {
+		return c, nil
+	}
+	// A file that cannot be read is named by the error: say which flag
+	// set it. Anything else (not PEM, a key that does not match) is the
+	// pair's.
+	var pathErr *fs.PathError
+	if errors.As(err, &pathErr) {
+		switch pathErr.Path {
+		case cfg.TLSCert:
+			return nil, settingError("--tls-cert", cfg.TLSCert, pathErr)
+		case cfg.TLSKey:
+			return nil, settingError("--tls-key", cfg.TLSKey, pathErr)
 		}
 	}
-	c, err := loadCertificate(cfg.TLSCert, cfg.TLSKey)
-	if err != nil {
-		return nil, settingError("--tls-cert/--tls-key", cfg.TLSCert+" "+cfg.TLSKey, errors.Unwrap(err))
-	}
-	return c, nil
+	return nil, settingError("--tls-cert/--tls-key", cfg.TLSCert+" "+cfg.TLSKey, errors.Unwrap(err))
 }
 
 func certificateReloader(c *certificate) []reloader {
