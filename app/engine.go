@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 
 	"go.uber.org/fx"
 
@@ -34,9 +33,6 @@ func newEngine(lc fx.Lifecycle, cfg Config, log *slog.Logger) (engineOut, error)
 	case EngineMemory:
 		out.Engine = memory.New()
 	case EngineBadger:
-		if err := checkWritable(cfg.DataDir); err != nil {
-			return out, settingError("--data-dir", cfg.DataDir, err)
-		}
 		b, err := badger.Open(cfg.DataDir, badger.WithLogger(log.With("component", "badger")))
 		if err != nil {
 			return out, settingError("--data-dir", cfg.DataDir, err)
@@ -58,21 +54,4 @@ func newEngine(lc fx.Lifecycle, cfg Config, log *slog.Logger) (engineOut, error)
 	engine := out.Engine
 	lc.Append(fx.StopHook(func(context.Context) error { return engine.Close() }))
 	return out, nil
-}
-
-// checkWritable fails when dir exists but this process cannot create a file
-// in it. Badger would fail too, but only after warning that it cannot
-// restrict the directory's mode, and with its own wrapping of the cause
-// (a string, not the os error); this way the user gets one line that says
-// "permission denied". A dir that does not exist yet is Badger's to create.
-func checkWritable(dir string) error {
-	if info, err := os.Stat(dir); err != nil || !info.IsDir() {
-		return nil // missing: Badger creates it; not a directory: Badger says so
-	}
-	probe, err := os.CreateTemp(dir, ".locklock-write-check-*")
-	if err != nil {
-		return err
-	}
-	_ = probe.Close()
-	return os.Remove(probe.Name())
 }

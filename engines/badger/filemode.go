@@ -59,6 +59,17 @@ func (m *modeKeeper) prepareDir() error {
 	if !fi.IsDir() {
 		return &fs.PathError{Op: "open", Path: m.dir, Err: errors.New("not a directory")}
 	}
+	// A directory this process cannot write in fails here, with the
+	// operating system's error: Badger would fail too, but only after the
+	// chmod below warned, and with the cause flattened into its own text.
+	probe, err := os.CreateTemp(m.dir, ".locklock-write-check-*")
+	if err != nil {
+		return err
+	}
+	_ = probe.Close()
+	if err := os.Remove(probe.Name()); err != nil {
+		return err
+	}
 	if fi.Mode().Perm() != dirMode {
 		if err := m.chmod(m.dir, dirMode); err != nil {
 			m.log.Warn("cannot restrict the data directory to its owner (mode 0700); other local users may read the salted secret hashes in it",
