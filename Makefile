@@ -25,6 +25,24 @@ run: ## serve on $(ADDR) with the $(ENGINE) engine (data in $(DATA_DIR))
 build: ## build bin/locklock
 	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o bin/locklock ./cmd/locklock
 
+IMAGE    ?= locklock
+CA_CERTS ?= /etc/ssl/certs/ca-certificates.crt
+
+.PHONY: image
+image: ## build the container image $(IMAGE):latest and $(IMAGE):$(VERSION), FROM scratch (examples/docker/Dockerfile; pulls nothing)
+	@test -r $(CA_CERTS) || { apt-get update >/dev/null && apt-get install -y ca-certificates >/dev/null; }
+	@ctx=$$(mktemp -d) && trap 'rm -rf "$$ctx"' EXIT && \
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o "$$ctx/locklock" ./cmd/locklock && \
+	cp $(CA_CERTS) "$$ctx/ca-certificates.crt" && mkdir "$$ctx/data" && \
+	cp examples/docker/Dockerfile "$$ctx/Dockerfile" && \
+	docker build --quiet --label org.opencontainers.image.version=$(VERSION) \
+		-t $(IMAGE):latest -t $(IMAGE):$(VERSION) "$$ctx" >/dev/null && \
+	echo "built $(IMAGE):latest ($(IMAGE):$(VERSION))"
+
+.PHONY: test-image
+test-image: ## build the image with `make image` and test it in Docker: volume, restart, docker stop, size, non-root (needs Docker)
+	$(GO) test -tags image -count=1 -timeout 10m -v -run '^TestImage' ./examples/
+
 .PHONY: test
 test: vet ## vet, format check, then every test with the race detector
 	$(GO) test -race -count=1 -timeout 8m $(PKGS)
