@@ -45,9 +45,11 @@ func TestImage(t *testing.T) {
 		} {
 			_ = exec.Command("docker", args...).Run()
 		}
-		out, _ := exec.Command("docker", "images", "-q", image).Output()
-		for _, id := range strings.Fields(string(out)) {
-			_ = exec.Command("docker", "rmi", "-f", id).Run()
+		// By tag, not by ID: the same build of the same commit has the ID
+		// of a user's own locklock:latest, which must stay.
+		out, _ := exec.Command("docker", "images", "--format", "{{.Repository}}:{{.Tag}}", image).Output()
+		for _, tag := range strings.Fields(string(out)) {
+			_ = exec.Command("docker", "rmi", tag).Run()
 		}
 	})
 
