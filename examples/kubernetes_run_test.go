@@ -24,11 +24,10 @@ import (
 // would, as far as a test can without a cluster: `locklock serve` with the
 // container's args and environment only, secret values from README.md's
 // `kubectl create secret` lines, each volume a directory of its own (a
-// claim's root owned by root and group-writable by fsGroup, with
-// lost+found; a secret's files root's, group fsGroup, defaultMode), as the
-// pod's uid, gid and fsGroup when the test runs as root; as many processes
-// as replicas, on an embedded etcd with authentication on for the etcd
-// engine. The listen address and etcd endpoints are swapped for local ones.
+// claim's root holding lost+found, as a fresh ext4 volume does; a secret's
+// files in defaultMode) given the kubelet's fsGroup treatment, as the pod's
+// uid, gid and fsGroup when the test runs as root; as many processes as
+// replicas, on an embedded etcd with authentication on for the etcd engine. The listen address and etcd endpoints are swapped for local ones.
 // Each pod must answer its probes' paths with 200, serve a lock with the
 // API key from the keys file, and exit 0 in time on SIGTERM; Badger's lock
 // must still be there after a restart on the same volume.
@@ -56,6 +55,9 @@ func TestKubernetesWorkloadsRun(t *testing.T) {
 		t.Fatalf("locklock keys new: %v", err)
 	}
 	apiKey := strings.TrimSpace(string(out))
+	if os.Getuid() != 0 {
+		t.Logf("not root: the servers run as uid %d, not as the pods' user, on volumes of their own (fsGroup is not exercised)", os.Getuid())
+	}
 	secrets := map[string]map[string][]byte{}
 	for name, keys := range readmeSecrets(t, string(readme)) {
 		secrets[name] = map[string][]byte{}
@@ -165,12 +167,7 @@ func (k *kubelet) start(root string) *pod {
 		case v.PersistentVolumeClaim != nil || v.EmptyDir != nil:
 			mkdir(t, filepath.Join(dir, "lost+found"), 0o700) // a fresh ext4 volume
 			if asRoot && fsGroup != 0 {
-				// What the kubelet does for fsGroup: the group owns the
-				// volume and may write in it; setgid keeps new files its.
-				chown(t, dir, 0, fsGroup)
-				if err := os.Chmod(dir, 0o775|os.ModeSetgid); err != nil {
-					t.Fatal(err)
-				}
+				setVolumeOwnership(t, dir, fsGroup, false)
 			}
 		case v.Secret != nil:
 			mode := os.FileMode(ptrOr(v.Secret.DefaultMode, corev1.SecretVolumeSourceDefaultMode))
@@ -179,12 +176,12 @@ func (k *kubelet) start(root string) *pod {
 				if err := os.WriteFile(file, data, 0o600); err != nil {
 					t.Fatal(err)
 				}
-				if asRoot && fsGroup != 0 {
-					chown(t, file, 0, fsGroup)
-				}
 				if err := os.Chmod(file, mode); err != nil {
 					t.Fatal(err)
 				}
+			}
+			if asRoot && fsGroup != 0 {
+				setVolumeOwnership(t, dir, fsGroup, true) // a secret volume is read-only
 			}
 		default:
 			t.Fatalf("volume %s: the test makes only claims, emptyDirs and secrets", vm.Name)
@@ -212,15 +209,14 @@ func (k *kubelet) start(root string) *pod {
 	}
 	cmd := exec.Command(k.bin, c.Args...)
 	cmd.Env = env
+	uid := int64(os.Getuid())
 	if asRoot {
-		uid, gid := int64(65532), int64(65532)
-		if sc.RunAsUser != nil {
-			uid = *sc.RunAsUser
+		_, runUID, runGID := runAs(k.w)
+		if runUID == nil || runGID == nil {
+			t.Fatal("no runAsUser or runAsGroup: the server would run as root")
 		}
-		if sc.RunAsGroup != nil {
-			gid = *sc.RunAsGroup
-		}
-		cred := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+		uid = *runUID
+		cred := &syscall.Credential{Uid: uint32(uid), Gid: uint32(*runGID)}
 		if fsGroup != 0 {
 			cred.Groups = []uint32{uint32(fsGroup)}
 		}
@@ -233,11 +229,7 @@ func (k *kubelet) start(root string) *pod {
 		t.Fatal(err)
 	}
 	go func() { p.done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-		}
-	})
+	t.Cleanup(func() { _ = cmd.Process.Kill() }) // done by then if stop ran
 	select {
 	case addr := <-p.out.found:
 		p.base = "http://" + addr
@@ -247,6 +239,20 @@ func (k *kubelet) start(root string) *pod {
 		t.Fatalf("the server did not listen within 30s:\n%s", p.out)
 	}
 	k.probe(p)
+	// The directories the server made (Badger's) are the pod user's, 0700.
+	for _, e := range env {
+		name, v, _ := strings.Cut(e, "=")
+		if k.flags[envFlag(name)] != "directory" {
+			continue
+		}
+		fi, err := os.Stat(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if owner := fi.Sys().(*syscall.Stat_t).Uid; int64(owner) != uid || fi.Mode().Perm() != 0o700 {
+			t.Errorf("%s: owner %d mode %v, want uid %d and 0700", name, owner, fi.Mode().Perm(), uid)
+		}
+	}
 	return p
 }
 
@@ -367,19 +373,40 @@ func publicDir(t *testing.T) string {
 	return dir
 }
 
+// setVolumeOwnership does what the kubelet does to a volume for a pod's
+// fsGroup (SetVolumeOwnership in kubernetes/pkg/volume): every file and
+// directory in it gets the group, read and write for the group (read only
+// on a read-only volume), and directories setgid and search, so that files
+// made later get the group too.
+func setVolumeOwnership(t *testing.T, dir string, fsGroup int, readOnly bool) {
+	t.Helper()
+	err := filepath.Walk(dir, func(name string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := os.Chown(name, int(fi.Sys().(*syscall.Stat_t).Uid), fsGroup); err != nil {
+			return err
+		}
+		mask := os.FileMode(0o660)
+		if readOnly {
+			mask = 0o440
+		}
+		if fi.IsDir() {
+			mask |= os.ModeSetgid | 0o110
+		}
+		return os.Chmod(name, fi.Mode()|mask)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 func mkdir(t *testing.T, dir string, mode os.FileMode) {
 	t.Helper()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Chmod(dir, mode); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func chown(t *testing.T, name string, uid, gid int) {
-	t.Helper()
-	if err := os.Chown(name, uid, gid); err != nil {
 		t.Fatal(err)
 	}
 }
