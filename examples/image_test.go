@@ -166,8 +166,10 @@ func TestImage(t *testing.T) {
 
 	// A data directory the non-root user cannot write (a bind mount of a
 	// directory owned by someone else): one line, exit code 1.
-	denied := t.TempDir()                                                    // 0700, owned by the test's user
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // a server that starts serves until killed
+	// A TempDir is 0700 and the test's user's. Should the server start
+	// anyway, it would serve until killed: the run is bounded.
+	denied := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, "docker", "run", "--name", run+"-denied", "-v", denied+":/data", image+":latest").CombinedOutput()
 	code := -1
