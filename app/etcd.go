@@ -47,24 +47,47 @@ func newEtcdClient(cfg Config) (client *clientv3.Client, conns *etcdprobe.Conns,
 		conns = etcdprobe.NewConns()
 		dialOptions = append(dialOptions, grpc.WithContextDialer(conns.Dial))
 	}
-	client, err = clientv3.New(clientv3.Config{
+	ccfg := clientv3.Config{
 		Endpoints:            cfg.EtcdEndpoints,
 		DialTimeout:          ec.DialTimeout,
 		DialKeepAliveTime:    etcdKeepAliveTime,
 		DialKeepAliveTimeout: etcdKeepAliveTimeout,
-		Username:             ec.Username,
-		Password:             ec.Password,
 		TLS:                  tlsConfig,
 		// The client's own logging is noise here; failures reach the
 		// server's log as 503s and readiness.
 		Logger:      zap.NewNop(),
 		DialOptions: dialOptions,
-	})
+	}
+	login := ec.Username != "" && ec.Password != "" // as clientv3: a user without a password signs in by TLS certificate
+	if login {
+		// Given a user and password, clientv3.New signs in before it
+		// returns and fails when etcd does not answer within the dial
+		// timeout: a server started while etcd is down (a rolling etcd, a
+		// pod scheduled first) would exit and crash-loop instead of
+		// waiting, unready, as it does without authentication. So the
+		// client starts with a placeholder token, which makes it carry
+		// tokens, and gets the user and password once built: etcd refuses
+		// the placeholder like an expired token, and the client's own
+		// retry then signs in with them — on the first request etcd
+		// answers, exactly as when a real token expires.
+		ccfg.Token = unauthenticatedToken
+	}
+	client, err = clientv3.New(ccfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("etcd client for %v: %w", cfg.EtcdEndpoints, err)
 	}
+	if login {
+		// Before any request: from here on the client's interceptors read
+		// these fields, and New started nothing that does.
+		client.Token = ""
+		client.Username, client.Password = ec.Username, ec.Password
+	}
 	return client, conns, nil
 }
+
+// unauthenticatedToken is the etcd token a client with a user and password
+// starts with: never valid, so the first request signs in (newEtcdClient).
+const unauthenticatedToken = "locklock-not-signed-in"
 
 // probing says whether the etcd member probe runs: with one endpoint there
 // is nothing to choose, and an interval of 0 turns it off.

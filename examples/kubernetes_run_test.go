@@ -1,7 +1,6 @@
 package examples_test
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -14,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/locklock/locklock/internal/etcdtest"
@@ -80,8 +78,8 @@ func TestKubernetesWorkloadsRun(t *testing.T) {
 		t.Run(w.file+"/"+w.name, func(t *testing.T) {
 			k := &kubelet{t: t, bin: bin, w: w, flags: flags, secrets: secrets, env: map[string]string{}}
 			if k.value("LOCKLOCK_ENGINE") == "etcd" {
-				k.env["LOCKLOCK_ETCD_ENDPOINTS"] = etcdWithAuth(t, k.value("LOCKLOCK_ETCD_PREFIX"),
-					k.value("LOCKLOCK_ETCD_USERNAME"), k.value("LOCKLOCK_ETCD_PASSWORD"))
+				k.env["LOCKLOCK_ETCD_ENDPOINTS"] = etcdtest.WithAuth(t, k.value("LOCKLOCK_ETCD_PREFIX"),
+					k.value("LOCKLOCK_ETCD_USERNAME"), k.value("LOCKLOCK_ETCD_PASSWORD")).ClientURL
 			}
 			var pods []*pod
 			for i := range w.replicas {
@@ -318,43 +316,6 @@ func (p *pod) call(t *testing.T, method, path, key, body string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
-}
-
-// etcdWithAuth starts an embedded etcd with authentication on and a user
-// whose role may read and write prefix only, as README.md sets it up, and
-// returns its client URL.
-func etcdWithAuth(t *testing.T, prefix, user, password string) string {
-	t.Helper()
-	if prefix == "" || user == "" || password == "" {
-		t.Fatalf("etcd prefix %q, user %q, password set %v: the test sets up all three", prefix, user, password != "")
-	}
-	url := etcdtest.StartCluster(t, 1)[0].ClientURL
-	c := etcdtest.Client(t, url)
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	steps := []func() error{
-		func() error { _, err := c.RoleAdd(ctx, "root"); return err },
-		func() error { _, err := c.UserAdd(ctx, "root", "root-"+password); return err },
-		func() error { _, err := c.UserGrantRole(ctx, "root", "root"); return err },
-		func() error { _, err := c.RoleAdd(ctx, user); return err },
-		func() error {
-			_, err := c.RoleGrantPermission(ctx, user, prefix, clientv3.GetPrefixRangeEnd(prefix), clientv3.PermissionType(clientv3.PermReadWrite))
-			return err
-		},
-		func() error { _, err := c.UserAdd(ctx, user, password); return err },
-		func() error { _, err := c.UserGrantRole(ctx, user, user); return err },
-		func() error { _, err := c.AuthEnable(ctx); return err },
-	}
-	for i, step := range steps {
-		if err := step(); err != nil {
-			t.Fatalf("etcd auth set-up step %d: %v", i, err)
-		}
-	}
-	// Authentication is really on: without credentials nothing is read.
-	if _, err := c.Get(ctx, prefix); err == nil {
-		t.Fatal("etcd answers a client without credentials after AuthEnable")
-	}
-	return url
 }
 
 // publicDir is a fresh directory every user may enter and read but only

@@ -122,3 +122,47 @@ func TestUnreachableEtcdServer(t *testing.T) {
 		}
 	}
 }
+
+// TestEtcdWithAuthDownAtStart: with etcd authentication on, a server
+// started while etcd is down starts anyway, unready, and serves once etcd
+// answers — as without authentication — instead of exiting (etcd's client
+// signs in before it returns: a clustered deployment would crash-loop
+// while etcd rolls).
+func TestEtcdWithAuthDownAtStart(t *testing.T) {
+	const prefix, user, password = "/locklock-auth/", "locklock", "a-password-for-etcd"
+	member := etcdtest.WithAuth(t, prefix, user, password)
+	member.Stop()
+
+	t.Setenv("LOCKLOCK_ETCD_PASSWORD", password) // the child inherits it
+	// A request timeout of 5 s: signing in runs bcrypt in this test's own
+	// etcd, which the race detector slows down to about a second.
+	srv := startServer(t, "--engine", "etcd", "--etcd-endpoints", member.ClientURL, "--etcd-prefix", prefix,
+		"--etcd-username", user, "--etcd-dial-timeout", "500ms", "--etcd-request-timeout", "5s")
+	root := strings.TrimSuffix(srv.base, "/v1/api")
+	client := &http.Client{Timeout: 10 * time.Second}
+	status := func(method, url string) int {
+		req, _ := http.NewRequest(method, url, nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	time.Sleep(time.Second) // past the dial timeout, when the server used to exit
+	if got := status("GET", root+"/readyz"); got != http.StatusServiceUnavailable {
+		t.Fatalf("readyz with etcd down: %d, want 503", got)
+	}
+
+	member.Restart(t)
+	deadline := time.Now().Add(20 * time.Second)
+	for status("GET", root+"/readyz") != http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatalf("readyz not 200 within 20 s of etcd starting; server log:\n%s", srv.output())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got := status("POST", srv.base+"/lock/uuid/4a8d1f0e-6b3c-4e2a-9f7d-1c5b8e0a2d36"); got != http.StatusCreated {
+		t.Fatalf("acquire once etcd answers: %d, want 201", got)
+	}
+}

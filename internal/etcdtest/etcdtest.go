@@ -6,6 +6,7 @@
 package etcdtest
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/url"
@@ -159,4 +160,44 @@ func freeAddr(t testing.TB) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// WithAuth starts one member with authentication on: a root user, and user
+// with password, whose role may read and write prefix only (as the README's
+// etcdctl lines set it up). Nothing is read without credentials.
+func WithAuth(t testing.TB, prefix, user, password string) *Member {
+	t.Helper()
+	if prefix == "" || user == "" || password == "" {
+		t.Fatalf("etcd prefix %q, user %q, password set %v: all three are needed", prefix, user, password != "")
+	}
+	m := StartCluster(t, 1)[0]
+	c, err := clientv3.New(clientv3.Config{Endpoints: []string{m.ClientURL}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatalf("etcd client: %v", err)
+	}
+	defer c.Close() // it cannot read once authentication is on
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	steps := []func() error{
+		func() error { _, err := c.RoleAdd(ctx, "root"); return err },
+		func() error { _, err := c.UserAdd(ctx, "root", "root-"+password); return err },
+		func() error { _, err := c.UserGrantRole(ctx, "root", "root"); return err },
+		func() error { _, err := c.RoleAdd(ctx, user); return err },
+		func() error {
+			_, err := c.RoleGrantPermission(ctx, user, prefix, clientv3.GetPrefixRangeEnd(prefix), clientv3.PermissionType(clientv3.PermReadWrite))
+			return err
+		},
+		func() error { _, err := c.UserAdd(ctx, user, password); return err },
+		func() error { _, err := c.UserGrantRole(ctx, user, user); return err },
+		func() error { _, err := c.AuthEnable(ctx); return err },
+	}
+	for i, step := range steps {
+		if err := step(); err != nil {
+			t.Fatalf("etcd auth set-up step %d: %v", i, err)
+		}
+	}
+	if _, err := c.Get(ctx, prefix); err == nil {
+		t.Fatal("etcd answers a client without credentials after AuthEnable")
+	}
+	return m
 }
