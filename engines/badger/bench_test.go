@@ -38,8 +38,9 @@ func BenchmarkServiceContended(b *testing.B) {
 
 // reportBatches runs bench and adds what the group commit did meanwhile:
 // steps per commit (mean batch size), the median and 99th-percentile batch
-// size (as the lower bound of its power-of-two bucket) and the mean
-// commit's duration (write and fsync) in µs.
+// size (as the lower bound of its power-of-two bucket), the mean commit's
+// duration (write and fsync) and the mean time running one batch's steps, in
+// µs.
 func reportBatches(b *testing.B, e *badger.Engine, bench func()) {
 	before := e.CommitStats()
 	bench()
@@ -51,6 +52,7 @@ func reportBatches(b *testing.B, e *badger.Engine, bench func()) {
 	b.ReportMetric(bucketQuantile(d.BatchSizes[:], d.Batches, 0.5), "p50-batch")
 	b.ReportMetric(bucketQuantile(d.BatchSizes[:], d.Batches, 0.99), "p99-batch")
 	b.ReportMetric(float64(d.CommitTime.Microseconds())/float64(d.Batches), "µs/commit")
+	b.ReportMetric(float64(d.StepTime.Microseconds())/float64(d.Batches), "µs-steps/batch")
 }
 
 // bucketQuantile is the lower bound (2^i) of the bucket holding quantile q

@@ -247,6 +247,7 @@ func (c *committer) take(carry []*step) []*step {
 func (c *committer) commit(batch []*step) (carry []*step) {
 	live := batch
 	for len(live) > 0 {
+		began := time.Now()
 		txn := c.db.NewTransaction(true)
 		results := c.results[:0]
 		failed, failure := -1, error(nil)
@@ -261,6 +262,8 @@ func (c *committer) commit(batch []*step) (carry []*step) {
 			results = append(results, err)
 		}
 		c.results = results[:0]
+		ran := time.Since(began)
+		c.note(func(st *CommitStats) { st.StepTime += ran })
 		if failed >= 0 {
 			txn.Discard()
 			c.note(func(st *CommitStats) { st.Reruns++ })
@@ -322,9 +325,10 @@ type CommitStats struct {
 	// Reruns is the attempts discarded and run again: a step failed after
 	// writing, the batch was too big, or the commit conflicted.
 	Reruns uint64
-	// CommitTime is the total time spent in Commit (the write and the
-	// sync).
-	CommitTime time.Duration
+	// StepTime is the total time spent running steps (every attempt's),
+	// CommitTime the total time spent in Commit (the write and the sync).
+	// The committer is idle the rest of the time.
+	StepTime, CommitTime time.Duration
 	// BatchSizes counts batches by size: BatchSizes[i] those of 2^i to
 	// 2^(i+1)-1 steps (the last, maxBatch).
 	BatchSizes [9]uint64
@@ -360,6 +364,7 @@ func (st CommitStats) Sub(earlier CommitStats) CommitStats {
 		Steps:      st.Steps - earlier.Steps,
 		Failed:     st.Failed - earlier.Failed,
 		Reruns:     st.Reruns - earlier.Reruns,
+		StepTime:   st.StepTime - earlier.StepTime,
 		CommitTime: st.CommitTime - earlier.CommitTime,
 	}
 	for i := range d.BatchSizes {
