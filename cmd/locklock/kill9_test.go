@@ -114,13 +114,22 @@ func TestKill9GroupCommit(t *testing.T) {
 				}
 			})
 		}
-		// Kill at a different point of the load each round.
-		time.Sleep(time.Duration(1000+300*round) * time.Millisecond)
+		// Kill once the load has done enough to mean something, at a
+		// different point of it each round.
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			mu.Lock()
+			enough := acks[0] >= 300 && acks[1] >= 100 && acks[2] >= 100
+			mu.Unlock()
+			if enough || time.Now().After(deadline) {
+				break
+			}
+		}
+		time.Sleep(time.Duration(200*round) * time.Millisecond)
 		srv.kill9(t)
 		wg.Wait()
 		client.CloseIdleConnections()
 		t.Logf("round %d: %d acquires, %d refreshes, %d releases acknowledged before kill -9", round, acks[0], acks[1], acks[2])
-		if acks[0] < 100 || acks[1] < 50 || acks[2] < 50 {
+		if acks[0] < 300 || acks[1] < 100 || acks[2] < 100 {
 			t.Fatalf("round %d: too few acknowledged operations to mean much", round)
 		}
 		if minToken <= maxToken {

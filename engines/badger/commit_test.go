@@ -35,8 +35,8 @@ func openGated(t *testing.T) *gatedEngine {
 // open lets every later batch through without waiting.
 func (g *gatedEngine) open() { g.openOnce.Do(func() { close(g.gate) }) }
 
-// queued is how many steps wait in the committer's queue.
-func (c *committer) queued() int {
+// queuedLive is how many steps wait in the committer's queue, not canceled.
+func (c *committer) queuedLive() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := 0
@@ -51,9 +51,9 @@ func (c *committer) queued() int {
 func waitQueued(t *testing.T, c *committer, n int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for c.queued() != n {
+	for c.queuedLive() != n {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d steps queued, want %d", c.queued(), n)
+			t.Fatalf("%d steps queued, want %d", c.queuedLive(), n)
 		}
 		time.Sleep(100 * time.Microsecond)
 	}
