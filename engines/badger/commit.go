@@ -72,12 +72,13 @@ import (
 // disk syncs twice as often as it needs to. So after answering a batch the
 // committer waits a little (gather) for the answered callers to come back:
 // until as many steps are queued as it just answered plus those that were
-// queued, or a quarter of the commit's time has passed (a batch that
-// doubles is worth far more than that; at most maxGather). Callers that do
-// not come back (they hold their locks a while) cost the queued steps at
-// most that quarter; one lone caller never waits for anyone. This is
-// PostgreSQL's commit_delay, bounded by the commit time it saves.
-// Measured: batches twice as large, 1.3-1.5× the cycles (BENCHMARKS.md).
+// queued, as long as steps keep arriving (no gap longer than a sixteenth of
+// the commit's time) and for at most a quarter of the commit's time (at most
+// maxGather): a batch that doubles is worth far more. Callers that do not
+// come back (they hold their locks a while, or one lock is handed from
+// caller to caller, one step per commit) cost the queued steps at most that
+// sixteenth; one lone caller never waits for anyone. This is PostgreSQL's
+// commit_delay, bounded by the commit time it saves.
 //
 // Reads (Get of a live lock, List, CountHeld, Ping) stay direct read-only
 // transactions and see only committed batches. That is linearizable: a step
@@ -241,19 +242,27 @@ func (c *committer) loop() {
 // gather waits, after a batch was answered, for its callers' next steps, so
 // that they join the steps queued meanwhile instead of waiting a whole
 // commit for the batch after (see "Gathering" above). It returns once as
-// many steps are queued as were queued already plus answered, or after a
-// quarter of the last commit's time (at most maxGather), or at close.
+// many steps are queued as were queued already plus answered; or when no
+// step arrived for a sixteenth of the last commit's time; or after a
+// quarter of it (at most maxGather); or at close.
 func (c *committer) gather(answered int, took time.Duration) {
-	target := min(maxBatch, c.queued()+answered)
-	wait := min(took/4, maxGather)
-	if wait <= 0 {
+	n := c.queued()
+	target := min(maxBatch, n+answered)
+	budget := min(took/4, maxGather)
+	quiet := budget / 4
+	if quiet <= 0 {
 		return
 	}
-	timer := time.NewTimer(wait)
+	end := time.Now().Add(budget)
+	timer := time.NewTimer(quiet)
 	defer timer.Stop()
-	for c.queued() < target {
+	for n < target {
 		select {
 		case <-c.wake:
+			if m := c.queued(); m > n {
+				n = m
+				timer.Reset(min(quiet, time.Until(end)))
+			}
 		case <-timer.C:
 			return
 		case <-c.stop:
