@@ -440,3 +440,28 @@ func (st CommitStats) Sub(earlier CommitStats) CommitStats {
 // CommitStats returns the group-commit statistics since Open (after Close,
 // the final ones).
 func (e *Engine) CommitStats() CommitStats { return e.commit.snapshot() }
+
+// BatchSizeBuckets is the batch-size histogram as Prometheus takes it: for
+// each upper bound, the batches of at most that many steps.
+func (st CommitStats) BatchSizeBuckets() map[float64]uint64 {
+	out := make(map[float64]uint64, len(st.BatchSizes))
+	var n uint64
+	for i, c := range st.BatchSizes {
+		n += c
+		out[float64(uint64(2)<<i-1)] = n
+	}
+	return out
+}
+
+// CommitTimeBuckets is the commit-duration histogram as Prometheus takes
+// it: for each upper bound in seconds, the commits that took less. The last
+// bucket, open-ended, is left to the total count.
+func (st CommitStats) CommitTimeBuckets() map[float64]uint64 {
+	out := make(map[float64]uint64, len(st.CommitTimes)-1)
+	var n uint64
+	for i, c := range st.CommitTimes[:len(st.CommitTimes)-1] {
+		n += c
+		out[(time.Microsecond << i).Seconds()] = n
+	}
+	return out
+}

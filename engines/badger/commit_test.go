@@ -506,3 +506,30 @@ func TestCommitterCloseFailsQueued(t *testing.T) {
 		t.Errorf("step queued at close: %v (ran: %v), want ErrClosed, unrun", err, ran.Load())
 	}
 }
+
+// TestCommitStatsBuckets: the histograms in Prometheus's cumulative form.
+func TestCommitStatsBuckets(t *testing.T) {
+	var st CommitStats
+	st.add(1, 500*time.Nanosecond, false)
+	st.add(3, 3*time.Microsecond, false)
+	st.add(64, 1500*time.Microsecond, false)
+	st.add(maxBatch, time.Hour, true)
+	if st.Batches != 4 || st.Steps != 1+3+64+maxBatch || st.Failed != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	sizes := st.BatchSizeBuckets()
+	for le, want := range map[float64]uint64{1: 1, 3: 2, 63: 2, 127: 3, 255: 3, 511: 4} {
+		if sizes[le] != want {
+			t.Errorf("batches of at most %v steps: %d, want %d", le, sizes[le], want)
+		}
+	}
+	times := st.CommitTimeBuckets()
+	for le, want := range map[float64]uint64{1e-6: 1, 2e-6: 1, 4e-6: 2, 0.001024: 2, 0.002048: 3, 0.524288: 3} {
+		if times[le] != want {
+			t.Errorf("commits under %vs: %d, want %d", le, times[le], want)
+		}
+	}
+	if len(times) != len(st.CommitTimes)-1 {
+		t.Errorf("%d duration buckets, want %d (the open-ended one left to the count)", len(times), len(st.CommitTimes)-1)
+	}
+}
