@@ -37,9 +37,10 @@ const (
 	// unused rest.
 	tokenBandwidth = 1000
 
-	// sweepBatch bounds the locks one Sweep transaction deletes, keeping each
-	// transaction far below Badger's size limit and short enough that live
-	// requests rarely conflict with it.
+	// sweepBatch bounds the locks one round of Sweep deletes: one step of
+	// the group commit (commit.go), small enough to keep its batch far
+	// below Badger's size limit and the steps batched with it waiting
+	// little.
 	sweepBatch = 256
 )
 
@@ -53,7 +54,9 @@ type Engine struct {
 	commit *committer
 
 	// mu is held shared by every operation and exclusively by Close, so that
-	// Close never pulls the database out from under a running transaction.
+	// Close never pulls the database out from under a running transaction,
+	// and the steps queued when Close is called are committed and answered
+	// before the committer stops.
 	mu     sync.RWMutex
 	closed bool
 }
