@@ -20,11 +20,13 @@ func engineModule() fx.Option {
 }
 
 // engineOut is the engine, and the report of its data directory's free
-// space if it has one (Badger), for /readyz and /metrics.
+// space and of its group commits if it has them (Badger), for /readyz and
+// /metrics.
 type engineOut struct {
 	fx.Out
-	Engine locklock.Engine
-	Space  storageSpace
+	Engine  locklock.Engine
+	Space   storageSpace
+	Commits commitStats
 }
 
 func newEngine(lc fx.Lifecycle, cfg Config, log *slog.Logger) (engineOut, error) {
@@ -37,7 +39,7 @@ func newEngine(lc fx.Lifecycle, cfg Config, log *slog.Logger) (engineOut, error)
 		if err != nil {
 			return out, settingError("--data-dir", cfg.DataDir, err)
 		}
-		out.Engine, out.Space = b, b.Space
+		out.Engine, out.Space, out.Commits = b, b.Space, b.CommitStats
 	case EngineEtcd:
 		client, conns, err := newEtcdClient(cfg)
 		if err != nil {

@@ -11,7 +11,8 @@ import (
 
 // metricsModule provides the server's *metrics.Metrics and reports the
 // Service's waiters, the engine's held locks and, for Badger, the data
-// directory's free space through it. Engine latency
+// directory's free space and the group commits' batch sizes and durations
+// through it. Engine latency
 // is observed by wrapping the engine (see Modules).
 func metricsModule() fx.Option {
 	return fx.Module("metrics",
@@ -27,11 +28,14 @@ const (
 	heldCountTimeout = 5 * time.Second
 )
 
-func watch(m *metrics.Metrics, svc *locklock.Service, engine locklock.Engine, space storageSpace) {
+func watch(m *metrics.Metrics, svc *locklock.Service, engine locklock.Engine, space storageSpace, commits commitStats) {
 	m.WatchService(svc)
 	m.WatchLocks(engine, time.Now, heldCountAge, heldCountTimeout)
 	if space != nil {
 		m.WatchStorage(space.metrics)
+	}
+	if commits != nil {
+		m.WatchCommits(commits.metrics)
 	}
 }
 

@@ -39,3 +39,20 @@ func (s storageSpace) ready() any {
 	}
 	return readyStorage(m)
 }
+
+// commitStats reports the engine's group commits (Badger); nil for engines
+// without them.
+type commitStats func() badger.CommitStats
+
+// metrics adapts the report for metrics.WatchCommits.
+func (c commitStats) metrics() metrics.Commits {
+	st := c()
+	return metrics.Commits{
+		Batches:         st.Batches,
+		Steps:           st.Steps,
+		Reruns:          st.Reruns,
+		BatchSteps:      st.BatchSizeBuckets(),
+		CommitSeconds:   st.CommitTime.Seconds(),
+		CommitDurations: st.CommitTimeBuckets(),
+	}
+}

@@ -2,18 +2,21 @@
 // directory on local disk: durable across restarts, crashes and (with the
 // default synchronous writes) power loss, for a single server process.
 //
-// Every step is one Badger transaction. Badger detects read-write conflicts
-// (serializable snapshot isolation), so a read-modify-write that raced
-// another commit to the same lock fails with ErrConflict and is retried from
-// a fresh snapshot. The key layout is described in keys.go.
+// Every writing step (acquire, release, refresh, the removal of an expired
+// lock, a round of Sweep) is a read-modify-write that one goroutine, the
+// committer, runs together with the other steps queued at the time, in
+// arrival order, in one Badger transaction with one commit and one fsync
+// (group commit, commit.go). A step is answered only once its batch is
+// durable. Reads are direct read-only transactions. The key layout is
+// described in keys.go.
 //
-// Fencing tokens come from one counter shared by all locks (tokens.go). A token
-// is taken inside the acquiring transaction, after the lock key was read:
-// of two acquires of the same lock that both commit, the later one started
-// its transaction after the earlier one committed (otherwise it would have
-// conflicted), so it took its token later and got a larger one. The counter
-// persists a reserved upper bound before handing out tokens below it, so
-// after a crash the next start continues above every token issued before.
+// Fencing tokens come from one counter shared by all locks (tokens.go). A
+// token is taken inside the acquiring step, after the lock key was read;
+// steps run one at a time in the order they commit, so of two acquires of
+// the same lock the later one sees the earlier one's lock (pending in its
+// batch or committed) and takes a larger token. The counter persists a
+// reserved upper bound before handing out tokens below it, so after a crash
+// the next start continues above every token issued before.
 package badger
 
 import (
@@ -34,9 +37,10 @@ const (
 	// unused rest.
 	tokenBandwidth = 1000
 
-	// sweepBatch bounds the locks one Sweep transaction deletes, keeping each
-	// transaction far below Badger's size limit and short enough that live
-	// requests rarely conflict with it.
+	// sweepBatch bounds the locks one round of Sweep deletes: one step of
+	// the group commit (commit.go), small enough to keep its batch far
+	// below Badger's size limit and the steps batched with it waiting
+	// little.
 	sweepBatch = 256
 )
 
@@ -47,9 +51,12 @@ type Engine struct {
 	tokens *tokenLease
 	space  *spaceGuard
 	modes  *modeKeeper
+	commit *committer
 
 	// mu is held shared by every operation and exclusively by Close, so that
-	// Close never pulls the database out from under a running transaction.
+	// Close never pulls the database out from under a running transaction,
+	// and the steps queued when Close is called are committed and answered
+	// before the committer stops.
 	mu     sync.RWMutex
 	closed bool
 }
@@ -91,6 +98,7 @@ func Open(dir string, opts ...Option) (*Engine, error) {
 	}
 	e := &Engine{dir: dir, db: db, tokens: tokens, modes: modes}
 	e.space = newSpaceGuard(dir, e.tableBytes, log)
+	e.commit = startCommitter(db, cfg.commitGate)
 	return e, nil
 }
 
@@ -156,28 +164,14 @@ func storageErr(op string, err error) error {
 	return fmt.Errorf("%w: badger %s: %w", locklock.ErrUnavailable, op, err)
 }
 
-// update runs fn in a read-write transaction and commits it, retrying from
-// a fresh snapshot while the commit conflicts. fn returns errors already
-// classified (locklock errors, an allow callback's error, storageErr); they
-// are returned unchanged and nothing is written.
+// update runs fn as one step of a group commit (commit.go) and returns once
+// its batch has committed. fn returns errors already classified (locklock
+// errors, an allow callback's error, storageErr); they are returned unchanged
+// and nothing of fn's is written. An error fn decides before writing anything
+// it wraps with answer, so that the batch's other steps commit without a
+// rerun. fn may run more than once.
 func (e *Engine) update(ctx context.Context, fn func(txn *bdg.Txn) error) error {
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		err := func() error {
-			txn := e.db.NewTransaction(true)
-			defer txn.Discard()
-			if err := fn(txn); err != nil {
-				return err
-			}
-			return commitErr(txn.Commit())
-		}()
-		if errors.Is(err, bdg.ErrConflict) {
-			continue
-		}
-		return err
-	}
+	return e.commit.submit(ctx, fn)
 }
 
 // view runs fn in a read-only transaction.
@@ -185,14 +179,6 @@ func (e *Engine) view(fn func(txn *bdg.Txn) error) error {
 	txn := e.db.NewTransaction(false)
 	defer txn.Discard()
 	return fn(txn)
-}
-
-// commitErr wraps a commit failure; conflicts are handled by update.
-func commitErr(err error) error {
-	if err == nil || errors.Is(err, bdg.ErrConflict) {
-		return err
-	}
-	return storageErr("commit", err)
 }
 
 // getLock reads the stored record for id, live or not.
@@ -220,10 +206,9 @@ func getLock(txn *bdg.Txn, id locklock.ID) (locklock.Lock, bool, error) {
 }
 
 // liveLock reads the live lock for id. An expired record it finds is
-// deleted in the same transaction: once one operation has judged a lock
-// expired, an operation still carrying an earlier clock reading must not
-// find it alive again (the Service reads the clock before calling the
-// engine), and the deletion makes such an operation conflict and retry.
+// deleted in the same step: once one operation has judged a lock expired,
+// an operation still carrying an earlier clock reading must not find it
+// alive again (the Service reads the clock before calling the engine).
 //
 // The removal uses the releases' share of the free-space reserve.
 func (e *Engine) liveLock(txn *bdg.Txn, id locklock.ID, now time.Time) (locklock.Lock, bool, error) {
@@ -233,7 +218,7 @@ func (e *Engine) liveLock(txn *bdg.Txn, id locklock.ID, now time.Time) (locklock
 	}
 	if !cur.Live(now) {
 		if err := e.admit(needRelease); err != nil {
-			return locklock.Lock{}, false, err
+			return locklock.Lock{}, false, answer(err)
 		}
 		return locklock.Lock{}, false, remove(txn, cur)
 	}
@@ -290,10 +275,10 @@ func (e *Engine) TryAcquire(ctx context.Context, l locklock.Lock, now time.Time)
 			return err
 		}
 		if found && cur.Live(now) {
-			return &locklock.HeldError{Lock: cur} // an answer, not a write: served however full the disk
+			return answer(&locklock.HeldError{Lock: cur}) // not a write: served however full the disk
 		}
 		if err := e.admit(needWrite); err != nil {
-			return err
+			return answer(err)
 		}
 		if found {
 			// An expired lock not yet swept: replace it, index entry too.
@@ -301,8 +286,10 @@ func (e *Engine) TryAcquire(ctx context.Context, l locklock.Lock, now time.Time)
 				return err
 			}
 		}
-		// Only now, after the read that conflict detection watches, take
-		// the token (see the package comment for why the order matters).
+		// Only now, after the lock key was read, take the token (see the
+		// package comment for why the order matters). A failure here follows
+		// the write above: it is not an answer, and the step is taken out of
+		// its batch (commit.go).
 		if l.Token, err = e.nextToken(); err != nil {
 			return err
 		}
@@ -375,7 +362,7 @@ func (e *Engine) Release(ctx context.Context, id locklock.ID, now time.Time, all
 		// Refusing a release keeps the lock held: releases may use more
 		// of the free-space reserve than acquires and refreshes.
 		if err := e.admit(needRelease); err != nil {
-			return locklock.Lock{}, err
+			return locklock.Lock{}, answer(err)
 		}
 		return cur, remove(txn, cur)
 	})
@@ -387,7 +374,7 @@ func (e *Engine) Refresh(ctx context.Context, id locklock.ID, now, expiresAt tim
 	expiresAt = millis(expiresAt)
 	return e.change(ctx, id, now, allow, func(txn *bdg.Txn, cur locklock.Lock) (locklock.Lock, error) {
 		if err := e.admit(needWrite); err != nil {
-			return locklock.Lock{}, err
+			return locklock.Lock{}, answer(err)
 		}
 		// Delete before put: when the expiry does not change, the put
 		// writes the same index key again and must win.
@@ -419,12 +406,13 @@ func (e *Engine) changeEntered(ctx context.Context, id locklock.ID, now time.Tim
 		found bool
 	)
 	err := e.update(ctx, func(txn *bdg.Txn) error {
+		out = locklock.Lock{} // a rerun starts over
 		cur, ok, err := e.liveLock(txn, id, now)
 		if found = ok; err != nil || !found {
 			return err // commits the removal of an expired record, if any
 		}
 		if err := allow(cur); err != nil {
-			return err
+			return answer(err)
 		}
 		out, err = write(txn, cur)
 		return err
@@ -464,6 +452,9 @@ func (e *Engine) Close() error {
 		return nil
 	}
 	e.closed = true
+	// No operation is in flight (they hold mu), so every step has been
+	// answered: the committer is idle.
+	e.commit.close()
 	var errs []error
 	// Giving the lease back is a write; without room for it the next start
 	// merely skips the rest of the block.

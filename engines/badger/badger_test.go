@@ -154,10 +154,7 @@ func TestTokensRiseAfterUnreleasedLease(t *testing.T) {
 	}
 	first := mustAcquire(t, e, newLock("a", t0, time.Hour, ""), t0)
 	// Skip giving the unused tokens back: close only the database.
-	e.closed = true
-	if err := e.db.Close(); err != nil {
-		t.Fatal(err)
-	}
+	crash(t, e)
 	e = open(t, dir)
 	second := mustAcquire(t, e, newLock("b", t0, time.Hour, ""), t0)
 	if second.Token <= first.Token {
@@ -654,10 +651,7 @@ func TestTokenLeaseFailureIssuesNothing(t *testing.T) {
 		issued[tok], highest = true, tok
 	}
 	// Die without giving tokens back, then start again.
-	e.closed = true
-	if err := e.db.Close(); err != nil {
-		t.Fatal(err)
-	}
+	crash(t, e)
 	e = open(t, dir)
 	for range 5 {
 		tok, err := e.tokens.take()
@@ -668,5 +662,19 @@ func TestTokenLeaseFailureIssuesNothing(t *testing.T) {
 			t.Fatalf("after restart token %d, want above every earlier one (%d)", tok, highest)
 		}
 		highest = tok
+	}
+}
+
+// crash stops e as kill -9 would, as far as the directory can tell: the
+// committer and the database stop, and the unused token lease is not given
+// back.
+func crash(t *testing.T, e *Engine) {
+	t.Helper()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.closed = true
+	e.commit.close()
+	if err := e.db.Close(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -17,6 +17,7 @@ type config struct {
 	logger     *slog.Logger
 	syncWrites bool
 	chmod      func(string, os.FileMode) error // os.Chmod; tests make it fail
+	commitGate <-chan struct{}                 // tests: see committer.gate
 }
 
 func defaultConfig() config {
@@ -80,6 +81,10 @@ func WithLogger(l *slog.Logger) Option {
 // release survive a crash or power loss and keeps fencing tokens rising
 // across one; turn it off only for tests or benchmarks.
 func WithSyncWrites(sync bool) Option { return func(c *config) { c.syncWrites = sync } }
+
+// withCommitGate makes the committer receive from gate before it takes each
+// batch, so that a test can queue steps and release them as one batch.
+func withCommitGate(gate <-chan struct{}) Option { return func(c *config) { c.commitGate = gate } }
 
 // slogAdapter implements Badger's Logger interface on top of slog.
 type slogAdapter struct{ l *slog.Logger }

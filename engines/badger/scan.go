@@ -85,8 +85,8 @@ func (e *Engine) List(ctx context.Context, q locklock.ListQuery, now time.Time) 
 }
 
 // Sweep implements locklock.Engine. It reads the expiry index from its
-// start, so its cost follows the number of expired locks, in transactions of
-// at most sweepBatch locks. Each index entry is checked against the lock's
+// start, so its cost follows the number of expired locks, in rounds of at
+// most sweepBatch locks, each a step of the group commit (commit.go). Each index entry is checked against the lock's
 // record: only a lock whose own ExpiresAt has passed is deleted.
 func (e *Engine) Sweep(ctx context.Context, now time.Time) (int, error) {
 	done, err := e.enter(ctx)

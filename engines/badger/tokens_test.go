@@ -55,10 +55,7 @@ func TestTokensKeepStoredBoundAboveClock(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Stop without giving tokens back, so that the bound stays as written.
-	e.closed = true
-	if err := e.db.Close(); err != nil {
-		t.Fatal(err)
-	}
+	crash(t, e)
 	e = open(t, dir)
 	got := mustAcquire(t, e, newLock("a", t0, time.Hour, ""), t0)
 	if got.Token < ahead {
@@ -79,10 +76,7 @@ func TestTokenStartReservedBeforeIssue(t *testing.T) {
 		t.Fatalf("stored bound %d does not cover the issued token %d", stored, first.Token)
 	}
 	// kill -9: no give-back.
-	e.closed = true
-	if err := e.db.Close(); err != nil {
-		t.Fatal(err)
-	}
+	crash(t, e)
 	e = open(t, dir)
 	second := mustAcquire(t, e, newLock("second", t0, time.Hour, ""), t0)
 	if second.Token <= first.Token {

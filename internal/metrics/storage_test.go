@@ -35,3 +35,31 @@ func TestStorage(t *testing.T) {
 		t.Error("free bytes reported while unknown")
 	}
 }
+
+// TestCommits: the group commit's batch sizes and durations are histograms
+// read at each scrape.
+func TestCommits(t *testing.T) {
+	m := metrics.New()
+	c := metrics.Commits{
+		Batches: 3, Steps: 70, Reruns: 2,
+		BatchSteps:    map[float64]uint64{1: 1, 3: 1, 63: 2, 127: 3},
+		CommitSeconds: 0.0015, CommitDurations: map[float64]uint64{0.0005: 2, 0.001: 3},
+	}
+	m.WatchCommits(func() metrics.Commits { return c })
+	fams := gather(t, m)
+	steps := fams["locklock_storage_commit_batch_steps"].GetMetric()[0].GetHistogram()
+	if steps.GetSampleCount() != 3 || steps.GetSampleSum() != 70 || len(steps.GetBucket()) != 4 {
+		t.Errorf("batch steps histogram: %v", steps)
+	}
+	dur := fams["locklock_storage_commit_duration_seconds"].GetMetric()[0].GetHistogram()
+	if dur.GetSampleCount() != 3 || dur.GetSampleSum() != 0.0015 {
+		t.Errorf("commit duration histogram: %v", dur)
+	}
+	if got := value(t, m, "locklock_storage_commit_reruns_total", nil); got != 2 {
+		t.Errorf("reruns = %v, want 2", got)
+	}
+	c.Batches, c.Reruns = 4, 5
+	if got := value(t, m, "locklock_storage_commit_batch_steps", nil); got != 4 {
+		t.Errorf("batches after more commits = %v, want 4 (read at each scrape)", got)
+	}
+}

@@ -1,0 +1,467 @@
+package badger
+
+import (
+	"context"
+	"errors"
+	"math/bits"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bdg "github.com/dgraph-io/badger/v4"
+
+	"github.com/locklock/locklock/locklock"
+)
+
+// Group commit.
+//
+// With SyncWrites every Badger commit pays one fsync, and a lock step
+// (acquire, release, refresh, the removal of an expired lock, a round of
+// Sweep) writes a few hundred bytes: run one transaction per step and the
+// disk's sync latency caps the engine, however many clients wait. So every
+// writing step goes through one goroutine per engine, the committer, which
+// runs whatever steps are queued (up to maxBatch) one after another, in
+// arrival order, in one read-write transaction, commits it once (one write,
+// one fsync), and only then answers each step. While it commits, new steps
+// queue up: batches grow with the load.
+//
+// Invariants:
+//
+//   - Steps run one at a time, in arrival order, against one transaction.
+//     Badger's Txn.Get answers from the transaction's own pending writes
+//     first, so a step sees the effects of the steps before it in its batch,
+//     exactly as if each had committed alone; pending writes are kept per key,
+//     last write wins, so a lock touched several times in a batch commits
+//     only its final record and index entry (put and remove keep the two
+//     consistent step by step). Batches run one after another, so the order
+//     of steps is one total order: arrival order within a batch, batch order
+//     across batches. Fencing tokens are taken in that order, and so rise in
+//     commit order (tokens.go still reserves every block on disk, in a
+//     transaction of its own, before it hands out a token of it).
+//   - A step is answered only after its batch has committed (is durable): no
+//     success, and no answer that an earlier step of the batch decided,
+//     reaches a caller for a batch that did not commit. If the commit fails
+//     every step of the batch gets the storage error: the outcome is unknown,
+//     as with any failed commit.
+//   - A step's error is either an answer (wrapped with answer: a live holder,
+//     no such lock, a refused allow callback, a refusal for lack of space),
+//     which the step decides before it writes anything, or a failure that may
+//     follow a write. A failure poisons the transaction: it is discarded and
+//     the batch runs again from a fresh transaction without the failed step,
+//     which gets its error with nothing applied. An unmarked error is treated
+//     as a failure, which is always safe (it costs a rerun). Steps decide from
+//     the store and their arguments alone (the allow callbacks are pure), so
+//     a rerun decides the same; only the tokens differ, as the discarded
+//     attempt's are skipped (gaps are allowed).
+//   - A batch that Badger finds too big (ErrTxnTooBig) commits the steps
+//     before the one that overflowed it; that step and the rest go first in
+//     the next batch.
+//   - Only the committer writes lock records and index entries (Sweep's
+//     rounds are steps too), so commits do not conflict; should one
+//     (ErrConflict), the whole batch runs again from a fresh transaction.
+//   - A step whose context ends while it is still queued is dropped and its
+//     caller gets the context's error: nothing was applied. Once the
+//     committer has taken it, the caller waits for the outcome; a commit is
+//     short and cannot be interrupted halfway anyway.
+//
+// Gathering. Taking at once whatever is queued splits steady load into two
+// alternating cohorts: the callers answered by one batch send their next
+// steps while the steps that queued during its commit are already being
+// committed, so each batch holds about half the steps in flight, and the
+// disk syncs twice as often as it needs to. So after answering a batch the
+// committer waits a little (gather) for the answered callers to come back:
+// until as many steps are queued as it just answered plus those that were
+// queued, as long as steps keep arriving (no gap longer than a sixteenth of
+// the commit's time) and for at most a quarter of the commit's time (at most
+// maxGather): a batch that doubles is worth far more. Callers that do not
+// come back (they hold their locks a while, or one lock is handed from
+// caller to caller, one step per commit) cost the queued steps at most that
+// sixteenth; one lone caller never waits for anyone. This is PostgreSQL's
+// commit_delay, bounded by the commit time it saves.
+//
+// Reads (Get of a live lock, List, CountHeld, Ping) stay direct read-only
+// transactions and see only committed batches. That is linearizable: a step
+// takes effect at its batch's commit, between its call and its answer, and a
+// read that starts after an answer starts after that commit and sees it.
+
+// maxBatch bounds the steps of one transaction: at most a few writes each
+// (a Sweep round: sweepBatch locks), which keeps a batch far below Badger's
+// transaction limit (15 % of memTableSize, about 6,500 entries) and the
+// wait of the batch's first step short.
+const maxBatch = 256
+
+// maxGather bounds gather's wait.
+const maxGather = time.Millisecond
+
+// Step states: a queued step is taken by the committer or canceled by its
+// caller, whichever comes first.
+const (
+	stepQueued int32 = iota
+	stepTaken
+	stepCanceled
+)
+
+// step is one caller's read-modify-write.
+type step struct {
+	fn    func(txn *bdg.Txn) error
+	state atomic.Int32
+	done  chan struct{} // closed once err (and panicked) are set
+	err   error
+	// panicked is what fn panicked with: re-raised in the caller's
+	// goroutine, as it would have been without the committer, instead of
+	// killing the process from the committer's.
+	panicked any
+}
+
+var errStepPanicked = errors.New("badger engine: step panicked")
+
+func (s *step) run(txn *bdg.Txn) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.panicked, err = p, errStepPanicked
+		}
+	}()
+	return s.fn(txn)
+}
+
+func (s *step) finish(err error) {
+	s.err = err
+	close(s.done)
+}
+
+// answerError marks an error a step decided before writing anything.
+type answerError struct{ err error }
+
+func (a answerError) Error() string { return a.err.Error() }
+func (a answerError) Unwrap() error { return a.err }
+
+// answer marks err as an answer: the step wrote nothing, and the batch's
+// other steps can commit. Only use it before the step's first write.
+func answer(err error) error { return answerError{err} }
+
+// committer runs the engine's write steps in batches; see above.
+type committer struct {
+	db *bdg.DB
+	// gate, when set (tests only), is received from before each batch is
+	// taken, so that a test can queue steps and release them as one batch.
+	gate <-chan struct{}
+
+	mu    sync.Mutex
+	queue []*step
+
+	wake   chan struct{} // capacity 1: a step was queued
+	stop   chan struct{}
+	exited chan struct{}
+
+	results []error // per attempt; the committer's own
+
+	statsMu sync.Mutex
+	stats   CommitStats
+}
+
+func startCommitter(db *bdg.DB, gate <-chan struct{}) *committer {
+	c := &committer{db: db, gate: gate, wake: make(chan struct{}, 1), stop: make(chan struct{}), exited: make(chan struct{})}
+	go c.loop()
+	return c
+}
+
+// submit queues fn as one step and waits for its outcome: fn's error (an
+// answer unwrapped), or the commit's. fn may run several times (reruns); only
+// the run in the committed transaction counts, so fn must reset whatever it
+// reports through variables it closes over.
+func (c *committer) submit(ctx context.Context, fn func(txn *bdg.Txn) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s := &step{fn: fn, done: make(chan struct{})}
+	c.mu.Lock()
+	c.queue = append(c.queue, s)
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default: // a wake-up is pending already
+	}
+	select {
+	case <-s.done:
+	case <-ctx.Done():
+		if s.state.CompareAndSwap(stepQueued, stepCanceled) {
+			return ctx.Err() // the committer will drop it unrun
+		}
+		<-s.done // taken: its batch is being committed
+	}
+	if s.panicked != nil {
+		panic(s.panicked)
+	}
+	return s.err
+}
+
+// close stops the committer once it is idle. The engine calls it when no
+// operation is in flight, so nothing is queued; a step that still is (a
+// caller that did not enter the engine) gets ErrClosed, unapplied.
+func (c *committer) close() {
+	close(c.stop)
+	<-c.exited
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, s := range c.queue {
+		if s.state.CompareAndSwap(stepQueued, stepTaken) {
+			s.finish(locklock.ErrClosed)
+		}
+	}
+	c.queue = nil
+}
+
+func (c *committer) loop() {
+	defer close(c.exited)
+	var carry []*step // taken, not yet committed: they go first
+	for {
+		if len(carry) == 0 && !c.pending() {
+			select {
+			case <-c.wake:
+				continue
+			case <-c.stop:
+				return
+			}
+		}
+		if c.gate != nil {
+			select {
+			case <-c.gate:
+			case <-c.stop:
+				return
+			}
+		}
+		batch := c.take(carry)
+		answered, began := len(batch), time.Now()
+		if carry = c.commit(batch); len(carry) == 0 {
+			c.gather(answered, time.Since(began))
+		}
+	}
+}
+
+// gather waits, after a batch was answered, for its callers' next steps, so
+// that they join the steps queued meanwhile instead of waiting a whole
+// commit for the batch after (see "Gathering" above). It returns once as
+// many steps are queued as were queued already plus answered; or when no
+// step arrived for a sixteenth of the last commit's time; or after a
+// quarter of it (at most maxGather); or at close.
+func (c *committer) gather(answered int, took time.Duration) {
+	n := c.queued()
+	target := min(maxBatch, n+answered)
+	budget := min(took/4, maxGather)
+	quiet := budget / 4
+	if quiet <= 0 {
+		return
+	}
+	end := time.Now().Add(budget)
+	timer := time.NewTimer(quiet)
+	defer timer.Stop()
+	for n < target {
+		select {
+		case <-c.wake:
+			if m := c.queued(); m > n {
+				n = m
+				timer.Reset(min(quiet, time.Until(end)))
+			}
+		case <-timer.C:
+			return
+		case <-c.stop:
+			return
+		}
+	}
+}
+
+// queued is how many steps wait to be taken.
+func (c *committer) queued() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.queue)
+}
+
+func (c *committer) pending() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.queue) > 0
+}
+
+// take returns carry followed by queued steps, in arrival order, up to
+// maxBatch in all. Steps canceled while queued are dropped.
+func (c *committer) take(carry []*step) []*step {
+	batch := carry
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	i := 0
+	for ; i < len(c.queue) && len(batch) < maxBatch; i++ {
+		if s := c.queue[i]; s.state.CompareAndSwap(stepQueued, stepTaken) {
+			batch = append(batch, s)
+		}
+	}
+	n := copy(c.queue, c.queue[i:])
+	clear(c.queue[n:])
+	c.queue = c.queue[:n]
+	return batch
+}
+
+// commit runs batch in one transaction and commits it, answering every step
+// except those it returns: the steps that did not fit (ErrTxnTooBig), for the
+// next batch.
+func (c *committer) commit(batch []*step) (carry []*step) {
+	live := batch
+	for len(live) > 0 {
+		began := time.Now()
+		txn := c.db.NewTransaction(true)
+		results := c.results[:0]
+		failed, failure := -1, error(nil)
+		for i, s := range live {
+			err := s.run(txn)
+			if a, ok := err.(answerError); ok {
+				err = a.err
+			} else if err != nil {
+				failed, failure = i, err
+				break
+			}
+			results = append(results, err)
+		}
+		c.results = results[:0]
+		ran := time.Since(began)
+		c.note(func(st *CommitStats) { st.StepTime += ran })
+		if failed >= 0 {
+			txn.Discard()
+			c.note(func(st *CommitStats) { st.Reruns++ })
+			if errors.Is(failure, bdg.ErrTxnTooBig) && failed > 0 {
+				carry = append(slices.Clone(live[failed:]), carry...)
+				live = live[:failed]
+			} else {
+				live[failed].finish(failure)
+				live = slices.Delete(live, failed, failed+1)
+			}
+			continue
+		}
+		start := time.Now()
+		err := txn.Commit()
+		took := time.Since(start)
+		if errors.Is(err, bdg.ErrConflict) {
+			c.note(func(st *CommitStats) { st.Reruns++ })
+			continue
+		}
+		c.note(func(st *CommitStats) { st.add(len(live), took, err != nil) })
+		if err != nil {
+			err = storageErr("commit", err)
+			for _, s := range live {
+				s.finish(err)
+			}
+			return carry
+		}
+		for i, s := range live {
+			s.finish(results[i])
+		}
+		return carry
+	}
+	return carry
+}
+
+func (c *committer) note(f func(*CommitStats)) {
+	c.statsMu.Lock()
+	defer c.statsMu.Unlock()
+	f(&c.stats)
+}
+
+func (c *committer) snapshot() CommitStats {
+	c.statsMu.Lock()
+	defer c.statsMu.Unlock()
+	return c.stats
+}
+
+// CommitStats describes the engine's group commits since Open.
+type CommitStats struct {
+	// Batches is the transactions committed (or whose commit failed): one
+	// write and, with SyncWrites, one fsync each. A batch whose steps
+	// wrote nothing (every lock was held, say) commits without either.
+	Batches uint64
+	// Steps is the steps those batches carried: acquires, releases,
+	// refreshes, removals of an expired lock, rounds of Sweep.
+	Steps uint64
+	// Failed is the batches whose commit failed.
+	Failed uint64
+	// Reruns is the attempts discarded and run again: a step failed after
+	// writing, the batch was too big, or the commit conflicted.
+	Reruns uint64
+	// StepTime is the total time spent running steps (every attempt's),
+	// CommitTime the total time spent in Commit (the write and the sync).
+	// The committer is idle the rest of the time.
+	StepTime, CommitTime time.Duration
+	// BatchSizes counts batches by size: BatchSizes[i] those of 2^i to
+	// 2^(i+1)-1 steps (the last, maxBatch).
+	BatchSizes [9]uint64
+	// CommitTimes counts commits by duration: CommitTimes[0] those under
+	// 1 µs, CommitTimes[i] those from 2^(i-1) to 2^i µs, the last one
+	// everything from about 0.5 s on.
+	CommitTimes [21]uint64
+}
+
+func (st *CommitStats) add(steps int, took time.Duration, failed bool) {
+	st.Batches++
+	st.Steps += uint64(steps)
+	if failed {
+		st.Failed++
+	}
+	st.CommitTime += took
+	st.BatchSizes[min(bits.Len(uint(steps))-1, len(st.BatchSizes)-1)]++
+	st.CommitTimes[min(bits.Len64(uint64(took/time.Microsecond)), len(st.CommitTimes)-1)]++
+}
+
+// StepsPerBatch is the mean batch size, or 0 before the first batch.
+func (st CommitStats) StepsPerBatch() float64 {
+	if st.Batches == 0 {
+		return 0
+	}
+	return float64(st.Steps) / float64(st.Batches)
+}
+
+// Sub is the stats accumulated since an earlier snapshot.
+func (st CommitStats) Sub(earlier CommitStats) CommitStats {
+	d := CommitStats{
+		Batches:    st.Batches - earlier.Batches,
+		Steps:      st.Steps - earlier.Steps,
+		Failed:     st.Failed - earlier.Failed,
+		Reruns:     st.Reruns - earlier.Reruns,
+		StepTime:   st.StepTime - earlier.StepTime,
+		CommitTime: st.CommitTime - earlier.CommitTime,
+	}
+	for i := range d.BatchSizes {
+		d.BatchSizes[i] = st.BatchSizes[i] - earlier.BatchSizes[i]
+	}
+	for i := range d.CommitTimes {
+		d.CommitTimes[i] = st.CommitTimes[i] - earlier.CommitTimes[i]
+	}
+	return d
+}
+
+// CommitStats returns the group-commit statistics since Open (after Close,
+// the final ones).
+func (e *Engine) CommitStats() CommitStats { return e.commit.snapshot() }
+
+// BatchSizeBuckets is the batch-size histogram as Prometheus takes it: for
+// each upper bound, the batches of at most that many steps.
+func (st CommitStats) BatchSizeBuckets() map[float64]uint64 {
+	out := make(map[float64]uint64, len(st.BatchSizes))
+	var n uint64
+	for i, c := range st.BatchSizes {
+		n += c
+		out[float64(uint64(2)<<i-1)] = n
+	}
+	return out
+}
+
+// CommitTimeBuckets is the commit-duration histogram as Prometheus takes
+// it: for each upper bound in seconds, the commits that took less. The last
+// bucket, open-ended, is left to the total count.
+func (st CommitStats) CommitTimeBuckets() map[float64]uint64 {
+	out := make(map[float64]uint64, len(st.CommitTimes)-1)
+	var n uint64
+	for i, c := range st.CommitTimes[:len(st.CommitTimes)-1] {
+		n += c
+		out[(time.Microsecond << i).Seconds()] = n
+	}
+	return out
+}
