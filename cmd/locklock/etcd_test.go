@@ -134,10 +134,8 @@ func TestEtcdWithAuthDownAtStart(t *testing.T) {
 	member.Stop()
 
 	t.Setenv("LOCKLOCK_ETCD_PASSWORD", password) // the child inherits it
-	// A request timeout of 5 s: signing in runs bcrypt in this test's own
-	// etcd, which the race detector slows down to about a second.
 	srv := startServer(t, "--engine", "etcd", "--etcd-endpoints", member.ClientURL, "--etcd-prefix", prefix,
-		"--etcd-username", user, "--etcd-dial-timeout", "500ms", "--etcd-request-timeout", "5s")
+		"--etcd-username", user, "--etcd-dial-timeout", "500ms", "--etcd-request-timeout", "500ms")
 	root := strings.TrimSuffix(srv.base, "/v1/api")
 	client := &http.Client{Timeout: 10 * time.Second}
 	status := func(method, url string) int {

@@ -90,6 +90,11 @@ func (m *Member) start(fresh bool) error {
 	cfg.Name = m.Name
 	cfg.Dir = m.dir
 	cfg.TickMs, cfg.ElectionMs = tickMs, electionMs
+	// bcrypt.MinCost: a sign-in (WithAuth's members) checks the password
+	// with bcrypt, which at the default cost takes about a second under the
+	// race detector on a loaded machine — longer than a server's readiness
+	// check waits, so a test server never got ready.
+	cfg.BcryptCost = 4
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 	cu, _ := url.Parse(m.ClientURL)
 	pu, _ := url.Parse(m.peerURL)
