@@ -4,12 +4,12 @@
 # throughput (docs/bench-curve.png, from docs/bench-curve.json). Needs
 # redis-server, redis-benchmark, etcd, wrk and gnuplot (installed with
 # apt-get when missing). Everything binds to 127.0.0.1 and is stopped at the
-# end. Takes about 25 minutes.
+# end. Takes about 40 minutes (the curve about 15 of them).
 #
 #   scripts/bench-compare.sh               # all of it
 #   SCALE=0 scripts/bench-compare.sh       # without the 1,000,000-lock figures
 #   CURVE=0 scripts/bench-compare.sh       # without the latency curve
-#   CURVE_ONLY=1 scripts/bench-compare.sh  # only the latency curve (~6 minutes)
+#   CURVE_ONLY=1 scripts/bench-compare.sh  # only the latency curve (~15 minutes; CURVE_ROUNDS=1: ~6)
 #   PIN=0 CURVE_ONLY=1 scripts/bench-compare.sh  # unpinned: docs/bench-curve-shared.{json,png}
 #   scripts/bench-curve-plot.sh docs/bench-curve.json  # redraw the PNG from the JSON alone
 set -euo pipefail
@@ -26,6 +26,8 @@ CURVE=${CURVE:-1}
 CURVE_ONLY=${CURVE_ONLY:-0}
 CURVE_SECS=${CURVE_SECS:-5}                                   # seconds a step
 CURVE_STEPS=${CURVE_STEPS:-0.1 0.25 0.5 0.7 0.85 0.95 1.05 1.2 1.5} # offered rates, as fractions of the unlimited run's
+CURVE_EXTRA=${CURVE_EXTRA:-4}                                 # steps of 1.3× more at most, while the server keeps up
+CURVE_ROUNDS=${CURVE_ROUNDS:-3}                               # ladders per series; a point is their median
 
 need() {
 	command -v "$1" >/dev/null && return
