@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # Measures Locklock side by side with its peers, in one run on this machine,
-# and prints the tables of BENCHMARKS.md. Needs redis-server, redis-benchmark
-# and etcd (installed with apt-get when missing). Everything binds to
-# 127.0.0.1 and is stopped at the end. Takes about 10 minutes.
+# and prints the tables of BENCHMARKS.md; then draws latency against
+# throughput (docs/bench-curve.png, from docs/bench-curve.json). Needs
+# redis-server, redis-benchmark, etcd, wrk and gnuplot (installed with
+# apt-get when missing). Everything binds to 127.0.0.1 and is stopped at the
+# end. Takes about 40 minutes (the curve about 15 of them).
 #
-#   scripts/bench-compare.sh            # all of it
-#   SCALE=0 scripts/bench-compare.sh    # without the 1,000,000-lock figures
+#   scripts/bench-compare.sh               # all of it
+#   SCALE=0 scripts/bench-compare.sh       # without the 1,000,000-lock figures
+#   CURVE=0 scripts/bench-compare.sh       # without the latency curve
+#   CURVE_ONLY=1 scripts/bench-compare.sh  # only the latency curve (~15 minutes; CURVE_ROUNDS=1: ~6)
+#   PIN=0 CURVE_ONLY=1 scripts/bench-compare.sh  # unpinned: docs/bench-curve-shared.{json,png}
+#   scripts/bench-curve-plot.sh docs/bench-curve.json  # redraw the PNG from the JSON alone
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +22,12 @@ ROUNDS=${ROUNDS:-5}
 REDIS_N=${REDIS_N:-300000}
 SCALE=${SCALE:-1}
 LOCKS=${LOCKS:-1000000}
+CURVE=${CURVE:-1}
+CURVE_ONLY=${CURVE_ONLY:-0}
+CURVE_SECS=${CURVE_SECS:-5}                                   # seconds a step
+CURVE_STEPS=${CURVE_STEPS:-0.1 0.25 0.5 0.7 0.85 0.95 1.05 1.2 1.5} # offered rates, as fractions of the unlimited run's
+CURVE_EXTRA=${CURVE_EXTRA:-4}                                 # steps of 1.3× more at most, while the server keeps up
+CURVE_ROUNDS=${CURVE_ROUNDS:-3}                               # ladders per series; a point is their median
 
 need() {
 	command -v "$1" >/dev/null && return
@@ -26,6 +38,7 @@ need redis-server redis-server
 need redis-benchmark redis-tools
 need etcd etcd-server
 need wrk wrk
+need gnuplot gnuplot-nox
 
 work=$(mktemp -d)
 pids=()
@@ -43,6 +56,7 @@ rss_mb() { awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
 
 CGO_ENABLED=0 $GO build -o "$work/locklock" ./cmd/locklock
 CGO_ENABLED=0 $GO build -o "$work/httpfloor" ./scripts/httpfloor
+CGO_ENABLED=0 $GO build -o "$work/peerload" ./scripts/peerload
 LL="$work/locklock"
 
 # Servers run on CPU 0 and load generators on CPU 1, as if each had a
@@ -79,6 +93,13 @@ bench() { # out-file args...: locklock bench, JSON report to the file
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r), $($GO version | cut -d' ' -f3)" | tee "$work/machine"
 echo "load before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# shellcheck source=scripts/bench-curve.sh
+. scripts/bench-curve.sh
+if [ "$CURVE_ONLY" = 1 ]; then
+	curve
+	exit 0
+fi
 
 # --- Redis, the net/http floor, and the memory engine's /healthz and lock
 # cycles, measured in ROUNDS interleaved rounds (the machine's speed drifts
@@ -283,5 +304,8 @@ if [ "$SCALE" = 1 ]; then
 | p99 of lock requests, before → during sweeping $swept expired locks | $(json "$work/sweep-before.json" 'max(d["latency"]["acquire"]["p99_ms"], d["latency"]["release"]["p99_ms"])') ms → $(json "$work/sweep-during.json" 'max(d["latency"]["acquire"]["p99_ms"], d["latency"]["release"]["p99_ms"])') ms |
 | Badger restart with $LOCKS held locks until the first acquire | $restart s ($held_after locks held after) |
 EOF
+fi
+if [ "$CURVE" = 1 ]; then
+	curve
 fi
 echo "load after the run: $(cut -d' ' -f1-3 /proc/loadavg)"

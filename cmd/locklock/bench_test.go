@@ -154,6 +154,22 @@ func TestBenchRate(t *testing.T) {
 	}
 }
 
+// TestBenchRateStops: a run under --rate ends at its --duration, not when
+// the last worker's far-off turn comes. Each idle worker holds a turn in the
+// schedule: at 10 cycles/s, 64 workers hold turns up to 6.4 s ahead, and a
+// run that waited for them would report far fewer cycles a second than
+// were offered.
+func TestBenchRateStops(t *testing.T) {
+	s := newBenchServer(t)
+	rep := benchJSON(t, s.URL, "--rate", "10", "--duration", "300ms", "--concurrency", "64")
+	if rep.Seconds > 2 {
+		t.Errorf("a 300 ms run at --rate 10 with 64 workers took %.3f s: it waited for the workers' future turns", rep.Seconds)
+	}
+	if rep.Cycles < 1 || rep.Cycles > 4 || rep.Errors != 0 {
+		t.Errorf("cycles %d, errors %d %v; want 1 to 4 (due at 0, 0.1, 0.2, 0.3 s), no errors", rep.Cycles, rep.Errors, rep.ErrorsBy)
+	}
+}
+
 // TestBenchCount: --count alone runs exactly that many cycles, whatever the
 // time, even with more workers than cycles.
 func TestBenchCount(t *testing.T) {

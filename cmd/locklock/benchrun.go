@@ -21,7 +21,9 @@ type benchRun struct {
 	acquireBody []byte   // nil: none
 	keyPaths    []string // contended: the shared locks' paths
 	stop        atomic.Bool
-	issued      atomic.Int64 // cycles started, against cfg.count
+	stopped     chan struct{} // closed with stop set: wakes workers waiting for their turn
+	halt        func()        // sets stop and closes stopped, once
+	issued      atomic.Int64  // cycles started, against cfg.count
 	workers     []*benchWorker
 	// With --rate: cycle n is due at start + n × interval.
 	start    time.Time
@@ -30,7 +32,11 @@ type benchRun struct {
 }
 
 func newBenchRun(c *benchConfig) *benchRun {
-	r := &benchRun{cfg: c}
+	r := &benchRun{cfg: c, stopped: make(chan struct{})}
+	r.halt = sync.OnceFunc(func() {
+		r.stop.Store(true)
+		close(r.stopped)
+	})
 	r.tr = &http.Transport{
 		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:          0, // no limit
@@ -121,10 +127,10 @@ func (r *benchRun) run(ctx context.Context, stopSignals func(), stderr io.Writer
 		case <-done:
 			running = false
 		case <-deadline:
-			r.stop.Store(true)
+			r.halt()
 		case <-signals:
 			interrupted, signals = true, nil
-			r.stop.Store(true)
+			r.halt()
 			stopSignals()
 		case <-tick.C:
 			if !r.cfg.quiet {

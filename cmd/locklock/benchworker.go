@@ -83,12 +83,19 @@ func (w *benchWorker) cycle(index int) {
 
 // waitTurn takes the next cycle's slot of the --rate schedule and sleeps
 // until it is due; its first request's latency will count from then. It
-// reports false when the run stopped meanwhile.
+// reports false when the run stopped meanwhile: the stop wakes it, since an
+// idle worker's turn can be up to --concurrency slots ahead, and waiting for
+// it would stretch the run past --duration and lower its reported rate.
 func (w *benchWorker) waitTurn() bool {
 	r := w.r
 	w.due = r.start.Add(time.Duration(r.tickets.Add(1)-1) * r.interval)
 	if d := time.Until(w.due); d > 0 {
-		time.Sleep(d)
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-r.stopped:
+		}
 	}
 	return !r.stop.Load()
 }
