@@ -65,20 +65,29 @@ import (
 //     committer has taken it, the caller waits for the outcome; a commit is
 //     short and cannot be interrupted halfway anyway.
 //
-// Gathering. Taking at once whatever is queued splits steady load into two
-// alternating cohorts: the callers answered by one batch send their next
-// steps while the steps that queued during its commit are already being
-// committed, so each batch holds about half the steps in flight, and the
-// disk syncs twice as often as it needs to. So after answering a batch the
-// committer waits a little (gather) for the answered callers to come back:
-// until as many steps are queued as it just answered plus those that were
-// queued, as long as steps keep arriving (no gap longer than a sixteenth of
-// the commit's time) and for at most a quarter of the commit's time (at most
-// maxGather): a batch that doubles is worth far more. Callers that do not
-// come back (they hold their locks a while, or one lock is handed from
-// caller to caller, one step per commit) cost the queued steps at most that
-// sixteenth; one lone caller never waits for anyone. This is PostgreSQL's
-// commit_delay, bounded by the commit time it saves.
+// Pipelining. A commit is mostly waiting (the write, the sync), and
+// running a batch's steps is mostly CPU: so while one batch commits, the
+// committer runs the next batch's steps, in a transaction it opened just
+// before that commit (Badger gives a transaction the snapshot of its start,
+// and one opened after a commit has begun waits for that commit to finish).
+// That snapshot lacks the batch in flight, so a step of the next batch that
+// reads a lock the flight writes would decide from a stale record; Badger's
+// conflict detection catches exactly that: a transaction that read a key
+// committed after its start fails its commit with ErrConflict. The next
+// batch is committed only after the flight has landed, and answered only
+// after its own commit, so:
+//   - if the flight conflicted (its own snapshot lacked the batch before
+//     it), it and the batch after run again, together, in arrival order;
+//   - if the next batch conflicts with the flight, it runs again on a fresh
+//     snapshot;
+//   - a batch that wrote nothing commits without Badger's check; its steps'
+//     answers may then come from the snapshot before the flight, which is
+//     linearizable: every one of them was called before the flight's steps
+//     were answered, so it may take effect before them.
+// In steady load two cohorts of callers alternate: one's steps run while the
+// other's commit. A lock's consecutive steps by one caller never meet this
+// way (the caller waits for its answer, which comes after its batch landed,
+// and its next step joins a batch opened after that).
 //
 // Reads (Get of a live lock, List, CountHeld, Ping) stay direct read-only
 // transactions and see only committed batches. That is linearizable: a step
@@ -90,9 +99,6 @@ import (
 // transaction limit (15 % of memTableSize, about 6,500 entries) and the
 // wait of the batch's first step short.
 const maxBatch = 256
-
-// maxGather bounds gather's wait.
-const maxGather = time.Millisecond
 
 // Step states: a queued step is taken by the committer or canceled by its
 // caller, whichever comes first.
@@ -154,8 +160,6 @@ type committer struct {
 	stop   chan struct{}
 	exited chan struct{}
 
-	results []error // per attempt; the committer's own
-
 	statsMu sync.Mutex
 	stats   CommitStats
 }
@@ -214,9 +218,31 @@ func (c *committer) close() {
 
 func (c *committer) loop() {
 	defer close(c.exited)
-	var carry []*step // taken, not yet committed: they go first
+	var (
+		carry []*step  // taken, not yet committed: they go first
+		fl    *flight  // the batch whose commit is under way
+		next  *bdg.Txn // opened just before fl's commit, for the batch after it
+	)
+	defer func() {
+		if next != nil {
+			next.Discard()
+		}
+	}()
 	for {
 		if len(carry) == 0 && !c.pending() {
+			if fl != nil {
+				// Nothing to run meanwhile: land it. A transaction opened
+				// before its commit would miss it, so open a fresh one later.
+				if next != nil {
+					next.Discard()
+					next = nil
+				}
+				if c.land(fl) != nil {
+					carry = fl.steps // it conflicted: run it again
+				}
+				fl = nil
+				continue
+			}
 			select {
 			case <-c.wake:
 				continue
@@ -224,51 +250,76 @@ func (c *committer) loop() {
 				return
 			}
 		}
-		if c.gate != nil {
+		if c.gate != nil && len(carry) == 0 { // steps run again pass freely
 			select {
 			case <-c.gate:
 			case <-c.stop:
 				return
 			}
 		}
-		batch := c.take(carry)
-		answered, began := len(batch), time.Now()
-		if carry = c.commit(batch); len(carry) == 0 {
-			c.gather(answered, time.Since(began))
+		txn, live, results, left := c.run(next, c.take(carry))
+		next = nil
+		if fl != nil {
+			if c.land(fl) != nil {
+				// The flight conflicted, and its steps come before these,
+				// which ran without its effects: run all of them again.
+				if txn != nil {
+					txn.Discard()
+				}
+				carry = append(append(slices.Clone(fl.steps), live...), left...)
+				fl = nil
+				continue
+			}
+			fl = nil
 		}
+		carry = left
+		if txn == nil {
+			continue // every step failed
+		}
+		next = c.db.NewTransaction(true)
+		fl = c.launch(txn, live, results)
 	}
 }
 
-// gather waits, after a batch was answered, for its callers' next steps, so
-// that they join the steps queued meanwhile instead of waiting a whole
-// commit for the batch after (see "Gathering" above). It returns once as
-// many steps are queued as were queued already plus answered; or when no
-// step arrived for a sixteenth of the last commit's time; or after a
-// quarter of it (at most maxGather); or at close.
-func (c *committer) gather(answered int, took time.Duration) {
-	n := c.queued()
-	target := min(maxBatch, n+answered)
-	budget := min(took/4, maxGather)
-	quiet := budget / 4
-	if quiet <= 0 {
-		return
+// flight is a batch whose commit is under way.
+type flight struct {
+	steps   []*step
+	results []error
+	began   time.Time
+	took    time.Duration // set before done is sent
+	done    chan error
+}
+
+// launch starts committing txn, which holds steps' effects.
+func (c *committer) launch(txn *bdg.Txn, steps []*step, results []error) *flight {
+	f := &flight{steps: steps, results: results, began: time.Now(), done: make(chan error, 1)}
+	txn.CommitWith(func(err error) {
+		f.took = time.Since(f.began)
+		f.done <- err
+	})
+	return f
+}
+
+// land waits for f's commit and answers its steps. It returns ErrConflict,
+// answering none, when the commit conflicted: the steps are to run again.
+func (c *committer) land(f *flight) error {
+	err := <-f.done
+	if errors.Is(err, bdg.ErrConflict) {
+		c.note(func(st *CommitStats) { st.Reruns++ })
+		return err
 	}
-	end := time.Now().Add(budget)
-	timer := time.NewTimer(quiet)
-	defer timer.Stop()
-	for n < target {
-		select {
-		case <-c.wake:
-			if m := c.queued(); m > n {
-				n = m
-				timer.Reset(min(quiet, time.Until(end)))
-			}
-		case <-timer.C:
-			return
-		case <-c.stop:
-			return
+	c.note(func(st *CommitStats) { st.add(len(f.steps), f.took, err != nil) })
+	if err != nil {
+		err = storageErr("commit", err)
+		for _, s := range f.steps {
+			s.finish(err)
 		}
+		return nil
 	}
+	for i, s := range f.steps {
+		s.finish(f.results[i])
+	}
+	return nil
 }
 
 // queued is how many steps wait to be taken.
@@ -302,15 +353,21 @@ func (c *committer) take(carry []*step) []*step {
 	return batch
 }
 
-// commit runs batch in one transaction and commits it, answering every step
-// except those it returns: the steps that did not fit (ErrTxnTooBig), for the
-// next batch.
-func (c *committer) commit(batch []*step) (carry []*step) {
-	live := batch
+// run runs batch's steps in arrival order in txn (a fresh transaction if
+// txn is nil). A step that fails (not an answer) is answered with its error
+// and the rest run again in a fresh transaction without it; when Badger
+// finds the transaction too big, the steps from the one that overflowed it
+// on are left for the next batch. It returns the transaction holding the
+// effects of live, their results, and the steps left; the transaction is nil
+// when no step is left to commit.
+func (c *committer) run(txn *bdg.Txn, batch []*step) (_ *bdg.Txn, live []*step, results []error, left []*step) {
+	live = batch
 	for len(live) > 0 {
+		if txn == nil {
+			txn = c.db.NewTransaction(true)
+		}
 		began := time.Now()
-		txn := c.db.NewTransaction(true)
-		results := c.results[:0]
+		results = make([]error, 0, len(live))
 		failed, failure := -1, error(nil)
 		for i, s := range live {
 			err := s.run(txn)
@@ -322,42 +379,23 @@ func (c *committer) commit(batch []*step) (carry []*step) {
 			}
 			results = append(results, err)
 		}
-		c.results = results[:0]
 		ran := time.Since(began)
 		c.note(func(st *CommitStats) { st.StepTime += ran })
-		if failed >= 0 {
-			txn.Discard()
-			c.note(func(st *CommitStats) { st.Reruns++ })
-			if errors.Is(failure, bdg.ErrTxnTooBig) && failed > 0 {
-				carry = append(slices.Clone(live[failed:]), carry...)
-				live = live[:failed]
-			} else {
-				live[failed].finish(failure)
-				live = slices.Delete(live, failed, failed+1)
-			}
-			continue
+		if failed < 0 {
+			return txn, live, results, left
 		}
-		start := time.Now()
-		err := txn.Commit()
-		took := time.Since(start)
-		if errors.Is(err, bdg.ErrConflict) {
-			c.note(func(st *CommitStats) { st.Reruns++ })
-			continue
+		txn.Discard()
+		txn = nil
+		c.note(func(st *CommitStats) { st.Reruns++ })
+		if errors.Is(failure, bdg.ErrTxnTooBig) && failed > 0 {
+			left = append(slices.Clone(live[failed:]), left...)
+			live = live[:failed]
+		} else {
+			live[failed].finish(failure)
+			live = slices.Delete(live, failed, failed+1)
 		}
-		c.note(func(st *CommitStats) { st.add(len(live), took, err != nil) })
-		if err != nil {
-			err = storageErr("commit", err)
-			for _, s := range live {
-				s.finish(err)
-			}
-			return carry
-		}
-		for i, s := range live {
-			s.finish(results[i])
-		}
-		return carry
 	}
-	return carry
+	return nil, nil, nil, left
 }
 
 func (c *committer) note(f func(*CommitStats)) {
