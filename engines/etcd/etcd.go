@@ -181,10 +181,7 @@ func (e *Engine) TryAcquire(ctx context.Context, l locklock.Lock, now time.Time)
 		return locklock.Lock{}, err
 	}
 	key := e.key(l.ID)
-	resp, err := e.batch.commit(octx, key,
-		[]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(key), "=", 0)},
-		[]clientv3.Op{clientv3.OpPut(key, value, clientv3.WithLease(lease))},
-		[]clientv3.Op{clientv3.OpGet(key)})
+	resp, err := e.batch.commit(octx, key, acquireTxn(key, value, lease))
 	e.leases.settle(lease, putOutcome(resp, err))
 	if err != nil {
 		return locklock.Lock{}, storeErr(ctx, "acquire", err)
@@ -304,9 +301,7 @@ func (e *Engine) Release(ctx context.Context, id locklock.ID, now time.Time, all
 	// The lease the lock was on learns of the delete from its owner's watch
 	// (see "Lease accounting"), whichever server that is.
 	return e.change(ctx, id, allow, func(octx context.Context, cur locklock.Lock, modRev int64) (locklock.Lock, bool, error) {
-		resp, err := e.batch.commit(octx, key,
-			[]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", modRev)},
-			[]clientv3.Op{clientv3.OpDelete(key)}, nil)
+		resp, err := e.batch.commit(octx, key, releaseTxn(key, modRev))
 		if err != nil || !resp.succeeded {
 			return locklock.Lock{}, false, err
 		}
@@ -333,9 +328,7 @@ func (e *Engine) Refresh(ctx context.Context, id locklock.ID, now, expiresAt tim
 			e.leases.settle(lease, stepNotApplied)
 			return locklock.Lock{}, false, err
 		}
-		resp, err := e.batch.commit(octx, key,
-			[]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", modRev)},
-			[]clientv3.Op{clientv3.OpPut(key, value, clientv3.WithLease(lease))}, nil)
+		resp, err := e.batch.commit(octx, key, refreshTxn(key, value, lease, modRev))
 		e.leases.settle(lease, putOutcome(resp, err))
 		if err != nil || !resp.succeeded {
 			return locklock.Lock{}, false, err
