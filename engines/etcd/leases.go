@@ -95,7 +95,7 @@ const (
 	// engine's own last write, so that leases emptied just before are
 	// revoked too.
 	closeCatchUp = time.Second
-	// maxOnLease bounds onLease (about 100 MB of keys): beyond it, a
+	// maxOnLease bounds onLease (about 120 bytes a key, 120 MB): beyond it, a
 	// lease whose key cannot be remembered is left to etcd's count.
 	maxOnLease = 1 << 20
 )

@@ -25,10 +25,10 @@ func (p *leasePool) startLocked(from int64) {
 
 // watchLocks reports every removal of a key from one of this engine's
 // leases (see "Lease accounting"): one watch on the lock keys, without
-// previous values, from the first lease's grant on. clientv3 resumes a broken watch
-// by itself; when it gives up (compaction, no leader, cancelled by the
-// server), the watch starts again where it stopped, and events it can no
-// longer get mark a gap.
+// previous values, from the first lease's grant on. clientv3 resumes a
+// broken watch by itself; when it gives up (compaction, no leader,
+// cancelled by the server), the watch starts again where it stopped, and
+// events it can no longer get mark a gap.
 func (p *leasePool) watchLocks(from int64) {
 	defer p.goroutines.Done()
 	retry := 50 * time.Millisecond
