@@ -40,5 +40,5 @@ LOCKLOCK_ETCD_ENDPOINTS="$client" ${GO:-go} test -race -count=1 ./engines/etcd .
 # The lease tests count the leases granted while they run, so they run
 # after the others and one at a time (-parallel 1), alone on this etcd.
 LOCKLOCK_ETCD_ENDPOINTS="$client" ${GO:-go} test -race -count=1 -parallel 1 ./engines/etcd \
-	-run 'TestNoLeaseLeak|TestLeaseRevoked|TestClose|TestTainted|TestRemovalOfUnknown|TestBatcher' || status=$?
+	-run 'TestNoLeaseLeak|TestLeaseRevoked|TestClose|TestTainted|TestCount|TestWatchGap|TestOnLease|TestBatcher' || status=$?
 exit "$status"

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/locklock/locklock/internal/etcdtest"
@@ -25,7 +26,7 @@ func batcherBehindProxy(t *testing.T) (*batcher, *etcdtest.Proxy, *clientv3.Clie
 	prefix := fmt.Sprintf("/locklock-test/batcher-%d/", time.Now().UnixNano())
 	put := func(ctx context.Context, name string) error {
 		key := prefix + name
-		_, err := b.commit(ctx, key, nil, []clientv3.Op{clientv3.OpPut(key, "x")}, nil)
+		_, err := b.commit(ctx, key, &pb.TxnRequest{Success: []*pb.RequestOp{{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: []byte(key), Value: []byte("x")}}}}})
 		return err
 	}
 	if err := put(t.Context(), "warm-up"); err != nil { // the connection is up

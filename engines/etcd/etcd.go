@@ -121,24 +121,40 @@ func (e *Engine) key(id locklock.ID) string {
 }
 
 // enter is every operation's preamble: it refuses after Close or a done
-// context, and bounds the operation by the request timeout.
-func (e *Engine) enter(ctx context.Context) (context.Context, func(), error) {
+// context, and learns the token base if it is not known yet. done ends the
+// operation. Operations bound their requests by the request timeout
+// themselves (see bounded): a step's write has a context of its own.
+func (e *Engine) enter(ctx context.Context) (done func(), err error) {
 	e.mu.RLock()
 	if e.closed {
 		e.mu.RUnlock()
-		return nil, nil, locklock.ErrClosed
+		return nil, locklock.ErrClosed
 	}
 	if err := ctx.Err(); err != nil {
 		e.mu.RUnlock()
+		return nil, err
+	}
+	if e.base.Load() == 0 {
+		octx, cancel := context.WithTimeout(ctx, e.timeout)
+		_, err := e.tokenBase(ctx, octx)
+		cancel()
+		if err != nil {
+			e.mu.RUnlock()
+			return nil, err
+		}
+	}
+	return e.mu.RUnlock, nil
+}
+
+// bounded is enter for operations that only read: it returns ctx bounded
+// by the request timeout.
+func (e *Engine) bounded(ctx context.Context) (context.Context, func(), error) {
+	done, err := e.enter(ctx)
+	if err != nil {
 		return nil, nil, err
 	}
 	octx, cancel := context.WithTimeout(ctx, e.timeout)
-	if _, err := e.tokenBase(ctx, octx); err != nil {
-		cancel()
-		e.mu.RUnlock()
-		return nil, nil, err
-	}
-	return octx, func() { cancel(); e.mu.RUnlock() }, nil
+	return octx, func() { cancel(); done() }, nil
 }
 
 // storeErr classifies an etcd failure. The caller's own cancellation stays
@@ -161,7 +177,7 @@ func ttlSeconds(from, to time.Time) int64 {
 
 // TryAcquire implements locklock.Engine.
 func (e *Engine) TryAcquire(ctx context.Context, l locklock.Lock, now time.Time) (locklock.Lock, error) {
-	_, done, err := e.enter(ctx)
+	done, err := e.enter(ctx)
 	if err != nil {
 		return locklock.Lock{}, err
 	}
@@ -175,16 +191,8 @@ func (e *Engine) TryAcquire(ctx context.Context, l locklock.Lock, now time.Time)
 	if err != nil {
 		return locklock.Lock{}, storeErr(ctx, "grant lease", err)
 	}
-	value, err := e.encode(l, lease)
-	if err != nil {
-		e.leases.settle(lease, stepNotApplied)
-		return locklock.Lock{}, err
-	}
 	key := e.key(l.ID)
-	resp, err := e.batch.commit(octx, key,
-		[]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(key), "=", 0)},
-		[]clientv3.Op{clientv3.OpPut(key, value, clientv3.WithLease(lease))},
-		[]clientv3.Op{clientv3.OpGet(key)})
+	resp, err := e.batch.commit(octx, key, acquireTxn(key, encode(l, lease), lease))
 	e.leases.settle(lease, putOutcome(resp, err))
 	if err != nil {
 		return locklock.Lock{}, storeErr(ctx, "acquire", err)
@@ -240,7 +248,7 @@ func (e *Engine) read(ctx, octx context.Context, id locklock.ID) (locklock.Lock,
 
 // Get implements locklock.Engine. A lock is live as long as its key exists.
 func (e *Engine) Get(ctx context.Context, id locklock.ID, now time.Time) (locklock.Lock, error) {
-	octx, done, err := e.enter(ctx)
+	octx, done, err := e.bounded(ctx)
 	if err != nil {
 		return locklock.Lock{}, err
 	}
@@ -255,11 +263,15 @@ func (e *Engine) Get(ctx context.Context, id locklock.ID, now time.Time) (locklo
 // cache when this engine wrote it last (one round trip in all), else read.
 func (e *Engine) change(ctx context.Context, id locklock.ID, allow func(locklock.Lock) error,
 	write func(octx context.Context, cur locklock.Lock, modRev int64) (locklock.Lock, bool, error)) (locklock.Lock, error) {
-	octx, done, err := e.enter(ctx)
+	done, err := e.enter(ctx)
 	if err != nil {
 		return locklock.Lock{}, err
 	}
 	defer done()
+	// Reads are bounded by the request timeout from now on, all together;
+	// a lock found in the cache needs none.
+	deadline := time.Now().Add(e.timeout)
+	var octx context.Context
 	cached, useCache := e.held.get(id)
 	for {
 		var (
@@ -273,6 +285,11 @@ func (e *Engine) change(ctx context.Context, id locklock.ID, allow func(locklock
 				continue // a refusal must rest on a fresh read
 			}
 		} else {
+			if octx == nil {
+				var cancel context.CancelFunc
+				octx, cancel = context.WithDeadline(ctx, deadline)
+				defer cancel()
+			}
 			cur, modRev, err = e.read(ctx, octx, id)
 			if err != nil {
 				e.held.forget(id)
@@ -304,9 +321,7 @@ func (e *Engine) Release(ctx context.Context, id locklock.ID, now time.Time, all
 	// The lease the lock was on learns of the delete from its owner's watch
 	// (see "Lease accounting"), whichever server that is.
 	return e.change(ctx, id, allow, func(octx context.Context, cur locklock.Lock, modRev int64) (locklock.Lock, bool, error) {
-		resp, err := e.batch.commit(octx, key,
-			[]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", modRev)},
-			[]clientv3.Op{clientv3.OpDelete(key)}, nil)
+		resp, err := e.batch.commit(octx, key, releaseTxn(key, modRev))
 		if err != nil || !resp.succeeded {
 			return locklock.Lock{}, false, err
 		}
@@ -328,14 +343,7 @@ func (e *Engine) Refresh(ctx context.Context, id locklock.ID, now, expiresAt tim
 		}
 		next := cur
 		next.ExpiresAt = expiresAt
-		value, err := e.encode(next, lease)
-		if err != nil {
-			e.leases.settle(lease, stepNotApplied)
-			return locklock.Lock{}, false, err
-		}
-		resp, err := e.batch.commit(octx, key,
-			[]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", modRev)},
-			[]clientv3.Op{clientv3.OpPut(key, value, clientv3.WithLease(lease))}, nil)
+		resp, err := e.batch.commit(octx, key, refreshTxn(key, encode(next, lease), lease, modRev))
 		e.leases.settle(lease, putOutcome(resp, err))
 		if err != nil || !resp.succeeded {
 			return locklock.Lock{}, false, err
@@ -349,7 +357,7 @@ func (e *Engine) Refresh(ctx context.Context, id locklock.ID, now, expiresAt tim
 // List implements locklock.Engine as one range read in key order, which is
 // name order.
 func (e *Engine) List(ctx context.Context, q locklock.ListQuery, now time.Time) ([]locklock.Lock, error) {
-	octx, done, err := e.enter(ctx)
+	octx, done, err := e.bounded(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -385,7 +393,7 @@ func (e *Engine) List(ctx context.Context, q locklock.ListQuery, now time.Time) 
 // Sweep implements locklock.Engine. etcd ends leases by itself, so there is
 // nothing to sweep.
 func (e *Engine) Sweep(ctx context.Context, now time.Time) (int, error) {
-	_, done, err := e.enter(ctx)
+	done, err := e.enter(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -396,7 +404,7 @@ func (e *Engine) Sweep(ctx context.Context, now time.Time) (int, error) {
 // Ping implements locklock.Engine with a linearizable read, which needs a
 // leader and a quorum: exactly what serving locks needs.
 func (e *Engine) Ping(ctx context.Context) error {
-	octx, done, err := e.enter(ctx)
+	octx, done, err := e.bounded(ctx)
 	if err != nil {
 		return err
 	}
@@ -410,7 +418,7 @@ func (e *Engine) Ping(ctx context.Context) error {
 // CountHeld implements locklock.Engine with a count-only range read of the
 // lock keys: etcd's leases delete expired locks, so every key is live.
 func (e *Engine) CountHeld(ctx context.Context, now time.Time) (int, error) {
-	octx, done, err := e.enter(ctx)
+	octx, done, err := e.bounded(ctx)
 	if err != nil {
 		return 0, err
 	}

@@ -33,12 +33,21 @@ const leaseWindow = time.Second
 //
 //   - keys: puts on the lease that etcd acknowledged (counted when the
 //     answer arrives), minus removals reported by one watch on the lock
-//     keys (watchLocks). A removal is any event with a previous value on
-//     the lease — a delete (release, expiry) or a put (a refresh, through
-//     any server, onto any lease, this one included). Our own releases are
-//     counted by the watch as well, so nothing is counted twice. A removal
-//     may overtake the acknowledgement of its put, so keys may briefly be
-//     negative.
+//     keys (watchLocks). A removal is any event on a key whose previous
+//     value was on the lease — a delete (release, expiry) or a put (a
+//     refresh, through any server, onto any lease, this one included). Our
+//     own releases are counted by the watch as well, so nothing is counted
+//     twice. A removal may overtake the acknowledgement of its put, so keys
+//     may briefly be negative.
+//
+//     The watch learns which lease a key's previous value was on from its
+//     own earlier events, not from etcd's previous values (WithPrevKV): it
+//     sees every put since before the engine's first lease, so the last
+//     put it saw on a key is the key's previous value. It remembers, for
+//     each key whose last put was on one of the engine's leases, that lease
+//     (onLease). etcd would read each event's previous value from its
+//     backend, a read that on etcd 3.4 copies its whole write buffer: that
+//     cost etcd more CPU per lock cycle than the steps themselves.
 //   - pending: steps in flight that may put a key on it; they are settled
 //     (applied, not applied, unknown) before their caller returns.
 //   - tainted: a step on it ended with an unknown outcome (a timeout, a
@@ -59,11 +68,11 @@ const leaseWindow = time.Second
 // while the watch misses nothing).
 //
 // When the watch misses events (its history was compacted while it was
-// away, or a removal's previous value was compacted before it was read),
-// the counts of the leases it may concern can only be too high, never too
-// low (events are only removals): those leases are marked unverified, and
-// for them etcd's TimeToLive alone decides, re-asked with backoff while
-// keys are attached.
+// away), the counts of the leases it may concern can only be too high,
+// never too low (events are only removals): those leases are marked
+// unverified, and for them etcd's TimeToLive alone decides, re-asked with
+// backoff while keys are attached. The same goes for a lease whose key the
+// watch cannot remember because it already remembers maxOnLease keys.
 //
 // What stays until its TTL: tainted leases; the leases of a server that
 // stopped or was killed while they still carried locks (another server
@@ -86,6 +95,9 @@ const (
 	// engine's own last write, so that leases emptied just before are
 	// revoked too.
 	closeCatchUp = time.Second
+	// maxOnLease bounds onLease (about 120 bytes a key, 120 MB): beyond it, a
+	// lease whose key cannot be remembered is left to etcd's count.
+	maxOnLease = 1 << 20
 )
 
 // stepOutcome is how a step that get gave a lease to ended.
@@ -121,6 +133,8 @@ type leasePool struct {
 	later    checkHeap                         // for the reaper, at a time
 	watched  int64                             // highest revision the watch has reported
 	gapBelow int64                             // the watch missed events below this revision
+	onLease  map[string]clientv3.LeaseID       // lock key → the lease of its last put, where that is one in all
+	maxKeys  int                               // bound of onLease (maxOnLease; tests set less)
 }
 
 type pooledLease struct {
@@ -154,6 +168,8 @@ func newLeasePool(client *clientv3.Client, timeout time.Duration, locksKey strin
 		open:     make(map[int64]*pooledLease),
 		all:      make(map[clientv3.LeaseID]*pooledLease),
 		granting: make(map[int64]chan struct{}),
+		onLease:  make(map[string]clientv3.LeaseID),
+		maxKeys:  maxOnLease,
 	}
 }
 
@@ -278,6 +294,10 @@ func (p *leasePool) removedLocked(id clientv3.LeaseID) bool {
 // below rev: the counts of leases granted before then may be too high.
 func (p *leasePool) gapLocked(rev int64) {
 	p.gapBelow = max(p.gapBelow, rev)
+	// Every key remembered so far was put before the gap, on a lease
+	// granted before it, which etcd now checks: their removals need not be
+	// counted, and keys removed within the gap would be remembered forever.
+	clear(p.onLease)
 	for _, l := range p.all {
 		if l.granted < rev && !l.unverified {
 			l.unverified = true

@@ -24,11 +24,11 @@ func (p *leasePool) startLocked(from int64) {
 }
 
 // watchLocks reports every removal of a key from one of this engine's
-// leases (see "Lease accounting"): one watch on the lock keys with previous
-// values, from the first lease's grant on. clientv3 resumes a broken watch
-// by itself; when it gives up (compaction, no leader, cancelled by the
-// server), the watch starts again where it stopped, and events it can no
-// longer get mark a gap.
+// leases (see "Lease accounting"): one watch on the lock keys, without
+// previous values, from the first lease's grant on. clientv3 resumes a
+// broken watch by itself; when it gives up (compaction, no leader,
+// cancelled by the server), the watch starts again where it stopped, and
+// events it can no longer get mark a gap.
 func (p *leasePool) watchLocks(from int64) {
 	defer p.goroutines.Done()
 	retry := 50 * time.Millisecond
@@ -38,7 +38,7 @@ func (p *leasePool) watchLocks(from int64) {
 		// watch (instead of silently delivering nothing), and the next one
 		// may reach a member that has a leader.
 		wch := p.client.Watch(clientv3.WithRequireLeader(wctx), p.locksKey,
-			clientv3.WithPrefix(), clientv3.WithPrevKV(), clientv3.WithRev(from))
+			clientv3.WithPrefix(), clientv3.WithRev(from))
 		for resp := range wch {
 			if resp.CompactRevision != 0 {
 				// Events from from to the compaction are gone.
@@ -66,22 +66,35 @@ func (p *leasePool) watchLocks(from int64) {
 }
 
 // count applies a watch response's events to the leases' key counts and
-// returns the revision of the last one.
+// returns the revision of the last one. The events come in revision order,
+// and the watch has seen every one since before the first put on any of
+// the engine's leases (or a gap was marked): a key's last put seen is its
+// previous value.
 func (p *leasePool) count(events []*clientv3.Event) int64 {
 	wake := false
 	p.mu.Lock()
 	for _, ev := range events {
-		if ev.IsCreate() {
-			continue // no key was on a lease before
+		if id, ok := p.onLease[string(ev.Kv.Key)]; ok {
+			// A delete, or a put onto any lease, this one included: the
+			// key left the lease its previous value was on.
+			delete(p.onLease, string(ev.Kv.Key))
+			if p.removedLocked(id) {
+				wake = true
+			}
 		}
-		if ev.PrevKv == nil {
-			// The previous value was compacted before etcd could read it:
-			// which lease lost a key is unknown.
-			p.gapLocked(ev.Kv.ModRevision)
-			wake = true
+		if ev.Type != clientv3.EventTypePut || ev.Kv.Lease == 0 {
 			continue
 		}
-		if p.removedLocked(clientv3.LeaseID(ev.PrevKv.Lease)) {
+		l := p.all[clientv3.LeaseID(ev.Kv.Lease)]
+		switch {
+		case l == nil:
+			// Another server's lease, or one already gone.
+		case len(p.onLease) < p.maxKeys:
+			p.onLease[string(ev.Kv.Key)] = l.id
+		case !l.unverified:
+			// The key's removal will go uncounted: etcd decides.
+			l.unverified = true
+			p.queueLocked(l)
 			wake = true
 		}
 	}

@@ -2,6 +2,7 @@ package etcd
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -22,14 +23,23 @@ type record struct {
 	Lease      int64  `json:"lease"`           // the lease it was put on, for whoever reads the store (the engine reads the key's own)
 }
 
-func (e *Engine) encode(l locklock.Lock, lease clientv3.LeaseID) (string, error) {
-	b, err := json.Marshal(record{
-		AcquiredAt: l.AcquiredAt.UnixMilli(),
-		ExpiresAt:  l.ExpiresAt.UnixMilli(),
-		Guard:      []byte(l.Guard),
-		Lease:      int64(lease),
-	})
-	return string(b), err
+// encode is the record of l on lease, as encoding/json would write it
+// (record_test.go checks that), without its reflection: this runs for every
+// acquire and refresh.
+func encode(l locklock.Lock, lease clientv3.LeaseID) []byte {
+	b := make([]byte, 0, 80+base64.StdEncoding.EncodedLen(len(l.Guard)))
+	b = append(b, `{"acquired_at_ms":`...)
+	b = strconv.AppendInt(b, l.AcquiredAt.UnixMilli(), 10)
+	b = append(b, `,"expires_at_ms":`...)
+	b = strconv.AppendInt(b, l.ExpiresAt.UnixMilli(), 10)
+	if l.Guard != "" {
+		b = append(b, `,"guard":"`...)
+		b = base64.StdEncoding.AppendEncode(b, []byte(l.Guard))
+		b = append(b, '"')
+	}
+	b = append(b, `,"lease":`...)
+	b = strconv.AppendInt(b, int64(lease), 10)
+	return append(b, '}')
 }
 
 // tokenBase returns the number added to a key's create revision to make its
