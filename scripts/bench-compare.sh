@@ -169,18 +169,34 @@ bench "$work/badger-cycle.json" --server "http://127.0.0.1:$bp" --mode cycle --d
 kill "$pid"; wait "$pid" 2>/dev/null || true
 echo "badger: cycle $(json "$work/badger-cycle.json" 'd["cycles_per_second"]') cycles/s"
 
-# --- locklock, etcd engine on one etcd member (Debian's etcd) ---
+# --- locklock, etcd engine on one etcd member (Debian's etcd), beside
+# etcd's own concurrency.Mutex on the same member (scripts/peerload --kind etcd-mutex: CONC
+# workers, one session each, Lock+Unlock of fresh keys), in ROUNDS
+# interleaved rounds that alternate which goes first. etcd runs with the
+# servers (CPU 0 when pinned), the Mutex load with the load generators. ---
 ec=$(port); ep=$(port)
-etcd --name bench --data-dir "$work/etcd" --listen-client-urls "http://127.0.0.1:$ec" --advertise-client-urls "http://127.0.0.1:$ec" \
+"${SRV[@]}" etcd --name bench --data-dir "$work/etcd" --listen-client-urls "http://127.0.0.1:$ec" --advertise-client-urls "http://127.0.0.1:$ec" \
 	--listen-peer-urls "http://127.0.0.1:$ep" --initial-advertise-peer-urls "http://127.0.0.1:$ep" \
 	--initial-cluster "bench=http://127.0.0.1:$ep" >"$work/etcd.log" 2>&1 &
 pids+=($!)
 waitfor "http://127.0.0.1:$ec/health"
 xp=$(port)
 serve etcd etcd "$xp" --etcd-endpoints "http://127.0.0.1:$ec"
-bench "$work/etcd-cycle.json" --server "http://127.0.0.1:$xp" --mode cycle --duration "$DUR"
+etcd_engine() {
+	bench "$work/etcd-cycle-$round.json" --server "http://127.0.0.1:$xp" --mode cycle --duration "$DUR"
+	note etcd_http "$(json "$work/etcd-cycle-$round.json" 'd["cycles_per_second"]')"
+	note etcd_http_p99 "$(json "$work/etcd-cycle-$round.json" 'max(d["latency"]["acquire"]["p99_ms"], d["latency"]["release"]["p99_ms"])')"
+}
+etcd_mutex() {
+	"${CLI[@]}" "$work/peerload" -kind etcd-mutex -addr "127.0.0.1:$ec" -concurrency "$CONC" -duration "$DUR" >"$work/etcd-mutex-$round.json"
+	note etcd_mutex "$(json "$work/etcd-mutex-$round.json" 'd["cycles_per_second"]')"
+	note etcd_mutex_p99 "$(json "$work/etcd-mutex-$round.json" 'max(d["latency"]["acquire"]["p99_ms"], d["latency"]["release"]["p99_ms"])')"
+}
+for round in $(seq 1 "$ROUNDS"); do
+	if [ $((round % 2)) = 1 ]; then etcd_engine; etcd_mutex; else etcd_mutex; etcd_engine; fi
+	echo "round $round: etcd engine $(awk -v r="$round" -F'\t' '$1 == r && $2 == "etcd_http" {print $3}' "$results") cycles/s, etcd Mutex $(awk -v r="$round" -F'\t' '$1 == r && $2 == "etcd_mutex" {print $3}' "$results") cycles/s"
+done
 kill "$pid"; wait "$pid" 2>/dev/null || true
-echo "etcd: cycle $(json "$work/etcd-cycle.json" 'd["cycles_per_second"]') cycles/s"
 
 # --- in-process, 64 goroutines: engines through the Service vs raw Badger,
 # raw etcd and etcd's concurrency.Mutex (embedded etcd) ---
@@ -260,7 +276,7 @@ fi
 # --- the tables ---
 r() { python3 -c "print(f'{$1:.2f}')"; }
 bc=$(json "$work/badger-cycle.json" 'd["cycles_per_second"]')
-xc=$(json "$work/etcd-cycle.json" 'd["cycles_per_second"]')
+xc=$(med etcd_http); xm=$(med etcd_mutex)
 gb=$(ops BenchmarkServiceCycle/badger); rb=$(ops BenchmarkRawCycle/badger-txn); ge=$(ops BenchmarkServiceCycle/etcd); rm=$(ops BenchmarkRawCycle/etcd-mutex); rc=$(ops BenchmarkRawCycle/etcd-cas)
 cat <<EOF
 
@@ -274,7 +290,8 @@ cat <<EOF
 | locklock /healthz, same server (locklock bench) | | $mh | $(med bench_healthz_p99) ms |
 | the same two with wrk, server and client sharing both cores (one round) | $(wrk_cycles "$work/wrk-shared-cycle.txt") | $(wrk_rps "$work/wrk-shared-cycle.txt") (healthz $(wrk_rps "$work/wrk-shared-healthz.txt")) | $(wrk_p99 "$work/wrk-shared-cycle.txt") ms (healthz $(wrk_p99 "$work/wrk-shared-healthz.txt") ms) |
 | locklock, Badger engine (SyncWrites), HTTP | $bc | | $(json "$work/badger-cycle.json" 'max(d["latency"]["acquire"]["p99_ms"], d["latency"]["release"]["p99_ms"])') ms |
-| locklock, etcd engine (Debian etcd, 1 member), HTTP | $xc | | $(json "$work/etcd-cycle.json" 'max(d["latency"]["acquire"]["p99_ms"], d["latency"]["release"]["p99_ms"])') ms |
+| locklock, etcd engine (Debian etcd, 1 member), HTTP | $xc | | $(med etcd_http_p99) ms |
+| etcd clientv3/concurrency.Mutex Lock+Unlock, same etcd member (scripts/peerload) | $xm | | $(med etcd_mutex_p99) ms |
 | Badger engine through the Service, in-process | $gb | | |
 | raw Badger transactions, SyncWrites, in-process | $rb | | |
 | etcd engine through the Service, in-process (embedded etcd) | $ge | | |
@@ -290,7 +307,8 @@ cat <<EOF
 | lock requests ≥ 0.85 × /healthz requests (locklock bench) | $mr vs $mh | $(r "$mr/$mh") | $(paired "d['bench_cycle_req']/d['bench_healthz']") |
 | (lock requests vs the floor, wrk) | $wr vs $wf | $(r "$wr/$wf") | $(paired "d['wrk_cycle_req']/d['floor']") |
 | Badger engine ≥ 0.8 × raw Badger | $gb vs $rb | $(r "$gb/$rb") | $(paired "d['BenchmarkServiceCycle/badger']/d['BenchmarkRawCycle/badger-txn']") |
-| etcd engine ≥ 1.3 × etcd Mutex | $ge vs $rm | $(r "$ge/$rm") | $(paired "d['BenchmarkServiceCycle/etcd']/d['BenchmarkRawCycle/etcd-mutex']") |
+| etcd engine over HTTP ≥ 1.3 × etcd Mutex on the same etcd | $xc vs $xm | $(r "$xc/$xm") | $(paired "d['etcd_http']/d['etcd_mutex']") |
+| (in-process, embedded etcd: etcd engine vs etcd Mutex) | $ge vs $rm | $(r "$ge/$rm") | $(paired "d['BenchmarkServiceCycle/etcd']/d['BenchmarkRawCycle/etcd-mutex']") |
 | memory p99 ≤ 5 ms (wrk; locklock bench) | $(med wrk_cycle_p99) ms; $(med bench_cycle_p99) ms | | |
 EOF
 if [ "$SCALE" = 1 ]; then

@@ -8,7 +8,7 @@
 #
 # One Debian etcd member (installed with apt-get when missing) and
 # `locklock serve --engine etcd` on it; CONC (64) workers of `locklock bench
-# --mode cycle` against the server, and CONC workers of scripts/etcdmutex
+# --mode cycle` against the server, and CONC workers of scripts/peerload --kind etcd-mutex
 # (concurrency.Mutex Lock + Unlock of fresh keys, one session each) against
 # etcd itself, in ROUNDS interleaved rounds of DUR, alternating which goes
 # first. PIN=1 runs the servers (etcd and locklock) on CPU 0 and the load
@@ -43,7 +43,7 @@ if [ -z "${LL:-}" ]; then
 	CGO_ENABLED=0 $GO build -o "$work/locklock" ./cmd/locklock
 	LL="$work/locklock"
 fi
-CGO_ENABLED=0 $GO build -o "$work/etcdmutex" ./scripts/etcdmutex
+CGO_ENABLED=0 $GO build -o "$work/peerload" ./scripts/peerload
 
 echo "machine: $(nproc) cores, $(uname -r), $($GO version | cut -d' ' -f3), $(etcd --version | head -1)"
 echo "load before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -74,9 +74,9 @@ for pin in $PINS; do
 		printf '%s\t%s\tengine_p99\t%s\n' "$pin" "$round" "$(json "$work/engine.json" 'max(d["latency"]["acquire"]["p99_ms"], d["latency"]["release"]["p99_ms"])')" >>"$results"
 	}
 	mutex() {
-		"${CLI[@]}" "$work/etcdmutex" -endpoints "http://127.0.0.1:$ec" -concurrency "$CONC" -duration "$DUR" >"$work/mutex.json"
+		"${CLI[@]}" "$work/peerload" -kind etcd-mutex -addr "127.0.0.1:$ec" -concurrency "$CONC" -duration "$DUR" >"$work/mutex.json"
 		printf '%s\t%s\tmutex\t%s\n' "$pin" "$round" "$(json "$work/mutex.json" 'd["cycles_per_second"]')" >>"$results"
-		printf '%s\t%s\tmutex_p99\t%s\n' "$pin" "$round" "$(json "$work/mutex.json" 'd["p99_ms"]')" >>"$results"
+		printf '%s\t%s\tmutex_p99\t%s\n' "$pin" "$round" "$(json "$work/mutex.json" 'max(d["latency"]["acquire"]["p99_ms"], d["latency"]["release"]["p99_ms"])')" >>"$results"
 	}
 	for round in $(seq 1 "$ROUNDS"); do
 		if [ $((round % 2)) = 1 ]; then engine; mutex; else mutex; engine; fi
@@ -95,7 +95,7 @@ for line in open(sys.argv[1]):
 print()
 print("| etcd, 1 member (64 concurrent clients) | cores | cycles/s (median) | p99 (median) | every round |")
 print("|---|---|---|---|---|")
-names = {"engine": "locklock, etcd engine, HTTP (locklock bench)", "mutex": "etcd concurrency.Mutex Lock+Unlock, same etcd (scripts/etcdmutex)"}
+names = {"engine": "locklock, etcd engine, HTTP (locklock bench)", "mutex": "etcd concurrency.Mutex Lock+Unlock, same etcd (scripts/peerload --kind etcd-mutex)"}
 cores = {"1": "pinned", "0": "shared"}
 for pin, rounds in runs.items():
     for k in ("engine", "mutex"):
