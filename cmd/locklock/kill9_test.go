@@ -1,12 +1,9 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -57,7 +54,7 @@ func TestKill9GroupCommit(t *testing.T) {
 					mu.Lock()
 					locks[name] = st
 					mu.Unlock()
-					code, l, err := k9Call(client, "POST", url, `{"secret":"s","expires_in":3600}`)
+					code, l, err := call(client, "POST", url, `{"secret":"s","expires_in":3600}`)
 					if err != nil {
 						return // the server died with this request in flight
 					}
@@ -78,7 +75,7 @@ func TestKill9GroupCommit(t *testing.T) {
 						st.inFlight = "refresh"
 						mu.Unlock()
 						body := fmt.Sprintf(`{"secret":"s","expires_in":%d}`, 3601+j)
-						code, l, err := k9Call(client, "PATCH", url, body)
+						code, l, err := call(client, "PATCH", url, body)
 						if err != nil {
 							return
 						}
@@ -98,7 +95,7 @@ func TestKill9GroupCommit(t *testing.T) {
 					mu.Lock()
 					st.inFlight = "release"
 					mu.Unlock()
-					code, _, err = k9Call(client, "DELETE", url, `{"secret":"s"}`)
+					code, _, err = call(client, "DELETE", url, `{"secret":"s"}`)
 					if err != nil {
 						return
 					}
@@ -145,7 +142,7 @@ func TestKill9GroupCommit(t *testing.T) {
 	verifyKill9(t, client, srv.base, locks, &maxToken)
 	for i := range 20 {
 		name := fmt.Sprintf("ffffffff-ffff-4000-8000-%012x", i)
-		code, l, err := k9Call(client, "POST", srv.base+"/lock/uuid/"+name, "")
+		code, l, err := call(client, "POST", srv.base+"/lock/uuid/"+name, "")
 		if err != nil || code != http.StatusCreated {
 			t.Fatalf("acquire after the last restart: %d %v", code, err)
 		}
@@ -163,38 +160,10 @@ type k9Lock struct {
 	inFlight string    // the request sent and not answered when the server died
 }
 
-type k9LockJSON struct {
-	Token     uint64    `json:"fencing_token"`
-	ExpiresAt time.Time `json:"expires_at"`
-}
-
 func k9Client() *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 64
 	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
-}
-
-func k9Call(client *http.Client, method, url, body string) (int, k9LockJSON, error) {
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		return 0, k9LockJSON{}, err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, k9LockJSON{}, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, k9LockJSON{}, err
-	}
-	var l k9LockJSON
-	if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusCreated {
-		if err := json.Unmarshal(raw, &l); err != nil && method != "DELETE" {
-			return 0, k9LockJSON{}, fmt.Errorf("%s %s: %w: %s", method, url, err, raw)
-		}
-	}
-	return resp.StatusCode, l, nil
 }
 
 // verifyKill9 checks every lock against what its client knew, settles the
@@ -212,7 +181,7 @@ func verifyKill9(t *testing.T, client *http.Client, base string, locks map[strin
 		wg.Go(func() {
 			for name := range names {
 				st := locks[name] // read only here; written below under mu
-				code, l, err := k9Call(client, "GET", base+"/lock/uuid/"+name, "")
+				code, l, err := call(client, "GET", base+"/lock/uuid/"+name, "")
 				mu.Lock()
 				if err != nil || (code != http.StatusOK && code != http.StatusNotFound) {
 					t.Errorf("GET %s after kill -9: %d %v", name, code, err)

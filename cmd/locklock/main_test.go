@@ -112,8 +112,9 @@ func (p *serverProcess) kill9(t *testing.T) {
 }
 
 type lockJSON struct {
-	Name  string `json:"name"`
-	Token uint64 `json:"fencing_token"`
+	Name      string    `json:"name"`
+	Token     uint64    `json:"fencing_token"`
+	ExpiresAt time.Time `json:"expires_at"`
 }
 
 func call(client *http.Client, method, url, body string) (int, lockJSON, error) {
@@ -137,8 +138,8 @@ func call(client *http.Client, method, url, body string) (int, lockJSON, error) 
 		}
 		_ = json.Unmarshal(raw, &rel)
 		l = rel.Lock
-	} else {
-		_ = json.Unmarshal(raw, &l)
+	} else if err := json.Unmarshal(raw, &l); err != nil && (resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusCreated) {
+		return 0, lockJSON{}, fmt.Errorf("%s %s: %w: %s", method, url, err, raw)
 	}
 	return resp.StatusCode, l, nil
 }
