@@ -1,8 +1,6 @@
 package app_test
 
 import (
-	"io"
-	"net/http"
 	"regexp"
 	"strconv"
 	"testing"
@@ -13,19 +11,6 @@ import (
 // TestCommitMetrics: a Badger server reports its group commits (batch
 // sizes, commit durations) on /metrics; a memory server has none to report.
 func TestCommitMetrics(t *testing.T) {
-	scrape := func(base string) string {
-		t.Helper()
-		resp, err := http.Get(base + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		raw, err := io.ReadAll(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(raw)
-	}
 	count := regexp.MustCompile(`(?m)^locklock_storage_commit_batch_steps_count (\d+)$`)
 
 	s := startApp(t, testConfig(t, app.EngineBadger))
@@ -38,7 +23,7 @@ func TestCommitMetrics(t *testing.T) {
 			}
 		}
 	}
-	text := scrape(base)
+	text := metricsText(t, base)
 	m := count.FindStringSubmatch(text)
 	if m == nil {
 		t.Fatalf("no locklock_storage_commit_batch_steps on a Badger server:\n%s", text)
@@ -59,7 +44,7 @@ func TestCommitMetrics(t *testing.T) {
 
 	mem := startApp(t, testConfig(t, app.EngineMemory))
 	defer mem.app.RequireStop()
-	if count.MatchString(scrape(mem.srv.URL())) {
+	if count.MatchString(metricsText(t, mem.srv.URL())) {
 		t.Error("a memory server reports group commits")
 	}
 }
