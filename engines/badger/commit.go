@@ -322,13 +322,6 @@ func (c *committer) land(f *flight) error {
 	return nil
 }
 
-// queued is how many steps wait to be taken.
-func (c *committer) queued() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.queue)
-}
-
 func (c *committer) pending() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
