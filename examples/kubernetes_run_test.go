@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/locklock/locklock/internal/tmpfs"
+
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/locklock/locklock/internal/etcdtest"
@@ -36,7 +38,7 @@ import (
 // every file setting lies on a volume.
 func TestKubernetesWorkloadsRun(t *testing.T) {
 	m := loadManifests(t)
-	dir := publicDir(t)
+	dir := tmpfs.PublicDir(t)
 	bin := buildLocklock(t, dir)
 	flags := serveFlags(t, bin)
 	readme, err := os.ReadFile(filepath.Join(k8sDir, "README.md"))
@@ -83,7 +85,7 @@ func TestKubernetesWorkloadsRun(t *testing.T) {
 			}
 			var pods []*pod
 			for i := range w.replicas {
-				pods = append(pods, k.start(filepath.Join(publicDir(t), fmt.Sprint(i))))
+				pods = append(pods, k.start(filepath.Join(tmpfs.PublicDir(t), fmt.Sprint(i))))
 			}
 			lock := "/v1/api/lock/key/k8s-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 			for i, p := range pods {
@@ -316,22 +318,6 @@ func (p *pod) call(t *testing.T, method, path, key, body string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
-}
-
-// publicDir is a fresh directory every user may enter and read but only
-// its owner may write (t.TempDir's parents are private to their owner), so
-// that a server running as the pod's user reaches the binary and volumes.
-func publicDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "locklock-k8s-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dir
 }
 
 // setVolumeOwnership does what the kubelet does to a volume for a pod's

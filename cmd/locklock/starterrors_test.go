@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/locklock/locklock/internal/tmpfs"
 )
 
 // serveFails runs `locklock serve args...` as a child process at the
@@ -58,7 +60,7 @@ func serveFails(t *testing.T, cred *syscall.Credential, args ...string) (int, st
 // build directory is private to its owner).
 func reachableCopy(t *testing.T, bin string) string {
 	t.Helper()
-	dir := publicDir(t)
+	dir := tmpfs.PublicDir(t)
 	src, err := os.Open(bin)
 	if err != nil {
 		t.Fatal(err)
@@ -76,21 +78,6 @@ func reachableCopy(t *testing.T, bin string) string {
 		t.Fatal(err)
 	}
 	return dst
-}
-
-// publicDir is a fresh directory every user may enter and read but only
-// its owner may write (t.TempDir's parents are private to their owner).
-func publicDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "locklock-public-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dir
 }
 
 // wantOneLine checks the start-up failure contract: exit code 1 and
@@ -130,7 +117,7 @@ func TestStartupErrorDataDirNotADirectory(t *testing.T) {
 // so as root the server runs as uid 65532 (the container image's user) on a
 // directory root owns; as anyone else, on a directory made read-only.
 func TestStartupErrorDataDirNotWritable(t *testing.T) {
-	dir := filepath.Join(publicDir(t), "data")
+	dir := filepath.Join(tmpfs.PublicDir(t), "data")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}

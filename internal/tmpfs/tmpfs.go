@@ -1,7 +1,8 @@
 //go:build linux
 
-// Package tmpfs mounts small filesystems for tests that need one they can
-// fill up (the Badger engine's free-space reserve).
+// Package tmpfs gives tests directories of particular kinds: small
+// filesystems they can fill up (the Badger engine's free-space reserve), and
+// directories other users can read (PublicDir).
 package tmpfs
 
 import (
