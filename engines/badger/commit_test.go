@@ -64,13 +64,27 @@ func waitQueued(t *testing.T, c *committer, n int) {
 // statistics of what followed. Every op must submit exactly one step.
 func (g *gatedEngine) batch(t *testing.T, ops ...func()) CommitStats {
 	t.Helper()
+	return g.queueThen(t, func() { g.gate <- struct{}{} }, ops)
+}
+
+// batchOpen is batch, but opens the gate for good once all ops are queued:
+// for tests whose batches are split by the committer itself.
+func (g *gatedEngine) batchOpen(t *testing.T, ops ...func()) CommitStats {
+	t.Helper()
+	return g.queueThen(t, g.open, ops)
+}
+
+// queueThen starts ops one by one, each queued before the next starts, then
+// lets the committer go with release and waits for every op.
+func (g *gatedEngine) queueThen(t *testing.T, release func(), ops []func()) CommitStats {
+	t.Helper()
 	before := g.CommitStats()
 	var wg sync.WaitGroup
 	for i, op := range ops {
 		wg.Go(op)
 		waitQueued(t, g.commit, i+1)
 	}
-	g.gate <- struct{}{}
+	release()
 	wg.Wait()
 	return g.CommitStats().Sub(before)
 }
@@ -336,21 +350,6 @@ func TestBatchTooBig(t *testing.T) {
 	if err != nil {
 		t.Error(err)
 	}
-}
-
-// batchOpen is batch, but opens the gate for good once all ops are queued:
-// for tests whose batches are split by the committer itself.
-func (g *gatedEngine) batchOpen(t *testing.T, ops ...func()) CommitStats {
-	t.Helper()
-	before := g.CommitStats()
-	var wg sync.WaitGroup
-	for i, op := range ops {
-		wg.Go(op)
-		waitQueued(t, g.commit, i+1)
-	}
-	g.open()
-	wg.Wait()
-	return g.CommitStats().Sub(before)
 }
 
 // TestBatchConflictReruns: a commit that conflicts (a write outside the
