@@ -67,9 +67,9 @@ func (e *instrumented) Release(ctx context.Context, id locklock.ID, now time.Tim
 	return l, err
 }
 
-func (e *instrumented) Refresh(ctx context.Context, id locklock.ID, now, expiresAt time.Time, allow func(locklock.Lock) error) (locklock.Lock, error) {
+func (e *instrumented) Refresh(ctx context.Context, id locklock.ID, now time.Time, ch locklock.Change, allow func(locklock.Lock) error) (locklock.Lock, error) {
 	start := time.Now()
-	l, err := e.Engine.Refresh(ctx, id, now, expiresAt, allow)
+	l, err := e.Engine.Refresh(ctx, id, now, ch, allow)
 	e.observe("refresh", start, err)
 	return l, err
 }
