@@ -53,6 +53,10 @@ type Service struct {
 	onAcquire  func(AcquireOutcome)
 
 	maxLockDelay time.Duration
+
+	hub       *hub // nil when the engine reports no events
+	watchers  watcherCaps
+	retention int
 }
 
 // Option configures a Service.
@@ -125,9 +129,17 @@ func NewService(engine Engine, opts ...Option) *Service {
 		waits:      newWaitRegistry(),
 
 		maxLockDelay: DefaultMaxLockDelay,
+		watchers:     watcherCaps{maxTotal: DefaultMaxWatchers, maxPerCaller: DefaultMaxWatchersPerCaller},
+		retention:    DefaultEventRetention,
 	}
 	for _, o := range opts {
 		o(s)
+	}
+	if src, ok := engine.(EventSource); ok {
+		s.hub = newHub(s.retention)
+		if pos := src.SetEventSink(s.hub.publish); !pos.IsZero() {
+			s.hub.startAt(pos)
+		}
 	}
 	return s
 }
@@ -445,6 +457,12 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 func (s *Service) RunSweeper(ctx context.Context, interval time.Duration) {
 	if interval <= 0 {
 		interval = defaultSweepEvery
+	}
+	if s.hub != nil && !s.hub.storageNumbered() {
+		// Expiry is only announced when an engine notices it: sweeping
+		// often sends `expired` within a second, request or not. An
+		// engine whose storage numbers events expires locks itself.
+		interval = min(interval, expiryScan)
 	}
 	for {
 		select {

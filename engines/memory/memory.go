@@ -28,16 +28,21 @@ const sweepBatch = 1024
 type Engine struct {
 	seed   maphash.Seed
 	closed atomic.Bool
+	sink   atomic.Pointer[locklock.EventSink]
 	shards [shardCount]shard
 }
 
-var _ locklock.Engine = (*Engine)(nil)
+var (
+	_ locklock.Engine      = (*Engine)(nil)
+	_ locklock.EventSource = (*Engine)(nil)
+)
 
 type shard struct {
 	mu        sync.Mutex
 	locks     *store
 	lastToken uint64
-	_         [48]byte // keep neighbouring shards' mutexes off one cache line
+	sink      *atomic.Pointer[locklock.EventSink] // the engine's
+	_         [40]byte                            // keep neighbouring shards' mutexes off one cache line
 }
 
 // Option configures the engine.
@@ -63,6 +68,7 @@ func New(opts ...Option) *Engine {
 	for i := range e.shards {
 		e.shards[i].locks = newStore()
 		e.shards[i].lastToken = cfg.tokenFloor
+		e.shards[i].sink = &e.sink
 	}
 	return e
 }
@@ -117,26 +123,32 @@ func (e *Engine) TryAcquire(ctx context.Context, l locklock.Lock, now time.Time)
 	} else {
 		i = s.locks.add(l)
 	}
-	return s.locks.lock(i, l.ID), nil
+	got := s.locks.lock(i, l.ID)
+	s.emit(locklock.EventAcquired, now, got)
+	return got, nil
 }
 
 // Get implements locklock.Engine.
 func (e *Engine) Get(ctx context.Context, id locklock.ID, now time.Time) (locklock.Lock, error) {
-	return e.change(ctx, id, now, allowAny, func(*store, slot) {})
+	return e.change(ctx, id, now, allowAny, func(*shard, slot) {})
 }
 
 // Release implements locklock.Engine.
 func (e *Engine) Release(ctx context.Context, id locklock.ID, now time.Time, allow func(locklock.Lock) error) (locklock.Lock, error) {
-	return e.change(ctx, id, now, allow, (*store).remove)
+	return e.change(ctx, id, now, allow, func(s *shard, i slot) {
+		s.emit(locklock.EventReleased, now, s.locks.lock(i, id))
+		s.locks.remove(i)
+	})
 }
 
 // Refresh implements locklock.Engine.
 func (e *Engine) Refresh(ctx context.Context, id locklock.ID, now time.Time, ch locklock.Change, allow func(locklock.Lock) error) (locklock.Lock, error) {
 	var updated locklock.Lock
-	_, err := e.change(ctx, id, now, allow, func(st *store, i slot) {
-		updated = ch.Apply(st.lock(i, id))
-		st.set(i, updated)
-		st.moved(i)
+	_, err := e.change(ctx, id, now, allow, func(s *shard, i slot) {
+		updated = ch.Apply(s.locks.lock(i, id))
+		s.locks.set(i, updated)
+		s.locks.moved(i)
+		s.emit(locklock.EventRefreshed, now, updated)
 	})
 	return updated, err
 }
@@ -144,7 +156,7 @@ func (e *Engine) Refresh(ctx context.Context, id locklock.ID, now time.Time, ch 
 // change is the common step of Get, Release and Refresh: under the shard's
 // mutex, find the live entry, ask allow, apply write, and return the lock
 // as it was before write.
-func (e *Engine) change(ctx context.Context, id locklock.ID, now time.Time, allow func(locklock.Lock) error, write func(*store, slot)) (locklock.Lock, error) {
+func (e *Engine) change(ctx context.Context, id locklock.ID, now time.Time, allow func(locklock.Lock) error, write func(*shard, slot)) (locklock.Lock, error) {
 	if err := e.check(ctx); err != nil {
 		return locklock.Lock{}, err
 	}
@@ -164,8 +176,23 @@ func (e *Engine) change(ctx context.Context, id locklock.ID, now time.Time, allo
 	if err := allow(l); err != nil {
 		return locklock.Lock{}, err
 	}
-	write(s.locks, i)
+	write(s, i)
 	return l, nil
+}
+
+// SetEventSink implements locklock.EventSource. The Service numbers the
+// events.
+func (e *Engine) SetEventSink(sink locklock.EventSink) locklock.Position {
+	e.sink.Store(&sink)
+	return locklock.Position{}
+}
+
+// emit reports a change of l, under the shard's mutex, so that the events
+// of one lock reach the sink in the order the changes were made.
+func (s *shard) emit(typ locklock.EventType, at time.Time, l locklock.Lock) {
+	if sink := s.sink.Load(); sink != nil {
+		(*sink)(&locklock.Event{Type: typ, At: at, Lock: l})
+	}
 }
 
 // List implements locklock.Engine. It visits every shard, so it costs time
@@ -248,10 +275,14 @@ func (s *shard) judge(id locklock.ID, now time.Time) (slot, bool) {
 // expired but its lock-delay runs, and reports whether it is still there.
 func (s *shard) settle(i slot, now int64) bool {
 	ent := s.locks.at(i)
-	switch {
-	case ent.live(now):
+	if ent.live(now) {
 		return true
-	case ent.delaying(now):
+	}
+	if !ent.ended { // it expired, and nobody has said so yet
+		l := s.locks.lock(i, s.locks.id(i))
+		s.emit(locklock.EventExpired, l.ExpiresAt, l)
+	}
+	if ent.delaying(now) {
 		if !ent.ended {
 			s.locks.setEnded(i, true)
 			s.locks.moved(i)

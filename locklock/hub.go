@@ -1,0 +1,328 @@
+package locklock
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"maps"
+	"sync"
+)
+
+// Limits of API.md §9.
+const (
+	// DefaultEventRetention is how many recent events a server keeps for
+	// streams that resume.
+	DefaultEventRetention = 10000
+	// MaxEventBacklog is how many events may wait for a stream's reader
+	// before the stream is cut (with a reset).
+	MaxEventBacklog = 1000
+)
+
+// ErrSlowReader ends a subscription whose reader fell more than
+// MaxEventBacklog events behind. Lock operations never wait for readers:
+// the subscription is cut instead, and its client starts afresh.
+var ErrSlowReader = errors.New("events stream reader too slow")
+
+// errSubscriptionClosed ends a subscription its hub closed (shutdown).
+var errSubscriptionClosed = errors.New("events stream closed")
+
+// hub fans events out: it numbers the events of engines that do not number
+// them, keeps the most recent ones for resuming streams, and hands each to
+// the subscriptions whose filter selects it. Publishing costs a mutex and
+// an append per subscriber; it never blocks on a reader.
+type hub struct {
+	epoch string
+
+	mu       sync.Mutex
+	seq      uint64
+	ring     []*Event // the last len(ring) events; next is where the next goes
+	next     int
+	last     Position // the position of the last event published
+	floor    Position // the last event no longer retained, or where the stream began
+	byLock   map[ID]map[*Subscription]struct{}
+	byNS     map[string]map[*Subscription]struct{}
+	closed   bool
+	numbered bool // the engine numbers events (startAt)
+}
+
+func newHub(retention int) *hub {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	h := &hub{
+		epoch:  "m" + hex.EncodeToString(b[:]),
+		ring:   make([]*Event, retention),
+		byLock: make(map[ID]map[*Subscription]struct{}),
+		byNS:   make(map[string]map[*Subscription]struct{}),
+	}
+	h.last = Position{Epoch: h.epoch}
+	h.floor = h.last
+	return h
+}
+
+// startAt makes the hub's stream continue an engine's own numbering (etcd
+// revisions, comparable across the servers of one cluster) from pos.
+func (h *hub) startAt(pos Position) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.epoch, h.last, h.floor, h.numbered = pos.Epoch, pos, pos, true
+}
+
+// storageNumbered says whether the engine numbers events itself.
+func (h *hub) storageNumbered() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.numbered
+}
+
+// publish is the EventSink the Service gives its engine.
+func (h *hub) publish(events ...*Event) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, ev := range events {
+		if ev.Pos.IsZero() {
+			h.seq++
+			ev.Pos = Position{Epoch: h.epoch, Seq: h.seq}
+		}
+		h.last = ev.Pos
+		if len(h.ring) > 0 {
+			if old := h.ring[h.next]; old != nil {
+				h.floor = old.Pos
+			}
+			h.ring[h.next] = ev
+			h.next = (h.next + 1) % len(h.ring)
+		} else {
+			h.floor = ev.Pos
+		}
+		for s := range h.byLock[ev.Lock.ID] {
+			s.push(ev)
+		}
+		for s := range h.byNS[ev.Lock.Namespace] {
+			if s.filter.Matches(ev.Lock.ID) {
+				s.push(ev)
+			}
+		}
+	}
+}
+
+// subscribe registers a subscription for f. With a zero from it starts at
+// the current position; otherwise it first gets every retained event after
+// from that f selects. resumed is false when from is not zero but cannot be
+// resumed from: not a position of this stream, or older than what is
+// retained. at is the position the subscription starts after (the last
+// event of the backlog, or the current position).
+func (h *hub) subscribe(f Filter, from Position) (s *Subscription, resumed bool, at Position, err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, false, Position{}, errSubscriptionClosed
+	}
+	s = &Subscription{hub: h, filter: f, signal: make(chan struct{}, 1)}
+	at = h.last
+	if !from.IsZero() {
+		backlog, ok := h.since(from)
+		if ok {
+			resumed = true
+			for _, ev := range backlog {
+				if f.Matches(ev.Lock.ID) {
+					s.queue = append(s.queue, ev)
+				}
+			}
+			if len(s.queue) > 0 {
+				s.signal <- struct{}{}
+			}
+		}
+	}
+	if f.ID != nil {
+		add(h.byLock, *f.ID, s)
+	} else {
+		add(h.byNS, f.Namespace, s)
+	}
+	return s, resumed, at, nil
+}
+
+// since returns the retained events after from, oldest first, and whether
+// from can be resumed from: a position of this stream no later than the
+// last event and no earlier than the floor (the last event no longer
+// retained, or where the stream began).
+func (h *hub) since(from Position) ([]*Event, bool) {
+	if from.Epoch != h.last.Epoch || from.After(h.last) || h.floor.After(from) {
+		return nil, false
+	}
+	var out []*Event
+	for i := 1; i <= len(h.ring); i++ {
+		ev := h.ring[(h.next-i+len(h.ring))%len(h.ring)]
+		if ev == nil || !ev.Pos.After(from) {
+			break
+		}
+		out = append(out, ev)
+	}
+	reverse(out)
+	return out, true
+}
+
+func reverse(evs []*Event) {
+	for i, j := 0, len(evs)-1; i < j; i, j = i+1, j-1 {
+		evs[i], evs[j] = evs[j], evs[i]
+	}
+}
+
+func add[K comparable](m map[K]map[*Subscription]struct{}, k K, s *Subscription) {
+	set := m[k]
+	if set == nil {
+		set = make(map[*Subscription]struct{})
+		m[k] = set
+	}
+	set[s] = struct{}{}
+}
+
+func (h *hub) unsubscribe(s *Subscription) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if s.filter.ID != nil {
+		drop(h.byLock, *s.filter.ID, s)
+	} else {
+		drop(h.byNS, s.filter.Namespace, s)
+	}
+}
+
+func drop[K comparable](m map[K]map[*Subscription]struct{}, k K, s *Subscription) {
+	if set := m[k]; set != nil {
+		delete(set, s)
+		if len(set) == 0 {
+			delete(m, k)
+		}
+	}
+}
+
+// close ends every subscription (shutdown: clients resume elsewhere).
+func (h *hub) close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	for _, m := range []map[ID]map[*Subscription]struct{}{h.byLock} {
+		for _, set := range m {
+			for s := range set {
+				s.end(errSubscriptionClosed)
+			}
+		}
+	}
+	for _, set := range h.byNS {
+		for s := range set {
+			s.end(errSubscriptionClosed)
+		}
+	}
+}
+
+// Subscription is one stream's view of the events. Its reader calls Next;
+// a reader more than MaxEventBacklog events behind is cut off with
+// ErrSlowReader.
+type Subscription struct {
+	hub    *hub
+	filter Filter
+	signal chan struct{} // buffered: a wake-up is never lost, never blocks
+
+	mu    sync.Mutex
+	queue []*Event
+	err   error    // set once: the subscription ended
+	skip  Position // events up to here are already in the stream's state
+}
+
+// push queues ev; the hub's mutex is held.
+func (s *Subscription) push(ev *Event) {
+	s.mu.Lock()
+	if !s.skip.IsZero() && !ev.Pos.After(s.skip) {
+		s.mu.Unlock()
+		return
+	}
+	if s.err == nil {
+		if len(s.queue) >= MaxEventBacklog {
+			s.err, s.queue = ErrSlowReader, nil
+		} else {
+			s.queue = append(s.queue, ev)
+		}
+	}
+	s.mu.Unlock()
+	select {
+	case s.signal <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Subscription) end(err error) {
+	s.mu.Lock()
+	if s.err == nil {
+		s.err = err
+	}
+	s.mu.Unlock()
+	select {
+	case s.signal <- struct{}{}:
+	default:
+	}
+}
+
+// Next waits for events and returns all that are queued, oldest first. It
+// returns ErrSlowReader once the reader fell too far behind, an error when
+// the Service shut streams down, and ctx's error when ctx is done.
+func (s *Subscription) Next(ctx context.Context) ([]*Event, error) {
+	for {
+		s.mu.Lock()
+		q, err := s.queue, s.err
+		s.queue = nil
+		s.mu.Unlock()
+		if len(q) > 0 {
+			return q, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case <-s.signal:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// Close ends the subscription.
+func (s *Subscription) Close() {
+	s.hub.unsubscribe(s)
+	s.end(errSubscriptionClosed)
+}
+
+// settle reconciles a one-lock stream's queue with state, the lock read
+// after subscribing (nil: no lock), and returns the stream's position for
+// it. Events already reflected in state are dropped, so the client never
+// sees an event that its state already contains: the last queued event
+// whose outcome is state and every one before it; with storage-numbered
+// events (Lock.Revision set), every event up to the revision state was
+// read at, queued now or arriving later. at is the position subscribed at.
+func (s *Subscription) settle(state *Lock, at Position) Position {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if state != nil && state.Revision > 0 {
+		s.skip = Position{Epoch: at.Epoch, Seq: uint64(state.Revision), Sub: ^uint32(0)}
+	}
+	k := -1
+	for i, ev := range s.queue {
+		if !s.skip.IsZero() && !ev.Pos.After(s.skip) || outcomeIs(ev, state) {
+			k = i
+		}
+	}
+	if k >= 0 {
+		at = s.queue[k].Pos
+		s.queue = s.queue[k+1:]
+	}
+	return at
+}
+
+// outcomeIs says whether the lock after ev is state.
+func outcomeIs(ev *Event, state *Lock) bool {
+	switch ev.Type {
+	case EventAcquired, EventRefreshed:
+		l := ev.Lock
+		return state != nil && l.Token == state.Token && l.ExpiresAt.Equal(state.ExpiresAt) &&
+			l.Holder == state.Holder && maps.Equal(l.Metadata, state.Metadata)
+	}
+	return state == nil
+}
