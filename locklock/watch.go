@@ -131,6 +131,11 @@ func (s *Service) Watch(ctx context.Context, req WatchRequest) (*Watch, error) {
 	if err := validateFilter(req.Filter); err != nil {
 		return nil, err
 	}
+	// A stream of storage that cannot answer would show nothing and
+	// promise more: refuse it, as other requests are refused (503).
+	if err := s.engine.Ping(ctx); err != nil {
+		return nil, err
+	}
 	release, err := s.watchers.take(req.Caller)
 	if err != nil {
 		return nil, err
