@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"reflect"
 	"slices"
 	"sync"
 	"testing"
@@ -74,6 +75,14 @@ func newLock(name string, at time.Time, ttl time.Duration, secret string) locklo
 
 func allowAll(locklock.Lock) error { return nil }
 
+// expireAt is the Change of a plain refresh.
+func expireAt(t time.Time) locklock.Change { return locklock.Change{ExpiresAt: t} }
+
+// same compares locks field by field, metadata included (a Lock holds a map,
+// so == does not compile); nil and empty metadata differ, as the engine
+// promises nil.
+func same(a, b locklock.Lock) bool { return reflect.DeepEqual(a, b) }
+
 func mustAcquire(t *testing.T, e *Engine, l locklock.Lock, now time.Time) locklock.Lock {
 	t.Helper()
 	got, err := e.TryAcquire(t.Context(), l, now)
@@ -93,14 +102,14 @@ func TestAcquireGetRoundTrip(t *testing.T) {
 		}
 		want := l
 		want.Token = got.Token
-		if got != want {
+		if !same(got, want) {
 			t.Errorf("TryAcquire returned %+v, want %+v", got, want)
 		}
 		back, err := e.Get(t.Context(), l.ID, t0)
 		if err != nil {
 			t.Fatalf("Get: %v", err)
 		}
-		if back != got {
+		if !same(back, got) {
 			t.Errorf("Get = %+v, want %+v", back, got)
 		}
 	}
@@ -132,7 +141,7 @@ func TestLocksAndTokensSurviveReopen(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Get held lock after reopen: %v", err)
 	}
-	if got != held {
+	if !same(got, held) {
 		t.Errorf("after reopen Get = %+v, want %+v", got, held)
 	}
 	if _, err := e.Get(t.Context(), gone.ID, t0); !errors.Is(err, locklock.ErrNotFound) {
@@ -200,7 +209,7 @@ func TestConcurrentAcquireOneWinner(t *testing.T) {
 		win := winners[0]
 		for w := range workers {
 			var held *locklock.HeldError
-			if errors.As(errs[w], &held) && held.Lock != win {
+			if errors.As(errs[w], &held) && !same(held.Lock, win) {
 				t.Fatalf("round %d: loser saw holder %+v, winner is %+v", round, held.Lock, win)
 			}
 		}
@@ -223,7 +232,7 @@ func TestSweep(t *testing.T) {
 	// l1 expired and was taken again: its first index entry must be gone.
 	again := mustAcquire(t, e, newLock("l1", t0.Add(time.Second), 10*time.Second, ""), t0.Add(time.Second))
 	// l2 is refreshed before it expires; its old expiry must not sweep it.
-	if _, err := e.Refresh(ctx, testID("l2"), t0.Add(time.Second), t0.Add(20*time.Second), allowAll); err != nil {
+	if _, err := e.Refresh(ctx, testID("l2"), t0.Add(time.Second), expireAt(t0.Add(20*time.Second)), allowAll); err != nil {
 		t.Fatalf("Refresh: %v", err)
 	}
 	checkIndex(t, e)
@@ -254,7 +263,7 @@ func TestSweep(t *testing.T) {
 	sweep(3*time.Second, 1, "l1", "l2", "l4", "l5") // l3; l2's old expiry passed
 	sweep(3*time.Second, 0, "l1", "l2", "l4", "l5")
 	sweep(5*time.Second, 2, "l1", "l2") // l4, l5
-	if got, err := e.Get(ctx, again.ID, t0.Add(5*time.Second)); err != nil || got != again {
+	if got, err := e.Get(ctx, again.ID, t0.Add(5*time.Second)); err != nil || !same(got, again) {
 		t.Errorf("re-acquired l1 = %+v, %v; want %+v", got, err, again)
 	}
 	sweep(11*time.Second, 1, "l2") // l1 expires at exactly +11s
@@ -267,8 +276,9 @@ func TestSweep(t *testing.T) {
 	}
 }
 
-// checkIndex verifies the expiry index invariant: one entry per stored lock,
-// at that lock's expiry, and nothing else.
+// checkIndex verifies the index invariant: one entry per stored record, in
+// the expiry index at its expiry while it is held, in the delay index at the
+// end of its lock-delay once it has ended, and nothing else.
 func checkIndex(t *testing.T, e *Engine) {
 	t.Helper()
 	want := map[string]bool{}
@@ -288,13 +298,15 @@ func checkIndex(t *testing.T, e *Engine) {
 			if err != nil {
 				return err
 			}
-			want[string(expiryKey(l.ExpiresAt, id))] = true
+			want[string(indexKey(l))] = true
 		}
 		it.Close()
-		it = txn.NewIterator(bdg.IteratorOptions{Prefix: expiryPrefix})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			got = append(got, string(it.Item().KeyCopy(nil)))
+		for _, prefix := range [][]byte{expiryPrefix, delayPrefix} {
+			it = txn.NewIterator(bdg.IteratorOptions{Prefix: prefix})
+			for it.Rewind(); it.Valid(); it.Next() {
+				got = append(got, string(it.Item().KeyCopy(nil)))
+			}
+			it.Close()
 		}
 		return nil
 	})
@@ -328,14 +340,15 @@ func TestSweepStaleIndexEntry(t *testing.T) {
 	if err != nil || n != 0 {
 		t.Fatalf("Sweep = %d, %v; want 0, nil", n, err)
 	}
-	if got, err := e.Get(t.Context(), l.ID, t0.Add(time.Minute)); err != nil || got != l {
+	if got, err := e.Get(t.Context(), l.ID, t0.Add(time.Minute)); err != nil || !same(got, l) {
 		t.Fatalf("Get after Sweep = %+v, %v; want %+v", got, err, l)
 	}
 	checkIndex(t, e)
 }
 
 // TestConcurrentMixed runs every writing operation and Sweep at once over a
-// few locks, so that conflicts and retries happen, then checks the index.
+// few locks, with and without lock-delays, so that conflicts and retries
+// happen, then checks the index.
 func TestConcurrentMixed(t *testing.T) {
 	ctx := t.Context()
 	e := open(t, t.TempDir(), WithSyncWrites(false))
@@ -348,15 +361,18 @@ func TestConcurrentMixed(t *testing.T) {
 				var err error
 				switch i % 4 {
 				case 0:
-					_, err = e.TryAcquire(ctx, locklock.Lock{ID: id, AcquiredAt: now, ExpiresAt: now.Add(time.Duration(w+1) * 100 * time.Millisecond)}, now)
+					// Half the workers' locks have a lock-delay, so that
+					// ended records meet every other step too.
+					_, err = e.TryAcquire(ctx, locklock.Lock{ID: id, AcquiredAt: now, ExpiresAt: now.Add(time.Duration(w+1) * 100 * time.Millisecond),
+						LockDelay: time.Duration(w%2) * time.Second}, now)
 				case 1:
-					_, err = e.Refresh(ctx, id, now, now.Add(time.Second), allowAll)
+					_, err = e.Refresh(ctx, id, now, expireAt(now.Add(time.Second)), allowAll)
 				case 2:
 					_, err = e.Release(ctx, id, now, allowAll)
 				case 3:
 					_, err = e.Sweep(ctx, now)
 				}
-				if err != nil && !errors.Is(err, locklock.ErrHeld) && !errors.Is(err, locklock.ErrNotFound) {
+				if err != nil && !errors.Is(err, locklock.ErrHeld) && !errors.Is(err, locklock.ErrNotFound) && !errors.Is(err, locklock.ErrDelayed) {
 					t.Errorf("op %d: %v", i%4, err)
 					return
 				}
@@ -440,23 +456,23 @@ func TestReleaseRefreshAllow(t *testing.T) {
 	if _, err := e.Release(ctx, l.ID, t0, func(locklock.Lock) error { return deny }); err != deny {
 		t.Errorf("Release with denying allow: %v, want the allow error unchanged", err)
 	}
-	if _, err := e.Refresh(ctx, l.ID, t0, t0.Add(time.Hour), func(locklock.Lock) error { return deny }); err != deny {
+	if _, err := e.Refresh(ctx, l.ID, t0, expireAt(t0.Add(time.Hour)), func(locklock.Lock) error { return deny }); err != deny {
 		t.Errorf("Refresh with denying allow: %v, want the allow error unchanged", err)
 	}
-	r, err := e.Refresh(ctx, l.ID, t0, t0.Add(time.Hour), allowAll)
+	r, err := e.Refresh(ctx, l.ID, t0, expireAt(t0.Add(time.Hour)), allowAll)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := l
 	want.ExpiresAt = t0.Add(time.Hour)
-	if r != want {
+	if !same(r, want) {
 		t.Errorf("Refresh = %+v, want %+v", r, want)
 	}
 	got, err := e.Release(ctx, l.ID, t0, allowAll)
-	if err != nil || got != r {
+	if err != nil || !same(got, r) {
 		t.Errorf("Release = %+v, %v; want %+v", got, err, r)
 	}
-	if _, err := e.Refresh(ctx, l.ID, t0, t0.Add(time.Hour), allowAll); !errors.Is(err, locklock.ErrNotFound) {
+	if _, err := e.Refresh(ctx, l.ID, t0, expireAt(t0.Add(time.Hour)), allowAll); !errors.Is(err, locklock.ErrNotFound) {
 		t.Errorf("Refresh after release: %v, want ErrNotFound", err)
 	}
 
@@ -496,7 +512,7 @@ func TestClosedAndCanceled(t *testing.T) {
 		"TryAcquire": func() error { _, err := e.TryAcquire(t.Context(), l, t0); return err },
 		"Get":        func() error { _, err := e.Get(t.Context(), l.ID, t0); return err },
 		"Release":    func() error { _, err := e.Release(t.Context(), l.ID, t0, allowAll); return err },
-		"Refresh":    func() error { _, err := e.Refresh(t.Context(), l.ID, t0, t0, allowAll); return err },
+		"Refresh":    func() error { _, err := e.Refresh(t.Context(), l.ID, t0, expireAt(t0), allowAll); return err },
 		"List": func() error {
 			_, err := e.List(t.Context(), locklock.ListQuery{Namespace: "public", Kind: locklock.KindKey, Limit: 1}, t0)
 			return err
@@ -565,9 +581,17 @@ func TestKeyEncoding(t *testing.T) {
 			if err != nil || gotID != id || gotAt != at {
 				t.Errorf("parseExpiryKey(expiryKey(%v, %v)) = %v, %v, %v", at, id, gotAt, gotID, err)
 			}
+			dk := delayKey(at, id)
+			gotAt, gotID, err = parseTimeKey(delayPrefix, dk)
+			if err != nil || gotID != id || gotAt != at {
+				t.Errorf("parseTimeKey(delayKey(%v, %v)) = %v, %v, %v", at, id, gotAt, gotID, err)
+			}
+			if _, _, err := parseExpiryKey(dk); !errors.Is(err, errCorrupt) {
+				t.Errorf("a delay key read as an expiry key: %v", err)
+			}
 			for _, guard := range []locklock.Guard{"", locklock.NewGuard("pw")} {
 				l := locklock.Lock{ID: id, AcquiredAt: at, ExpiresAt: at.Add(time.Hour), Token: 1<<64 - 1, Guard: guard}
-				if got, err := decodeRecord(id, encodeRecord(l)); err != nil || got != l {
+				if got, err := decodeRecord(id, encodeRecord(l)); err != nil || !same(got, l) {
 					t.Errorf("decodeRecord(encodeRecord(%+v)) = %+v, %v", l, got, err)
 				}
 			}
@@ -587,7 +611,7 @@ func TestKeyEncoding(t *testing.T) {
 		t.Error("lock keys do not sort by name")
 	}
 	// Corrupt input is reported, not misread.
-	for _, bad := range [][]byte{nil, {recordVersion}, append([]byte{2}, make([]byte, recordHeader)...)} {
+	for _, bad := range [][]byte{nil, {recordV1}, append([]byte{3}, make([]byte, recordHeader)...)} {
 		if _, err := decodeRecord(ids[0], bad); !errors.Is(err, errCorrupt) {
 			t.Errorf("decodeRecord(%x): %v, want errCorrupt", bad, err)
 		}
@@ -603,7 +627,7 @@ func TestKeyEncoding(t *testing.T) {
 	// normalize makes a lock exactly storable.
 	l := locklock.Lock{ID: ids[0], AcquiredAt: t0.Add(123456).In(time.FixedZone("X", 3600)), ExpiresAt: time.Now(), ObservedAt: t0}
 	n := normalize(l)
-	if got, err := decodeRecord(n.ID, encodeRecord(n)); err != nil || got != n {
+	if got, err := decodeRecord(n.ID, encodeRecord(n)); err != nil || !same(got, n) {
 		t.Errorf("normalized lock does not round-trip: %+v vs %+v (%v)", got, n, err)
 	}
 	if n.AcquiredAt != t0 || !n.ObservedAt.IsZero() {
