@@ -130,6 +130,7 @@ func newServer(t *testing.T, opts ...serverOption) *testServer {
 	s.URL = s.srv.URL
 	t.Cleanup(func() {
 		close(s.stopped)
+		svc.StopWatching() // open event streams would hold Close up
 		s.srv.Close()
 		_ = engine.Close()
 	})
