@@ -46,6 +46,8 @@ func run(args []string, stdout, stderr io.Writer, env func(string) (string, bool
 		return lockCommand(args[0], args[1:], stdout, stderr, env)
 	case "run":
 		return runCommand(args[1:], stderr, env)
+	case "watch":
+		return watchCommand(args[1:], stdout, stderr, env)
 	case "bench":
 		return benchCommand(args[1:], stdout, stderr, env)
 	case "version", "--version", "-version":
@@ -72,6 +74,8 @@ Commands:
   status    show a lock:     locklock status key/<name>
   refresh   extend a lock:   locklock refresh key/<name> --ttl 30s [--secret S]
   run       run a command under a lock:  locklock run key/<name> [--ttl 30s] -- CMD ARGS...
+  watch     print a lock's events, a JSON line each:  locklock watch uuid/<uuid>
+            (or a namespace's: locklock watch --kind key --prefix jobs.)
   bench     load-test a server:  locklock bench [--mode cycle] [--concurrency 64] [--duration 10s]
   version   print the version
   help      show this help
