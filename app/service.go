@@ -26,6 +26,8 @@ func newService(lc fx.Lifecycle, cfg Config, engine locklock.Engine, m *metrics.
 		locklock.WithMaxWait(cfg.MaxWait),
 		locklock.WithMaxWaiters(cfg.MaxWaiters),
 		locklock.WithMaxWaitersPerLock(cfg.MaxWaitersPerLock),
+		locklock.WithMaxWatchers(cfg.MaxWatchers),
+		locklock.WithMaxWatchersPerCaller(cfg.MaxWatchersPerCaller),
 	)
 	var (
 		stop context.CancelFunc

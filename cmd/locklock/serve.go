@@ -47,6 +47,8 @@ func serve(args []string, stderr io.Writer, env func(string) (string, bool)) int
 	fs.DurationVar(&cfg.MaxWait, "max-wait", cfg.MaxWait, "longest wait a client may ask for")
 	fs.IntVar(&cfg.MaxWaiters, "max-waiters", cfg.MaxWaiters, "most acquires waiting for held locks at once on this server; beyond it one gets 503 instead of waiting (0: no limit)")
 	fs.IntVar(&cfg.MaxWaitersPerLock, "max-waiters-per-lock", cfg.MaxWaitersPerLock, "most acquires waiting for any one lock at once; beyond it one gets 503 instead of waiting (0: no limit)")
+	fs.IntVar(&cfg.MaxWatchers, "max-watchers", cfg.MaxWatchers, "most event streams open at once on this server; beyond it opening one gets 503 (0: no limit)")
+	fs.IntVar(&cfg.MaxWatchersPerCaller, "max-watchers-per-caller", cfg.MaxWatchersPerCaller, "most event streams open at once per API key or anonymous client address (0: no limit)")
 	fs.DurationVar(&cfg.SweepInterval, "sweep-interval", cfg.SweepInterval, "how often expired locks are removed from storage")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long to drain in-flight requests on SIGINT/SIGTERM")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
