@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/locklock/locklock/locklock"
@@ -114,6 +115,10 @@ func toProblem(err error) *problem {
 		return unavailable("the server is shutting down")
 	case errors.Is(err, locklock.ErrTooManyWaiters):
 		return unavailable("too many clients are already waiting for locks; retry later")
+	case errors.Is(err, locklock.ErrNoEvents):
+		return unavailable("this server's storage engine does not report events, so it cannot be watched")
+	case errors.Is(err, locklock.ErrTooManyWatchers):
+		return unavailable(strings.TrimPrefix(err.Error(), locklock.ErrUnavailable.Error()+": "))
 	case errors.Is(err, locklock.ErrStorageFull):
 		return unavailable("the server's disk is nearly full, so it refuses this change until space is freed; reads still work; retry later")
 	case errors.Is(err, locklock.ErrUnavailable):
