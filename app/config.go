@@ -42,6 +42,7 @@ type Config struct {
 	DefaultTTL    time.Duration // expires_in when a request has none
 	MaxTTL        time.Duration // largest expires_in
 	MaxWait       time.Duration // largest wait
+	MaxLockDelay  time.Duration // largest lock_delay (API.md §8)
 	SweepInterval time.Duration // how often expired locks are reclaimed
 
 	// MaxWaiters caps the acquires waiting (long poll) at once on this
@@ -82,6 +83,7 @@ func DefaultConfig() Config {
 		DefaultTTL:           locklock.DefaultTTL,
 		MaxTTL:               locklock.DefaultMaxTTL,
 		MaxWait:              locklock.DefaultMaxWait,
+		MaxLockDelay:         locklock.DefaultMaxLockDelay,
 		MaxWaiters:           locklock.DefaultMaxWaiters,
 		MaxWaitersPerLock:    locklock.DefaultMaxWaitersPerLock,
 		MaxWatchers:          locklock.DefaultMaxWatchers,
@@ -149,6 +151,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxWait < 0 {
 		return errors.New("the maximum wait cannot be negative")
+	}
+	if c.MaxLockDelay < 0 {
+		return errors.New("--max-lock-delay cannot be negative (0 allows no lock-delay)")
 	}
 	if c.MaxWaiters < 0 || c.MaxWaitersPerLock < 0 {
 		return errors.New("--max-waiters and --max-waiters-per-lock cannot be negative (0 means no limit)")

@@ -91,7 +91,7 @@ type DelayedError struct {
 }
 
 func (e *DelayedError) Error() string {
-	return fmt.Sprintf("lock %s ended at %s and its lock-delay keeps it free until %s",
+	return fmt.Sprintf("lock %s ended at %s and its lock-delay keeps others off it until %s",
 		abbrev.String(e.Lock.Name), e.Lock.ExpiresAt.UTC().Format(timeFormat), e.Lock.DelayedUntil().UTC().Format(timeFormat))
 }
 
@@ -109,9 +109,9 @@ type NotFoundError struct {
 
 func (e *NotFoundError) Error() string {
 	if !e.DelayedUntil.IsZero() {
-		return fmt.Sprintf("no lock %s: it ended and its lock-delay runs until %s", abbrev.String(e.ID.Name), e.DelayedUntil.UTC().Format(timeFormat))
+		return fmt.Sprintf("%s: no lock %s: it ended and its lock-delay runs until %s", ErrNotFound, abbrev.String(e.ID.Name), e.DelayedUntil.UTC().Format(timeFormat))
 	}
-	return fmt.Sprintf("no lock %s (never acquired, released, or expired)", abbrev.String(e.ID.Name))
+	return fmt.Sprintf("%s: no lock %s (never acquired, released, or expired)", ErrNotFound, abbrev.String(e.ID.Name))
 }
 
 // Unwrap makes errors.Is(err, ErrNotFound) true.

@@ -657,7 +657,7 @@ const (
 	oaAnonymousLimited                    // the developer plan, one request and no more
 )
 
-func newOAEnv(t *testing.T, anon oaAnonymity, closed bool) *oaEnv {
+func newOAEnv(t *testing.T, anon oaAnonymity, closed bool, svcOpts ...locklock.Option) *oaEnv {
 	t.Helper()
 	var rate float64
 	if anon == oaAnonymousLimited {
@@ -690,7 +690,7 @@ func newOAEnv(t *testing.T, anon oaAnonymity, closed bool) *oaEnv {
 		_ = eng.Close()
 	}
 	frozen := time.Date(2026, 11, 26, 15, 4, 5, 0, time.UTC)
-	h := NewHandler(locklock.NewService(eng),
+	h := NewHandler(locklock.NewService(eng, svcOpts...),
 		WithAuthenticator(auth),
 		WithRateLimiter(ratelimit.New(ratelimit.WithClock(func() time.Time { return frozen }))))
 	return &oaEnv{t: t, h: h}
@@ -732,6 +732,7 @@ type oaCase struct {
 	status    int
 	path      string // the document's path
 	component string // instead of path: "#/components/responses/..."
+	before    func() // run just before the request (moves a manual clock)
 	check     func(t *testing.T, rec *httptest.ResponseRecorder)
 }
 
@@ -840,6 +841,7 @@ func TestOpenAPIResponses(t *testing.T) {
 	add(main, "list, next page", "/locks", 200, oaReq{method: "GET", path: "/locks?kind=key&prefix=job-&limit=1&after=job-1", hdr: acme})
 	add(main, "list, unknown parameter", "/locks", 400, oaReq{method: "GET", path: "/locks?kind=uuid&sort=name", hdr: acme})
 	add(main, "list, bad prefix", "/locks", 400, oaReq{method: "GET", path: "/locks?kind=key&prefix=a*", hdr: acme})
+	cases = append(cases, oaLabelCases(t)...)
 
 	for _, m := range []string{http.MethodGet, http.MethodHead} {
 		for _, env := range []*oaEnv{main, limited, down} {
@@ -899,6 +901,9 @@ func TestOpenAPIResponses(t *testing.T) {
 	for i, c := range cases {
 		name := fmt.Sprintf("%03d %s %s %s", i, c.req.method, c.req.path, c.name)
 		t.Run(name, func(t *testing.T) {
+			if c.before != nil {
+				c.before()
+			}
 			rec := c.env.do(c.req)
 			if rec.Code != c.status {
 				t.Fatalf("status %d, want %d: %s", rec.Code, c.status, rec.Body)

@@ -70,6 +70,7 @@ Commands:
   serve     serve the lock API over HTTP (default: Badger in ./locklock-data on 127.0.0.1:8080)
   keys      make an API key (keys new) or list a keys file (keys list)
   acquire   acquire a lock:  locklock acquire uuid/<uuid> [--ttl 30s] [--wait 10s] [--secret S]
+                             [--holder auto] [--metadata NAME=VALUE]... [--lock-delay 10s]
   release   release a lock:  locklock release uuid/<uuid> [--secret S]
   status    show a lock:     locklock status key/<name>
   refresh   extend a lock:   locklock refresh key/<name> --ttl 30s [--secret S]
@@ -82,7 +83,8 @@ Commands:
 
 Run 'locklock <command> -h' for a command's flags. The lock commands talk to
 --server (LOCKLOCK_SERVER, default http://127.0.0.1:8080) with --api-key
-(LOCKLOCK_API_KEY). Exit codes: 0 done, 1 other error, 2 usage, 3 lock held,
-4 lock not found, 5 refused (secret mismatch, unauthorized, forbidden).
+(LOCKLOCK_API_KEY). Exit codes: 0 done, 1 other error, 2 usage, 3 lock held
+(or in its lock-delay), 4 lock not found, 5 refused (secret mismatch,
+unauthorized, forbidden).
 `)
 }

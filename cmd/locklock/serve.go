@@ -45,6 +45,7 @@ func serve(args []string, stderr io.Writer, env func(string) (string, bool)) int
 	fs.DurationVar(&cfg.DefaultTTL, "default-ttl", cfg.DefaultTTL, "lifetime of a lock acquired without expires_in")
 	fs.DurationVar(&cfg.MaxTTL, "max-ttl", cfg.MaxTTL, "largest expires_in a client may ask for")
 	fs.DurationVar(&cfg.MaxWait, "max-wait", cfg.MaxWait, "longest wait a client may ask for")
+	fs.DurationVar(&cfg.MaxLockDelay, "max-lock-delay", cfg.MaxLockDelay, "longest lock_delay a client may ask for: how long an expired lock stays barred to others (0: none allowed)")
 	fs.IntVar(&cfg.MaxWaiters, "max-waiters", cfg.MaxWaiters, "most acquires waiting for held locks at once on this server; beyond it one gets 503 instead of waiting (0: no limit)")
 	fs.IntVar(&cfg.MaxWaitersPerLock, "max-waiters-per-lock", cfg.MaxWaitersPerLock, "most acquires waiting for any one lock at once; beyond it one gets 503 instead of waiting (0: no limit)")
 	fs.IntVar(&cfg.MaxWatchers, "max-watchers", cfg.MaxWatchers, "most event streams open at once on this server; beyond it opening one gets 503 (0: no limit)")

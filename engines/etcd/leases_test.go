@@ -392,7 +392,7 @@ func engineGoroutines() []string {
 		buf := make([]byte, 1<<20)
 		buf = buf[:runtime.Stack(buf, true)]
 		for _, g := range strings.Split(string(buf), "\n\n") {
-			for _, fn := range []string{"etcd.(*batcher).run", "etcd.(*leasePool).watchLocks", "etcd.(*leasePool).reap"} {
+			for _, fn := range []string{"etcd.(*batcher).run", "etcd.(*leasePool).watchKeys", "etcd.(*leasePool).reap"} {
 				if strings.Contains(g, "/engines/"+fn) {
 					found = append(found, fn)
 				}

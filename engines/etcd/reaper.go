@@ -19,17 +19,17 @@ var errPoolClosed = errors.New("etcd engine: lease pool closed")
 // etcd no watch.
 func (p *leasePool) startLocked(from int64) {
 	p.goroutines.Add(2)
-	go p.watchLocks(from)
+	go p.watchKeys(from)
 	go p.reap()
 }
 
-// watchLocks reports every removal of a key from one of this engine's
-// leases (see "Lease accounting"): one watch on the lock keys, without
+// watchKeys reports every removal of a key from one of this engine's
+// leases (see "Lease accounting"): one watch on the engine's keys, without
 // previous values, from the first lease's grant on. clientv3 resumes a
 // broken watch by itself; when it gives up (compaction, no leader,
 // cancelled by the server), the watch starts again where it stopped, and
 // events it can no longer get mark a gap.
-func (p *leasePool) watchLocks(from int64) {
+func (p *leasePool) watchKeys(from int64) {
 	defer p.goroutines.Done()
 	retry := 50 * time.Millisecond
 	for p.ctx.Err() == nil {
@@ -37,7 +37,7 @@ func (p *leasePool) watchLocks(from int64) {
 		// Requiring a leader: a member cut off from the cluster cancels the
 		// watch (instead of silently delivering nothing), and the next one
 		// may reach a member that has a leader.
-		wch := p.client.Watch(clientv3.WithRequireLeader(wctx), p.locksKey,
+		wch := p.client.Watch(clientv3.WithRequireLeader(wctx), p.watchKey,
 			clientv3.WithPrefix(), clientv3.WithRev(from))
 		for resp := range wch {
 			if resp.CompactRevision != 0 {
@@ -75,8 +75,11 @@ func (p *leasePool) count(events []*clientv3.Event) int64 {
 	p.mu.Lock()
 	for _, ev := range events {
 		if id, ok := p.onLease[string(ev.Kv.Key)]; ok {
-			// A delete, or a put onto any lease, this one included: the
-			// key left the lease its previous value was on.
+			if ev.Type == clientv3.EventTypePut && clientv3.LeaseID(ev.Kv.Lease) == id {
+				continue // rewritten on the lease it was on: no change
+			}
+			// A delete, or a put onto another lease: the key left the
+			// lease its previous value was on.
 			delete(p.onLease, string(ev.Kv.Key))
 			if p.removedLocked(id) {
 				wake = true

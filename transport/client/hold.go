@@ -41,7 +41,10 @@ type Held struct {
 // it every ttl/3 until Release. If no refresh is confirmed before the lock
 // would lapse less the safety margin (WithSafetyMargin), or the server says
 // the lock is gone, the Held's Context is cancelled with a cause wrapping
-// ErrLost. Options as for Acquire, plus WithSafetyMargin.
+// ErrLost. Options as for Acquire, plus WithSafetyMargin; a lock held by
+// another, or kept free by a lock-delay, is Acquire's error (ErrHeld,
+// ErrDelayed), after the wait if one was given. Refreshes keep the lock's
+// holder and metadata; Patch with the Held's Lock().Secret changes them.
 //
 // The lock's lifetime is counted from when each request was sent, by this
 // process's clock, so a slow answer only shortens what Hold believes it has.
