@@ -3,10 +3,13 @@ package client_test
 import (
 	"context"
 	"errors"
+	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/locklock/locklock/locklock"
+	"github.com/locklock/locklock/transport"
 	"github.com/locklock/locklock/transport/client"
 )
 
@@ -74,31 +77,41 @@ func TestWatchResumesAfterADrop(t *testing.T) {
 	}
 }
 
-// TestWatchReportsReset: a stream that falls too far behind is reset by
-// the server; the client reports the reset, then starts afresh (ready).
-// A stream the server refuses for good returns the error.
+// TestWatchReportsReset: a stream the server cannot resume — here a new
+// server process, whose positions are not the old one's — is reset; the
+// client reports the reset, then starts afresh with the state. A stream
+// the server refuses for good returns the error.
 func TestWatchReportsReset(t *testing.T) {
-	s := newServer(t)
-	c := s.client(t, client.WithAPIKey(s.ProKey), client.WithBackoff(10*time.Millisecond, 50*time.Millisecond))
-	w := c.WatchNamespace(t.Context(), client.WatchOptions{})
+	var restarted atomic.Pointer[http.Handler]
+	s := newServer(t, withWrap(func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if next := restarted.Load(); next != nil {
+				h = *next
+			}
+			h.ServeHTTP(w, r)
+		})
+	}))
+	c := s.client(t, client.WithBackoff(10*time.Millisecond, 50*time.Millisecond))
+	w := c.Watch(t.Context(), client.UUID(u1))
 	t.Cleanup(w.Close)
-	wantEvent(t, next(t, w), client.EventReady)
-	id := locklock.ID{Namespace: "acme", Kind: locklock.KindKey, Name: "busy"}
-	for range locklock.MaxEventBacklog {
-		if _, _, err := s.Svc.Acquire(t.Context(), locklock.AcquireRequest{ID: id}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := s.Svc.Release(t.Context(), id, ""); err != nil {
-			t.Fatal(err)
-		}
+	wantEvent(t, next(t, w), client.EventState)
+	l, err := c.Acquire(t.Context(), client.UUID(u1))
+	if err != nil {
+		t.Fatal(err)
 	}
-	seen := 0
-	for ev := next(t, w); ev.Type != client.EventReset; ev = next(t, w) {
-		if seen++; seen > 2*locklock.MaxEventBacklog {
-			t.Fatal("no reset after more events than the server keeps for a reader")
-		}
+	wantEvent(t, next(t, w), "acquired")
+
+	// The same storage behind a new Service: a restarted server.
+	svc := locklock.NewService(s.Engine)
+	t.Cleanup(svc.StopWatching)
+	var h http.Handler = transport.NewHandler(svc)
+	restarted.Store(&h)
+	s.srv.CloseClientConnections()
+	wantEvent(t, next(t, w), client.EventReset)
+	ev := next(t, w)
+	if ev.Type != client.EventState || ev.Lock == nil || ev.Lock.FencingToken != l.FencingToken {
+		t.Fatalf("after the reset: %+v, want the state with the held lock", ev)
 	}
-	wantEvent(t, next(t, w), client.EventReady)
 
 	anon := s.client(t)
 	if _, err := anon.WatchNamespace(t.Context(), client.WatchOptions{}).Next(); !errors.Is(err, locklock.ErrUnauthorized) {
