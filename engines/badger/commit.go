@@ -43,6 +43,10 @@ import (
 //     reaches a caller for a batch that did not commit. If the commit fails
 //     every step of the batch gets the storage error: the outcome is unknown,
 //     as with any failed commit.
+//   - A step's events (events.go) are reported only from the attempt that
+//     committed, once its commit has succeeded, in step order, and before
+//     any step of its batch is answered; a failed or conflicting commit, or
+//     a step taken out of its batch, reports nothing.
 //   - A step's error is either an answer (wrapped with answer: a live holder,
 //     no such lock, a refused allow callback, a refusal for lack of space),
 //     which the step decides before it writes anything, or a failure that may
@@ -109,10 +113,13 @@ const (
 
 // step is one caller's read-modify-write.
 type step struct {
-	fn    func(txn *bdg.Txn) error
+	fn    stepFunc
 	state atomic.Int32
-	done  chan struct{} // closed once err (and panicked) are set
-	err   error
+	// events are those of the changes fn made in its latest run: reported
+	// once that run's batch has committed (events.go).
+	events eventLog
+	done   chan struct{} // closed once err (and panicked) are set
+	err    error
 	// panicked is what fn panicked with: re-raised in the caller's
 	// goroutine, as it would have been without the committer, instead of
 	// killing the process from the committer's.
@@ -121,13 +128,20 @@ type step struct {
 
 var errStepPanicked = errors.New("badger engine: step panicked")
 
-func (s *step) run(txn *bdg.Txn) (err error) {
+// stepFunc is a step's read-modify-write in txn; it records the events of
+// the changes it makes in ev, in the order it makes them.
+type stepFunc func(txn *bdg.Txn, ev *eventLog) error
+
+// run runs the step in txn; record says whether its events are wanted (an
+// engine without a sink records none). A rerun starts its events over.
+func (s *step) run(txn *bdg.Txn, record bool) (err error) {
+	s.events = eventLog{on: record}
 	defer func() {
 		if p := recover(); p != nil {
 			s.panicked, err = p, errStepPanicked
 		}
 	}()
-	return s.fn(txn)
+	return s.fn(txn, &s.events)
 }
 
 func (s *step) finish(err error) {
@@ -151,6 +165,16 @@ type committer struct {
 	// gate, when set (tests only), is received from before each batch is
 	// taken, so that a test can queue steps and release them as one batch.
 	gate <-chan struct{}
+	// commitWith starts a batch's commit: (*bdg.Txn).CommitWith, or in
+	// tests a stand-in that delays or fails it.
+	commitWith func(txn *bdg.Txn, cb func(error))
+
+	// sink receives the committed batches' events (events.go); nil: none.
+	sink atomic.Pointer[locklock.EventSink]
+	// lastReported is the reported channel of the flight launched last:
+	// once it is closed, that flight's events and every earlier flight's
+	// are reported. (The channel alone, not the flight and its steps.)
+	lastReported atomic.Pointer[chan struct{}]
 
 	mu    sync.Mutex
 	queue []*step
@@ -163,8 +187,13 @@ type committer struct {
 	stats   CommitStats
 }
 
-func startCommitter(db *bdg.DB, gate <-chan struct{}) *committer {
-	c := &committer{db: db, gate: gate, wake: make(chan struct{}, 1), stop: make(chan struct{}), exited: make(chan struct{})}
+// startCommitter starts db's committer. gate and commitWith are for tests
+// (see committer); nil: none, and Badger's CommitWith.
+func startCommitter(db *bdg.DB, gate <-chan struct{}, commitWith func(*bdg.Txn, func(error))) *committer {
+	if commitWith == nil {
+		commitWith = (*bdg.Txn).CommitWith
+	}
+	c := &committer{db: db, gate: gate, commitWith: commitWith, wake: make(chan struct{}, 1), stop: make(chan struct{}), exited: make(chan struct{})}
 	go c.loop()
 	return c
 }
@@ -173,7 +202,7 @@ func startCommitter(db *bdg.DB, gate <-chan struct{}) *committer {
 // answer unwrapped), or the commit's. fn may run several times (reruns); only
 // the run in the committed transaction counts, so fn must reset whatever it
 // reports through variables it closes over.
-func (c *committer) submit(ctx context.Context, fn func(txn *bdg.Txn) error) error {
+func (c *committer) submit(ctx context.Context, fn stepFunc) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -287,13 +316,27 @@ type flight struct {
 	began   time.Time
 	took    time.Duration // set before done is sent
 	done    chan error
+	// reported is closed once the commit's outcome is known and, if it
+	// succeeded, its events have been reported.
+	reported chan struct{}
 }
 
-// launch starts committing txn, which holds steps' effects.
+// launch starts committing txn, which holds steps' effects. Once the commit
+// has succeeded, and before land answers any step, the callback reports the
+// steps' events (events.go): a flight is launched only after the one before
+// it has landed, so batches report in commit order.
 func (c *committer) launch(txn *bdg.Txn, steps []*step, results []error) *flight {
-	f := &flight{steps: steps, results: results, began: time.Now(), done: make(chan error, 1)}
-	txn.CommitWith(func(err error) {
+	reported := make(chan struct{})
+	f := &flight{steps: steps, results: results, began: time.Now(), done: make(chan error, 1), reported: reported}
+	// Published before the commit can become visible to readers (see
+	// awaitReported).
+	c.lastReported.Store(&reported)
+	c.commitWith(txn, func(err error) {
 		f.took = time.Since(f.began)
+		if err == nil {
+			c.report(steps)
+		}
+		close(f.reported)
 		f.done <- err
 	})
 	return f
@@ -361,8 +404,9 @@ func (c *committer) run(txn *bdg.Txn, batch []*step) (_ *bdg.Txn, live []*step, 
 		began := time.Now()
 		results = make([]error, 0, len(live))
 		failed, failure := -1, error(nil)
+		record := c.sink.Load() != nil
 		for i, s := range live {
-			err := s.run(txn)
+			err := s.run(txn, record)
 			if a, ok := err.(answerError); ok {
 				err = a.err
 			} else if err != nil {
