@@ -96,6 +96,7 @@ import (
 // transactions and see only committed batches. That is linearizable: a step
 // takes effect at its batch's commit, between its call and its answer, and a
 // read that starts after an answer starts after that commit and sees it.
+// Get then waits for the events of what it read to be reported (events.go).
 
 // maxBatch bounds the steps of one transaction: at most a few writes each
 // (a Sweep round: sweepBatch locks), which keeps a batch far below Badger's

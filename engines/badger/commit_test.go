@@ -22,10 +22,10 @@ type gatedEngine struct {
 	openOnce sync.Once
 }
 
-func openGated(t *testing.T) *gatedEngine {
+func openGated(t *testing.T, opts ...Option) *gatedEngine {
 	t.Helper()
 	g := &gatedEngine{gate: make(chan struct{})}
-	g.Engine = open(t, t.TempDir(), withCommitGate(g.gate))
+	g.Engine = open(t, t.TempDir(), append(opts, withCommitGate(g.gate))...)
 	// Registered after open's Close: runs before it, so that a test that
 	// failed with steps still queued does not leave Close waiting for them.
 	t.Cleanup(g.open)
