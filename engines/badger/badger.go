@@ -16,6 +16,9 @@
 // lock-delay has run out (ops.go): like the lock itself it survives
 // restarts and crashes.
 //
+// Every change is reported as an event (API.md §9) once its batch has
+// committed (events.go).
+//
 // Fencing tokens come from one counter shared by all locks (tokens.go). A
 // token is taken inside the acquiring step, after the lock key was read;
 // steps run one at a time in the order they commit, so of two acquires of
@@ -67,7 +70,10 @@ type Engine struct {
 	closed bool
 }
 
-var _ locklock.Engine = (*Engine)(nil)
+var (
+	_ locklock.Engine      = (*Engine)(nil)
+	_ locklock.EventSource = (*Engine)(nil)
+)
 
 // Open opens (creating if needed) the Badger database in dir. Only one
 // process, and one Engine, can have a directory open at a time; a second
@@ -104,7 +110,7 @@ func Open(dir string, opts ...Option) (*Engine, error) {
 	}
 	e := &Engine{dir: dir, db: db, tokens: tokens, modes: modes}
 	e.space = newSpaceGuard(dir, e.tableBytes, log)
-	e.commit = startCommitter(db, cfg.commitGate)
+	e.commit = startCommitter(db, cfg.commitGate, cfg.commitWith)
 	return e, nil
 }
 
@@ -175,8 +181,9 @@ func storageErr(op string, err error) error {
 // errors, an allow callback's error, storageErr); they are returned unchanged
 // and nothing of fn's is written. An error fn decides before writing anything
 // it wraps with answer, so that the batch's other steps commit without a
-// rerun. fn may run more than once.
-func (e *Engine) update(ctx context.Context, fn func(txn *bdg.Txn) error) error {
+// rerun. fn records the events of its changes in ev (events.go). fn may run
+// more than once.
+func (e *Engine) update(ctx context.Context, fn stepFunc) error {
 	return e.commit.submit(ctx, fn)
 }
 

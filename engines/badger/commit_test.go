@@ -22,10 +22,10 @@ type gatedEngine struct {
 	openOnce sync.Once
 }
 
-func openGated(t *testing.T) *gatedEngine {
+func openGated(t *testing.T, opts ...Option) *gatedEngine {
 	t.Helper()
 	g := &gatedEngine{gate: make(chan struct{})}
-	g.Engine = open(t, t.TempDir(), withCommitGate(g.gate))
+	g.Engine = open(t, t.TempDir(), append(opts, withCommitGate(g.gate))...)
 	// Registered after open's Close: runs before it, so that a test that
 	// failed with steps still queued does not leave Close waiting for them.
 	t.Cleanup(g.open)
@@ -305,8 +305,8 @@ func TestBatchTooBig(t *testing.T) {
 	g := openGated(t)
 	// A transaction holds MaxBatchCount-2 entries (one is its commit marker).
 	perStep := int(g.db.MaxBatchCount()-2) / 3 // three fit, a fourth does not
-	write := func(prefix string, n int) func(*bdg.Txn) error {
-		return func(txn *bdg.Txn) error {
+	write := func(prefix string, n int) stepFunc {
+		return func(txn *bdg.Txn, _ *eventLog) error {
 			for i := range n {
 				if err := txn.Set(fmt.Appendf(nil, "t\x00%s-%06d", prefix, i), nil); err != nil {
 					return err
@@ -364,7 +364,7 @@ func TestBatchConflictReruns(t *testing.T) {
 	d := g.batch(t,
 		g.acquireOp(&acq, newLock("a", t0, time.Hour, ""), t0),
 		func() {
-			conflicting = g.update(t.Context(), func(txn *bdg.Txn) error {
+			conflicting = g.update(t.Context(), func(txn *bdg.Txn, _ *eventLog) error {
 				if _, err := txn.Get(key); !errors.Is(err, bdg.ErrKeyNotFound) {
 					return err
 				}
@@ -400,7 +400,7 @@ func TestBatchPanicReachesCaller(t *testing.T) {
 	d := g.batch(t,
 		func() {
 			defer func() { recovered = recover() }()
-			_ = g.update(t.Context(), func(*bdg.Txn) error { panic("boom") })
+			_ = g.update(t.Context(), func(*bdg.Txn, *eventLog) error { panic("boom") })
 		},
 		g.acquireOp(&acq, newLock("a", t0, time.Hour, ""), t0),
 	)
@@ -493,11 +493,11 @@ func TestCloseWithStepsQueued(t *testing.T) {
 func TestCommitterCloseFailsQueued(t *testing.T) {
 	e := open(t, t.TempDir())
 	gate := make(chan struct{}) // never opened
-	c := startCommitter(e.db, gate)
+	c := startCommitter(e.db, gate, nil)
 	var ran atomic.Bool
 	res := make(chan error, 1)
 	go func() {
-		res <- c.submit(context.Background(), func(*bdg.Txn) error { ran.Store(true); return nil })
+		res <- c.submit(context.Background(), func(*bdg.Txn, *eventLog) error { ran.Store(true); return nil })
 	}()
 	waitQueued(t, c, 1)
 	c.close()

@@ -86,28 +86,34 @@ func deleteKey(txn *bdg.Txn, k []byte) error {
 // settle writes what judging cur, which is not live at now, leaves: cur
 // marked Ended while its lock-delay runs (returned, with keep true), else
 // nothing (cur deleted). A record already marked Ended whose lock-delay runs
-// is left unwritten. It does not check for space: see end.
-func settle(txn *bdg.Txn, cur locklock.Lock, now time.Time) (ended locklock.Lock, keep bool, err error) {
+// is left unwritten. A record not Ended yet is reported expired (events.go).
+// It does not check for space: see end.
+func settle(txn *bdg.Txn, ev *eventLog, cur locklock.Lock, now time.Time) (ended locklock.Lock, keep bool, err error) {
 	ended, keep = cur.End(now)
 	switch {
 	case keep && cur.Ended:
 		return ended, true, nil
 	case keep:
-		return ended, true, replace(txn, cur, ended)
+		err = replace(txn, cur, ended)
+	default:
+		ended, err = locklock.Lock{}, remove(txn, cur)
 	}
-	return locklock.Lock{}, false, remove(txn, cur)
+	if err == nil {
+		ev.expired(cur)
+	}
+	return ended, keep, err
 }
 
 // end is settle for a step that has written nothing yet. Settling uses the
 // releases' share of the free-space reserve; when that is refused, end
 // writes nothing and returns answer(ErrStorageFull).
-func (e *Engine) end(txn *bdg.Txn, cur locklock.Lock, now time.Time) (locklock.Lock, bool, error) {
+func (e *Engine) end(txn *bdg.Txn, ev *eventLog, cur locklock.Lock, now time.Time) (locklock.Lock, bool, error) {
 	if ended, keep := cur.End(now); !(keep && cur.Ended) {
 		if err := e.admit(needRelease); err != nil {
 			return ended, keep, answer(err)
 		}
 	}
-	return settle(txn, cur, now)
+	return settle(txn, ev, cur, now)
 }
 
 // gone is the answer for a record that is not live at now, as a step would
@@ -139,7 +145,7 @@ func (e *Engine) TryAcquire(ctx context.Context, l locklock.Lock, now time.Time)
 	cand := l // Bars reads Reclaims, which normalize drops
 	l = normalize(l)
 	var barred error // a lock-delay's answer, after its record was marked Ended
-	err = e.update(ctx, func(txn *bdg.Txn) error {
+	err = e.update(ctx, func(txn *bdg.Txn, ev *eventLog) error {
 		barred = nil // a rerun starts over
 		cur, found, err := getLock(txn, l.ID)
 		if err != nil {
@@ -155,7 +161,7 @@ func (e *Engine) TryAcquire(ctx context.Context, l locklock.Lock, now time.Time)
 					// this step (see the top of this file) and answer
 					// after the commit. Without room to write it, answer
 					// at once, as Get does.
-					if _, _, err := e.end(txn, cur, now); err != nil {
+					if _, _, err := e.end(txn, ev, cur, now); err != nil {
 						if errors.Is(err, locklock.ErrStorageFull) {
 							return answer(bar)
 						}
@@ -183,7 +189,14 @@ func (e *Engine) TryAcquire(ctx context.Context, l locklock.Lock, now time.Time)
 		if l.Token, err = e.nextToken(); err != nil {
 			return err
 		}
-		return put(txn, l)
+		if err := put(txn, l); err != nil {
+			return err
+		}
+		if found {
+			ev.expired(cur) // judged expired here, unless ended before
+		}
+		ev.add(locklock.EventAcquired, now, l)
+		return nil
 	})
 	switch {
 	case err != nil:
@@ -226,6 +239,12 @@ func (e *Engine) Get(ctx context.Context, id locklock.ID, now time.Time) (locklo
 		// transaction for the reason the top of this file gives.
 		return e.deleteExpired(ctx, out, now)
 	}
+	// What was read may be a commit whose events are not reported yet
+	// (events.go): a stream starting from this state must not get them
+	// after it.
+	if werr := e.commit.awaitReported(ctx); werr != nil {
+		return locklock.Lock{}, werr
+	}
 	return out, err
 }
 
@@ -241,7 +260,7 @@ func (e *Engine) Get(ctx context.Context, id locklock.ID, now time.Time) (locklo
 // it had been settled.
 func (e *Engine) deleteExpired(ctx context.Context, seen locklock.Lock, now time.Time) (locklock.Lock, error) {
 	l, err := e.changeEntered(ctx, seen.ID, now, func(locklock.Lock) error { return nil },
-		func(_ *bdg.Txn, cur locklock.Lock) (locklock.Lock, error) { return cur, nil })
+		func(_ *bdg.Txn, _ *eventLog, cur locklock.Lock) (locklock.Lock, error) { return cur, nil })
 	if errors.Is(err, locklock.ErrStorageFull) {
 		return locklock.Lock{}, gone(seen, now)
 	}
@@ -251,32 +270,40 @@ func (e *Engine) deleteExpired(ctx context.Context, seen locklock.Lock, now time
 // Release implements locklock.Engine. It deletes the record outright: a
 // release by the holder leaves no lock-delay.
 func (e *Engine) Release(ctx context.Context, id locklock.ID, now time.Time, allow func(locklock.Lock) error) (locklock.Lock, error) {
-	return e.change(ctx, id, now, allow, func(txn *bdg.Txn, cur locklock.Lock) (locklock.Lock, error) {
+	return e.change(ctx, id, now, allow, func(txn *bdg.Txn, ev *eventLog, cur locklock.Lock) (locklock.Lock, error) {
 		// Refusing a release keeps the lock held: releases may use more
 		// of the free-space reserve than acquires and refreshes.
 		if err := e.admit(needRelease); err != nil {
 			return locklock.Lock{}, answer(err)
 		}
-		return cur, remove(txn, cur)
+		if err := remove(txn, cur); err != nil {
+			return locklock.Lock{}, err
+		}
+		ev.add(locklock.EventReleased, now, cur)
+		return cur, nil
 	})
 }
 
 // Refresh implements locklock.Engine. It moves the lock's expiry index
 // entry along with its expiry.
 func (e *Engine) Refresh(ctx context.Context, id locklock.ID, now time.Time, ch locklock.Change, allow func(locklock.Lock) error) (locklock.Lock, error) {
-	return e.change(ctx, id, now, allow, func(txn *bdg.Txn, cur locklock.Lock) (locklock.Lock, error) {
+	return e.change(ctx, id, now, allow, func(txn *bdg.Txn, ev *eventLog, cur locklock.Lock) (locklock.Lock, error) {
 		if err := e.admit(needWrite); err != nil {
 			return locklock.Lock{}, answer(err)
 		}
 		updated := normalize(ch.Apply(cur))
-		return updated, replace(txn, cur, updated)
+		if err := replace(txn, cur, updated); err != nil {
+			return locklock.Lock{}, err
+		}
+		ev.add(locklock.EventRefreshed, now, updated)
+		return updated, nil
 	})
 }
 
 // change is Release's and Refresh's common step: in one transaction, find
 // the live lock (settling an expired one), ask allow, and apply write.
 func (e *Engine) change(ctx context.Context, id locklock.ID, now time.Time, allow func(locklock.Lock) error,
-	write func(txn *bdg.Txn, cur locklock.Lock) (locklock.Lock, error)) (locklock.Lock, error) {
+	write func(txn *bdg.Txn, ev *eventLog, cur locklock.Lock) (locklock.Lock, error)) (locklock.Lock, error) {
 	done, err := e.enterID(ctx, id)
 	if err != nil {
 		return locklock.Lock{}, err
@@ -287,21 +314,21 @@ func (e *Engine) change(ctx context.Context, id locklock.ID, now time.Time, allo
 
 // changeEntered is change for a caller that has already entered the engine.
 func (e *Engine) changeEntered(ctx context.Context, id locklock.ID, now time.Time, allow func(locklock.Lock) error,
-	write func(txn *bdg.Txn, cur locklock.Lock) (locklock.Lock, error)) (locklock.Lock, error) {
+	write func(txn *bdg.Txn, ev *eventLog, cur locklock.Lock) (locklock.Lock, error)) (locklock.Lock, error) {
 	var (
 		out    locklock.Lock
 		absent error // ErrNotFound or a *DelayedError: no live lock
 	)
-	err := e.update(ctx, func(txn *bdg.Txn) error {
+	err := e.update(ctx, func(txn *bdg.Txn, ev *eventLog) error {
 		out, absent = locklock.Lock{}, nil // a rerun starts over
-		cur, err := e.liveLock(txn, id, now, &absent)
+		cur, err := e.liveLock(txn, ev, id, now, &absent)
 		if err != nil || absent != nil {
 			return err // commits the settling of an expired record, if any
 		}
 		if err := allow(cur); err != nil {
 			return answer(err)
 		}
-		out, err = write(txn, cur)
+		out, err = write(txn, ev, cur)
 		return err
 	})
 	switch {
@@ -320,7 +347,7 @@ func (e *Engine) changeEntered(ctx context.Context, id locklock.ID, now time.Tim
 // not find it alive again (the Service reads the clock before calling the
 // engine). The answer is the caller's to give after the commit: the step
 // may have written.
-func (e *Engine) liveLock(txn *bdg.Txn, id locklock.ID, now time.Time, absent *error) (locklock.Lock, error) {
+func (e *Engine) liveLock(txn *bdg.Txn, ev *eventLog, id locklock.ID, now time.Time, absent *error) (locklock.Lock, error) {
 	cur, found, err := getLock(txn, id)
 	switch {
 	case err != nil:
@@ -331,7 +358,7 @@ func (e *Engine) liveLock(txn *bdg.Txn, id locklock.ID, now time.Time, absent *e
 	case cur.Live(now):
 		return cur, nil
 	}
-	if _, _, err := e.end(txn, cur, now); err != nil {
+	if _, _, err := e.end(txn, ev, cur, now); err != nil {
 		return locklock.Lock{}, err
 	}
 	*absent = gone(cur, now)

@@ -152,7 +152,7 @@ func TestOldDirectoryUpgrades(t *testing.T) {
 	e := open(t, dir)
 	held, expired := testID("old-held"), testID("old-expired")
 	guard := string(locklock.NewGuard("pw"))
-	err := e.update(ctx, func(txn *bdg.Txn) error {
+	err := e.update(ctx, func(txn *bdg.Txn, _ *eventLog) error {
 		for _, kv := range [][2][]byte{
 			{lockKey(held), v1Record(t, guard)}, {expiryKey(t0.Add(time.Minute), held), nil},
 			{lockKey(expired), v1Record(t, "")}, {expiryKey(t0.Add(time.Minute), expired), nil},

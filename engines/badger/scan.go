@@ -109,7 +109,7 @@ func (e *Engine) Sweep(ctx context.Context, now time.Time) (int, error) {
 			return removed, nil
 		}
 		n, more := 0, false
-		err := e.update(ctx, func(txn *bdg.Txn) error {
+		err := e.update(ctx, func(txn *bdg.Txn, ev *eventLog) error {
 			n, more = 0, false // a retried attempt starts over
 			expired, moreExpired := dueKeys(txn, expiryPrefix, now, sweepBatch)
 			ended, moreEnded := dueKeys(txn, delayPrefix, now, sweepBatch-len(expired))
@@ -122,7 +122,7 @@ func (e *Engine) Sweep(ctx context.Context, now time.Time) (int, error) {
 				if !ok || cur.Live(now) || cur.Ended {
 					continue // a stale index entry; the record's own entry stays
 				}
-				if _, _, err := settle(txn, cur, now); err != nil {
+				if _, _, err := settle(txn, ev, cur, now); err != nil {
 					return err
 				}
 				n++
@@ -135,6 +135,7 @@ func (e *Engine) Sweep(ctx context.Context, now time.Time) (int, error) {
 				if !ok || !cur.Ended || !cur.Gone(now) {
 					continue // a stale index entry; the record's own entry stays
 				}
+				// Its expiry was reported when it was ended: no event.
 				if err := remove(txn, cur); err != nil {
 					return err
 				}

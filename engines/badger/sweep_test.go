@@ -120,7 +120,7 @@ func checkIndex(t *testing.T, e *Engine) {
 func TestSweepStaleIndexEntry(t *testing.T) {
 	e := open(t, t.TempDir())
 	l := mustAcquire(t, e, newLock("s", t0, time.Hour, ""), t0)
-	err := e.update(t.Context(), func(txn *bdg.Txn) error {
+	err := e.update(t.Context(), func(txn *bdg.Txn, _ *eventLog) error {
 		return txn.Set(expiryKey(t0.Add(time.Second), l.ID), []byte{})
 	})
 	if err != nil {
