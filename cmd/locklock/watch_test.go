@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/locklock/locklock/transport/client"
 )
 
 // watchProc is `locklock watch` in a child process (it handles signals),
@@ -146,5 +148,39 @@ func TestWatchCommandRefusals(t *testing.T) {
 		if code, _, stderr := s.cli(t, nil, c.args...); code != c.code {
 			t.Errorf("%v: exit %d (%s), want %d", c.args, code, strings.TrimSpace(stderr), c.code)
 		}
+	}
+}
+
+// TestServeStreams: the standalone server (the default Badger engine,
+// behind the app's metrics wrapper) serves event streams, and a stop ends
+// them rather than waiting on them.
+func TestServeStreams(t *testing.T) {
+	p := startServer(t, "--data-dir", t.TempDir(), "--shutdown-timeout", "5s")
+	c, err := client.New(strings.TrimSuffix(p.base, client.APIPrefix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := c.Watch(t.Context(), client.UUID(testUUID))
+	defer w.Close()
+	if ev, err := w.Next(); err != nil || ev.Type != client.EventState {
+		t.Fatalf("first event %+v, %v; want state", ev, err)
+	}
+	l, err := c.Acquire(t.Context(), client.UUID(testUUID), client.WithHolder("h"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev, err := w.Next(); err != nil || ev.Type != "acquired" || ev.Lock.FencingToken != l.FencingToken || ev.Lock.Holder != "h" {
+		t.Fatalf("after acquire %+v, %v", ev, err)
+	}
+	start := time.Now()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-p.done; err != nil {
+		t.Fatalf("server exit: %v\n%s", err, p.output())
+	}
+	p.done <- nil
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("stop took %v with a stream open", d)
 	}
 }
