@@ -105,18 +105,9 @@ func (c *Client) Release(ctx context.Context, t Target, opts ...LockOption) (Loc
 // stay (WithHolder and WithMetadata are Patch's). A protected lock needs
 // WithSecret.
 func (c *Client) Refresh(ctx context.Context, t Target, opts ...LockOption) (Lock, error) {
-	if err := t.Validate(); err != nil {
-		return Lock{}, err
-	}
 	o := callOpts(opts)
-	if err := o.checkDurations(); err != nil {
-		return Lock{}, err
-	}
-	body := secretBody(o)
-	body.ExpiresIn = wholeSeconds(o.ttl)
-	var l Lock
-	_, err := c.do(ctx, request{method: http.MethodPatch, path: t.path(), body: body, idempotent: true}, &l)
-	return l, err
+	o.holder, o.metadata, o.setMeta = nil, nil, false
+	return c.patch(ctx, t, o)
 }
 
 // Patch changes the lock (PATCH) and returns it as it is after: WithHolder
@@ -128,10 +119,13 @@ func (c *Client) Refresh(ctx context.Context, t Target, opts ...LockOption) (Loc
 // fencing token and the lock-delay stay. A protected lock needs WithSecret.
 // A lock that is gone, or in its lock-delay, matches locklock.ErrNotFound.
 func (c *Client) Patch(ctx context.Context, t Target, opts ...LockOption) (Lock, error) {
+	return c.patch(ctx, t, callOpts(opts))
+}
+
+func (c *Client) patch(ctx context.Context, t Target, o callOptions) (Lock, error) {
 	if err := t.Validate(); err != nil {
 		return Lock{}, err
 	}
-	o := callOpts(opts)
 	if err := o.checkDurations(); err != nil {
 		return Lock{}, err
 	}
