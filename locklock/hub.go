@@ -17,6 +17,8 @@ const (
 	// MaxEventBacklog is how many events may wait for a stream's reader
 	// before the stream is cut (with a reset).
 	MaxEventBacklog = 1000
+	// FillingAt is how many waiting events signal Subscription.Filling.
+	FillingAt = MaxEventBacklog / 4
 )
 
 // ErrSlowReader ends a subscription whose reader fell more than
@@ -117,7 +119,7 @@ func (h *hub) subscribe(f Filter, from Position) (s *Subscription, resumed bool,
 	if h.closed {
 		return nil, false, Position{}, errSubscriptionClosed
 	}
-	s = &Subscription{hub: h, filter: f, signal: make(chan struct{}, 1)}
+	s = &Subscription{hub: h, filter: f, signal: make(chan struct{}, 1), filling: make(chan struct{}, 1)}
 	at = h.last
 	if !from.IsZero() {
 		backlog, ok := h.since(from)
@@ -218,9 +220,10 @@ func (h *hub) close() {
 // a reader more than MaxEventBacklog events behind is cut off with
 // ErrSlowReader.
 type Subscription struct {
-	hub    *hub
-	filter Filter
-	signal chan struct{} // buffered: a wake-up is never lost, never blocks
+	hub     *hub
+	filter  Filter
+	signal  chan struct{} // buffered: a wake-up is never lost, never blocks
+	filling chan struct{} // signalled when the queue reaches FillingAt
 
 	mu    sync.Mutex
 	queue []*Event
@@ -240,6 +243,12 @@ func (s *Subscription) push(ev *Event) {
 			s.err, s.queue = ErrSlowReader, nil
 		} else {
 			s.queue = append(s.queue, ev)
+			if len(s.queue) == FillingAt {
+				select {
+				case s.filling <- struct{}{}:
+				default:
+				}
+			}
 		}
 	}
 	s.mu.Unlock()
@@ -266,15 +275,8 @@ func (s *Subscription) end(err error) {
 // the Service shut streams down, and ctx's error when ctx is done.
 func (s *Subscription) Next(ctx context.Context) ([]*Event, error) {
 	for {
-		s.mu.Lock()
-		q, err := s.queue, s.err
-		s.queue = nil
-		s.mu.Unlock()
-		if len(q) > 0 {
-			return q, nil
-		}
-		if err != nil {
-			return nil, err
+		if q, err := s.Take(); len(q) > 0 || err != nil {
+			return q, err
 		}
 		select {
 		case <-s.signal:
@@ -282,6 +284,30 @@ func (s *Subscription) Next(ctx context.Context) ([]*Event, error) {
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// Filling is signalled when FillingAt events wait: a reader that holds
+// back to read many events at once (see transport's stream pacing) should
+// read now, well before MaxEventBacklog cuts it off.
+func (s *Subscription) Filling() <-chan struct{} { return s.filling }
+
+// Ready is signalled when events may be waiting, or the subscription has
+// ended: then call Take. For readers that wait on other things too (a
+// ping timer) without a context per wait.
+func (s *Subscription) Ready() <-chan struct{} { return s.signal }
+
+// Take returns the events queued now, oldest first, without waiting — or,
+// with none queued, the error that ended the subscription (nil while it
+// lives).
+func (s *Subscription) Take() ([]*Event, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q, err := s.queue, s.err
+	s.queue = nil
+	if len(q) > 0 {
+		return q, nil
+	}
+	return nil, err
 }
 
 // Close ends the subscription.

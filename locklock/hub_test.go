@@ -178,3 +178,27 @@ func TestHubCloseEndsSubscriptions(t *testing.T) {
 		t.Error("subscribe after close accepted")
 	}
 }
+
+// TestHubFilling: Filling is signalled once the queue reaches FillingAt, so
+// a reader that holds back reads before it is cut.
+func TestHubFilling(t *testing.T) {
+	h := newHub(10)
+	s, _, _, _ := h.subscribe(Filter{Namespace: "ns"}, Position{})
+	for range FillingAt - 1 {
+		h.publish(evOf("ns", "x", EventRefreshed))
+	}
+	select {
+	case <-s.Filling():
+		t.Fatalf("Filling signalled below %d events", FillingAt)
+	default:
+	}
+	h.publish(evOf("ns", "x", EventRefreshed))
+	select {
+	case <-s.Filling():
+	default:
+		t.Fatalf("Filling not signalled at %d events", FillingAt)
+	}
+	if evs, err := s.Take(); err != nil || len(evs) != FillingAt {
+		t.Errorf("Take: %d events, %v", len(evs), err)
+	}
+}

@@ -115,6 +115,16 @@ type Watch struct {
 // Next waits for events; see Subscription.Next.
 func (w *Watch) Next(ctx context.Context) ([]*Event, error) { return w.sub.Next(ctx) }
 
+// Ready and Take read the stream without a context per wait; see
+// Subscription.Ready and Subscription.Take.
+func (w *Watch) Ready() <-chan struct{} { return w.sub.Ready() }
+
+// Filling is signalled when many events wait; see Subscription.Filling.
+func (w *Watch) Filling() <-chan struct{} { return w.sub.Filling() }
+
+// Take returns the events queued now; see Subscription.Take.
+func (w *Watch) Take() ([]*Event, error) { return w.sub.Take() }
+
 // Close ends the stream.
 func (w *Watch) Close() {
 	w.sub.Close()

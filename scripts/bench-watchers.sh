@@ -14,7 +14,8 @@
 # read as fast as they come; "bare" rounds run the load alone. ROUNDS
 # interleaved rounds of DUR, alternating which goes first. PIN=1 runs the
 # server on CPU 0 and the load (with its stream readers) on CPU 1; PIN=0
-# lets both share both cores. Prints every round, the medians and the median
+# lets both share both cores. The server allows the one key all its streams
+# (--max-watchers-per-caller 0). Prints every round, the medians and the median
 # of the per-round ratios watched ÷ bare (the goal: ≥ 0.9).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -58,14 +59,15 @@ for pin in $PINS; do
 		CLI=()
 	fi
 	xp=$(port)
-	"${SRV[@]}" "$LL" serve --engine memory --keys-file "$work/keys.json" --addr "127.0.0.1:$xp" --log-level warn >"$work/serve-$pin.log" 2>&1 &
+	"${SRV[@]}" "$LL" serve --engine memory --keys-file "$work/keys.json" --addr "127.0.0.1:$xp" --log-level warn \
+		--max-watchers-per-caller 0 >"$work/serve-$pin.log" 2>&1 &
 	ll_pid=$!
 	pids+=("$ll_pid")
 	waitfor "http://127.0.0.1:$xp/readyz"
 
 	load() { # name, extra flags
 		LOCKLOCK_API_KEY=$key "${CLI[@]}" "$LL" bench --quiet --json --concurrency "$CONC" --server "http://127.0.0.1:$xp" \
-			--mode keyed --keys "$KEYS" --duration "$DUR" "${@:2}" >"$work/$1.json"
+			--mode keyed --keys "$KEYS" --duration "$DUR" "${@:2}" >"$work/$1.json" || { cat "$work/$1.json" >&2; exit 1; }
 		printf '%s\t%s\t%s\t%s\n' "$pin" "$round" "$1" "$(json "$work/$1.json" 'd["cycles_per_second"]')" >>"$results"
 		printf '%s\t%s\t%s_p99\t%s\n' "$pin" "$round" "$1" "$(json "$work/$1.json" 'max(d["latency"]["acquire"]["p99_ms"], d["latency"]["release"]["p99_ms"])')" >>"$results"
 		printf '%s\t%s\t%s_events\t%s\n' "$pin" "$round" "$1" "$(json "$work/$1.json" 'd.get("stream_events", 0)')" >>"$results"

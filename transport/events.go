@@ -128,7 +128,7 @@ func (h *handler) stream(w http.ResponseWriter, r *http.Request, c Caller, f loc
 		return err
 	}
 	defer watch.Close()
-	out := sseWriter{w: w, rc: http.NewResponseController(w)}
+	out := &sseWriter{w: w, rc: http.NewResponseController(w)}
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-store")
@@ -154,41 +154,111 @@ func (h *handler) stream(w http.ResponseWriter, r *http.Request, c Caller, f loc
 		return nil
 	}
 	ctx := r.Context()
+	ping := time.NewTimer(pingEvery)
+	defer ping.Stop()
+	var pace streamPace
 	for {
-		wait, cancel := context.WithTimeout(ctx, pingEvery)
-		evs, err := watch.Next(wait)
-		cancel()
-		switch {
-		case err == nil:
+		if !pace.linger(ctx, watch.Filling()) {
+			return nil
+		}
+		select {
+		case <-ctx.Done(): // the client went
+			return nil
+		case <-ping.C:
+			buf = append(buf[:0], ": ping\n\n"...)
+		case <-watch.Ready():
+			evs, err := watch.Take()
+			switch {
+			case errors.Is(err, locklock.ErrSlowReader):
+				_ = out.send(appendReset(buf[:0]))
+				return nil
+			case err != nil: // the server shuts streams down
+				return nil
+			case len(evs) == 0:
+				continue
+			}
 			buf = buf[:0]
 			for _, ev := range evs {
 				buf = append(buf, ev.Frame(encodeEvent)...)
 			}
-		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
-			buf = append(buf[:0], ": ping\n\n"...)
-		case errors.Is(err, locklock.ErrSlowReader):
-			_ = out.send(appendReset(buf[:0]))
-			return nil
-		default: // the client went, or the server shuts streams down
-			return nil
+			pace.wrote(len(evs))
 		}
 		if out.send(buf) != nil {
 			return nil
 		}
+		ping.Reset(pingEvery)
 	}
 }
 
-// sseWriter writes and flushes, each write bounded by streamWriteTimeout.
-type sseWriter struct {
-	w  http.ResponseWriter
-	rc *http.ResponseController
+// Pacing: a stream's events go out at once after a quiet spell, but after
+// a write of a few events a stream waits up to streamLinger, and sends what
+// came meanwhile in one write. Every write is a system call and a wake-up
+// of the reader, and a thousand streams each written per event (one lock's
+// stream under load: an event per change) would cost the server more than
+// the lock operations they report. The wait ends early when events pile up
+// (Watch.Filling, at a quarter of the backlog that cuts a reader off), so a
+// busy stream — a namespace's — is written as fast as it fills.
+const (
+	streamLinger = 100 * time.Millisecond
+	// lingerBelow: a write of at least this many events waits for nothing;
+	// the stream is busy and its writes are full already.
+	lingerBelow = 64
+)
+
+// streamPace decides how long a stream waits before its next write.
+type streamPace struct {
+	delay time.Duration
+	timer *time.Timer
 }
 
-func (s sseWriter) send(b []byte) error {
+// wrote records a write of n events.
+func (p *streamPace) wrote(n int) {
+	p.delay = 0
+	if n < lingerBelow {
+		p.delay = streamLinger
+	}
+}
+
+// linger waits out the delay set by the last write, or until many events
+// wait; false if ctx ended.
+func (p *streamPace) linger(ctx context.Context, filling <-chan struct{}) bool {
+	if p.delay <= 0 {
+		return true
+	}
+	if p.timer == nil {
+		p.timer = time.NewTimer(p.delay)
+	} else {
+		p.timer.Reset(p.delay)
+	}
+	p.delay = 0
+	select {
+	case <-p.timer.C:
+	case <-filling:
+		p.timer.Stop()
+	case <-ctx.Done():
+		p.timer.Stop()
+		return false
+	}
+	return true
+}
+
+// sseWriter writes and flushes, each write bounded by streamWriteTimeout
+// (moved on at most once a second: setting a deadline costs a lock and a
+// timer update, and a second more or less does not matter here).
+type sseWriter struct {
+	w        http.ResponseWriter
+	rc       *http.ResponseController
+	deadline time.Time
+}
+
+func (s *sseWriter) send(b []byte) error {
 	if len(b) == 0 {
 		return nil
 	}
-	_ = s.rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
+	if now := time.Now(); s.deadline.Sub(now) < streamWriteTimeout-time.Second {
+		s.deadline = now.Add(streamWriteTimeout)
+		_ = s.rc.SetWriteDeadline(s.deadline)
+	}
 	if _, err := s.w.Write(b); err != nil {
 		return err
 	}

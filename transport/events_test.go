@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -287,5 +288,84 @@ func TestStreamsEndOnShutdown(t *testing.T) {
 	svc.StopWatching()
 	if !s.ended() {
 		t.Fatal("the stream stayed open after StopWatching")
+	}
+}
+
+// TestStreamPacing: the first event after a quiet spell goes out at once;
+// a burst that follows is held back at most streamLinger; and a stream fed
+// faster than its pacing would allow is written as it fills, never cut
+// while its reader keeps up.
+func TestStreamPacing(t *testing.T) {
+	srv, svc := newEventServer(t, nil)
+	s, _ := openStream(t, srv, "/events", "Authorization", proKey)
+	s.next() // ready
+	id := locklock.ID{Namespace: "acme", Kind: locklock.KindKey, Name: "paced"}
+	start := time.Now()
+	if _, _, err := svc.Acquire(t.Context(), locklock.AcquireRequest{ID: id}); err != nil {
+		t.Fatal(err)
+	}
+	s.nextOf("acquired")
+	if d := time.Since(start); d > streamLinger/2 {
+		t.Errorf("the first event took %v", d)
+	}
+	start = time.Now()
+	for range 5 {
+		if _, err := svc.Refresh(t.Context(), id, "", time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 5 {
+		s.nextOf("refreshed")
+	}
+	if d := time.Since(start); d > streamLinger+time.Second {
+		t.Errorf("a burst took %v", d)
+	}
+	// Far more events than a reader may fall behind by, as fast as eight
+	// clients can make them over HTTP: pacing must not let them pile up
+	// to a cut while the reader keeps up.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				for range 3 * locklock.MaxEventBacklog / 8 {
+					if r := do(t, srv, http.MethodPatch, keyPath("paced"), `{"expires_in":3600}`, "Authorization", proKey); r.StatusCode != http.StatusOK {
+						t.Errorf("refresh: %d", r.StatusCode)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+	}()
+	for range 3 * locklock.MaxEventBacklog {
+		if ev := s.next(); ev.event != "refreshed" {
+			t.Fatalf("got %+v in a fast stream, want only refreshed (no reset)", ev)
+		}
+	}
+	<-done
+}
+
+// TestStreamPaceLinger: after a small write the stream waits streamLinger,
+// unless events pile up (filling), and after a large one not at all.
+func TestStreamPaceLinger(t *testing.T) {
+	var p streamPace
+	p.wrote(lingerBelow)
+	start := time.Now()
+	if !p.linger(t.Context(), nil) || time.Since(start) > streamLinger/2 {
+		t.Errorf("after a write of %d events the stream waited %v", lingerBelow, time.Since(start))
+	}
+	p.wrote(1)
+	start = time.Now()
+	if !p.linger(t.Context(), nil) || time.Since(start) < streamLinger {
+		t.Errorf("after a write of 1 event the stream waited %v, want %v", time.Since(start), streamLinger)
+	}
+	p.wrote(1)
+	filling := make(chan struct{}, 1)
+	filling <- struct{}{}
+	start = time.Now()
+	if !p.linger(t.Context(), filling) || time.Since(start) > streamLinger/2 {
+		t.Errorf("with events piling up the stream waited %v", time.Since(start))
 	}
 }

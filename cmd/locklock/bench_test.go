@@ -450,3 +450,22 @@ func TestProblemCode(t *testing.T) {
 		}
 	}
 }
+
+// TestMarkCounter: a marker split across reads is counted once, wherever
+// the reads are cut.
+func TestMarkCounter(t *testing.T) {
+	stream := []byte(strings.Repeat("id: 1\nevent: acquired\ndata: {}\n\n: ping\n\nevent: reset\ndata: {}\n\n", 50))
+	want := bytes.Count(stream, []byte("\ndata: "))
+	for _, piece := range []int{1, 2, 3, 5, 7, 13, 64, len(stream)} {
+		m := markCounter{mark: []byte("\ndata: ")}
+		got := 0
+		for b := stream; len(b) > 0; {
+			n := min(piece, len(b))
+			got += m.count(b[:n])
+			b = b[n:]
+		}
+		if got != want {
+			t.Errorf("pieces of %d: counted %d, want %d", piece, got, want)
+		}
+	}
+}

@@ -148,6 +148,9 @@ func (r *benchRun) run(ctx context.Context, stopSignals func(), stderr io.Writer
 		}
 	}
 	elapsed := time.Since(start)
+	if r.streams != nil {
+		r.streams.settle()
+	}
 	progress.finish()
 	rep := r.report(elapsed)
 	rep.Interrupted = interrupted

@@ -1,13 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -76,20 +76,27 @@ func (s *benchStreams) read(ctx context.Context, req *http.Request, ready chan<-
 		ready <- fmt.Errorf("event stream %s: status %d", req.URL.Path, resp.StatusCode)
 		return
 	}
-	sc := bufio.NewScanner(resp.Body)
+	// Count frames in big reads rather than parsing lines: the readers
+	// share the load generator's CPU, and must not be what limits the
+	// run. Every frame but a ping has one "data:" line.
+	frames := markCounter{mark: []byte("\ndata: "), tail: []byte{'\n'}} // the first line follows no newline
+	resets := markCounter{mark: []byte("\nevent: reset\n")}
+	buf := make([]byte, 64<<10)
 	first := true
-	for sc.Scan() {
-		line := sc.Bytes()
-		event, ok := bytes.CutPrefix(line, []byte("event: "))
-		switch {
-		case !ok:
-		case first:
-			first = false
-			ready <- nil
-		case bytes.Equal(event, []byte("reset")):
-			s.resets.Add(1)
-		default:
-			s.events.Add(1)
+	for {
+		n, err := resp.Body.Read(buf)
+		if n > 0 {
+			f, r := int64(frames.count(buf[:n])), int64(resets.count(buf[:n]))
+			if first && f > 0 {
+				first = false
+				f-- // state or ready
+				ready <- nil
+			}
+			s.events.Add(f - r)
+			s.resets.Add(r)
+		}
+		if err != nil {
+			break
 		}
 	}
 	if first {
@@ -120,4 +127,42 @@ func (r *benchRun) streamPaths() []string {
 		paths = append(paths, r.cfg.api.Path+"/events")
 	}
 	return paths
+}
+
+// markCounter counts a marker's occurrences in a byte stream read in pieces,
+// including those split across two pieces.
+type markCounter struct {
+	mark []byte
+	tail []byte // the last len(mark)-1 bytes seen
+}
+
+func (m *markCounter) count(b []byte) int {
+	n := bytes.Count(b, m.mark)
+	// Markers that cross from the last piece into this one: neither the
+	// tail nor this piece's head alone is long enough to hold one.
+	head := b[:min(len(b), len(m.mark)-1)]
+	n += bytes.Count(append(slices.Clone(m.tail), head...), m.mark)
+	k := len(m.mark) - 1
+	if len(b) >= k {
+		m.tail = append(m.tail[:0], b[len(b)-k:]...)
+	} else {
+		m.tail = append(m.tail, b...)
+		m.tail = m.tail[max(0, len(m.tail)-k):]
+	}
+	return n
+}
+
+// settle waits, after the load, until the streams have received what was
+// sent to them (a stream may hold events back for a moment to write them
+// together): until their count stops rising, at most two seconds.
+func (s *benchStreams) settle() {
+	last := int64(-1)
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); {
+		n := s.events.Load() + s.resets.Load()
+		if n == last {
+			return
+		}
+		last = n
+		time.Sleep(150 * time.Millisecond)
+	}
 }
