@@ -117,6 +117,11 @@ type Engine struct {
 	leases *leasePool
 	held   *heldCache
 	batch  *batcher
+	feed   *feed
+
+	// replaying bounds the replays of etcd history that run at once
+	// (see EventsAfter).
+	replaying chan struct{}
 }
 
 var (
@@ -144,6 +149,9 @@ func New(client *clientv3.Client, opts ...Option) *Engine {
 	e.held = newHeldCache()
 	e.batch = newBatcher(client, e.timeout)
 	e.leases = newLeasePool(client, e.timeout, e.prefix, e.batch.lastWrite.Load)
+	e.feed = newFeed(e)
+	e.leases.observe = e.feed.observe
+	e.replaying = make(chan struct{}, maxReplays)
 	return e
 }
 
