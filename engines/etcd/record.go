@@ -250,9 +250,11 @@ func (e *Engine) readTokenBase(ctx, octx context.Context) (uint64, *pb.ResponseH
 }
 
 func parseRecord(id locklock.ID, what string, value []byte) (record, error) {
-	var r record
-	if err := json.Unmarshal(value, &r); err != nil {
-		return record{}, fmt.Errorf("etcd engine: corrupt %s record for %s: %w", what, id, err)
+	r, ok := decodeRecord(value)
+	if !ok {
+		if err := json.Unmarshal(value, &r); err != nil {
+			return record{}, fmt.Errorf("etcd engine: corrupt %s record for %s: %w", what, id, err)
+		}
 	}
 	if len(r.Metadata) == 0 {
 		r.Metadata = nil // a lock without metadata has nil, as given
