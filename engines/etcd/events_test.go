@@ -360,3 +360,52 @@ func TestEventsWhenEtcdAnswersLate(t *testing.T) {
 	}
 	checkEvents(t, readEvents(t, r, len(want)), want...)
 }
+
+// TestEventsAfterWatchGap: while a server is cut off from etcd, a lock is
+// released elsewhere and etcd's history is compacted past the release, so
+// the server's watch can never report it. Back in touch, the server ends
+// its streams instead of carrying on without the release; a client that
+// resumes is reset (the history is gone) and starts afresh, with the lock
+// free.
+func TestEventsAfterWatchGap(t *testing.T) {
+	if os.Getenv(etcdtest.EnvEndpoints) != "" {
+		t.Skip("compacts etcd's history; LOCKLOCK_ETCD_ENDPOINTS points at an external etcd others may use")
+	}
+	endpoint := etcdtest.Endpoints(t)[0]
+	prefix := uniquePrefix("gap")
+	proxy := etcdtest.NewProxy(t, endpoint)
+	cutOff := etcd.New(etcdtest.Client(t, proxy.URL()), etcd.WithPrefix(prefix))
+	t.Cleanup(func() { _ = cutOff.Close() })
+	sa := locklock.NewService(cutOff)
+	sb := eventServer(t, endpoint, prefix)
+	id := keyID("released-in-the-gap")
+	w := openWatch(t, sa, locklock.Filter{ID: &id}, "")
+	mustAcquire(t, sb, locklock.AcquireRequest{ID: id, Secret: "s", TTL: time.Hour})
+	last := readEvents(t, w, 1)[0]
+
+	proxy.Cut()
+	if _, err := sb.Release(t.Context(), id, "s"); err != nil {
+		t.Fatal(err)
+	}
+	observer := etcdtest.Client(t, endpoint)
+	resp, err := observer.Put(t.Context(), uniquePrefix("compact-here"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := observer.Compact(t.Context(), resp.Header.Revision, clientv3.WithCompactPhysical()); err != nil {
+		t.Fatal(err)
+	}
+	proxy.Restore()
+
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if evs, err := w.Next(ctx); err == nil || ctx.Err() != nil {
+		t.Fatalf("after the gap the stream goes on: %s, %v", describe(evs), err)
+	}
+	r := openWatch(t, sa, locklock.Filter{ID: &id}, last.Pos.String())
+	if !r.Reset || r.Resumed || r.State != nil {
+		t.Fatalf("resume from before the gap: reset %v resumed %v state %+v, want a reset to a free lock", r.Reset, r.Resumed, r.State)
+	}
+	mustAcquire(t, sb, locklock.AcquireRequest{ID: id, TTL: time.Hour})
+	checkEvents(t, readEvents(t, r, 1), "acquired released-in-the-gap")
+}
