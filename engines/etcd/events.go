@@ -211,6 +211,7 @@ func (f *feed) observe(resp *clientv3.WatchResponse) {
 	if !active {
 		return
 	}
+	fetched := f.readUnknown(evs)
 	for len(evs) > 0 {
 		rev := evs[0].Kv.ModRevision
 		n := 1
@@ -219,13 +220,13 @@ func (f *feed) observe(resp *clientv3.WatchResponse) {
 		}
 		run := evs[:n]
 		evs = evs[n:]
-		fetched := f.readUnknown(rev, run)
 		out := f.e.changes(rev, run, func(_ *clientv3.Event, tail string) (locklock.Lock, bool) {
 			if l, ok := f.known[tail]; ok {
 				delete(f.known, tail)
 				return l, true
 			}
 			l, ok := fetched[tail]
+			delete(fetched, tail)
 			return l, ok
 		}, func(tail string, l locklock.Lock) {
 			if _, ok := f.known[tail]; ok || len(f.known) < maxKnown {
@@ -269,35 +270,44 @@ func (f *feed) restart(rev int64) {
 	f.sink(&locklock.Event{Type: locklock.EventRestart, Pos: f.from})
 }
 
-// readUnknown reads, from etcd's history, the locks deleted at revision rev
-// that the feed does not know, by tail. What it cannot read (etcd does not
-// answer, or compacted that revision) stays unknown: those events carry
-// what the feed has — the lock's name, and the token of a release.
-func (f *feed) readUnknown(rev int64, run []*clientv3.Event) map[string]locklock.Lock {
-	var keys []string
-	for _, ev := range run {
-		if ev.Type != clientv3.EventTypeDelete {
-			continue
-		}
-		if tail, ok := f.e.tailOf(ev.Kv.Key, locksSegment); ok {
+// readUnknown reads, from etcd's history, the locks whose deletes in evs
+// (one watch response) the feed cannot tell from what it knows, by tail:
+// all in one transaction (or a few), each at the revision before its
+// delete, so that a watch that lags, and gets many revisions at once,
+// reads them together. (A tail has at most one such delete in evs: after
+// it, the key is put again, which the feed learns, before another delete.)
+// What it cannot read (etcd does not answer, or compacted that revision)
+// stays unknown: those events carry what the feed has — the lock's name,
+// and the token of a release.
+func (f *feed) readUnknown(evs []*clientv3.Event) map[string]locklock.Lock {
+	var (
+		ops []clientv3.Op
+		put map[string]bool // tails put earlier in evs: the feed will know them
+	)
+	for _, ev := range evs {
+		tail, ok := f.e.tailOf(ev.Kv.Key, locksSegment)
+		switch {
+		case !ok:
+		case ev.Type == clientv3.EventTypePut:
+			if put == nil {
+				put = make(map[string]bool)
+			}
+			put[tail] = true
+		case !put[tail]:
 			if _, known := f.known[tail]; !known {
-				keys = append(keys, string(ev.Kv.Key))
+				ops = append(ops, clientv3.OpGet(string(ev.Kv.Key), clientv3.WithRev(ev.Kv.ModRevision-1)))
 			}
 		}
 	}
-	if len(keys) == 0 {
+	if len(ops) == 0 {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(f.e.leases.ctx, f.e.timeout)
 	defer cancel()
-	out := make(map[string]locklock.Lock, len(keys))
-	for len(keys) > 0 {
-		n := min(len(keys), prevReadBatch)
-		ops := make([]clientv3.Op, n)
-		for i, k := range keys[:n] {
-			ops[i] = clientv3.OpGet(k, clientv3.WithRev(rev-1))
-		}
-		resp, err := f.e.client.Txn(ctx).Then(ops...).Commit()
+	out := make(map[string]locklock.Lock, len(ops))
+	for len(ops) > 0 {
+		n := min(len(ops), prevReadBatch)
+		resp, err := f.e.client.Txn(ctx).Then(ops[:n]...).Commit()
 		if err != nil {
 			return out
 		}
@@ -311,7 +321,7 @@ func (f *feed) readUnknown(rev int64, run []*clientv3.Event) map[string]locklock
 				}
 			}
 		}
-		keys = keys[n:]
+		ops = ops[n:]
 	}
 	return out
 }

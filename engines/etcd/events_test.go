@@ -409,3 +409,28 @@ func TestEventsAfterWatchGap(t *testing.T) {
 	mustAcquire(t, sb, locklock.AcquireRequest{ID: id, TTL: time.Hour})
 	checkEvents(t, readEvents(t, r, 1), "acquired released-in-the-gap")
 }
+
+// TestEventsOfLocksFromBeforeStart: a server learns of locks as they are
+// put; for locks acquired before it started, it reads from etcd's history
+// what their released and expired events carry: the lock as it was.
+func TestEventsOfLocksFromBeforeStart(t *testing.T) {
+	endpoint := etcdtest.Endpoints(t)[0]
+	prefix := uniquePrefix("before-start")
+	a := eventServer(t, endpoint, prefix)
+	rel := mustAcquire(t, a, locklock.AcquireRequest{ID: keyID("old-released"), Secret: "s", TTL: time.Hour, Holder: "h-rel"})
+	exp := mustAcquire(t, a, locklock.AcquireRequest{ID: keyID("old-expired"), TTL: time.Second, Holder: "h-exp", LockDelay: 2 * time.Second})
+	b := eventServer(t, endpoint, prefix)
+	w := openWatch(t, b, locklock.Filter{Namespace: "public"}, "")
+	if _, err := a.Release(t.Context(), rel.ID, "s"); err != nil {
+		t.Fatal(err)
+	}
+	evs := readEvents(t, w, 2)
+	checkEvents(t, evs, "released old-released", "expired old-expired")
+	if l := evs[0].Lock; l.Token != rel.Token || l.Holder != "h-rel" || !l.ExpiresAt.Equal(rel.ExpiresAt) || !l.Protected() {
+		t.Errorf("released carries %+v, want %+v", l, rel)
+	}
+	if l := evs[1].Lock; l.Token != exp.Token || l.Holder != "h-exp" || !evs[1].At.Equal(exp.ExpiresAt) ||
+		!l.DelayedUntil().Equal(exp.ExpiresAt.Add(2*time.Second)) {
+		t.Errorf("expired carries %+v at %v, want %+v at its expiry", l, evs[1].At, exp)
+	}
+}
