@@ -3,11 +3,8 @@ package etcd
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"hash/fnv"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -60,7 +57,8 @@ import (
 // resumes on any of them (EventsAfter, in replay.go).
 
 const (
-	// releasedSegment holds release markers.
+	// locksSegment holds lock records, releasedSegment release markers.
+	locksSegment    = "locks/"
 	releasedSegment = "released/"
 	// markerTTL is the lease TTL class of release markers, in seconds.
 	markerTTL = 1
@@ -280,21 +278,34 @@ func (f *feed) restart(rev int64) {
 // stays unknown: those events carry what the feed has — the lock's name,
 // and the token of a release.
 func (f *feed) readUnknown(evs []*clientv3.Event) map[string]locklock.Lock {
+	// Usually every lock deleted is known: find that out without
+	// allocating (a map index of string(bytes) does not copy).
+	unknown := false
+	for _, ev := range evs {
+		if ev.Type == clientv3.EventTypeDelete {
+			if tail, ok := f.e.tailBytes(ev.Kv.Key, locksSegment); ok {
+				if _, known := f.known[string(tail)]; !known {
+					unknown = true
+					break
+				}
+			}
+		}
+	}
+	if !unknown {
+		return nil
+	}
 	var (
 		ops []clientv3.Op
-		put map[string]bool // tails put earlier in evs: the feed will know them
+		put = make(map[string]bool) // tails put earlier in evs: the feed will know them
 	)
 	for _, ev := range evs {
-		tail, ok := f.e.tailOf(ev.Kv.Key, locksSegment)
+		tail, ok := f.e.tailBytes(ev.Kv.Key, locksSegment)
 		switch {
 		case !ok:
 		case ev.Type == clientv3.EventTypePut:
-			if put == nil {
-				put = make(map[string]bool)
-			}
-			put[tail] = true
-		case !put[tail]:
-			if _, known := f.known[tail]; !known {
+			put[string(tail)] = true
+		case !put[string(tail)]:
+			if _, known := f.known[string(tail)]; !known {
 				ops = append(ops, clientv3.OpGet(string(ev.Kv.Key), clientv3.WithRev(ev.Kv.ModRevision-1)))
 			}
 		}
@@ -324,166 +335,4 @@ func (f *feed) readUnknown(evs []*clientv3.Event) map[string]locklock.Lock {
 		ops = ops[n:]
 	}
 	return out
-}
-
-// changes turns the watch events of one revision into lock events, in
-// order, with positions (but no epoch). prev gives the lock a delete
-// removed (false: not known); put, when not nil, learns every lock put.
-func (e *Engine) changes(rev int64, run []*clientv3.Event,
-	prev func(ev *clientv3.Event, tail string) (locklock.Lock, bool), put func(tail string, l locklock.Lock)) []*locklock.Event {
-	var markers map[string]marker
-	for _, ev := range run {
-		if ev.Type != clientv3.EventTypePut {
-			continue
-		}
-		if tail, ok := e.tailOf(ev.Kv.Key, releasedSegment); ok {
-			if m, ok := parseMarker(ev.Kv.Value); ok {
-				if markers == nil {
-					markers = make(map[string]marker)
-				}
-				markers[tail] = m
-			}
-		}
-	}
-	var (
-		out []*locklock.Event
-		sub uint32
-	)
-	for _, ev := range run {
-		tail, ok := e.tailOf(ev.Kv.Key, locksSegment)
-		if !ok {
-			continue
-		}
-		sub++
-		id, ok := parseTail(tail)
-		if !ok {
-			continue // not a key the engine writes
-		}
-		pos := locklock.Position{Seq: uint64(rev), Sub: sub}
-		if ev.Type == clientv3.EventTypePut {
-			l, updated, err := e.decodeEvent(id, ev.Kv.Value, ev.Kv.CreateRevision)
-			if err != nil {
-				continue // a corrupt record: no event to tell
-			}
-			if put != nil {
-				put(tail, l)
-			}
-			out = append(out, putEvent(ev, l, updated, pos))
-			continue
-		}
-		l, known := prev(ev, tail)
-		m, marked := markers[tail]
-		out = append(out, endEvent(id, l, known, m, marked, pos))
-	}
-	return out
-}
-
-// putEvent is the event of a put of lock l: acquired when it created the
-// key, else refreshed, at updated (zero for records of servers from before
-// events: then the time it is seen).
-func putEvent(ev *clientv3.Event, l locklock.Lock, updated time.Time, pos locklock.Position) *locklock.Event {
-	if ev.IsCreate() {
-		return &locklock.Event{Type: locklock.EventAcquired, At: l.AcquiredAt, Lock: l, Pos: pos}
-	}
-	if updated.IsZero() {
-		updated = time.Now().UTC().Truncate(time.Millisecond)
-	}
-	return &locklock.Event{Type: locklock.EventRefreshed, At: updated, Lock: l, Pos: pos}
-}
-
-// endEvent is the event of the delete of lock id's key: l is the lock as
-// it was (when known), m the release marker of the same revision (when
-// marked).
-func endEvent(id locklock.ID, l locklock.Lock, known bool, m marker, marked bool, pos locklock.Position) *locklock.Event {
-	if !known {
-		l = locklock.Lock{ID: id, Token: m.Token}
-	}
-	ev := &locklock.Event{Lock: l, Pos: pos}
-	switch {
-	case marked && m.Revoked:
-		// A revoked lock's ExpiresAt is the moment it was revoked: its
-		// lock-delay runs from then (Lock.DelayedUntil).
-		ev.Type, ev.At = locklock.EventRevoked, time.UnixMilli(m.At).UTC()
-		ev.Lock.ExpiresAt, ev.Lock.Revoked = ev.At, true
-	case marked:
-		ev.Type, ev.At = locklock.EventReleased, time.UnixMilli(m.At).UTC()
-	default:
-		ev.Type, ev.At = locklock.EventExpired, l.ExpiresAt
-		if !known {
-			ev.At = time.Now().UTC().Truncate(time.Millisecond)
-		}
-	}
-	return ev
-}
-
-// locksSegment holds lock records.
-const locksSegment = "locks/"
-
-// tailOf returns what follows <prefix><segment> in key.
-func (e *Engine) tailOf(key []byte, segment string) (string, bool) {
-	p := len(e.prefix)
-	if len(key) <= p+len(segment) || string(key[:p]) != e.prefix || string(key[p:p+len(segment)]) != segment {
-		return "", false
-	}
-	return string(key[p+len(segment):]), true
-}
-
-// parseTail reads <namespace>/<kind>/<name>; the ID shares tail's memory.
-func parseTail(tail string) (locklock.ID, bool) {
-	ns, rest, ok1 := strings.Cut(tail, "/")
-	kind, name, ok2 := strings.Cut(rest, "/")
-	if !ok1 || !ok2 || name == "" || (kind != string(locklock.KindUUID) && kind != string(locklock.KindKey)) {
-		return locklock.ID{}, false
-	}
-	return locklock.ID{Namespace: ns, Kind: locklock.Kind(kind), Name: name}, true
-}
-
-// decodeEvent is decode for events: the lock put under id's key with
-// createRev, and the instant a refresh wrote it (zero when not recorded).
-func (e *Engine) decodeEvent(id locklock.ID, value []byte, createRev int64) (locklock.Lock, time.Time, error) {
-	r, err := parseRecord(id, "lock", value)
-	if err != nil {
-		return locklock.Lock{}, time.Time{}, err
-	}
-	l := r.lock(id, 0)
-	l.Token = e.base.Load() + uint64(createRev)
-	var updated time.Time
-	if r.UpdatedAt != 0 {
-		updated = time.UnixMilli(r.UpdatedAt).UTC()
-	}
-	return l, updated, nil
-}
-
-// markerKey is where a release of id puts its marker.
-func (e *Engine) markerKey(id locklock.ID) string {
-	return e.prefix + releasedSegment + id.Namespace + "/" + string(id.Kind) + "/" + id.Name
-}
-
-// marker is a release marker's value: the released lock's token and the
-// instant of the release; Revoked for an operator's forced release, whose
-// instant is then the lock's new ExpiresAt.
-type marker struct {
-	Token   uint64 `json:"token"`
-	At      int64  `json:"at_ms"`
-	Revoked bool   `json:"revoked,omitempty"`
-}
-
-// encode is m as encoding/json writes it, without reflection: a release
-// writes one.
-func (m marker) encode() []byte {
-	b := make([]byte, 0, 64)
-	b = append(b, `{"token":`...)
-	b = strconv.AppendUint(b, m.Token, 10)
-	b = append(b, `,"at_ms":`...)
-	b = strconv.AppendInt(b, m.At, 10)
-	if m.Revoked {
-		b = append(b, `,"revoked":true`...)
-	}
-	return append(b, '}')
-}
-
-func parseMarker(value []byte) (marker, bool) {
-	var m marker
-	err := json.Unmarshal(value, &m)
-	return m, err == nil
 }
