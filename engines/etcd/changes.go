@@ -174,8 +174,35 @@ func (m marker) encode() []byte {
 	return append(b, '}')
 }
 
+// parseMarker reads a marker: what encode writes without reflection
+// (one is read for every release), anything else with encoding/json.
 func parseMarker(value []byte) (marker, bool) {
+	if m, ok := decodeMarker(value); ok {
+		return m, true
+	}
 	var m marker
 	err := json.Unmarshal(value, &m)
 	return m, err == nil
+}
+
+// decodeMarker reads exactly what encode writes.
+func decodeMarker(b []byte) (m marker, ok bool) {
+	d := recordScanner{b: b}
+	var token, at int64
+	ok = d.next('{') && d.literal(`"token":`) && !d.literal("-") // unsigned
+	if ok {
+		token, ok = d.int()
+	}
+	ok = ok && d.literal(`,"at_ms":`)
+	if ok {
+		at, ok = d.int()
+	}
+	if ok && d.literal(`,"revoked":true`) {
+		m.Revoked = true
+	}
+	if !ok || !d.next('}') || d.i != len(b) {
+		return marker{}, false
+	}
+	m.Token, m.At = uint64(token), at
+	return m, true
 }

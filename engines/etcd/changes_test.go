@@ -110,8 +110,38 @@ func TestMarkerEncodeIsJSON(t *testing.T) {
 		if got := m.encode(); string(got) != string(want) {
 			t.Errorf("encode(%+v) = %s, want %s", m, got, want)
 		}
-		if back, ok := parseMarker(m.encode()); !ok || back != m {
-			t.Errorf("parseMarker(%s) = %+v, %v", m.encode(), back, ok)
+		if back, ok := decodeMarker(m.encode()); !ok || back != m {
+			t.Errorf("decodeMarker(%s) = %+v, %v", m.encode(), back, ok)
 		}
 	}
+	// Anything else goes to encoding/json, which reads it alike.
+	for _, s := range []string{`{"at_ms":5,"token":7}`, `{"token":7, "at_ms":5}`, `{"token":-7,"at_ms":5}`, `{"token":7,"at_ms":5,"revoked":false}`, `{"token":7}`, `{"token":`, ``} {
+		fast, fastOK := decodeMarker([]byte(s))
+		var want marker
+		wantOK := json.Unmarshal([]byte(s), &want) == nil
+		if fastOK && (!wantOK || fast != want) {
+			t.Errorf("decodeMarker(%q) = %+v; encoding/json: %+v, %v", s, fast, want, wantOK)
+		}
+		if got, ok := parseMarker([]byte(s)); ok != wantOK || ok && got != want {
+			t.Errorf("parseMarker(%q) = %+v, %v; want %+v, %v", s, got, ok, want, wantOK)
+		}
+	}
+}
+
+// FuzzDecodeMarker: whatever decodeMarker accepts, encoding/json reads the
+// same way.
+func FuzzDecodeMarker(f *testing.F) {
+	for _, m := range []marker{{Token: 1 << 60, At: 1_700_000_000_123}, {Token: 5, At: -1, Revoked: true}} {
+		f.Add(m.encode())
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, ok := decodeMarker(b)
+		if !ok {
+			return
+		}
+		var want marker
+		if err := json.Unmarshal(b, &want); err != nil || got != want {
+			t.Fatalf("decodeMarker(%q) = %+v; encoding/json: %+v, %v", b, got, want, err)
+		}
+	})
 }

@@ -158,6 +158,15 @@ func (d *recordScanner) int() (int64, bool) {
 	return n, err == nil
 }
 
+// literal consumes lit if it comes next.
+func (d *recordScanner) literal(lit string) bool {
+	if len(d.b)-d.i >= len(lit) && string(d.b[d.i:d.i+len(lit)]) == lit {
+		d.i += len(lit)
+		return true
+	}
+	return false
+}
+
 func (d *recordScanner) bool() (bool, bool) {
 	for _, lit := range []string{"true", "false"} {
 		if len(d.b)-d.i >= len(lit) && string(d.b[d.i:d.i+len(lit)]) == lit {
