@@ -216,7 +216,8 @@ func testEventsNamespace(t *testing.T, h Harness) {
 
 // testEventsResume: a stream resumed from a position gets exactly the
 // events after it; one resumed from a position the server does not have is
-// reset.
+// reset — unless storage keeps the history (locklock.EventHistory), which
+// then replays it.
 func testEventsResume(t *testing.T, h Harness) {
 	e := newEnv(t, h)
 	requireEvents(t, e)
@@ -253,7 +254,25 @@ func testEventsResume(t *testing.T, h Harness) {
 			t.Fatal(err)
 		}
 	}
-	for _, from := range []string{first[0].Pos.String(), "not-a-position", "m000.0000000000000001.0000"} {
+	stale := []string{"not-a-position", "m000.0000000000000001.0000"}
+	if _, ok := e.engine.(locklock.EventHistory); ok {
+		// Storage keeps the history (etcd): the position still resumes,
+		// from it, with exactly the events after it.
+		old := e.watch(svc, f, first[0].Pos.String())
+		if !old.Resumed || old.Reset {
+			t.Fatalf("resume from a position storage still has: resumed %v reset %v", old.Resumed, old.Reset)
+		}
+		got := e.events(old, 6)
+		for i, ev := range got {
+			if want := fmt.Sprint("r", i+1); ev.Lock.Name != want || i > 0 && !ev.Pos.After(got[i-1].Pos) {
+				t.Fatalf("stream resumed from storage's history: %s, want r1..r6 in order", describeEvents(got))
+			}
+		}
+		e.quiet(old)
+	} else {
+		stale = append(stale, first[0].Pos.String())
+	}
+	for _, from := range stale {
 		x := e.watch(svc, f, from)
 		if !x.Reset || x.Resumed {
 			t.Errorf("resume from %q: reset %v resumed %v, want a reset", from, x.Reset, x.Resumed)

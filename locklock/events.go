@@ -1,6 +1,7 @@
 package locklock
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -19,6 +20,16 @@ const (
 	EventReleased  EventType = "released"
 	EventExpired   EventType = "expired"
 	EventRevoked   EventType = "revoked"
+
+	// EventRestart is no change of a lock and never reaches a stream. An
+	// engine that numbers its events sends it, alone and with Pos set,
+	// when its stream starts again at Pos: it learned its position only
+	// after SetEventSink (its storage did not answer then), or it lost
+	// events (its storage's history was compacted while it could not
+	// read it). The Service then ends every stream — their clients
+	// resume, from storage's history or afresh — and retains nothing
+	// from before Pos.
+	EventRestart EventType = "restart"
 )
 
 // Event is one change of one lock, as an engine committed it.
@@ -70,6 +81,27 @@ type EventSink func(events ...*Event)
 type EventSource interface {
 	SetEventSink(sink EventSink) Position
 }
+
+// EventHistory is implemented by engines that number their events from
+// their storage's history (etcd revisions) and can read that history back.
+// Positions are then valid on every server of the storage: a stream
+// resumes from a position older than the events the Service retains (one
+// another server handed out, or from before this server started), or one
+// that another server has reached and this one has not yet.
+type EventHistory interface {
+	// EventsAfter returns the events after from, up to and including to,
+	// that f selects, oldest first, read from storage's history. When
+	// from is not before to, it returns none, once it has checked that
+	// storage has reached from. An error wrapping ErrHistoryGone means
+	// the stream cannot be resumed (the history was compacted, there is
+	// too much of it to replay, or from is not a position of storage):
+	// it starts afresh. Other errors: storage did not answer.
+	EventsAfter(ctx context.Context, f Filter, from, to Position) ([]*Event, error)
+}
+
+// ErrHistoryGone: the events after a position can no longer be read from
+// storage; a stream resumed from there starts afresh (event: reset).
+var ErrHistoryGone = errors.New("events no longer available")
 
 // Position is a place in an event stream: Epoch names the stream (a server
 // process, or an etcd cluster, whose positions are comparable), Seq and Sub

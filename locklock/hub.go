@@ -29,6 +29,10 @@ var ErrSlowReader = errors.New("events stream reader too slow")
 // errSubscriptionClosed ends a subscription its hub closed (shutdown).
 var errSubscriptionClosed = errors.New("events stream closed")
 
+// errStreamRestarted ends the subscriptions of a stream that its engine
+// restarted (EventRestart): their clients resume, or start afresh.
+var errStreamRestarted = errors.New("events stream restarted by storage")
+
 // hub fans events out: it numbers the events of engines that do not number
 // them, keeps the most recent ones for resuming streams, and hands each to
 // the subscriptions whose filter selects it. Publishing costs a mutex and
@@ -46,6 +50,7 @@ type hub struct {
 	byNS     map[string]map[*Subscription]struct{}
 	closed   bool
 	numbered bool // the engine numbers events (startAt)
+	history  bool // and can read them back from storage (EventHistory)
 }
 
 func newHub(retention int) *hub {
@@ -63,11 +68,35 @@ func newHub(retention int) *hub {
 }
 
 // startAt makes the hub's stream continue an engine's own numbering (etcd
-// revisions, comparable across the servers of one cluster) from pos.
-func (h *hub) startAt(pos Position) {
+// revisions, comparable across the servers of one cluster) from pos;
+// history says the engine can read past events back (EventHistory).
+func (h *hub) startAt(pos Position, history bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.epoch, h.last, h.floor, h.numbered = pos.Epoch, pos, pos, true
+	h.epoch, h.last, h.floor, h.numbered, h.history = pos.Epoch, pos, pos, true, history
+}
+
+// restartLocked starts the stream again after pos (EventRestart): what is
+// retained goes, and every subscription ends, since it may have missed
+// events.
+func (h *hub) restartLocked(pos Position) {
+	h.epoch, h.last, h.floor = pos.Epoch, pos, pos
+	clear(h.ring)
+	h.next = 0
+	for _, m := range []map[ID]map[*Subscription]struct{}{h.byLock} {
+		for _, set := range m {
+			for s := range set {
+				s.end(errStreamRestarted)
+			}
+		}
+	}
+	for _, set := range h.byNS {
+		for s := range set {
+			s.end(errStreamRestarted)
+		}
+	}
+	clear(h.byLock)
+	clear(h.byNS)
 }
 
 // storageNumbered says whether the engine numbers events itself.
@@ -82,6 +111,10 @@ func (h *hub) publish(events ...*Event) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, ev := range events {
+		if ev.Type == EventRestart {
+			h.restartLocked(ev.Pos)
+			continue
+		}
 		if ev.Pos.IsZero() {
 			h.seq++
 			ev.Pos = Position{Epoch: h.epoch, Seq: h.seq}
@@ -113,6 +146,13 @@ func (h *hub) publish(events ...*Event) {
 // resumed from: not a position of this stream, or older than what is
 // retained. at is the position the subscription starts after (the last
 // event of the backlog, or the current position).
+//
+// When the engine keeps its history (EventHistory), a position of the
+// stream's epoch that is older than what is retained, or later than the
+// last event published here (another server has seen further), is resumed
+// too: the subscription's replay says what the caller must read from
+// storage (and prepend) before the subscription is read; events up to a
+// later from are dropped as they arrive.
 func (h *hub) subscribe(f Filter, from Position) (s *Subscription, resumed bool, at Position, err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -123,7 +163,8 @@ func (h *hub) subscribe(f Filter, from Position) (s *Subscription, resumed bool,
 	at = h.last
 	if !from.IsZero() {
 		backlog, ok := h.since(from)
-		if ok {
+		switch {
+		case ok:
 			resumed = true
 			for _, ev := range backlog {
 				if f.Matches(ev.Lock.ID) {
@@ -132,6 +173,12 @@ func (h *hub) subscribe(f Filter, from Position) (s *Subscription, resumed bool,
 			}
 			if len(s.queue) > 0 {
 				s.signal <- struct{}{}
+			}
+		case h.history && from.Epoch == h.epoch:
+			resumed = true
+			s.replay = &replayRange{from: from, to: h.last}
+			if from.After(h.last) {
+				s.skip = from
 			}
 		}
 	}
@@ -229,6 +276,31 @@ type Subscription struct {
 	queue []*Event
 	err   error    // set once: the subscription ended
 	skip  Position // events up to here are already in the stream's state
+
+	// replay, set by subscribe, is what a resumed stream must read from
+	// the engine's history before its queue (see prepend).
+	replay *replayRange
+}
+
+// replayRange is a part of a stream to read from storage: the events after
+// from up to and including to.
+type replayRange struct{ from, to Position }
+
+// prepend puts events read from storage (the replay) before the queued
+// ones, which all come after replay.to.
+func (s *Subscription) prepend(evs []*Event) {
+	s.mu.Lock()
+	s.replay = nil
+	if s.err != nil || len(evs) == 0 {
+		s.mu.Unlock()
+		return
+	}
+	s.queue = append(evs[:len(evs):len(evs)], s.queue...)
+	s.mu.Unlock()
+	select {
+	case s.signal <- struct{}{}:
+	default:
+	}
 }
 
 // push queues ev; the hub's mutex is held.

@@ -202,3 +202,82 @@ func TestHubFilling(t *testing.T) {
 		t.Errorf("Take: %d events, %v", len(evs), err)
 	}
 }
+
+// TestHubRestart: an engine's EventRestart ends every subscription (its
+// client resumes or starts afresh), drops what is retained, and moves the
+// stream to the restart's position and epoch.
+func TestHubRestart(t *testing.T) {
+	h := newHub(10)
+	h.startAt(Position{Epoch: "e0"}, false)
+	s, _, _, _ := h.subscribe(Filter{Namespace: "ns"}, Position{})
+	ev := evOf("ns", "a", EventAcquired)
+	ev.Pos = Position{Epoch: "e0", Seq: 1, Sub: 1}
+	h.publish(ev)
+	restart := Position{Epoch: "e1", Seq: 7}
+	h.publish(&Event{Type: EventRestart, Pos: restart})
+	if evs, err := s.Next(t.Context()); err != nil || len(evs) != 1 {
+		t.Fatalf("before the restart: %v, %v", evs, err)
+	}
+	if _, err := s.Next(t.Context()); !errors.Is(err, errStreamRestarted) {
+		t.Errorf("after the restart: %v, want errStreamRestarted", err)
+	}
+	if _, resumed, _, _ := h.subscribe(Filter{Namespace: "ns"}, ev.Pos); resumed {
+		t.Error("resume from before the restart accepted")
+	}
+	s2, resumed, at, _ := h.subscribe(Filter{Namespace: "ns"}, restart)
+	if !resumed || at != restart {
+		t.Errorf("resume from the restart: resumed %v at %v", resumed, at)
+	}
+	ev2 := evOf("ns", "b", EventAcquired)
+	ev2.Pos = Position{Epoch: "e1", Seq: 8, Sub: 1}
+	h.publish(ev2)
+	if got := names(next(t, s2)); got != "ns/b:acquired " {
+		t.Errorf("after the restart: %q", got)
+	}
+}
+
+// TestHubHistoryResume: with an engine that keeps its history, a position
+// of the stream older than what is retained, or later than the last event
+// published, is resumed: the subscription says what to read from storage,
+// and drops the events up to a later position as they arrive.
+func TestHubHistoryResume(t *testing.T) {
+	h := newHub(2)
+	start := Position{Epoch: "e1", Seq: 10}
+	h.startAt(start, true)
+	for i := range 3 {
+		ev := evOf("ns", fmt.Sprint(i), EventAcquired)
+		ev.Pos = Position{Epoch: "e1", Seq: uint64(11 + i), Sub: 1}
+		h.publish(ev)
+	}
+	old := Position{Epoch: "e1", Seq: 5, Sub: 2}
+	s, resumed, _, _ := h.subscribe(Filter{Namespace: "ns"}, old)
+	if !resumed || s.replay == nil || s.replay.from != old || s.replay.to != h.last {
+		t.Fatalf("resume from before the retained events: resumed %v replay %+v", resumed, s.replay)
+	}
+	late := evOf("ns", "late", EventAcquired)
+	late.Pos = Position{Epoch: "e1", Seq: 20, Sub: 1}
+	h.publish(late)
+	replayed := evOf("ns", "replayed", EventAcquired)
+	s.prepend([]*Event{replayed})
+	if got := names(next(t, s)); got != "ns/replayed:acquired ns/late:acquired " {
+		t.Errorf("replayed, then live: %q", got)
+	}
+
+	ahead := Position{Epoch: "e1", Seq: 30, Sub: 1}
+	s2, resumed, _, _ := h.subscribe(Filter{Namespace: "ns"}, ahead)
+	if !resumed || s2.replay == nil {
+		t.Fatalf("resume from a position another server reached: resumed %v", resumed)
+	}
+	s2.prepend(nil)
+	for _, p := range []Position{{Epoch: "e1", Seq: 30, Sub: 1}, {Epoch: "e1", Seq: 30, Sub: 2}} {
+		ev := evOf("ns", fmt.Sprint(p.Sub), EventAcquired)
+		ev.Pos = p
+		h.publish(ev)
+	}
+	if got := names(next(t, s2)); got != "ns/2:acquired " {
+		t.Errorf("after a position ahead: %q, want only the event after it", got)
+	}
+	if _, resumed, _, _ := h.subscribe(Filter{Namespace: "ns"}, Position{Epoch: "other", Seq: 1}); resumed {
+		t.Error("a position of another epoch resumed")
+	}
+}

@@ -54,7 +54,8 @@ type Service struct {
 
 	maxLockDelay time.Duration
 
-	hub       *hub // nil when the engine reports no events
+	hub       *hub         // nil when the engine reports no events
+	history   EventHistory // the engine's, when it numbers events and reads them back
 	watchers  watcherCaps
 	retention int
 }
@@ -138,7 +139,8 @@ func NewService(engine Engine, opts ...Option) *Service {
 	if src, ok := engine.(EventSource); ok {
 		s.hub = newHub(s.retention)
 		if pos := src.SetEventSink(s.hub.publish); !pos.IsZero() {
-			s.hub.startAt(pos)
+			s.history, _ = engine.(EventHistory)
+			s.hub.startAt(pos, s.history != nil)
 		}
 	}
 	return s

@@ -162,6 +162,24 @@ func (s *Service) Watch(ctx context.Context, req WatchRequest) (*Watch, error) {
 		release()
 		return nil, ErrShuttingDown
 	}
+	if rp := sub.replay; rp != nil {
+		// The hub does not retain this part of the stream; storage does.
+		evs, err := s.history.EventsAfter(ctx, req.Filter, rp.from, rp.to)
+		switch {
+		case err == nil:
+			sub.prepend(evs)
+		case errors.Is(err, ErrHistoryGone):
+			sub.Close()
+			if sub, resumed, at, err = s.hub.subscribe(req.Filter, Position{}); err != nil {
+				release()
+				return nil, ErrShuttingDown
+			}
+		default:
+			sub.Close()
+			release()
+			return nil, err
+		}
+	}
 	w.sub, w.At, w.Resumed = sub, at, resumed
 	w.Reset = w.Reset || req.From != "" && !resumed
 	if resumed || req.Filter.ID == nil {

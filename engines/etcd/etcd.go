@@ -5,14 +5,17 @@
 // Keys live under a prefix (default "/locklock/"), so that deployments can
 // share one etcd:
 //
-//	<prefix>locks/<namespace>/<kind>/<name>  → lock record (JSON), on a lease
-//	<prefix>delays/<namespace>/<kind>/<name> → delay record (JSON), on a lease; only for locks with a lock-delay
-//	<prefix>token-base                       → the token base (see tokenBase), written once
+//	<prefix>locks/<namespace>/<kind>/<name>    → lock record (JSON), on a lease
+//	<prefix>delays/<namespace>/<kind>/<name>   → delay record (JSON), on a lease; only for locks with a lock-delay
+//	<prefix>released/<namespace>/<kind>/<name> → release marker (JSON), on a lease of two seconds; see events.go
+//	<prefix>token-base                         → the token base (see tokenBase), written once
 //
-// One watch on the prefix sees both kinds of record, told apart by the
-// segment after it; the engine's lease watch is that watch (see "Lease
-// accounting" in leases.go). A step on a lock writes its two keys in one
-// transaction, so their events share a revision.
+// One watch on the prefix sees every kind of record, told apart by the
+// segment after it; it is the engine's lease watch (see "Lease accounting"
+// in leases.go) and the source of its events (API.md §9, see events.go). A
+// step on a lock writes its keys in one transaction, so their events share
+// a revision. Listing, counting and acquiring look under locks/ and
+// delays/ only.
 //
 // Guarantees and how they are kept:
 //
@@ -117,6 +120,11 @@ type Engine struct {
 	leases *leasePool
 	held   *heldCache
 	batch  *batcher
+	feed   *feed
+
+	// replaying bounds the replays of etcd history that run at once
+	// (see EventsAfter).
+	replaying chan struct{}
 }
 
 var (
@@ -144,6 +152,9 @@ func New(client *clientv3.Client, opts ...Option) *Engine {
 	e.held = newHeldCache()
 	e.batch = newBatcher(client, e.timeout)
 	e.leases = newLeasePool(client, e.timeout, e.prefix, e.batch.lastWrite.Load)
+	e.feed = newFeed(e)
+	e.leases.observe = e.feed.observe
+	e.replaying = make(chan struct{}, maxReplays)
 	return e
 }
 

@@ -136,19 +136,24 @@ type leasePool struct {
 	stop       context.CancelFunc
 	goroutines sync.WaitGroup // the watch and the reaper
 
-	mu       sync.Mutex
-	closed   bool
-	started  bool                              // watch and reaper
-	open     map[int64]*pooledLease            // by TTL: the lease new locks join
-	all      map[clientv3.LeaseID]*pooledLease // every lease not yet revoked or ended
-	byEnd    endHeap                           // all, soonest end first
-	granting map[int64]chan struct{}           // one Grant per TTL at a time
-	ready    []*pooledLease                    // for the reaper, now
-	later    checkHeap                         // for the reaper, at a time
-	watched  int64                             // highest revision the watch has reported
-	gapBelow int64                             // the watch missed events below this revision
-	onLease  map[string]clientv3.LeaseID       // lock key → the lease of its last put, where that is one in all
-	maxKeys  int                               // bound of onLease (maxOnLease; tests set less)
+	// observe, when set, is given every response of the watch, after the
+	// lease accounting has seen it: the engine's events (see events.go).
+	observe func(*clientv3.WatchResponse)
+
+	mu        sync.Mutex
+	closed    bool
+	started   bool                              // the reaper
+	watchFrom int64                             // the revision the watch started from; 0: not started
+	open      map[int64]*pooledLease            // by TTL: the lease new locks join
+	all       map[clientv3.LeaseID]*pooledLease // every lease not yet revoked or ended
+	byEnd     endHeap                           // all, soonest end first
+	granting  map[int64]chan struct{}           // one Grant per TTL at a time
+	ready     []*pooledLease                    // for the reaper, now
+	later     checkHeap                         // for the reaper, at a time
+	watched   int64                             // highest revision the watch has reported
+	gapBelow  int64                             // the watch missed events below this revision
+	onLease   map[string]clientv3.LeaseID       // lock key → the lease of its last put, where that is one in all
+	maxKeys   int                               // bound of onLease (maxOnLease; tests set less)
 }
 
 type pooledLease struct {
@@ -231,7 +236,14 @@ func (p *leasePool) get(ctx context.Context, ttl int64) (clientv3.LeaseID, error
 		heap.Push(&p.later, checkAt{at: l.openUntil, lease: l})
 		if !p.started {
 			p.started = true
-			p.startLocked(l.granted + 1)
+			p.goroutines.Add(1)
+			go p.reap()
+		}
+		if from := p.startWatchLocked(l.granted + 1); from > l.granted+1 {
+			// The watch was started for events (SetEventSink) from a
+			// revision read just after this grant: puts on the lease
+			// before it go unseen, so etcd decides for it.
+			p.gapLocked(from)
 		}
 		p.mu.Unlock()
 		p.poke() // the reaper's next timer may now be earlier

@@ -14,13 +14,43 @@ import (
 // refuses operations before they get that far.
 var errPoolClosed = errors.New("etcd engine: lease pool closed")
 
-// startLocked starts the watch (from revision from) and the reaper. They
-// start with the first lease, so that an engine that never acquires costs
-// etcd no watch.
-func (p *leasePool) startLocked(from int64) {
-	p.goroutines.Add(2)
-	go p.watchKeys(from)
-	go p.reap()
+// startWatchLocked starts the watch from revision from, unless it runs
+// already, and returns the revision it started from. It starts with the
+// first lease — so that an engine that never acquires costs etcd no watch
+// — or, earlier, when the engine is to report events (SetEventSink). After
+// close it starts nothing (and returns from).
+func (p *leasePool) startWatchLocked(from int64) int64 {
+	if p.watchFrom == 0 && !p.closed {
+		p.watchFrom = from
+		p.goroutines.Add(1)
+		go p.watchKeys(from)
+	}
+	if p.watchFrom == 0 {
+		return from
+	}
+	return p.watchFrom
+}
+
+// startWatch is startWatchLocked for callers that do not hold p.mu.
+func (p *leasePool) startWatch(from int64) int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.startWatchLocked(from)
+}
+
+// spawn runs f in a goroutine that close stops (through ctx) and waits
+// for; after close it runs nothing.
+func (p *leasePool) spawn(f func(ctx context.Context)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	p.goroutines.Add(1)
+	go func() {
+		defer p.goroutines.Done()
+		f(p.ctx)
+	}()
 }
 
 // watchKeys reports every removal of a key from one of this engine's
@@ -48,12 +78,15 @@ func (p *leasePool) watchKeys(from int64) {
 				p.poke()
 				from = resp.CompactRevision
 			}
-			if resp.Err() != nil {
-				break
-			}
-			if len(resp.Events) > 0 {
+			if resp.Err() == nil && len(resp.Events) > 0 {
 				from = p.count(resp.Events) + 1
 				retry = 50 * time.Millisecond
+			}
+			if p.observe != nil {
+				p.observe(&resp)
+			}
+			if resp.Err() != nil {
+				break
 			}
 		}
 		cancel()
@@ -213,8 +246,9 @@ func (p *leasePool) close(deadline time.Time) {
 	p.closed = true
 	started := p.started
 	p.mu.Unlock()
-	if !started {
+	if !started { // no lease: nothing to revoke (the watch may run, for events)
 		p.stop()
+		p.goroutines.Wait()
 		return
 	}
 	catchUp := time.Now().Add(closeCatchUp)

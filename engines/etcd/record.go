@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/locklock/locklock/locklock"
@@ -51,6 +52,11 @@ type record struct {
 	// Revoked, in a delay record, says an operator ended the lock (API.md
 	// §11), so that its own secret does not pass the delay either.
 	Revoked bool `json:"revoked,omitempty"`
+	// UpdatedAt, in a lock record a refresh or PATCH wrote, is the instant
+	// the step was judged at: the time of its `refreshed` event, which
+	// every server reads from the watch (see events.go). An acquire's is
+	// AcquiredAt.
+	UpdatedAt int64 `json:"updated_at_ms,omitempty"`
 }
 
 // lockRecord is the record of lock l on lease, with its delay record on
@@ -87,7 +93,7 @@ func delayRecord(l locklock.Lock, lease clientv3.LeaseID) record {
 // names come out sorted, as encoding/json sorts map keys, so that equal
 // records are equal bytes.
 func (r *record) encode() []byte {
-	n := 80 + base64.StdEncoding.EncodedLen(len(r.Guard)) + len(r.Holder)
+	n := 100 + base64.StdEncoding.EncodedLen(len(r.Guard)) + len(r.Holder)
 	for name, value := range r.Metadata {
 		n += len(name) + len(value) + 6
 	}
@@ -138,6 +144,10 @@ func (r *record) encode() []byte {
 	}
 	if r.Revoked {
 		b = append(b, `,"revoked":true`...)
+	}
+	if r.UpdatedAt != 0 {
+		b = append(b, `,"updated_at_ms":`...)
+		b = strconv.AppendInt(b, r.UpdatedAt, 10)
 	}
 	return append(b, '}')
 }
@@ -209,6 +219,14 @@ func (e *Engine) tokenBase(ctx, octx context.Context) (uint64, error) {
 	if b := e.base.Load(); b != 0 {
 		return b, nil
 	}
+	b, _, err := e.readTokenBase(ctx, octx)
+	return b, err
+}
+
+// readTokenBase reads (or first writes) the token base from etcd, and
+// returns it with the header of etcd's answer: the cluster and the
+// revision it was read at.
+func (e *Engine) readTokenBase(ctx, octx context.Context) (uint64, *pb.ResponseHeader, error) {
 	key := e.prefix + "token-base"
 	candidate := strconv.FormatUint(uint64(time.Now().UnixMilli())<<10, 10)
 	resp, err := e.client.Txn(octx).
@@ -217,7 +235,7 @@ func (e *Engine) tokenBase(ctx, octx context.Context) (uint64, error) {
 		Else(clientv3.OpGet(key)).
 		Commit()
 	if err != nil {
-		return 0, storeErr(ctx, "read the token base", err)
+		return 0, nil, storeErr(ctx, "read the token base", err)
 	}
 	value := candidate
 	if !resp.Succeeded {
@@ -225,16 +243,18 @@ func (e *Engine) tokenBase(ctx, octx context.Context) (uint64, error) {
 	}
 	b, err := strconv.ParseUint(value, 10, 64)
 	if err != nil || b == 0 {
-		return 0, fmt.Errorf("etcd engine: corrupt token base under %s", key)
+		return 0, nil, fmt.Errorf("etcd engine: corrupt token base under %s", key)
 	}
 	e.base.Store(b)
-	return b, nil
+	return b, resp.Header, nil
 }
 
 func parseRecord(id locklock.ID, what string, value []byte) (record, error) {
-	var r record
-	if err := json.Unmarshal(value, &r); err != nil {
-		return record{}, fmt.Errorf("etcd engine: corrupt %s record for %s: %w", what, id, err)
+	r, ok := decodeRecord(value)
+	if !ok {
+		if err := json.Unmarshal(value, &r); err != nil {
+			return record{}, fmt.Errorf("etcd engine: corrupt %s record for %s: %w", what, id, err)
+		}
 	}
 	if len(r.Metadata) == 0 {
 		r.Metadata = nil // a lock without metadata has nil, as given

@@ -29,7 +29,9 @@ func TestEncodeIsJSON(t *testing.T) {
 		{AcquiredAt: at, ExpiresAt: at.Add(time.Hour), Metadata: map[string]string{}},
 	} {
 		for _, lease := range []clientv3.LeaseID{0, 7587880000000000001, -1} {
-			records = append(records, lockRecord(l, lease, lease/3), delayRecord(l, lease))
+			refreshed := lockRecord(l, lease, lease/3)
+			refreshed.UpdatedAt = at.Add(time.Minute).UnixMilli()
+			records = append(records, lockRecord(l, lease, lease/3), delayRecord(l, lease), refreshed)
 		}
 	}
 	for _, r := range records {

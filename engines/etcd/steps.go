@@ -268,9 +268,11 @@ func (e *Engine) change(ctx context.Context, id locklock.ID, now time.Time, allo
 }
 
 // Release implements locklock.Engine: the lock key and its delay record go
-// in one transaction, so no lock-delay follows a release.
+// in one transaction, so no lock-delay follows a release; so does the
+// release marker, which tells the watches of every server that this delete
+// is a release, not an expiry (see events.go).
 func (e *Engine) Release(ctx context.Context, id locklock.ID, now time.Time, allow func(locklock.Lock) error) (locklock.Lock, error) {
-	key := e.key(id)
+	key, markerKey := e.key(id), e.markerKey(id)
 	// The leases the keys were on learn of the deletes from their owners'
 	// watches (see "Lease accounting"), whichever servers those are.
 	return e.change(ctx, id, now, allow, func(octx context.Context, cur stored) (locklock.Lock, bool, error) {
@@ -278,7 +280,17 @@ func (e *Engine) Release(ctx context.Context, id locklock.ID, now time.Time, all
 		if cur.lock.LockDelay > 0 {
 			delayKey = e.delayKey(id)
 		}
-		resp, err := e.batch.commit(octx, key, releaseTxn(key, delayKey, cur.modRev))
+		markerLease, err := e.leases.get(octx, markerTTL)
+		if err != nil {
+			return locklock.Lock{}, false, err
+		}
+		mk := marker{Token: cur.lock.Token, At: now.UnixMilli()}
+		resp, err := e.batch.commit(octx, key, releaseTxn(key, delayKey, markerKey, mk.encode(), markerLease, cur.modRev))
+		// Settled as a new key on the lease: the marker key may have been
+		// on it already (an earlier release of the lock within its
+		// window), which leaves the count one too high — that only keeps
+		// the lease until its TTL, two seconds — never too low.
+		e.settle(resp, err, markerLease, 0)
 		if err != nil || !resp.succeeded {
 			return locklock.Lock{}, false, err
 		}
@@ -311,6 +323,7 @@ func (e *Engine) Refresh(ctx context.Context, id locklock.ID, now time.Time, ch 
 			}
 		}
 		lr := lockRecord(next.lock, next.lease, next.delayLease)
+		lr.UpdatedAt = now.UnixMilli() // the time of its `refreshed` event
 		resp, err := e.batch.commit(octx, key, refreshTxn(key, delayKey, lr.encode(), next.lease, delay, cur.modRev))
 		if ch.ChangesExpiry() {
 			// The compare proves cur's leases are where the keys were.

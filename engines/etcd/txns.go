@@ -11,7 +11,7 @@ import (
 // step.
 
 // stepMsgs holds the messages of one step's transaction: at most two
-// compares, and two operations in each branch.
+// compares, three operations in the success branch and two in the other.
 type stepMsgs struct {
 	req    pb.TxnRequest
 	cmp    [2]pb.Compare
@@ -25,7 +25,7 @@ type stepMsgs struct {
 	delOp  [2]pb.RequestOp_RequestDeleteRange
 	ops    [4]pb.RequestOp
 	cmps   [2]*pb.Compare
-	then   [2]*pb.RequestOp
+	then   [3]*pb.RequestOp
 	els    [2]*pb.RequestOp
 
 	nCmp, nPut, nGet, nDel, nOps, nThen, nElse int
@@ -129,8 +129,11 @@ func acquireTxn(key, delayKey string, value []byte, lease clientv3.LeaseID, dela
 }
 
 // releaseTxn deletes key — and its delay record, when delayKey is not ""
-// — if key's mod revision is still modRev.
-func releaseTxn(key, delayKey string, modRev int64) *pb.TxnRequest {
+// — and puts the release marker on markerLease, if key's mod revision is
+// still modRev. The marker comes after the delete, so that a watch sees
+// the lock go before the marker that says why (either order works: they
+// share a revision).
+func releaseTxn(key, delayKey, markerKey string, markerValue []byte, markerLease clientv3.LeaseID, modRev int64) *pb.TxnRequest {
 	k := []byte(key)
 	m := new(stepMsgs)
 	m.modRevIs(k, modRev)
@@ -138,6 +141,7 @@ func releaseTxn(key, delayKey string, modRev int64) *pb.TxnRequest {
 	if delayKey != "" {
 		m.addThen(m.delOf([]byte(delayKey)))
 	}
+	m.addThen(m.putOn([]byte(markerKey), markerValue, markerLease))
 	return m.done()
 }
 
