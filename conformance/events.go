@@ -254,7 +254,7 @@ func testEventsResume(t *testing.T, h Harness) {
 			t.Fatal(err)
 		}
 	}
-	stale := []string{"not-a-position", "m000.0000000000000001.0000"}
+	stale := []string{"not-a-position", "m000.0000000000000001.00000000"}
 	if _, ok := e.engine.(locklock.EventHistory); ok {
 		// Storage keeps the history (etcd): the position still resumes,
 		// from it, with exactly the events after it.

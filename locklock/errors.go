@@ -105,6 +105,9 @@ type NotFoundError struct {
 	// DelayedUntil, when not zero, says a lock-delay keeps the lock free
 	// until then (API.md §8: GET answers 404 with delayed_until).
 	DelayedUntil time.Time
+	// Revision is the storage's revision the lock was found missing at
+	// (etcd), as Lock.Revision is for a lock found; zero without one.
+	Revision int64
 }
 
 func (e *NotFoundError) Error() string {

@@ -125,7 +125,7 @@ func (p Position) After(q Position) bool {
 // String is the wire form: epoch, then Seq and Sub as fixed-width hex, so
 // that positions of one epoch sort as text in stream order.
 func (p Position) String() string {
-	return fmt.Sprintf("%s.%016x.%04x", p.Epoch, p.Seq, p.Sub)
+	return fmt.Sprintf("%s.%016x.%08x", p.Epoch, p.Seq, p.Sub)
 }
 
 // errBadPosition is why a position cannot be read.
@@ -134,7 +134,7 @@ var errBadPosition = errors.New("not a position of this server")
 // ParsePosition reads a position's wire form.
 func ParsePosition(s string) (Position, error) {
 	epoch, rest, ok := strings.Cut(s, ".")
-	if !ok || epoch == "" || len(rest) != 16+1+4 || rest[16] != '.' {
+	if !ok || epoch == "" || len(rest) != 16+1+8 || rest[16] != '.' {
 		return Position{}, errBadPosition
 	}
 	seq, err1 := strconv.ParseUint(rest[:16], 16, 64)

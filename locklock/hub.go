@@ -395,11 +395,18 @@ func (s *Subscription) Close() {
 // whose outcome is state and every one before it; with storage-numbered
 // events (Lock.Revision set), every event up to the revision state was
 // read at, queued now or arriving later. at is the position subscribed at.
-func (s *Subscription) settle(state *Lock, at Position) Position {
+func (s *Subscription) settle(state *Lock, readAt int64, at Position) Position {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if state != nil && state.Revision > 0 {
-		s.skip = Position{Epoch: at.Epoch, Seq: uint64(state.Revision), Sub: ^uint32(0)}
+	if readAt > 0 {
+		// Every change up to the revision the state was read at is in
+		// it, whether its event is queued already or still to come; and
+		// the state is the stream's position, even if this server's
+		// watch has not reached it yet.
+		s.skip = Position{Epoch: at.Epoch, Seq: uint64(readAt), Sub: ^uint32(0)}
+		if s.skip.After(at) {
+			at = s.skip
+		}
 	}
 	k := -1
 	for i, ev := range s.queue {

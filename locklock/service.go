@@ -519,10 +519,17 @@ func validateSecret(secret string, rule func(string) error) error {
 // that the message a client sees says which lock and until when it is
 // delayed.
 func describe(err error, id ID) error {
-	var delayed *DelayedError
+	var (
+		delayed  *DelayedError
+		notFound *NotFoundError
+	)
 	switch {
 	case errors.As(err, &delayed):
-		return &NotFoundError{ID: id, DelayedUntil: delayed.Lock.DelayedUntil()}
+		return &NotFoundError{ID: id, DelayedUntil: delayed.Lock.DelayedUntil(), Revision: delayed.Lock.Revision}
+	case errors.As(err, &notFound):
+		nf := *notFound
+		nf.ID = id
+		return &nf
 	case err == ErrNotFound:
 		return &NotFoundError{ID: id}
 	}

@@ -186,14 +186,20 @@ func (s *Service) Watch(ctx context.Context, req WatchRequest) (*Watch, error) {
 		return w, nil
 	}
 	l, err := s.Get(ctx, *req.Filter.ID)
+	var (
+		notFound *NotFoundError
+		readAt   int64 // the storage revision the state was read at (etcd)
+	)
 	switch {
 	case err == nil:
-		w.State = &l
+		w.State, readAt = &l, l.Revision
+	case errors.As(err, &notFound):
+		readAt = notFound.Revision
 	case !errors.Is(err, ErrNotFound):
 		w.Close()
 		return nil, err
 	}
-	w.At = sub.settle(w.State, at)
+	w.At = sub.settle(w.State, readAt, at)
 	return w, nil
 }
 

@@ -198,7 +198,9 @@ func (e *Engine) read(ctx, octx context.Context, id locklock.ID, now time.Time) 
 	case f.hasDelay && f.delay.Delaying(now):
 		return stored{}, &locklock.DelayedError{Lock: f.delay}
 	}
-	return stored{}, locklock.ErrNotFound
+	// With the revision it was read at: a stream's state "no lock" then
+	// holds events up to it back (Service.Watch).
+	return stored{}, &locklock.NotFoundError{ID: id, Revision: resp.Header.Revision}
 }
 
 // Get implements locklock.Engine.
