@@ -42,6 +42,7 @@ type Config struct {
 	DefaultTTL    time.Duration // expires_in when a request has none
 	MaxTTL        time.Duration // largest expires_in
 	MaxWait       time.Duration // largest wait
+	MaxLockDelay  time.Duration // largest lock_delay (API.md §8)
 	SweepInterval time.Duration // how often expired locks are reclaimed
 
 	// MaxWaiters caps the acquires waiting (long poll) at once on this
@@ -51,6 +52,12 @@ type Config struct {
 	// instead of waiting (locklock.WithMaxWaiters).
 	MaxWaiters        int
 	MaxWaitersPerLock int
+
+	// MaxWatchers caps the event streams open at once on this server, and
+	// MaxWatchersPerCaller those of one API key or anonymous address; 0
+	// means no cap. Beyond either, opening a stream is answered 503.
+	MaxWatchers          int
+	MaxWatchersPerCaller int
 
 	// ShutdownTimeout bounds draining in-flight requests on stop.
 	ShutdownTimeout time.Duration
@@ -70,18 +77,21 @@ type EtcdConfig struct {
 // DefaultConfig is what `locklock serve` runs with when told nothing.
 func DefaultConfig() Config {
 	return Config{
-		Addr:              "127.0.0.1:8080",
-		Engine:            EngineBadger,
-		DataDir:           "./locklock-data",
-		DefaultTTL:        locklock.DefaultTTL,
-		MaxTTL:            locklock.DefaultMaxTTL,
-		MaxWait:           locklock.DefaultMaxWait,
-		MaxWaiters:        locklock.DefaultMaxWaiters,
-		MaxWaitersPerLock: locklock.DefaultMaxWaitersPerLock,
-		SweepInterval:     30 * time.Second,
-		ShutdownTimeout:   10 * time.Second,
-		ReadHeaderTimeout: 10 * time.Second,
-		MaxHeaderBytes:    64 << 10,
+		Addr:                 "127.0.0.1:8080",
+		Engine:               EngineBadger,
+		DataDir:              "./locklock-data",
+		DefaultTTL:           locklock.DefaultTTL,
+		MaxTTL:               locklock.DefaultMaxTTL,
+		MaxWait:              locklock.DefaultMaxWait,
+		MaxLockDelay:         locklock.DefaultMaxLockDelay,
+		MaxWaiters:           locklock.DefaultMaxWaiters,
+		MaxWaitersPerLock:    locklock.DefaultMaxWaitersPerLock,
+		MaxWatchers:          locklock.DefaultMaxWatchers,
+		MaxWatchersPerCaller: locklock.DefaultMaxWatchersPerCaller,
+		SweepInterval:        30 * time.Second,
+		ShutdownTimeout:      10 * time.Second,
+		ReadHeaderTimeout:    10 * time.Second,
+		MaxHeaderBytes:       64 << 10,
 		Etcd: EtcdConfig{
 			DialTimeout:    5 * time.Second,
 			RequestTimeout: 5 * time.Second,
@@ -142,8 +152,14 @@ func (c Config) Validate() error {
 	if c.MaxWait < 0 {
 		return errors.New("the maximum wait cannot be negative")
 	}
+	if c.MaxLockDelay < 0 {
+		return errors.New("--max-lock-delay cannot be negative (0 allows no lock-delay)")
+	}
 	if c.MaxWaiters < 0 || c.MaxWaitersPerLock < 0 {
 		return errors.New("--max-waiters and --max-waiters-per-lock cannot be negative (0 means no limit)")
+	}
+	if c.MaxWatchers < 0 || c.MaxWatchersPerCaller < 0 {
+		return errors.New("--max-watchers and --max-watchers-per-caller cannot be negative (0 means no limit)")
 	}
 	return nil
 }

@@ -239,8 +239,11 @@ func newServer(lc fx.Lifecycle, sd fx.Shutdowner, cfg Config, hs handlers, cert 
 		},
 		OnStop: func(ctx context.Context) error {
 			// Waiting acquires would hold Shutdown up until their wait
-			// ran out: answer them with 503 first, then drain.
+			// ran out, and event streams for ever: answer the waiters
+			// with 503 and end the streams (clients resume elsewhere)
+			// first, then drain.
 			svc.StopWaiting()
+			svc.StopWatching()
 			ctx, cancel := context.WithTimeout(ctx, cfg.ShutdownTimeout)
 			defer cancel()
 			// Both listeners drain at once, so that a stalled scrape

@@ -24,8 +24,11 @@ func newService(lc fx.Lifecycle, cfg Config, engine locklock.Engine, m *metrics.
 		locklock.WithDefaultTTL(cfg.DefaultTTL),
 		locklock.WithMaxTTL(cfg.MaxTTL),
 		locklock.WithMaxWait(cfg.MaxWait),
+		locklock.WithMaxLockDelay(cfg.MaxLockDelay),
 		locklock.WithMaxWaiters(cfg.MaxWaiters),
 		locklock.WithMaxWaitersPerLock(cfg.MaxWaitersPerLock),
+		locklock.WithMaxWatchers(cfg.MaxWatchers),
+		locklock.WithMaxWatchersPerCaller(cfg.MaxWatchersPerCaller),
 	)
 	var (
 		stop context.CancelFunc

@@ -3,6 +3,7 @@ package conformance
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"testing"
 	"time"
@@ -126,36 +127,59 @@ func testNoRevival(t *testing.T, h Harness) {
 		t.Skip("the engine judges expiry by its own storage's time, not the given now")
 	}
 	allow := func(locklock.Lock) error { return nil }
-	for _, observe := range []string{"Get", "Release", "Refresh", "List"} {
-		t.Run("after"+observe, func(t *testing.T) {
-			e := newEnv(t, h)
-			l := e.acquire(locklock.AcquireRequest{ID: e.id("revive"), TTL: 10 * time.Second})
-			stale, late := l.AcquiredAt.Add(5*time.Second), l.ExpiresAt.Add(time.Second)
-			var err error
-			switch observe {
-			case "Get":
-				_, err = e.engine.Get(e.ctx(), l.ID, late)
-			case "Release":
-				_, err = e.engine.Release(e.ctx(), l.ID, late, allow)
-			case "Refresh":
-				_, err = e.engine.Refresh(e.ctx(), l.ID, late, late.Add(time.Hour), allow)
-			case "List":
-				var listed []locklock.Lock
-				listed, err = e.engine.List(e.ctx(), locklock.ListQuery{Namespace: l.Namespace, Kind: l.Kind, Limit: 10}, late)
-				if err == nil && len(listed) == 0 {
-					err = locklock.ErrNotFound
+	// A gone lock is ErrNotFound; one kept for its lock-delay a
+	// *DelayedError. Neither may come back to life.
+	gone := func(err error) bool {
+		return errors.Is(err, locklock.ErrNotFound) || errors.Is(err, locklock.ErrDelayed)
+	}
+	for _, delay := range []time.Duration{0, 30 * time.Second} {
+		observers := []string{"Get", "Release", "Refresh", "List", "Sweep"}
+		if delay > 0 {
+			// Without a lock-delay an acquire takes the lock over:
+			// nothing is left to revive.
+			observers = append(observers, "TryAcquire")
+		}
+		for _, observe := range observers {
+			t.Run(fmt.Sprintf("after%s/delay%v", observe, delay), func(t *testing.T) {
+				e := newEnv(t, h)
+				l := e.acquire(locklock.AcquireRequest{ID: e.id("revive"), TTL: 10 * time.Second, LockDelay: delay})
+				stale, late := l.AcquiredAt.Add(5*time.Second), l.ExpiresAt.Add(time.Second)
+				var err error
+				switch observe {
+				case "Get":
+					_, err = e.engine.Get(e.ctx(), l.ID, late)
+				case "Release":
+					_, err = e.engine.Release(e.ctx(), l.ID, late, allow)
+				case "Refresh":
+					_, err = e.engine.Refresh(e.ctx(), l.ID, late, locklock.Change{ExpiresAt: late.Add(time.Hour)}, allow)
+				case "List":
+					var listed []locklock.Lock
+					listed, err = e.engine.List(e.ctx(), locklock.ListQuery{Namespace: l.Namespace, Kind: l.Kind, Limit: 10}, late)
+					if err == nil && len(listed) == 0 {
+						err = locklock.ErrNotFound
+					}
+				case "Sweep":
+					_, err = e.engine.Sweep(e.ctx(), late)
+					if err == nil {
+						_, err = e.engine.Get(e.ctx(), l.ID, late)
+					}
+				case "TryAcquire":
+					_, err = e.engine.TryAcquire(e.ctx(), locklock.Lock{ID: l.ID, AcquiredAt: late, ExpiresAt: late.Add(time.Hour)}, late)
 				}
-			}
-			if !errors.Is(err, locklock.ErrNotFound) {
-				t.Fatalf("%s after expiry: %v, want ErrNotFound", observe, err)
-			}
-			if got, err := e.engine.Refresh(e.ctx(), l.ID, stale, stale.Add(time.Hour), allow); !errors.Is(err, locklock.ErrNotFound) {
-				t.Errorf("a refresh judged at an earlier instant revived the lock: %+v, %v", got, err)
-			}
-			if _, err := e.engine.Release(e.ctx(), l.ID, stale, allow); !errors.Is(err, locklock.ErrNotFound) {
-				t.Errorf("a release judged at an earlier instant found the lock: %v", err)
-			}
-		})
+				if !gone(err) {
+					t.Fatalf("%s after expiry: %v, want ErrNotFound or ErrDelayed", observe, err)
+				}
+				if got, err := e.engine.Refresh(e.ctx(), l.ID, stale, locklock.Change{ExpiresAt: stale.Add(time.Hour)}, allow); !gone(err) {
+					t.Errorf("a refresh judged at an earlier instant revived the lock: %+v, %v", got, err)
+				}
+				if _, err := e.engine.Release(e.ctx(), l.ID, stale, allow); !gone(err) {
+					t.Errorf("a release judged at an earlier instant found the lock: %v", err)
+				}
+				if got, err := e.engine.Get(e.ctx(), l.ID, stale); !gone(err) {
+					t.Errorf("a get judged at an earlier instant found the lock: %+v, %v", got, err)
+				}
+			})
+		}
 	}
 }
 
@@ -424,7 +448,9 @@ func (e *env) graceForRealTime() time.Duration {
 // sameGrant compares what an engine stored, ignoring when it was observed.
 func sameGrant(a, b locklock.Lock) bool {
 	return a.ID == b.ID && a.Token == b.Token && a.Guard == b.Guard &&
-		a.AcquiredAt.Equal(b.AcquiredAt) && a.ExpiresAt.Equal(b.ExpiresAt)
+		a.AcquiredAt.Equal(b.AcquiredAt) && a.ExpiresAt.Equal(b.ExpiresAt) &&
+		a.Holder == b.Holder && maps.Equal(a.Metadata, b.Metadata) && a.LockDelay == b.LockDelay &&
+		a.Ended == b.Ended && a.Revoked == b.Revoked
 }
 
 // testCountHeld: CountHeld (for the locks-held metric) counts live locks in

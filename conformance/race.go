@@ -84,7 +84,7 @@ func testContextCancelled(t *testing.T, h Harness) {
 		"Get":        func() error { _, err := e.engine.Get(ctx, held.ID, now); return err },
 		"Release":    func() error { _, err := e.engine.Release(ctx, held.ID, now, allow); return err },
 		"Refresh": func() error {
-			_, err := e.engine.Refresh(ctx, held.ID, now, now.Add(48*time.Hour), allow)
+			_, err := e.engine.Refresh(ctx, held.ID, now, locklock.Change{ExpiresAt: now.Add(48 * time.Hour)}, allow)
 			return err
 		},
 		"List": func() error {

@@ -37,6 +37,7 @@ var smokeTests = map[string]func(t *testing.T, exe, server string){
 	"client":       smokeClient,
 	"exactly-once": smokeExactlyOnce,
 	"embed":        smokeEmbed,
+	"leader":       smokeLeader,
 }
 
 func TestExamples(t *testing.T) {
@@ -134,6 +135,48 @@ func smokeExactlyOnce(t *testing.T, exe, server string) {
 	for _, id := range processed {
 		if status := get(t, server+"/v1/api/lock/uuid/"+id); status != http.StatusOK {
 			t.Errorf("GET the claim of %s: %d, want 200 (never released)", id, status)
+		}
+	}
+}
+
+// smokeLeader: three terms, each won by a candidate that publishes its
+// address; the follower, reading only the lock's stream, sees each leader
+// with that address and "no leader" between terms, terms rising, and never
+// two leaders at once.
+func smokeLeader(t *testing.T, exe, server string) {
+	out := run(t, exe, server, "-term", "300ms")
+	elected := regexp.MustCompile(`(?m)^candidate-(\d) elected: term (\d+)$`).FindAllStringSubmatch(out, -1)
+	if len(elected) != 3 {
+		t.Fatalf("%d elections, want 3:\n%s", len(elected), out)
+	}
+	seen := regexp.MustCompile(`(?m)^follower sees (no leader|leader candidate-(\d) (at 10\.0\.0\.(\d):8080 )?\(term (\d+)\)(, address not yet published)?)$`)
+	var published []string // "N term" of each leader seen with its address
+	leading := ""          // the term the follower believes current, "" for none
+	var lastTerm string
+	for _, m := range seen.FindAllStringSubmatch(out, -1) {
+		switch {
+		case m[1] == "no leader":
+			leading = ""
+		case leading != "" && leading != m[5]:
+			t.Errorf("follower saw term %s while term %s led, without a no-leader between:\n%s", m[5], leading, out)
+		case m[3] != "" && m[2] != m[4]:
+			t.Errorf("candidate-%s published candidate-%s's address:\n%s", m[2], m[4], out)
+		default:
+			if lastTerm != "" && leading == "" && len(m[5]) == len(lastTerm) && m[5] <= lastTerm {
+				t.Errorf("term %s after term %s:\n%s", m[5], lastTerm, out)
+			}
+			leading, lastTerm = m[5], m[5]
+			if m[3] != "" {
+				published = append(published, m[2]+" "+m[5])
+			}
+		}
+	}
+	if leading != "" {
+		t.Errorf("the follower's last word is a leader, want no leader after the last term:\n%s", out)
+	}
+	for _, e := range elected {
+		if !slices.Contains(published, e[1]+" "+e[2]) {
+			t.Errorf("candidate-%s's term %s never seen with its address by the follower:\n%s", e[1], e[2], out)
 		}
 	}
 }

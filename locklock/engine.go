@@ -20,30 +20,40 @@ import (
 // engine whose storage keeps its own time (etcd leases) may instead rely on
 // that and say so in its documentation.
 //
-// Errors: ErrNotFound, ErrHeld (as *HeldError), the error returned by an
+// Lock-delay (API.md §8): a lock with LockDelay > 0 that expires leaves its
+// record behind, marked Ended, until DelayedUntil; meanwhile it bars
+// acquires (Lock.Bars) and is neither listed nor counted. A release deletes
+// the record outright. Engines store every field of Lock but ObservedAt,
+// Revision and Reclaims, and return them as stored.
+//
+// Errors: ErrNotFound, ErrHeld (as *HeldError), ErrDelayed (as
+// *DelayedError), the error returned by an
 // allow callback, ErrClosed after Close, the context's error when ctx is done
 // before the step was applied, and ErrUnavailable (wrapped) when storage
 // cannot answer. An engine never reports success for a step it did not
 // apply.
 type Engine interface {
-	// TryAcquire stores l if no live lock with l.ID exists at now, filling
-	// in l.Token with a token greater than any ever issued for l.ID, and
-	// returns the stored lock. If a live lock exists it returns a
-	// *HeldError carrying that lock, unchanged.
+	// TryAcquire stores l unless the record stored for l.ID bars it at now
+	// (Lock.Bars: a live lock gives a *HeldError carrying that lock,
+	// unchanged; a lock-delay l does not reclaim gives a *DelayedError).
+	// It fills in l.Token with a token greater than any ever issued for
+	// l.ID and returns the stored lock. l.Reclaims is not stored.
 	TryAcquire(ctx context.Context, l Lock, now time.Time) (Lock, error)
 
-	// Get returns the live lock with id, or ErrNotFound.
+	// Get returns the live lock with id; a *DelayedError when only a
+	// lock-delay keeps the lock's record; else ErrNotFound.
 	Get(ctx context.Context, id ID, now time.Time) (Lock, error)
 
-	// Release deletes the live lock with id if allow(lock) returns nil, and
-	// returns the lock as it was. allow runs inside the atomic step: it must
-	// be quick and must not call the engine.
+	// Release deletes the live lock with id — with no lock-delay after it —
+	// if allow(lock) returns nil, and returns the lock as it was. allow
+	// runs inside the atomic step: it must be quick and must not call the
+	// engine. Errors as for Get.
 	Release(ctx context.Context, id ID, now time.Time, allow func(Lock) error) (Lock, error)
 
-	// Refresh sets the live lock's ExpiresAt to expiresAt if allow(lock)
-	// returns nil, keeping its token and AcquiredAt, and returns the updated
-	// lock.
-	Refresh(ctx context.Context, id ID, now, expiresAt time.Time, allow func(Lock) error) (Lock, error)
+	// Refresh applies ch (Change.Apply) to the live lock if allow(lock)
+	// returns nil, keeping its token, AcquiredAt, guard and lock-delay, and
+	// returns the updated lock. Errors as for Get.
+	Refresh(ctx context.Context, id ID, now time.Time, ch Change, allow func(Lock) error) (Lock, error)
 
 	// List returns live locks of q.Namespace and q.Kind whose names start
 	// with q.Prefix and sort after q.After, in name order, at most q.Limit.
@@ -56,9 +66,10 @@ type Engine interface {
 	// during the count may or may not be in it.
 	CountHeld(ctx context.Context, now time.Time) (int, error)
 
-	// Sweep deletes locks that expired at or before now and returns how
-	// many it deleted. Engines whose storage expires entries itself may
-	// return 0.
+	// Sweep deletes records that are Gone at now (expired, lock-delay run
+	// out), marks expired locks that have a lock-delay left Ended, and
+	// returns how many locks it deleted or ended. Engines whose storage
+	// expires entries itself may return 0.
 	Sweep(ctx context.Context, now time.Time) (int, error)
 
 	// Ping reports whether the storage answers.

@@ -3,6 +3,7 @@ package locklock
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/locklock/locklock/internal/abbrev"
 )
@@ -16,6 +17,10 @@ var (
 	ErrHeld = errors.New("lock is held")
 	// ErrNotFound: no such lock — never acquired, released, or expired.
 	ErrNotFound = errors.New("lock not found")
+	// ErrDelayed: the lock ended (expired or was revoked) and its lock-delay
+	// still keeps others off it (API.md §8). The concrete error is a
+	// *DelayedError.
+	ErrDelayed = errors.New("lock is in its lock-delay")
 	// ErrSecretMismatch: the lock is protected and the secret is missing or wrong.
 	ErrSecretMismatch = errors.New("secret does not match")
 
@@ -76,6 +81,44 @@ func (e *HeldError) Error() string {
 
 // Unwrap makes errors.Is(err, ErrHeld) true.
 func (e *HeldError) Unwrap() error { return ErrHeld }
+
+// DelayedError reports that a lock-delay bars an acquire. errors.Is(err,
+// ErrDelayed) is true for it.
+type DelayedError struct {
+	// Lock is the lost lock's record (Ended set); its DelayedUntil is when
+	// the delay runs out.
+	Lock Lock
+}
+
+func (e *DelayedError) Error() string {
+	return fmt.Sprintf("lock %s ended at %s and its lock-delay keeps others off it until %s",
+		abbrev.String(e.Lock.Name), e.Lock.ExpiresAt.UTC().Format(timeFormat), e.Lock.DelayedUntil().UTC().Format(timeFormat))
+}
+
+// Unwrap makes errors.Is(err, ErrDelayed) true.
+func (e *DelayedError) Unwrap() error { return ErrDelayed }
+
+// NotFoundError reports that no live lock has the ID. errors.Is(err,
+// ErrNotFound) is true for it.
+type NotFoundError struct {
+	ID ID
+	// DelayedUntil, when not zero, says a lock-delay keeps the lock free
+	// until then (API.md §8: GET answers 404 with delayed_until).
+	DelayedUntil time.Time
+	// Revision is the storage's revision the lock was found missing at
+	// (etcd), as Lock.Revision is for a lock found; zero without one.
+	Revision int64
+}
+
+func (e *NotFoundError) Error() string {
+	if !e.DelayedUntil.IsZero() {
+		return fmt.Sprintf("%s: no lock %s: it ended and its lock-delay runs until %s", ErrNotFound, abbrev.String(e.ID.Name), e.DelayedUntil.UTC().Format(timeFormat))
+	}
+	return fmt.Sprintf("%s: no lock %s (never acquired, released, or expired)", ErrNotFound, abbrev.String(e.ID.Name))
+}
+
+// Unwrap makes errors.Is(err, ErrNotFound) true.
+func (e *NotFoundError) Unwrap() error { return ErrNotFound }
 
 func invalidf(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidArgument}, args...)...)

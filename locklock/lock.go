@@ -159,13 +159,81 @@ type Lock struct {
 	// (etcd), so that a watch from the next revision misses no change. Zero
 	// for engines without revisions.
 	Revision int64
+
+	// Holder says who holds the lock (API.md §8); "" when not set. It is
+	// not a secret.
+	Holder string
+	// Metadata are the lock's labels; nil when not set. A map given to or
+	// returned by an engine is never modified afterwards: a change replaces
+	// the whole map, so engines and events may share it.
+	Metadata map[string]string
+	// LockDelay, when above zero, keeps everyone else off the lock for this
+	// long after it expires or is revoked (API.md §8). Whole seconds.
+	LockDelay time.Duration
+	// Ended marks a record an engine keeps only for its lock-delay: the lock
+	// ended (expired, or was revoked) at ExpiresAt and is no longer held.
+	// An engine that judges a lock with a lock-delay expired sets it in the
+	// same atomic step, so that no later step — even one carrying an
+	// earlier clock reading — finds the lock live again.
+	Ended bool
+	// Revoked says an operator ended the lock (a forced release): its
+	// lock-delay then holds for its own secret too.
+	Revoked bool
+	// Reclaims is set only on the lock given to Engine.TryAcquire: the
+	// token of an expired lock whose lock-delay this acquire may pass,
+	// because it carries that lock's secret. Zero: none.
+	Reclaims uint64
 }
 
 // Protected says whether a secret guards the lock.
 func (l Lock) Protected() bool { return l.Guard.Protected() }
 
 // Live says whether the lock is still held at now.
-func (l Lock) Live(now time.Time) bool { return now.Before(l.ExpiresAt) }
+func (l Lock) Live(now time.Time) bool { return !l.Ended && now.Before(l.ExpiresAt) }
+
+// DelayedUntil is when the lock-delay that follows the lock's end runs out:
+// ExpiresAt plus LockDelay (a revoked lock's ExpiresAt is the moment it was
+// revoked). Zero without a lock-delay.
+func (l Lock) DelayedUntil() time.Time {
+	if l.LockDelay <= 0 {
+		return time.Time{}
+	}
+	return l.ExpiresAt.Add(l.LockDelay)
+}
+
+// Delaying says whether the stored record bars acquires at now: the lock is
+// no longer live, but its lock-delay has not run out. An engine keeps such a
+// record (with Ended set) until then, and sweeps it after.
+func (l Lock) Delaying(now time.Time) bool {
+	return !l.Live(now) && l.LockDelay > 0 && now.Before(l.DelayedUntil())
+}
+
+// Gone says whether the stored record may be deleted at now: neither live
+// nor in a lock-delay.
+func (l Lock) Gone(now time.Time) bool { return !l.Live(now) && !l.Delaying(now) }
+
+// Bars is the rule every engine's TryAcquire applies to the record it finds
+// for cand.ID (a record that is not Gone): ErrHeld (as *HeldError) while it
+// is live, ErrDelayed (as *DelayedError) while its lock-delay runs unless
+// cand reclaims it, nil when cand may take the lock.
+func (l Lock) Bars(cand Lock, now time.Time) error {
+	switch {
+	case l.Live(now):
+		return &HeldError{Lock: l}
+	case !l.Delaying(now):
+		return nil
+	case cand.Reclaims != 0 && cand.Reclaims == l.Token && !l.Revoked:
+		return nil
+	}
+	return &DelayedError{Lock: l}
+}
+
+// End is the record an engine keeps after judging l expired at now: nil when
+// the lock has no lock-delay left (delete it), else l marked Ended.
+func (l Lock) End(now time.Time) (Lock, bool) {
+	l.Ended = true
+	return l, l.Delaying(now)
+}
 
 // Remaining is how long the lock had left when it was observed (never negative).
 func (l Lock) Remaining() time.Duration {

@@ -8,6 +8,7 @@ const (
 	OutcomeGranted    AcquireOutcome = "granted"    // a free lock, at once
 	OutcomeReacquired AcquireOutcome = "reacquired" // the holder's retry (same secret): 200
 	OutcomeHeld       AcquireOutcome = "held"       // held by another, no wait asked
+	OutcomeDelayed    AcquireOutcome = "delayed"    // a lock-delay barred it (no wait, or the wait ended in it)
 	OutcomeWaited     AcquireOutcome = "waited"     // granted after waiting
 	OutcomeTimedOut   AcquireOutcome = "timed_out"  // still held when the wait ended
 	// OutcomeTooManyWaiters: held, and the waiter caps allowed no wait.
@@ -28,7 +29,7 @@ const (
 // AcquireOutcomes lists every outcome, for metrics that show each at 0.
 func AcquireOutcomes() []AcquireOutcome {
 	return []AcquireOutcome{
-		OutcomeGranted, OutcomeReacquired, OutcomeHeld, OutcomeWaited, OutcomeTimedOut,
+		OutcomeGranted, OutcomeReacquired, OutcomeHeld, OutcomeDelayed, OutcomeWaited, OutcomeTimedOut,
 		OutcomeTooManyWaiters, OutcomeInvalid, OutcomeCanceled, OutcomeFailed,
 	}
 }

@@ -51,6 +51,13 @@ type Service struct {
 	waitPoll   time.Duration
 	waits      *waitRegistry
 	onAcquire  func(AcquireOutcome)
+
+	maxLockDelay time.Duration
+
+	hub       *hub         // nil when the engine reports no events
+	history   EventHistory // the engine's, when it numbers events and reads them back
+	watchers  watcherCaps
+	retention int
 }
 
 // Option configures a Service.
@@ -70,6 +77,9 @@ func WithMaxTTL(d time.Duration) Option { return func(s *Service) { s.maxTTL = d
 
 // WithMaxWait caps wait.
 func WithMaxWait(d time.Duration) Option { return func(s *Service) { s.maxWait = d } }
+
+// WithMaxLockDelay caps lock_delay (default DefaultMaxLockDelay).
+func WithMaxLockDelay(d time.Duration) Option { return func(s *Service) { s.maxLockDelay = d } }
 
 // WithWaitPoll sets how often the first waiter on a lock looks again even
 // without a wake-up, which covers releases made by other processes sharing
@@ -118,9 +128,20 @@ func NewService(engine Engine, opts ...Option) *Service {
 		maxWait:    DefaultMaxWait,
 		waitPoll:   defaultWaitPoll,
 		waits:      newWaitRegistry(),
+
+		maxLockDelay: DefaultMaxLockDelay,
+		watchers:     watcherCaps{maxTotal: DefaultMaxWatchers, maxPerCaller: DefaultMaxWatchersPerCaller},
+		retention:    DefaultEventRetention,
 	}
 	for _, o := range opts {
 		o(s)
+	}
+	if src, ok := engine.(EventSource); ok {
+		s.hub = newHub(s.retention)
+		if pos := src.SetEventSink(s.hub.publish); !pos.IsZero() {
+			s.history, _ = engine.(EventHistory)
+			s.hub.startAt(pos, s.history != nil)
+		}
 	}
 	return s
 }
@@ -140,6 +161,12 @@ type AcquireRequest struct {
 	TTL time.Duration
 	// Wait is how long to wait for a held lock; zero fails at once.
 	Wait time.Duration
+	// Holder and Metadata describe the holder (API.md §8); empty: none.
+	Holder   string
+	Metadata map[string]string
+	// LockDelay keeps others off the lock this long after it expires or is
+	// revoked; whole seconds, zero for none.
+	LockDelay time.Duration
 }
 
 // Acquire takes the lock. created is true when the lock was free and is now
@@ -174,6 +201,9 @@ func (s *Service) acquire(ctx context.Context, req AcquireRequest, waited *bool)
 	if req.Wait < 0 || req.Wait > s.maxWait {
 		return Lock{}, false, invalidf("wait must be between 0 and %d seconds", int64(s.maxWait/time.Second))
 	}
+	if err := s.validateLabels(req); err != nil {
+		return Lock{}, false, err
+	}
 	guard := NewGuard(req.Secret)
 	if req.Wait == 0 {
 		return s.tryAcquire(ctx, req, guard)
@@ -194,6 +224,8 @@ func acquireOutcome(req AcquireRequest, created, waited bool, err error) Acquire
 		return OutcomeTimedOut
 	case errors.Is(err, ErrHeld):
 		return OutcomeHeld
+	case errors.Is(err, ErrDelayed):
+		return OutcomeDelayed
 	case errors.Is(err, ErrTooManyWaiters):
 		return OutcomeTooManyWaiters
 	case errors.Is(err, ErrInvalidUUID), errors.Is(err, ErrInvalidName), errors.Is(err, ErrInvalidArgument):
@@ -208,15 +240,32 @@ func acquireOutcome(req AcquireRequest, created, waited bool, err error) Acquire
 
 func (s *Service) tryAcquire(ctx context.Context, req AcquireRequest, guard Guard) (Lock, bool, error) {
 	now := s.now()
-	l, err := s.engine.TryAcquire(ctx, Lock{
+	cand := Lock{
 		ID:         req.ID,
 		AcquiredAt: now,
 		ExpiresAt:  now.Add(req.TTL).Truncate(time.Millisecond),
 		Guard:      guard,
-	}, now)
+		Holder:     req.Holder,
+		Metadata:   req.Metadata,
+		LockDelay:  req.LockDelay,
+	}
+	l, err := s.engine.TryAcquire(ctx, cand, now)
+	var delayed *DelayedError
+	if errors.As(err, &delayed) && reclaims(delayed.Lock, req.Secret) {
+		// The lost holder's own secret passes the lock-delay that
+		// followed its expiry (API.md §8). The token names that very
+		// record, so a record replaced meanwhile (revoked, or taken and
+		// lost again) is not passed by mistake.
+		cand.Reclaims = delayed.Lock.Token
+		l, err = s.engine.TryAcquire(ctx, cand, now)
+	}
 	if err == nil {
 		l.ObservedAt = now
 		return l, true, nil
+	}
+	if errors.As(err, &delayed) {
+		delayed.Lock.ObservedAt = now
+		return Lock{}, false, delayed
 	}
 	var held *HeldError
 	if !errors.As(err, &held) {
@@ -230,6 +279,28 @@ func (s *Service) tryAcquire(ctx context.Context, req AcquireRequest, guard Guar
 		return held.Lock, false, nil
 	}
 	return Lock{}, false, held
+}
+
+// reclaims says whether secret may pass the lock-delay of ended: only after
+// an expiry, not a revocation, and only with the lost lock's non-empty secret.
+func reclaims(ended Lock, secret string) bool {
+	return secret != "" && !ended.Revoked && ended.Guard.Protected() && ended.Guard.Admits(secret)
+}
+
+// validateLabels checks the fields of API.md §8 on an acquire.
+func (s *Service) validateLabels(req AcquireRequest) error {
+	if req.Holder != "" {
+		if err := ValidateHolder(req.Holder); err != nil {
+			return err
+		}
+	}
+	if err := ValidateMetadata(req.Metadata); err != nil {
+		return err
+	}
+	if req.LockDelay < 0 || req.LockDelay > s.maxLockDelay || req.LockDelay%time.Second != 0 {
+		return invalidf("lock_delay must be a whole number of seconds between 0 and %d", int64(s.maxLockDelay/time.Second))
+	}
+	return nil
 }
 
 // Release frees the lock. A protected lock needs its secret; an unprotected
@@ -254,22 +325,57 @@ func (s *Service) Release(ctx context.Context, id ID, secret string) (Lock, erro
 // Refresh makes the lock expire ttl from now (zero: the default TTL), keeping
 // its fencing token.
 func (s *Service) Refresh(ctx context.Context, id ID, secret string, ttl time.Duration) (Lock, error) {
-	if err := id.Validate(); err != nil {
+	return s.Patch(ctx, PatchRequest{ID: id, Secret: secret, TTL: ttl})
+}
+
+// PatchRequest changes a live lock (API.md §3 and §8). Holder and Metadata
+// replace the lock's when set; TTL, when not zero, moves the expiry to TTL
+// from now. A request that sets neither Holder nor Metadata refreshes with
+// the default TTL when TTL is zero, as a plain refresh does; one that sets
+// either leaves the expiry alone unless TTL is given.
+type PatchRequest struct {
+	ID     ID
+	Secret string
+	TTL    time.Duration
+	// Holder, when not nil, replaces the holder (1 to MaxHolderLen bytes).
+	Holder *string
+	// Metadata, when SetMetadata, replaces the metadata; empty clears it.
+	Metadata    map[string]string
+	SetMetadata bool
+}
+
+// Patch applies req to the live lock, keeping its fencing token, and returns
+// the lock as it is after.
+func (s *Service) Patch(ctx context.Context, req PatchRequest) (Lock, error) {
+	if err := req.ID.Validate(); err != nil {
 		return Lock{}, err
 	}
-	if err := validateSecret(secret, ValidateSecret); err != nil {
+	if err := validateSecret(req.Secret, ValidateSecret); err != nil {
 		return Lock{}, err
 	}
-	if ttl == 0 {
+	if req.Holder != nil {
+		if err := ValidateHolder(*req.Holder); err != nil {
+			return Lock{}, err
+		}
+	}
+	if err := ValidateMetadata(req.Metadata); err != nil {
+		return Lock{}, err
+	}
+	ttl := req.TTL
+	if ttl == 0 && req.Holder == nil && !req.SetMetadata {
 		ttl = s.defaultTTL
 	}
-	if ttl < time.Second || ttl > s.maxTTL {
+	if ttl != 0 && (ttl < time.Second || ttl > s.maxTTL) {
 		return Lock{}, invalidf("expires_in must be between 1 and %d seconds", int64(s.maxTTL/time.Second))
 	}
 	now := s.now()
-	l, err := s.engine.Refresh(ctx, id, now, now.Add(ttl).Truncate(time.Millisecond), admit(secret))
+	ch := Change{Holder: req.Holder, Metadata: req.Metadata, SetMetadata: req.SetMetadata}
+	if ttl != 0 {
+		ch.ExpiresAt = now.Add(ttl).Truncate(time.Millisecond)
+	}
+	l, err := s.engine.Refresh(ctx, req.ID, now, ch, admit(req.Secret))
 	if err != nil {
-		return Lock{}, describe(err, id)
+		return Lock{}, describe(err, req.ID)
 	}
 	l.ObservedAt = now
 	return l, nil
@@ -354,6 +460,12 @@ func (s *Service) RunSweeper(ctx context.Context, interval time.Duration) {
 	if interval <= 0 {
 		interval = defaultSweepEvery
 	}
+	if s.hub != nil && !s.hub.storageNumbered() {
+		// Expiry is only announced when an engine notices it: sweeping
+		// often sends `expired` within a second, request or not. An
+		// engine whose storage numbers events expires locks itself.
+		interval = min(interval, expiryScan)
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -402,11 +514,24 @@ func validateSecret(secret string, rule func(string) error) error {
 	return rule(secret)
 }
 
-// describe names the lock in a bare ErrNotFound from an engine, so that the
-// message a client sees says which lock.
+// describe turns an engine's ErrNotFound, or the *DelayedError of a lock
+// that is gone but delayed, into a *NotFoundError that names the lock, so
+// that the message a client sees says which lock and until when it is
+// delayed.
 func describe(err error, id ID) error {
-	if err == ErrNotFound {
-		return fmt.Errorf("%w: no lock %s (never acquired, released, or expired)", ErrNotFound, abbrev.String(id.Name))
+	var (
+		delayed  *DelayedError
+		notFound *NotFoundError
+	)
+	switch {
+	case errors.As(err, &delayed):
+		return &NotFoundError{ID: id, DelayedUntil: delayed.Lock.DelayedUntil(), Revision: delayed.Lock.Revision}
+	case errors.As(err, &notFound):
+		nf := *notFound
+		nf.ID = id
+		return &nf
+	case err == ErrNotFound:
+		return &NotFoundError{ID: id}
 	}
 	return err
 }

@@ -108,9 +108,11 @@ func TestListValidation(t *testing.T) {
 	}
 }
 
-// sweepRecorder is a real memory engine that reports what each Sweep removed.
+// sweepRecorder is a real memory engine that reports what each Sweep
+// removed. It hides the engine's events (only Engine's methods are
+// promoted), so the sweeper keeps the interval it is given.
 type sweepRecorder struct {
-	*memory.Engine
+	locklock.Engine
 	swept chan int
 }
 

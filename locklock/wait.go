@@ -152,6 +152,7 @@ func (s *Service) waitAcquire(ctx context.Context, req AcquireRequest, guard Gua
 
 	var (
 		holder       Lock
+		delayed      *DelayedError // the lock-delay that barred the last try
 		expiry, poll <-chan time.Time
 		gone         <-chan struct{}
 		watch        watchScope
@@ -173,21 +174,34 @@ func (s *Service) waitAcquire(ctx context.Context, req AcquireRequest, guard Gua
 			case err == nil:
 				*waited = slept > 0
 				return s.deliver(ctx, l, created)
+			case errors.As(err, &delayed):
+				// A lock-delay ends at a known time, and no
+				// release elsewhere can end it sooner: no watch.
+				holder, gone = Lock{}, nil
+				watch.stop()
+				expiry = s.clock.At(delayed.Lock.DelayedUntil())
+				poll = s.clock.At(delayed.Lock.ObservedAt.Add(s.waitPoll))
 			case !errors.As(err, &held):
 				return Lock{}, false, err
+			default:
+				holder, delayed = held.Lock, nil
+				// The expiry timer is a hint: an engine that keeps
+				// its own time may free the lock a little after
+				// expires_at, and a timer already due would only
+				// spin.
+				expiry = nil
+				if holder.ExpiresAt.After(holder.ObservedAt) {
+					expiry = s.clock.At(holder.ExpiresAt)
+				}
+				poll = s.clock.At(holder.ObservedAt.Add(s.waitPoll))
+				if watcher != nil {
+					gone = watcher.WatchRelease(watch.renew(ctx), holder)
+				}
 			}
-			holder = held.Lock
-			// The expiry timer is a hint: an engine that keeps its own
-			// time may free the lock a little after expires_at, and a
-			// timer already due would only spin.
-			expiry = nil
-			if holder.ExpiresAt.After(holder.ObservedAt) {
-				expiry = s.clock.At(holder.ExpiresAt)
-			}
-			poll = s.clock.At(holder.ObservedAt.Add(s.waitPoll))
-			if watcher != nil {
-				gone = watcher.WatchRelease(watch.renew(ctx), holder)
-			}
+		}
+		if timedOut && delayed != nil {
+			delayed.Lock.ObservedAt = s.now()
+			return Lock{}, false, delayed
 		}
 		if timedOut {
 			return Lock{}, false, s.waitTimedOut(ctx, req.ID, holder)

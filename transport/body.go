@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"mime"
@@ -29,6 +30,9 @@ const (
 	fieldSecret    = "secret"
 	fieldExpiresIn = "expires_in"
 	fieldWait      = "wait"
+	fieldHolder    = "holder"
+	fieldMetadata  = "metadata"
+	fieldLockDelay = "lock_delay"
 )
 
 // secretHeader carries the secret for clients that cannot send a body
@@ -40,6 +44,11 @@ type body struct {
 	secret    *string
 	expiresIn *int64
 	wait      *int64
+	holder    *string
+	// metadata is nil when the field was absent and a non-nil map (empty
+	// for {}) when given: on PATCH, {} clears the lock's metadata.
+	metadata  map[string]string
+	lockDelay *int64
 }
 
 // readBody reads and strictly decodes the body, accepting only the allowed
@@ -150,15 +159,9 @@ func decodeObject(raw []byte, allowed []string) (body, error) {
 func (b *body) set(key string, value json.RawMessage) error {
 	switch key {
 	case fieldSecret:
-		var s string
-		if value[0] != '"' || json.Unmarshal(value, &s) != nil {
-			return invalidBody("field secret must be a string, got %s", jsonType(value))
-		}
-		if loneSurrogateEscape(value) {
-			// encoding/json decodes "\ud800" to U+FFFD, so "\ud800" and
-			// "\ud801" (and a real U+FFFD) would be one secret: refuse
-			// rather than let distinct secrets collide.
-			return invalidBody("field secret contains an escaped unpaired surrogate (such as \\ud800), which is no character")
+		s, err := text(key, value)
+		if err != nil {
+			return err
 		}
 		if s == "" {
 			// Empty would mean "unprotected" to the Service; a client that
@@ -190,8 +193,91 @@ func (b *body) set(key string, value json.RawMessage) error {
 			return invalidBody("field wait must be at least 0 seconds, got %d", n)
 		}
 		b.wait = &n
+	case fieldHolder:
+		if value[0] == 'n' {
+			// A lock's holder can be replaced but not removed: null is
+			// refused rather than read as "no holder" (or, on PATCH,
+			// "leave it"), which a client sending it did not mean.
+			return invalidBody("field holder must be a string, got null; a holder can be replaced but not removed")
+		}
+		s, err := text(key, value)
+		if err != nil {
+			return err
+		}
+		// Empty would mean "no holder" to the Service's acquire: refuse it
+		// here, with the rule's own words.
+		if err := locklock.ValidateHolder(s); err != nil {
+			return invalidBody("field %s", strings.TrimPrefix(err.Error(), locklock.ErrInvalidArgument.Error()+": "))
+		}
+		b.holder = &s
+	case fieldMetadata:
+		md, err := metadata(value)
+		if err != nil {
+			return err
+		}
+		b.metadata = md
+	case fieldLockDelay:
+		n, err := integer(key, value)
+		if err != nil {
+			return err
+		}
+		if n < 0 {
+			return invalidBody("field lock_delay must be at least 0 seconds, got %d", n)
+		}
+		b.lockDelay = &n
 	}
 	return nil
+}
+
+// text decodes a JSON string for the field key. encoding/json decodes an
+// escaped unpaired surrogate ("\ud800") to U+FFFD, so "\ud800", "\ud801" and
+// a real U+FFFD would be one string: such escapes are refused, so that
+// distinct secrets never collide and a holder or label reads back as sent.
+func text(key string, value json.RawMessage) (string, error) {
+	var s string
+	if value[0] != '"' || json.Unmarshal(value, &s) != nil {
+		return "", invalidBody("field %s must be a string, got %s", key, jsonType(value))
+	}
+	if loneSurrogateEscape(value) {
+		return "", invalidBody("field %s contains an escaped unpaired surrogate (such as \\ud800), which is no character", key)
+	}
+	return s, nil
+}
+
+// metadata decodes the metadata object as strictly as the body itself:
+// string values only, each name once. The limits of API.md §8 are
+// locklock.ValidateMetadata's, checked here too so that the problem names
+// the field before anything else is looked at.
+func metadata(value json.RawMessage) (map[string]string, error) {
+	if value[0] != '{' {
+		return nil, invalidBody("field metadata must be an object of strings, got %s; {} clears it", jsonType(value))
+	}
+	dec := json.NewDecoder(bytes.NewReader(value))
+	_, _ = dec.Token() // '{': value is valid JSON, an object
+	errSyntax := func(err error) error { return invalidBody("field metadata is not valid JSON: %v", err) }
+	md := map[string]string{}
+	err := strictjson.Object(dec, errSyntax, func(name string, again bool) error {
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return errSyntax(err)
+		}
+		if again {
+			return invalidBody("field metadata: name %q is given twice", abbrev.String(name))
+		}
+		s, err := text(fmt.Sprintf("metadata[%q]", abbrev.String(name)), v)
+		if err != nil {
+			return err
+		}
+		md[name] = s
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := locklock.ValidateMetadata(md); err != nil {
+		return nil, invalidBody("field %s", strings.TrimPrefix(err.Error(), locklock.ErrInvalidArgument.Error()+": "))
+	}
+	return md, nil
 }
 
 // loneSurrogateEscape reports whether the JSON string literal str (quotes

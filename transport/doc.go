@@ -52,6 +52,17 @@
 //     Service refuses it up front, on every acquire); DELETE and PATCH
 //     compare as given, so a lock taken earlier with such a secret is
 //     released through a body.
+//   - Holders and metadata (API.md §8) are decoded as strictly as the rest
+//     of the body: holder a string, metadata an object of strings, each
+//     name once, no escaped unpaired surrogate in either (as for secrets),
+//     within locklock.ValidateHolder's and ValidateMetadata's limits. A
+//     holder can be replaced but not removed: "holder": null is 400, like
+//     "holder": "". "metadata": null is 400 too; {} clears the metadata on
+//     PATCH and means none on POST. PATCH takes no lock_delay (the delay is
+//     fixed when the lock is taken): 400 unknown_field.
+//   - 409 lock_delayed carries delayed_until and Retry-After (the seconds
+//     until then, rounded up, at least 1); GET, HEAD, DELETE and PATCH of a
+//     lock in its lock-delay are 404 lock_not_found with delayed_until.
 //   - GET /locks: kind is required (uuid or key); limit defaults to 100 and
 //     must be 1–1000; prefix must use lock-name characters (400 invalid_name
 //     otherwise); for kind=uuid, prefix and after are lower-cased like UUIDs.

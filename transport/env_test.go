@@ -51,8 +51,8 @@ func testAuth(r *http.Request) (Caller, error) {
 }
 
 // spyEngine is the real memory engine, telling the test when an acquire
-// found the lock held (so a waiter is known to be waiting) and failing on
-// demand.
+// found the lock held or in its lock-delay (so a waiter is known to be
+// waiting) and failing on demand.
 type spyEngine struct {
 	*memory.Engine
 	held    chan struct{}
@@ -61,7 +61,7 @@ type spyEngine struct {
 
 func (s *spyEngine) TryAcquire(ctx context.Context, l locklock.Lock, now time.Time) (locklock.Lock, error) {
 	got, err := s.Engine.TryAcquire(ctx, l, now)
-	if errors.Is(err, locklock.ErrHeld) {
+	if errors.Is(err, locklock.ErrHeld) || errors.Is(err, locklock.ErrDelayed) {
 		select {
 		case s.held <- struct{}{}:
 		default:
@@ -196,6 +196,9 @@ func checkProblem(t *testing.T, status int, header http.Header, body []byte, wan
 	}
 	if p.ExpiresAt != "" && wantCode != codeLockHeld {
 		t.Errorf("expires_at %q on a %s problem", p.ExpiresAt, wantCode)
+	}
+	if p.DelayedUntil != "" && wantCode != codeLockDelayed && wantCode != codeLockNotFound {
+		t.Errorf("delayed_until %q on a %s problem", p.DelayedUntil, wantCode)
 	}
 	return p
 }

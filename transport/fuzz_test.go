@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"mime"
 	"net/http"
 	"net/http/httptest"
@@ -291,6 +292,23 @@ func handlerSeeds() []fuzzSeed {
 		{method: "POST", target: u(fzU4), extra: "X-Forwarded-For: " + fzThrottled},
 		{method: "GET", target: u(fzU1), extra: "X-Forwarded-For: 198.51.100.7, " + fzThrottled},
 		{method: "POST", target: "http://locklock.test" + u(fzU4)},
+		// Holders, metadata and lock-delay (API.md §8).
+		{method: "POST", target: u(fzU4), ctype: js, body: `{"secret":"s4","holder":"host-1:42","metadata":{"addr":"10.0.0.1:80","e":""},"lock_delay":10}`},
+		{method: "POST", target: u(fzU4), ctype: js, body: `{"holder":"ü <b>\"","metadata":{"k":"\u2028"}}`},
+		{method: "POST", target: u(fzU4), ctype: js, body: `{"holder":null}`},
+		{method: "POST", target: u(fzU4), ctype: js, body: `{"holder":""}`},
+		{method: "POST", target: u(fzU4), ctype: js, body: `{"holder":"a\ud800"}`},
+		{method: "POST", target: u(fzU4), ctype: js, body: `{"metadata":{"k":"a","k":"b"}}`},
+		{method: "POST", target: u(fzU4), ctype: js, body: `{"metadata":{"k":1}}`},
+		{method: "POST", target: u(fzU4), ctype: js, body: `{"metadata":{"a b":"v"}}`},
+		{method: "POST", target: u(fzU4), ctype: js, body: `{"metadata":null}`},
+		{method: "POST", target: u(fzU4), ctype: js, body: `{"lock_delay":61}`},
+		{method: "POST", target: u(fzU4), ctype: js, body: `{"lock_delay":-1}`},
+		{method: "PATCH", target: u(fzU1), ctype: js, body: `{"secret":"s1","holder":"new"}`},
+		{method: "PATCH", target: u(fzU1), ctype: js, body: `{"secret":"s1","metadata":{}}`},
+		{method: "PATCH", target: u(fzU1), ctype: js, body: `{"secret":"s1","metadata":{"a":"b"},"expires_in":5}`},
+		{method: "PATCH", target: u(fzU1), ctype: js, body: `{"secret":"s1","lock_delay":5}`},
+		{method: "PATCH", target: u(fzU2), body: `{"holder":"anyone"}`},
 		// Release.
 		{method: "DELETE", target: u(fzU1), ctype: js, body: `{"secret":"s1"}`},
 		{method: "DELETE", target: u(fzU1), secret: "s1"},
@@ -600,6 +618,8 @@ func checkFuzzProblem(t *testing.T, r *http.Request, status int, hdr http.Header
 		t.Fatalf("malformed problem %+v", p)
 	case p.ExpiresAt != "" && p.Code != codeLockHeld:
 		t.Fatalf("expires_at on a %s problem", p.Code)
+	case p.DelayedUntil != "" && p.Code != codeLockDelayed && p.Code != codeLockNotFound:
+		t.Fatalf("delayed_until on a %s problem", p.Code)
 	}
 }
 
@@ -884,7 +904,8 @@ func sameLock(t *testing.T, l lockJSON, store map[locklock.ID]locklock.Lock) {
 		t.Fatalf("the answer names %v, which is not stored", idOf(l))
 	}
 	if l.FencingToken != s.Token || l.AcquiredAt != formatTime(s.AcquiredAt) || l.ExpiresAt != formatTime(s.ExpiresAt) ||
-		l.Protected != s.Protected() || l.ExpiresIn < 0 {
+		l.Protected != s.Protected() || l.ExpiresIn < 0 ||
+		l.Holder != s.Holder || !maps.Equal(l.Metadata, s.Metadata) || l.LockDelay != int64(s.LockDelay/time.Second) {
 		t.Fatalf("the answer %+v does not match the stored lock %v", l, s)
 	}
 }
@@ -894,7 +915,7 @@ func sameLock(t *testing.T, l lockJSON, store map[locklock.ID]locklock.Lock) {
 // body it accepts obeys the field rules, and it agrees with encoding/json
 // about which bodies are well-formed objects with the right fields.
 func FuzzDecodeBody(f *testing.F) {
-	const all = 7 // secret, expires_in, wait
+	const all = 63 // secret, expires_in, wait, holder, metadata, lock_delay
 	for _, s := range handlerSeeds() {
 		if s.body != "" && !strings.Contains(s.extra, "Transfer-Encoding") {
 			f.Add([]byte(s.body), uint8(all), s.ctype)
@@ -911,6 +932,10 @@ func FuzzDecodeBody(f *testing.F) {
 		`{"secret":"\ud800\u0041"}`, `{"secret":"\ud800\\u0041"}`, `{"secret":"\\ud800"}`, `{"secret":"\ud83d\ude00\ud800"}`,
 		`{"secret":"\u007f"}`, "{\"secret\":\"\u0085\"}", "{\"secret\":\"\u00a0\"}", `{"secret":" s "}`,
 		"\u00a0", " \u2028 ", "\v", "\f", "\ufeff", "\r\n{}\r\n",
+		`{"holder":"h","metadata":{"a":"b","c":""},"lock_delay":0}`, `{"holder":null}`, `{"holder":""}`, `{"holder":"\ud800"}`,
+		`{"holder":"a\u0085"}`, `{"metadata":{}}`, `{"metadata":null}`, `{"metadata":[]}`, `{"metadata":{"a":"b","a":"b"}}`,
+		`{"metadata":{"a":1}}`, `{"metadata":{"a":"\udc00"}}`, `{"metadata":{"\ud800":"x"}}`, `{"metadata":{"a b":""}}`,
+		`{"metadata":{"a":"b"}x}`, `{"metadata":{"a":"b",}}`, `{"lock_delay":-1}`, `{"lock_delay":9223372036854775808}`,
 	} {
 		f.Add([]byte(s), uint8(all), "application/json")
 	}
@@ -919,7 +944,7 @@ func FuzzDecodeBody(f *testing.F) {
 	f.Add([]byte(`{"secret":"x"}`), uint8(0), "text/json")
 	f.Add([]byte(`{"secret":"x"}`), uint8(all), "application/json; charset=\"utf-8\"")
 
-	fields := []string{fieldSecret, fieldExpiresIn, fieldWait}
+	fields := []string{fieldSecret, fieldExpiresIn, fieldWait, fieldHolder, fieldMetadata, fieldLockDelay}
 	f.Fuzz(func(t *testing.T, raw []byte, mask uint8, contentType string) {
 		var allowed []string
 		for i, name := range fields {
@@ -966,6 +991,15 @@ func FuzzDecodeBody(f *testing.F) {
 		}
 		if b.wait != nil && (*b.wait < 0 || !slices.Contains(allowed, fieldWait)) {
 			t.Fatalf("accepted wait %d", *b.wait)
+		}
+		if b.holder != nil && (locklock.ValidateHolder(*b.holder) != nil || !slices.Contains(allowed, fieldHolder)) {
+			t.Fatalf("accepted holder %q", *b.holder)
+		}
+		if b.metadata != nil && (locklock.ValidateMetadata(b.metadata) != nil || !slices.Contains(allowed, fieldMetadata)) {
+			t.Fatalf("accepted metadata %q", b.metadata)
+		}
+		if b.lockDelay != nil && (*b.lockDelay < 0 || !slices.Contains(allowed, fieldLockDelay)) {
+			t.Fatalf("accepted lock_delay %d", *b.lockDelay)
 		}
 	})
 }
@@ -1015,19 +1049,50 @@ func referenceBody(raw []byte, allowed []string, contentType string) (body, stri
 				return body{}, codeInvalidBody
 			}
 			b.secret = &s
-		case fieldExpiresIn, fieldWait:
+		case fieldExpiresIn, fieldWait, fieldLockDelay:
 			var n int64
 			if json.Unmarshal(v, &n) != nil {
 				return body{}, codeInvalidBody
 			}
-			if key == fieldExpiresIn && n < 1 || key == fieldWait && n < 0 {
+			if key == fieldExpiresIn && n < 1 || n < 0 {
 				return body{}, codeInvalidBody
 			}
-			if key == fieldExpiresIn {
+			switch key {
+			case fieldExpiresIn:
 				b.expiresIn = &n
-			} else {
+			case fieldWait:
 				b.wait = &n
+			default:
+				b.lockDelay = &n
 			}
+		case fieldHolder:
+			var s string
+			// API.md §8: 1-128 bytes, no control characters; no unpaired
+			// surrogate escape, as for secrets.
+			if json.Unmarshal(v, &s) != nil || locklock.ValidateHolder(s) != nil || refLoneSurrogate(v) {
+				return body{}, codeInvalidBody
+			}
+			b.holder = &s
+		case fieldMetadata:
+			var raw map[string]json.RawMessage
+			if v[0] != '{' || json.Unmarshal(v, &raw) != nil {
+				return body{}, codeInvalidBody
+			}
+			if n, ok := countKeys(v); !ok || n != len(raw) {
+				return body{}, codeInvalidBody // a name given twice
+			}
+			md := map[string]string{}
+			for name, value := range raw {
+				var s string
+				if value[0] != '"' || json.Unmarshal(value, &s) != nil || refLoneSurrogate(value) {
+					return body{}, codeInvalidBody
+				}
+				md[name] = s
+			}
+			if locklock.ValidateMetadata(md) != nil {
+				return body{}, codeInvalidBody
+			}
+			b.metadata = md
 		}
 	}
 	return b, ""
@@ -1063,6 +1128,19 @@ func showBody(b body) string {
 	}
 	if b.wait != nil {
 		parts = append(parts, "wait="+strconv.FormatInt(*b.wait, 10))
+	}
+	if b.holder != nil {
+		parts = append(parts, "holder="+strconv.Quote(*b.holder))
+	}
+	if b.metadata != nil {
+		var members []string
+		for _, k := range slices.Sorted(maps.Keys(b.metadata)) {
+			members = append(members, strconv.Quote(k)+":"+strconv.Quote(b.metadata[k]))
+		}
+		parts = append(parts, "metadata={"+strings.Join(members, ",")+"}")
+	}
+	if b.lockDelay != nil {
+		parts = append(parts, "lock_delay="+strconv.FormatInt(*b.lockDelay, 10))
 	}
 	return "{" + strings.Join(parts, " ") + "}"
 }

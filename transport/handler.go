@@ -71,7 +71,7 @@ func (h *handler) lockMethods(kind locklock.Kind, routePrefix string) map[string
 		http.MethodDelete: h.lockOp(kind, routePrefix, h.release),
 		http.MethodGet:    h.lockOp(kind, routePrefix, h.inspect),
 		http.MethodHead:   h.lockOp(kind, routePrefix, h.inspect),
-		http.MethodPatch:  h.lockOp(kind, routePrefix, h.refresh),
+		http.MethodPatch:  h.lockOp(kind, routePrefix, h.patch),
 	}
 }
 

@@ -12,16 +12,20 @@ import (
 // anything else "unmatched" — metrics labels come from this fixed set.
 func TestRouteLabels(t *testing.T) {
 	for path, want := range map[string]string{
-		"/lock/uuid/" + u1:       "/lock/uuid/{uuid}",
-		"/lock/uuid/":            "/lock/uuid/{uuid}",
-		"/lock/key/a/b":          "/lock/key/{name}",
-		"/locks":                 "/locks",
-		"/openapi.json":          "/openapi.json",
-		"/locks/x":               "unmatched",
-		"/lock/other/x":          "unmatched",
-		"/" + u1:                 "unmatched",
-		"/healthz":               "unmatched",
-		"/lock/uuid" + "/../x/y": "/lock/uuid/{uuid}",
+		"/lock/uuid/" + u1:             "/lock/uuid/{uuid}",
+		"/lock/uuid/":                  "/lock/uuid/{uuid}",
+		"/lock/key/a/b":                "/lock/key/{name}",
+		"/locks":                       "/locks",
+		"/openapi.json":                "/openapi.json",
+		"/locks/x":                     "unmatched",
+		"/lock/other/x":                "unmatched",
+		"/" + u1:                       "unmatched",
+		"/healthz":                     "unmatched",
+		"/lock/uuid" + "/../x/y":       "/lock/uuid/{uuid}",
+		"/lock/uuid/" + u1 + "/events": "/lock/uuid/{uuid}/events",
+		"/lock/key/a/events":           "/lock/key/{name}/events",
+		"/lock/key/events":             "/lock/key/{name}",
+		"/events":                      "/events",
 	} {
 		if got := Route(path); got != want {
 			t.Errorf("Route(%q) = %q, want %q", path, got, want)
@@ -32,10 +36,11 @@ func TestRouteLabels(t *testing.T) {
 		t.Errorf("%d routes served, Routes lists %d", len(served), len(Routes()))
 	}
 	for _, ms := range served {
-		// The lock routes' templates end in their parameter: give it a value.
-		example, _, _ := strings.Cut(ms.template, "{")
-		if example != ms.template {
-			example += "x"
+		// Give a template's parameter a value.
+		example, rest, found := strings.Cut(ms.template, "{")
+		if found {
+			_, suffix, _ := strings.Cut(rest, "}")
+			example += "x" + suffix
 		}
 		if got := Route(example); got != ms.template {
 			t.Errorf("served route %s is labelled %q", ms.template, got)

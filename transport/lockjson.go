@@ -30,6 +30,11 @@ type lockJSON struct {
 	ExpiresIn    int64         `json:"expires_in"`
 	FencingToken uint64        `json:"fencing_token"`
 	Protected    bool          `json:"protected"`
+	// Holder, Metadata and LockDelay (whole seconds) appear only when set
+	// (API.md §8).
+	Holder    string            `json:"holder,omitempty"`
+	Metadata  map[string]string `json:"metadata,omitempty"`
+	LockDelay int64             `json:"lock_delay,omitempty"`
 }
 
 func lockOf(l locklock.Lock) lockJSON {
@@ -42,6 +47,9 @@ func lockOf(l locklock.Lock) lockJSON {
 		ExpiresIn:    expiresIn(l),
 		FencingToken: l.Token,
 		Protected:    l.Protected(),
+		Holder:       l.Holder,
+		Metadata:     l.Metadata,
+		LockDelay:    int64(l.LockDelay / time.Second),
 	}
 }
 
@@ -60,12 +68,17 @@ type listJSON struct {
 	Next  string     `json:"next,omitempty"`
 }
 
-// appendLock appends l as JSON, exactly as encoding/json writes lockOf(l),
-// without the strings lockOf makes; or returns nil when a string needs
-// escaping (names are validated to plain ASCII, so that is never expected;
-// encoding/json then does it).
+// appendLock appends l as JSON, exactly as encoding/json writes lockOf(l)
+// (with HTML escaping off, as encode does), without the strings lockOf
+// makes; or returns nil when a string needs escaping (names are validated
+// to plain ASCII, so that is never expected for them; a holder or a label
+// may need it) or the lock has metadata, whose members encoding/json sorts:
+// encoding/json then does it.
 func appendLock(b []byte, l locklock.Lock) []byte {
-	for _, s := range [...]string{l.Namespace, string(l.Kind), l.Name} {
+	if len(l.Metadata) > 0 {
+		return nil
+	}
+	for _, s := range [...]string{l.Namespace, string(l.Kind), l.Name, l.Holder} {
 		if !plainJSON(s) {
 			return nil
 		}
@@ -86,6 +99,15 @@ func appendLock(b []byte, l locklock.Lock) []byte {
 	b = strconv.AppendUint(b, l.Token, 10)
 	b = append(b, `,"protected":`...)
 	b = strconv.AppendBool(b, l.Protected())
+	if l.Holder != "" {
+		b = append(b, `,"holder":"`...)
+		b = append(b, l.Holder...)
+		b = append(b, '"')
+	}
+	if delay := int64(l.LockDelay / time.Second); delay != 0 {
+		b = append(b, `,"lock_delay":`...)
+		b = strconv.AppendInt(b, delay, 10)
+	}
 	return append(b, '}')
 }
 

@@ -2,7 +2,6 @@ package transport
 
 import (
 	"net/http"
-	"time"
 
 	"github.com/locklock/locklock/locklock"
 )
@@ -47,11 +46,11 @@ func (h *handler) lockID(w http.ResponseWriter, r *http.Request, kind locklock.K
 }
 
 func (h *handler) acquire(w http.ResponseWriter, r *http.Request, id locklock.ID) error {
-	b, err := readBody(w, r, fieldSecret, fieldExpiresIn, fieldWait)
+	b, err := readBody(w, r, fieldSecret, fieldExpiresIn, fieldWait, fieldHolder, fieldMetadata, fieldLockDelay)
 	if err != nil {
 		return err
 	}
-	req := locklock.AcquireRequest{ID: id}
+	req := locklock.AcquireRequest{ID: id, Metadata: b.metadata}
 	if req.Secret, err = secretOf(r, b); err != nil {
 		return err
 	}
@@ -60,6 +59,12 @@ func (h *handler) acquire(w http.ResponseWriter, r *http.Request, id locklock.ID
 	}
 	if b.wait != nil {
 		req.Wait = seconds(*b.wait)
+	}
+	if b.holder != nil {
+		req.Holder = *b.holder
+	}
+	if b.lockDelay != nil {
+		req.LockDelay = seconds(*b.lockDelay)
 	}
 	// r.Context(): a client that disconnects stops its wait, and the
 	// Service then gives up (or gives back) the lock.
@@ -102,20 +107,23 @@ func (h *handler) inspect(w http.ResponseWriter, r *http.Request, id locklock.ID
 	return nil
 }
 
-func (h *handler) refresh(w http.ResponseWriter, r *http.Request, id locklock.ID) error {
-	b, err := readBody(w, r, fieldSecret, fieldExpiresIn)
+// patch serves PATCH: a refresh (expires_in), a new holder or new metadata,
+// or any of them at once (API.md §3, §8).
+func (h *handler) patch(w http.ResponseWriter, r *http.Request, id locklock.ID) error {
+	b, err := readBody(w, r, fieldSecret, fieldExpiresIn, fieldHolder, fieldMetadata)
 	if err != nil {
 		return err
 	}
-	s, err := secretOf(r, b)
-	if err != nil {
+	req := locklock.PatchRequest{ID: id, Holder: b.holder, Metadata: b.metadata, SetMetadata: b.metadata != nil}
+	if req.Secret, err = secretOf(r, b); err != nil {
 		return err
 	}
-	var ttl time.Duration // zero: the Service's default lifetime
+	// Zero TTL: the default lifetime for a plain refresh, the expiry as it
+	// is when holder or metadata change (the Service's rule).
 	if b.expiresIn != nil {
-		ttl = seconds(*b.expiresIn)
+		req.TTL = seconds(*b.expiresIn)
 	}
-	l, err := h.svc.Refresh(r.Context(), id, s, ttl)
+	l, err := h.svc.Patch(r.Context(), req)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package transport
 import (
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -24,7 +25,7 @@ func TestAcquire(t *testing.T) {
 				AcquiredAt: "2026-11-26T15:04:05.123Z", ExpiresAt: "2026-12-26T15:04:05.123Z",
 				ExpiresIn: 2592000, FencingToken: got.FencingToken, Protected: false,
 			}
-			if got != want || got.FencingToken == 0 {
+			if !reflect.DeepEqual(got, want) || got.FencingToken == 0 {
 				t.Errorf("lock %+v, want %+v", got, want)
 			}
 			if l, err := e.get("public", locklock.KindUUID, u1); err != nil || l.Token != got.FencingToken {
@@ -68,7 +69,7 @@ func TestAcquire(t *testing.T) {
 		check: func(t *testing.T, e *env, rec *httptest.ResponseRecorder, setup []lockJSON) {
 			want := setup[0]
 			want.ExpiresIn = 50
-			if got := lockBody(t, rec); got != want {
+			if got := lockBody(t, rec); !reflect.DeepEqual(got, want) {
 				t.Errorf("lock %+v, want %+v", got, want)
 			}
 		},
@@ -190,7 +191,7 @@ func TestInspect(t *testing.T) {
 		check: func(t *testing.T, e *env, rec *httptest.ResponseRecorder, setup []lockJSON) {
 			want := setup[0]
 			want.ExpiresIn = 49 // 49.5 s left, rounded down
-			if got := lockBody(t, rec); got != want {
+			if got := lockBody(t, rec); !reflect.DeepEqual(got, want) {
 				t.Errorf("lock %+v, want %+v", got, want)
 			}
 		},
@@ -220,7 +221,7 @@ func TestRefresh(t *testing.T) {
 		return func(t *testing.T, e *env, rec *httptest.ResponseRecorder, setup []lockJSON) {
 			want := setup[0]
 			want.ExpiresAt, want.ExpiresIn = expiresAt, expiresIn
-			if got := lockBody(t, rec); got != want {
+			if got := lockBody(t, rec); !reflect.DeepEqual(got, want) {
 				t.Errorf("lock %+v, want %+v", got, want)
 			}
 			if l, err := e.get("public", locklock.KindUUID, u1); err != nil || formatTime(l.ExpiresAt) != expiresAt {

@@ -3,6 +3,7 @@ package transport
 import (
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -58,7 +59,7 @@ func TestKeyRoutesAndCallers(t *testing.T) {
 			name: "pro GET, PATCH and DELETE a key lock", setup: []req{post(keyPath("build"), secretS1, "Authorization", proKey)},
 			req: get(keyPath("build"), "Authorization", proKey), status: http.StatusOK,
 			check: func(t *testing.T, e *env, rec *httptest.ResponseRecorder, setup []lockJSON) {
-				if got := lockBody(t, rec); got != setup[0] {
+				if got := lockBody(t, rec); !reflect.DeepEqual(got, setup[0]) {
 					t.Errorf("GET %+v, want %+v", got, setup[0])
 				}
 				if got := e.must(patch(keyPath("build"), `{"secret":"s1","expires_in":7}`, "Authorization", proKey)); got.ExpiresIn != 7 {

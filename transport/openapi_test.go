@@ -2,6 +2,7 @@ package transport
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -564,8 +565,8 @@ func TestOpenAPIRoutes(t *testing.T) {
 	if !slices.Equal(servedOrder, Routes()) {
 		t.Errorf("the router serves %v, Routes lists %v", servedOrder, Routes())
 	}
-	if len(routeTable) != 4 {
-		t.Errorf("the route table has %d routes, want 4", len(routeTable))
+	if len(routeTable) != 7 {
+		t.Errorf("the route table has %d routes, want 7", len(routeTable))
 	}
 	documented := d.documentedMethods()
 	for _, row := range routeTable {
@@ -656,7 +657,7 @@ const (
 	oaAnonymousLimited                    // the developer plan, one request and no more
 )
 
-func newOAEnv(t *testing.T, anon oaAnonymity, closed bool) *oaEnv {
+func newOAEnv(t *testing.T, anon oaAnonymity, closed bool, svcOpts ...locklock.Option) *oaEnv {
 	t.Helper()
 	var rate float64
 	if anon == oaAnonymousLimited {
@@ -689,7 +690,7 @@ func newOAEnv(t *testing.T, anon oaAnonymity, closed bool) *oaEnv {
 		_ = eng.Close()
 	}
 	frozen := time.Date(2026, 11, 26, 15, 4, 5, 0, time.UTC)
-	h := NewHandler(locklock.NewService(eng),
+	h := NewHandler(locklock.NewService(eng, svcOpts...),
 		WithAuthenticator(auth),
 		WithRateLimiter(ratelimit.New(ratelimit.WithClock(func() time.Time { return frozen }))))
 	return &oaEnv{t: t, h: h}
@@ -698,11 +699,17 @@ func newOAEnv(t *testing.T, anon oaAnonymity, closed bool) *oaEnv {
 type oaReq struct {
 	method, path, body string
 	hdr                []string // name/value pairs; "Host" sets the request's host
+	stream             bool     // an event stream: the client leaves after a moment
 }
 
 func (e *oaEnv) do(q oaReq) *httptest.ResponseRecorder {
 	e.t.Helper()
 	r := httptest.NewRequest(q.method, "http://locklock.test"+q.path, strings.NewReader(q.body))
+	if q.stream {
+		ctx, cancel := context.WithTimeout(e.t.Context(), 200*time.Millisecond)
+		defer cancel()
+		r = r.WithContext(ctx)
+	}
 	for i := 0; i+1 < len(q.hdr); i += 2 {
 		if q.hdr[i] == "Host" {
 			r.Host = q.hdr[i+1]
@@ -725,6 +732,7 @@ type oaCase struct {
 	status    int
 	path      string // the document's path
 	component string // instead of path: "#/components/responses/..."
+	before    func() // run just before the request (moves a manual clock)
 	check     func(t *testing.T, rec *httptest.ResponseRecorder)
 }
 
@@ -833,6 +841,7 @@ func TestOpenAPIResponses(t *testing.T) {
 	add(main, "list, next page", "/locks", 200, oaReq{method: "GET", path: "/locks?kind=key&prefix=job-&limit=1&after=job-1", hdr: acme})
 	add(main, "list, unknown parameter", "/locks", 400, oaReq{method: "GET", path: "/locks?kind=uuid&sort=name", hdr: acme})
 	add(main, "list, bad prefix", "/locks", 400, oaReq{method: "GET", path: "/locks?kind=key&prefix=a*", hdr: acme})
+	cases = append(cases, oaLabelCases(t)...)
 
 	for _, m := range []string{http.MethodGet, http.MethodHead} {
 		for _, env := range []*oaEnv{main, limited, down} {
@@ -843,6 +852,24 @@ func TestOpenAPIResponses(t *testing.T) {
 		add(main, "document, cached weakly", "/openapi.json", 304, oaReq{method: m, path: "/openapi.json", hdr: []string{"If-None-Match", "W/" + openAPIETag}})
 		add(main, "document, stale cache", "/openapi.json", 200, oaReq{method: m, path: "/openapi.json", hdr: []string{"If-None-Match", `"old"`}})
 	}
+
+	streams := []struct{ doc, path, bad string }{
+		{"/lock/uuid/{uuid}/events", "/lock/uuid/" + uuid1 + "/events", "/lock/uuid/nope/events"},
+		{"/lock/key/{name}/events", "/lock/key/job-1/events", "/lock/key/bad*name/events"},
+		{"/events", "/events", "/events?kind=lock"},
+	}
+	for _, s := range streams {
+		add(main, "watch", s.doc, 200, oaReq{method: "GET", path: s.path, hdr: acme, stream: true})
+		add(main, "watch, unknown parameter", s.doc, 400, oaReq{method: "GET", path: s.path + "?secret=x", hdr: acme})
+		add(main, "watch, bad request", s.doc, 400, oaReq{method: "GET", path: s.bad, hdr: acme})
+		add(main, "watch, malformed Authorization", s.doc, 401, oaReq{method: "GET", path: s.path, hdr: []string{"Authorization", "Basic bm9wZQ=="}})
+		add(main, "watch on another namespace's subdomain", s.doc, 403, oaReq{method: "GET", path: s.path, hdr: []string{"Host", oaSubHost, "Authorization", oaGlobex}})
+		add(main, "watch, authenticator bug", s.doc, 500, oaReq{method: "GET", path: s.path, hdr: []string{"Authorization", oaBroken}})
+		add(limited, "watch over the rate", s.doc, 429, oaReq{method: "GET", path: s.path})
+		add(down, "watch, storage down", s.doc, 503, oaReq{method: "GET", path: s.path, hdr: acme})
+	}
+	add(main, "watch anonymously", "/lock/uuid/{uuid}/events", 200, oaReq{method: "GET", path: "/lock/uuid/" + uuid2 + "/events", stream: true})
+	add(main, "watch the namespace anonymously", "/events", 401, oaReq{method: "GET", path: "/events"})
 
 	// Answers not tied to an operation: another method on a documented
 	// path, and a path that is not documented.
@@ -874,6 +901,9 @@ func TestOpenAPIResponses(t *testing.T) {
 	for i, c := range cases {
 		name := fmt.Sprintf("%03d %s %s %s", i, c.req.method, c.req.path, c.name)
 		t.Run(name, func(t *testing.T) {
+			if c.before != nil {
+				c.before()
+			}
 			rec := c.env.do(c.req)
 			if rec.Code != c.status {
 				t.Fatalf("status %d, want %d: %s", rec.Code, c.status, rec.Body)
@@ -959,6 +989,10 @@ func (d *oaDoc) checkResponse(t *testing.T, resp map[string]any, ptr, method str
 		if _, ok := content[mt]; !ok {
 			t.Fatalf("%s: Content-Type %s is not documented (%v)", ptr, mt, slices.Sorted(maps.Keys(content)))
 		}
+		if mt == "text/event-stream" {
+			d.checkEventStream(t, rec.Body.String())
+			break
+		}
 		body, err := jsonschema.UnmarshalJSON(bytes.NewReader(rec.Body.Bytes()))
 		if err != nil {
 			t.Fatalf("body is not JSON: %v: %s", err, rec.Body)
@@ -998,6 +1032,50 @@ func (d *oaDoc) checkResponse(t *testing.T, resp map[string]any, ptr, method str
 		}
 		if _, ok := headers[name]; !ok {
 			t.Errorf("%s: header %s is sent but not documented", ptr, name)
+		}
+	}
+}
+
+// checkEventStream checks a stream's frames against the document: each
+// has an event type; state and lock events have an id and data that fit
+// their schemas.
+func (d *oaDoc) checkEventStream(t *testing.T, body string) {
+	t.Helper()
+	frames := strings.Split(strings.TrimSuffix(body, "\n\n"), "\n\n")
+	if len(frames) == 0 || body == "" {
+		t.Fatal("an event stream without events (a new stream starts with state or ready)")
+	}
+	for _, frame := range frames {
+		fields := map[string]string{}
+		for line := range strings.SplitSeq(frame, "\n") {
+			name, value, _ := strings.Cut(line, ": ")
+			fields[name] = value
+		}
+		schema := map[string]string{
+			"state": "#/components/schemas/StreamState", "acquired": "#/components/schemas/LockEvent",
+			"refreshed": "#/components/schemas/LockEvent", "released": "#/components/schemas/LockEvent",
+			"expired": "#/components/schemas/LockEvent", "revoked": "#/components/schemas/LockEvent",
+		}[fields["event"]]
+		switch {
+		case fields["event"] == "ready" || fields["event"] == "reset":
+			if fields["data"] != "{}" {
+				t.Errorf("%s event with data %q, want {}", fields["event"], fields["data"])
+			}
+		case schema == "":
+			t.Errorf("undocumented event %q", frame)
+			continue
+		}
+		if fields["id"] == "" && fields["event"] != "reset" {
+			t.Errorf("event without an id: %q", frame)
+		}
+		if schema != "" {
+			v, err := jsonschema.UnmarshalJSON(strings.NewReader(fields["data"]))
+			if err != nil {
+				t.Fatalf("event data is not JSON: %v: %q", err, frame)
+			}
+			if err := d.schema(schema).Validate(v); err != nil {
+				t.Errorf("event data does not fit %s: %v: %q", schema, err, frame)
+			}
 		}
 	}
 }

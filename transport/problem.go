@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/locklock/locklock/locklock"
@@ -20,6 +21,7 @@ const (
 	codeBodyTooLarge         = "body_too_large"
 	codeUnsupportedMediaType = "unsupported_media_type"
 	codeLockHeld             = "lock_held"
+	codeLockDelayed          = "lock_delayed"
 	codeLockNotFound         = "lock_not_found"
 	codeSecretMismatch       = "secret_mismatch"
 	codeUnauthorized         = "unauthorized"
@@ -44,6 +46,7 @@ var codeInfo = map[string]struct {
 	codeBodyTooLarge:         {http.StatusRequestEntityTooLarge, "Request body too large"},
 	codeUnsupportedMediaType: {http.StatusUnsupportedMediaType, "Unsupported media type"},
 	codeLockHeld:             {http.StatusConflict, "Lock is held"},
+	codeLockDelayed:          {http.StatusConflict, "Lock is delayed"},
 	codeLockNotFound:         {http.StatusNotFound, "Lock not found"},
 	codeSecretMismatch:       {http.StatusForbidden, "Secret does not match"},
 	codeUnauthorized:         {http.StatusUnauthorized, "Unauthorized"},
@@ -64,6 +67,9 @@ type problem struct {
 	Detail    string `json:"detail"`
 	Code      string `json:"code"`
 	ExpiresAt string `json:"expires_at,omitempty"`
+	// DelayedUntil is when a lock-delay ends (API.md §8): on lock_delayed,
+	// and on lock_not_found for a lock in its delay.
+	DelayedUntil string `json:"delayed_until,omitempty"`
 
 	retryAfter int // seconds; 0 sends no Retry-After
 }
@@ -89,6 +95,8 @@ func invalidBody(format string, args ...any) *problem {
 func toProblem(err error) *problem {
 	var p *problem
 	var held *locklock.HeldError
+	var delayed *locklock.DelayedError
+	var notFound *locklock.NotFoundError
 	switch {
 	case errors.As(err, &p):
 		return p
@@ -100,6 +108,12 @@ func toProblem(err error) *problem {
 		return lockHeld(held)
 	case errors.Is(err, locklock.ErrHeld):
 		return lockHeld(&locklock.HeldError{})
+	case errors.As(err, &delayed):
+		return lockDelayed(delayed)
+	case errors.Is(err, locklock.ErrDelayed):
+		p := newProblem(codeLockDelayed, "%s", err)
+		p.retryAfter = 1
+		return p
 	case errors.Is(err, locklock.ErrInvalidUUID):
 		return newProblem(codeInvalidUUID, "%s", err)
 	case errors.Is(err, locklock.ErrInvalidName):
@@ -107,13 +121,21 @@ func toProblem(err error) *problem {
 	case errors.Is(err, locklock.ErrInvalidArgument):
 		return newProblem(codeInvalidBody, "%s", err)
 	case errors.Is(err, locklock.ErrNotFound):
-		return newProblem(codeLockNotFound, "%s", err)
+		p := newProblem(codeLockNotFound, "%s", err)
+		if errors.As(err, &notFound) && !notFound.DelayedUntil.IsZero() {
+			p.DelayedUntil = formatTime(notFound.DelayedUntil)
+		}
+		return p
 	case errors.Is(err, locklock.ErrSecretMismatch):
 		return newProblem(codeSecretMismatch, "%s", err)
 	case errors.Is(err, locklock.ErrShuttingDown):
 		return unavailable("the server is shutting down")
 	case errors.Is(err, locklock.ErrTooManyWaiters):
 		return unavailable("too many clients are already waiting for locks; retry later")
+	case errors.Is(err, locklock.ErrNoEvents):
+		return unavailable("this server's storage engine does not report events, so it cannot be watched")
+	case errors.Is(err, locklock.ErrTooManyWatchers):
+		return unavailable(strings.TrimPrefix(err.Error(), locklock.ErrUnavailable.Error()+": "))
 	case errors.Is(err, locklock.ErrStorageFull):
 		return unavailable("the server's disk is nearly full, so it refuses this change until space is freed; reads still work; retry later")
 	case errors.Is(err, locklock.ErrUnavailable):
@@ -139,6 +161,19 @@ func lockHeld(held *locklock.HeldError) *problem {
 	if !held.Lock.ExpiresAt.IsZero() {
 		p.ExpiresAt = formatTime(held.Lock.ExpiresAt)
 		p.retryAfter = max(1, ceilSeconds(held.Lock.Remaining()))
+	}
+	return p
+}
+
+// lockDelayed tells the client when the lock-delay ends, rounded up like
+// lock_held's Retry-After: an acquire before then is refused again.
+func lockDelayed(delayed *locklock.DelayedError) *problem {
+	p := newProblem(codeLockDelayed, "%s", delayed)
+	until := delayed.Lock.DelayedUntil()
+	p.DelayedUntil = formatTime(until)
+	p.retryAfter = 1
+	if !delayed.Lock.ObservedAt.IsZero() { // the Service always sets it
+		p.retryAfter = max(1, ceilSeconds(until.Sub(delayed.Lock.ObservedAt)))
 	}
 	return p
 }

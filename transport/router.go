@@ -16,6 +16,17 @@ import (
 // route's parameter is the rest of the path, even empty or with slashes, so
 // that the core's validation, not the router, judges the name.
 var routeTable = []route{
+	// A lock's stream before the lock: no lock name contains a slash, so
+	// a path ending in /events after a lock prefix is the stream's.
+	newRoute("/lock/uuid/{uuid}/events", func(h *handler, prefix string) map[string]http.HandlerFunc {
+		return map[string]http.HandlerFunc{http.MethodGet: h.lockEvents(locklock.KindUUID, prefix)}
+	}),
+	newRoute("/lock/key/{name}/events", func(h *handler, prefix string) map[string]http.HandlerFunc {
+		return map[string]http.HandlerFunc{http.MethodGet: h.lockEvents(locklock.KindKey, prefix)}
+	}),
+	newRoute("/events", func(h *handler, _ string) map[string]http.HandlerFunc {
+		return map[string]http.HandlerFunc{http.MethodGet: h.namespaceEvents}
+	}),
 	newRoute("/lock/uuid/{uuid}", func(h *handler, prefix string) map[string]http.HandlerFunc {
 		return h.lockMethods(locklock.KindUUID, prefix)
 	}),
@@ -32,9 +43,10 @@ var routeTable = []route{
 
 // route is one row of the route table.
 type route struct {
-	template string // "/locks", or a prefix and one last parameter: "/lock/key/{name}"
+	template string // "/locks", or a prefix, one parameter and a suffix: "/lock/key/{name}/events"
 	prefix   string // the template up to its parameter; all of it without one
 	param    string // the parameter's name; "" for an exact path
+	suffix   string // the template after its parameter
 	// methods makes the route's handlers; prefix is the part of the path
 	// before the parameter.
 	methods func(h *handler, prefix string) map[string]http.HandlerFunc
@@ -44,14 +56,15 @@ type route struct {
 // every test of the package would hit at start-up.
 func newRoute(template string, methods func(*handler, string) map[string]http.HandlerFunc) route {
 	prefix, param, hasParam := strings.Cut(template, "{")
+	var suffix string
 	if hasParam {
-		name, ok := strings.CutSuffix(param, "}")
-		if !ok || name == "" || strings.ContainsAny(name, "{}") {
-			panic("transport: route template " + template + " must end in its only {parameter}")
+		name, rest, ok := strings.Cut(param, "}")
+		if !ok || name == "" || strings.ContainsAny(name, "{") || strings.ContainsAny(rest, "{}") {
+			panic("transport: route template " + template + " must have one {parameter}")
 		}
-		param = name
+		param, suffix = name, rest
 	}
-	return route{template: template, prefix: prefix, param: param, methods: methods}
+	return route{template: template, prefix: prefix, param: param, suffix: suffix, methods: methods}
 }
 
 // matches says whether a path relative to the mount point is this route's,
@@ -60,12 +73,14 @@ func (r route) matches(path string) bool {
 	if r.param == "" {
 		return path == r.prefix
 	}
-	return strings.HasPrefix(path, r.prefix)
+	return strings.HasPrefix(path, r.prefix) && strings.HasSuffix(path, r.suffix) &&
+		len(path) >= len(r.prefix)+len(r.suffix)
 }
 
 // Route names the route template of a path relative to the API base, for
 // metrics and logs: "/lock/uuid/{uuid}", "/lock/key/{name}", "/locks",
-// "/openapi.json", or "unmatched".
+// "/lock/uuid/{uuid}/events", "/events", "/openapi.json", …, or
+// "unmatched".
 func Route(path string) string {
 	for _, r := range routeTable {
 		if r.matches(path) {
@@ -116,8 +131,10 @@ func (rt *router) add(row route, ms *methodSet) {
 		return
 	}
 	ms.template = row.template
-	full := rt.prefix + row.prefix
-	rt.mux.MatcherFunc(func(r *http.Request, _ *mux.RouteMatch) bool { return strings.HasPrefix(r.URL.Path, full) }).Handler(ms)
+	rt.mux.MatcherFunc(func(r *http.Request, _ *mux.RouteMatch) bool {
+		path, ok := strings.CutPrefix(r.URL.Path, rt.prefix)
+		return ok && row.matches(path)
+	}).Handler(ms)
 }
 
 // handle serves one exact path (the API's, and the ops handler's which are

@@ -20,6 +20,7 @@ import (
 const (
 	benchCycle     = "cycle"
 	benchContended = "contended"
+	benchKeyed     = "keyed"
 	benchHold      = "hold"
 	benchHealthz   = "healthz"
 )
@@ -46,6 +47,10 @@ retries, for --duration or until --count cycles have been attempted (with
 
   cycle      acquire (POST /lock/uuid/<fresh random uuid>) then release
              (DELETE); a cycle is both succeeding (201, then 200)
+  keyed      acquire then release on --keys fixed random UUIDs, each
+             worker cycling through its own share of them (so no two
+             workers race for one; --keys must be at least --concurrency);
+             with --watch a stream is open on each of them meanwhile
   contended  the same on --keys fixed random UUIDs (worker i uses key i mod
              --keys), acquiring with --wait; a cycle is a 201 then a 200, and
              the acquire latency includes the wait
@@ -84,6 +89,9 @@ type benchConfig struct {
 	timeout     time.Duration
 	rate        float64 // cycles per second; 0: as fast as the workers go
 	json, quiet bool
+
+	watch          bool // keyed: a stream on each lock
+	watchNamespace int  // namespace streams (needs an API key)
 }
 
 func benchCommand(args []string, stdout, stderr io.Writer, env func(string) (string, bool)) int {
@@ -119,7 +127,9 @@ func parseBenchArgs(name string, args []string, stderr io.Writer, env func(strin
 	fs.IntVar(&c.concurrency, "concurrency", 64, "number of workers, each with one request in flight and its own connection")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "how long to run (with --count: whichever ends first)")
 	fs.Int64Var(&c.count, "count", 0, "stop after this many cycles have been attempted (hold: locks to acquire); without --duration no time limit")
-	fs.IntVar(&c.keys, "keys", 4, "contended: number of lock names the workers share")
+	fs.IntVar(&c.keys, "keys", 4, "contended, keyed: number of lock names the workers use")
+	fs.BoolVar(&c.watch, "watch", false, "keyed: keep an event stream open on each of the --keys locks during the run, read as fast as it comes")
+	fs.IntVar(&c.watchNamespace, "watch-namespace", 0, "keep this many event streams of the API key's namespace open during the run (needs --api-key)")
 	fs.DurationVar(&c.wait, "wait", 5*time.Second, "contended: how long an acquire waits for the held lock (whole seconds, rounded up)")
 	fs.DurationVar(&c.ttl, "ttl", 0, "lifetime of the acquired locks, whole seconds (rounded up); default: the server's (30 days); a short one keeps a contended lock whose release failed from staying held")
 	fs.DurationVar(&c.timeout, "timeout", 0, "give up on a request whose answer has not come after this long (default: --wait plus 30s)")
@@ -147,9 +157,9 @@ func parseBenchArgs(name string, args []string, stderr io.Writer, env func(strin
 		c.mode = benchHealthz
 	}
 	switch c.mode {
-	case benchCycle, benchContended, benchHold, benchHealthz:
+	case benchCycle, benchContended, benchKeyed, benchHold, benchHealthz:
 	default:
-		return usageErr("unknown --mode %q; want cycle, contended, hold or healthz", c.mode)
+		return usageErr("unknown --mode %q; want cycle, keyed, contended, hold or healthz", c.mode)
 	}
 	if c.count > 0 && !set["duration"] {
 		c.duration = 0 // --count alone: no time limit
@@ -165,6 +175,12 @@ func parseBenchArgs(name string, args []string, stderr io.Writer, env func(strin
 		return usageErr("--keys must be at least 1")
 	case c.wait < 0 || c.ttl < 0 || c.timeout < 0:
 		return usageErr("--wait, --ttl and --timeout must not be negative")
+	case c.mode == benchKeyed && c.keys < c.concurrency:
+		return usageErr("--mode keyed needs --keys of at least --concurrency (%d), so that no two workers race for a lock", c.concurrency)
+	case c.watch && c.mode != benchKeyed:
+		return usageErr("--watch needs --mode keyed (the streams watch its fixed locks)")
+	case c.watchNamespace < 0 || c.watchNamespace > 0 && c.apiKey == "":
+		return usageErr("--watch-namespace needs --api-key (namespace streams are for API keys) and must not be negative")
 	case !(c.rate >= 0) || c.rate > 1e7:
 		return usageErr("--rate must be 0 (no limit) or a positive number of cycles per second up to 10,000,000")
 	}

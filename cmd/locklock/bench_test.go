@@ -39,7 +39,7 @@ func newBenchServer(t *testing.T) *benchServer {
 		}
 		ops.ServeHTTP(w, r)
 	}))
-	t.Cleanup(s.Close)
+	t.Cleanup(func() { svc.StopWatching(); s.Close() })
 	return &benchServer{Server: s, engine: engine}
 }
 
@@ -199,6 +199,32 @@ func TestBenchContended(t *testing.T) {
 	}
 }
 
+// TestBenchKeyedWithStreams: keyed mode cycles its fixed locks without
+// racing (no errors), and the streams it keeps open — one per lock and two
+// of the namespace — receive every event of the load.
+func TestBenchKeyedWithStreams(t *testing.T) {
+	s := newBenchServer(t)
+	rep := benchJSON(t, s.URL, "--mode", "keyed", "--keys", "20", "--concurrency", "8", "--count", "200",
+		"--watch", "--watch-namespace", "2", "--api-key", proKey)
+	if rep.Mode != "keyed" || rep.Keys != 20 || rep.Streams != 22 || rep.StreamError != "" {
+		t.Fatalf("report %+v", rep)
+	}
+	if rep.Cycles != 200 || rep.Errors != 0 {
+		t.Fatalf("cycles %d, errors %d %v: want 200 cycles, no errors", rep.Cycles, rep.Errors, rep.ErrorsBy)
+	}
+	// Every cycle is two events, seen by its lock's stream and by both
+	// namespace streams; the last few may still be in flight.
+	if want := int64(200 * 2 * 3); rep.StreamEvents > want || rep.StreamEvents < want*9/10 {
+		t.Errorf("streams received %d events, want about %d", rep.StreamEvents, want)
+	}
+	if rep.StreamResets != 0 || rep.StreamsCut != 0 {
+		t.Errorf("streams reset %d, cut %d", rep.StreamResets, rep.StreamsCut)
+	}
+	if n := s.held(t); n != 0 {
+		t.Errorf("%d locks held after keyed mode, want 0", n)
+	}
+}
+
 // TestBenchContendedWithoutWait: acquires that find the lock held are
 // errors, reported by status and problem code.
 func TestBenchContendedWithoutWait(t *testing.T) {
@@ -348,6 +374,10 @@ func TestBenchUsage(t *testing.T) {
 		{"--duration", "-1s"},
 		{"--count", "-1"},
 		{"--keys", "0"},
+		{"--mode", "keyed", "--keys", "3", "--concurrency", "4"},
+		{"--watch"},
+		{"--watch-namespace", "2"},
+		{"--watch-namespace", "-1", "--api-key", "k"},
 		{"--wait", "-1s"},
 		{"--ttl", "-1s"},
 		{"--server", "ftp://example.com"},
@@ -417,6 +447,25 @@ func TestProblemCode(t *testing.T) {
 	} {
 		if got := problemCode([]byte(body)); got != want {
 			t.Errorf("problemCode(%s) = %q, want %q", body, got, want)
+		}
+	}
+}
+
+// TestMarkCounter: a marker split across reads is counted once, wherever
+// the reads are cut.
+func TestMarkCounter(t *testing.T) {
+	stream := []byte(strings.Repeat("id: 1\nevent: acquired\ndata: {}\n\n: ping\n\nevent: reset\ndata: {}\n\n", 50))
+	want := bytes.Count(stream, []byte("\ndata: "))
+	for _, piece := range []int{1, 2, 3, 5, 7, 13, 64, len(stream)} {
+		m := markCounter{mark: []byte("\ndata: ")}
+		got := 0
+		for b := stream; len(b) > 0; {
+			n := min(piece, len(b))
+			got += m.count(b[:n])
+			b = b[n:]
+		}
+		if got != want {
+			t.Errorf("pieces of %d: counted %d, want %d", piece, got, want)
 		}
 	}
 }

@@ -25,6 +25,15 @@ type benchReport struct {
 	ErrorsBy          map[string]int64         `json:"errors_by"`
 	Latency           map[string]latencyReport `json:"latency"`
 	Interrupted       bool                     `json:"interrupted,omitempty"`
+
+	// Event streams kept open during the run (--watch, --watch-namespace):
+	// how many, the events and resets they received by the end of the
+	// load, and how many the server ended early.
+	Streams      int    `json:"streams,omitempty"`
+	StreamEvents int64  `json:"stream_events,omitempty"`
+	StreamResets int64  `json:"stream_resets,omitempty"`
+	StreamsCut   int64  `json:"streams_cut,omitempty"`
+	StreamError  string `json:"stream_error,omitempty"` // the streams could not be opened: no load ran
 }
 
 // latencyReport is one request kind's latencies in milliseconds.
@@ -53,8 +62,11 @@ func (r *benchRun) report(elapsed time.Duration) *benchReport {
 	switch c.mode {
 	case benchHealthz:
 		rep.Server = c.ops.String()
-	case benchContended:
+	case benchContended, benchKeyed:
 		rep.Keys = c.keys
+	}
+	if s := r.streams; s != nil {
+		rep.Streams, rep.StreamEvents, rep.StreamResets, rep.StreamsCut = s.open, s.events.Load(), s.resets.Load(), s.cut.Load()
 	}
 	var hists [numKinds]histogram
 	for _, w := range r.workers {
@@ -111,6 +123,12 @@ func (rep *benchReport) writeText(w io.Writer) {
 	fmt.Fprintf(w, "cycles    %12d  %12.1f/s\n", rep.Cycles, rep.CyclesPerSecond)
 	fmt.Fprintf(w, "requests  %12d  %12.1f/s\n", rep.Requests, rep.RequestsPerSecond)
 	fmt.Fprintf(w, "errors    %12d\n", rep.Errors)
+	if rep.StreamError != "" {
+		fmt.Fprintf(w, "streams   %s\n", rep.StreamError)
+	}
+	if rep.Streams > 0 {
+		fmt.Fprintf(w, "streams   %12d  events %d, resets %d, cut %d\n", rep.Streams, rep.StreamEvents, rep.StreamResets, rep.StreamsCut)
+	}
 	if len(rep.Latency) > 0 {
 		fmt.Fprintf(w, "\nlatency   %10s %10s %10s %10s %10s %10s %10s %10s\n", "count", "min", "mean", "p50", "p90", "p99", "p99.9", "max")
 		for _, kind := range kindNames {

@@ -18,8 +18,9 @@ type benchRun struct {
 	tr          *http.Transport
 	plain       http.Header // headers of requests without a body
 	withBody    http.Header
-	acquireBody []byte   // nil: none
-	keyPaths    []string // contended: the shared locks' paths
+	acquireBody []byte        // nil: none
+	keyPaths    []string      // contended, keyed: the fixed locks' paths
+	streams     *benchStreams // --watch, --watch-namespace
 	stop        atomic.Bool
 	stopped     chan struct{} // closed with stop set: wakes workers waiting for their turn
 	halt        func()        // sets stop and closes stopped, once
@@ -69,7 +70,7 @@ func newBenchRun(c *benchConfig) *benchRun {
 	if c.rate > 0 {
 		r.interval = time.Duration(float64(time.Second) / c.rate)
 	}
-	if c.mode == benchContended {
+	if c.mode == benchContended || c.mode == benchKeyed {
 		rng := newBenchRand()
 		for range c.keys {
 			r.keyPaths = append(r.keyPaths, c.api.Path+"/lock/uuid/"+string(appendUUID(nil, rng)))
@@ -96,6 +97,14 @@ func (r *benchRun) next() bool {
 // second SIGINT kill the process).
 func (r *benchRun) run(ctx context.Context, stopSignals func(), stderr io.Writer) *benchReport {
 	defer r.tr.CloseIdleConnections()
+	if paths := r.streamPaths(); len(paths) > 0 {
+		s, err := openBenchStreams(r, paths)
+		if err != nil {
+			return &benchReport{Mode: r.cfg.mode, Server: r.cfg.api.String(), StreamError: err.Error()}
+		}
+		r.streams = s
+		defer s.close()
+	}
 	start := time.Now()
 	r.start = start
 	var deadline <-chan time.Time
@@ -139,6 +148,9 @@ func (r *benchRun) run(ctx context.Context, stopSignals func(), stderr io.Writer
 		}
 	}
 	elapsed := time.Since(start)
+	if r.streams != nil {
+		r.streams.settle()
+	}
 	progress.finish()
 	rep := r.report(elapsed)
 	rep.Interrupted = interrupted

@@ -27,6 +27,7 @@ type benchWorker struct {
 	path   []byte // API path of a fresh UUID lock: prefix, then the UUID
 	prefix int
 	due    time.Time  // under --rate: when the cycle's first request was due
+	turn   int        // keyed: cycles started, to pick the next own lock
 	buf    [4096]byte // the start of a response body (for the problem code)
 	sink   [4096]byte // the rest, discarded
 }
@@ -69,9 +70,16 @@ func (w *benchWorker) cycle(index int) {
 		}
 	default:
 		var path string
-		if r.cfg.mode == benchContended {
+		switch r.cfg.mode {
+		case benchContended:
 			path = r.keyPaths[index%len(r.keyPaths)]
-		} else {
+		case benchKeyed:
+			// Worker index owns the locks index, index + concurrency, …
+			// and takes them in turn.
+			share := (len(r.keyPaths) - index + len(r.workers) - 1) / len(r.workers)
+			path = r.keyPaths[index+len(r.workers)*(w.turn%share)]
+			w.turn++
+		default:
 			path = w.freshPath()
 		}
 		if w.do(kindAcquire, http.MethodPost, api, path, r.acquireBody, http.StatusCreated) &&

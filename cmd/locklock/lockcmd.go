@@ -7,12 +7,16 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/locklock/locklock/internal/abbrev"
 	"github.com/locklock/locklock/locklock"
 	"github.com/locklock/locklock/transport/client"
 )
@@ -29,16 +33,20 @@ const defaultServer = "http://127.0.0.1:8080"
 
 // lockFlags are the flags every lock command shares.
 type lockFlags struct {
-	server  string
-	apiKey  string
-	secret  string
-	ttl     time.Duration
-	wait    time.Duration
-	timeout time.Duration
+	server    string
+	apiKey    string
+	secret    string
+	ttl       time.Duration
+	wait      time.Duration
+	timeout   time.Duration
+	holder    string
+	metadata  metadataFlag
+	lockDelay time.Duration
 }
 
 // newLockFlagSet defines the flags every lock command has, and those of
-// "secret", "ttl" and "wait" that it names.
+// "secret", "ttl", "wait", "holder", "metadata" and "lock-delay" that it
+// names.
 func newLockFlagSet(name string, stderr io.Writer, optional ...string) (*flag.FlagSet, *lockFlags) {
 	f := &lockFlags{}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
@@ -53,6 +61,13 @@ func newLockFlagSet(name string, stderr io.Writer, optional ...string) (*flag.Fl
 			fs.DurationVar(&f.ttl, "ttl", 0, "lock lifetime, whole seconds (rounded up); default: the server's (30 days)")
 		case "wait":
 			fs.DurationVar(&f.wait, "wait", 0, "if the lock is held, wait up to this long for it")
+		case "holder":
+			fs.StringVar(&f.holder, "holder", "", "who holds the lock, shown to everyone who may read it (`auto`: hostname:pid); default: none")
+		case "metadata":
+			f.metadata = metadataFlag{}
+			fs.Var(f.metadata, "metadata", "a label of the lock, `NAME=VALUE` (repeat the flag for more)")
+		case "lock-delay":
+			fs.DurationVar(&f.lockDelay, "lock-delay", 0, "if the lock expires, keep others off it this long after (whole seconds, rounded up; at most the server's --max-lock-delay)")
 		}
 	}
 	fs.DurationVar(&f.timeout, "timeout", 0, "give up after this long (default: --wait plus 30s)")
@@ -61,7 +76,7 @@ func newLockFlagSet(name string, stderr io.Writer, optional ...string) (*flag.Fl
 
 // commandFlags says which optional flags each command has.
 var commandFlags = map[string][]string{
-	"acquire": {"secret", "ttl", "wait"},
+	"acquire": {"secret", "ttl", "wait", "holder", "metadata", "lock-delay"},
 	"release": {"secret"},
 	"refresh": {"secret", "ttl"},
 	"status":  {},
@@ -119,7 +134,7 @@ func lockCommand(cmd string, args []string, stdout, stderr io.Writer, env func(s
 	var l client.Lock
 	switch cmd {
 	case "acquire":
-		opts := []client.LockOption{client.WithTTL(f.ttl), client.WithWait(f.wait)}
+		opts := append([]client.LockOption{client.WithTTL(f.ttl), client.WithWait(f.wait)}, f.labels()...)
 		if f.secret == "" {
 			// A secret made here could not be shown, so the lock could not
 			// be released; without one it is open, as with curl.
@@ -149,7 +164,8 @@ Prints the lock object as JSON on standard output. Exit codes: 0 done,
 1 other error, 2 usage, 3 lock held, 4 lock not found, 5 refused (secret
 mismatch, unauthorized, forbidden).
 
-acquire without --secret takes an open lock that anyone may release.
+acquire without --secret takes an open lock that anyone may release. A
+lock-delay that keeps others off counts as held (3).
 `
 
 // parseFailure is the exit code for a flag error, which the flag package
@@ -161,8 +177,9 @@ func parseFailure(err error) int {
 	return exitUsage
 }
 
-// lockTarget checks the one positional argument and makes the client. A nil
-// client means stop with the returned exit code.
+// lockTarget checks the one positional argument and the flags, resolves
+// --holder auto, and makes the client. A nil client means stop with the
+// returned exit code.
 func lockTarget(name string, positional []string, f *lockFlags, stderr io.Writer) (client.Target, *client.Client, int) {
 	if len(positional) != 1 {
 		fmt.Fprintf(stderr, "%s: want exactly one TARGET (uuid/<uuid> or key/<name>), got %d arguments\n", name, len(positional))
@@ -173,9 +190,17 @@ func lockTarget(name string, positional []string, f *lockFlags, stderr io.Writer
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return client.Target{}, nil, exitUsage
 	}
-	if f.ttl < 0 || f.wait < 0 || f.timeout < 0 {
-		fmt.Fprintf(stderr, "%s: --ttl, --wait and --timeout must not be negative\n", name)
+	if f.ttl < 0 || f.wait < 0 || f.timeout < 0 || f.lockDelay < 0 {
+		fmt.Fprintf(stderr, "%s: --ttl, --wait, --timeout and --lock-delay must not be negative\n", name)
 		return client.Target{}, nil, exitUsage
+	}
+	if f.holder == "auto" {
+		host, err := os.Hostname()
+		if err != nil {
+			fmt.Fprintf(stderr, "%s: --holder auto: %v\n", name, err)
+			return client.Target{}, nil, exitError
+		}
+		f.holder = host + ":" + strconv.Itoa(os.Getpid())
 	}
 	c, err := client.New(f.server, client.WithAPIKey(f.apiKey), client.WithUserAgent("locklock-cli/"+versionString()))
 	if err != nil {
@@ -194,10 +219,50 @@ func (f *lockFlags) deadline() time.Duration {
 	return f.wait + 30*time.Second
 }
 
-// exitCode maps an error to the documented exit codes.
+// labels are the acquire options of --holder, --metadata and --lock-delay.
+func (f *lockFlags) labels() []client.LockOption {
+	var opts []client.LockOption
+	if f.holder != "" {
+		opts = append(opts, client.WithHolder(f.holder))
+	}
+	if len(f.metadata) > 0 {
+		opts = append(opts, client.WithMetadata(f.metadata))
+	}
+	if f.lockDelay > 0 {
+		opts = append(opts, client.WithLockDelay(f.lockDelay))
+	}
+	return opts
+}
+
+// metadataFlag collects repeated --metadata NAME=VALUE flags. A name given
+// twice is refused: which of two values was meant is a guess.
+type metadataFlag map[string]string
+
+func (m metadataFlag) String() string {
+	var kv []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		kv = append(kv, k+"="+m[k])
+	}
+	return strings.Join(kv, ",")
+}
+
+func (m metadataFlag) Set(s string) error {
+	name, value, ok := strings.Cut(s, "=")
+	if !ok || name == "" {
+		return fmt.Errorf("%q: want NAME=VALUE", abbrev.String(s))
+	}
+	if _, dup := m[name]; dup {
+		return fmt.Errorf("%q is given twice", abbrev.String(name))
+	}
+	m[name] = value
+	return nil
+}
+
+// exitCode maps an error to the documented exit codes. A lock-delay counts
+// as held: the lock cannot be had now, and will be free later.
 func exitCode(err error) int {
 	switch {
-	case errors.Is(err, locklock.ErrHeld):
+	case errors.Is(err, locklock.ErrHeld), errors.Is(err, locklock.ErrDelayed):
 		return exitHeld
 	case errors.Is(err, locklock.ErrNotFound):
 		return exitNotFound

@@ -29,7 +29,7 @@ type lockServer struct {
 	frozen chan struct{} // nil when not frozen
 }
 
-func newLockServer(t *testing.T) *lockServer {
+func newLockServer(t *testing.T, svcOpts ...locklock.Option) *lockServer {
 	t.Helper()
 	engine := memory.New()
 	t.Cleanup(func() { _ = engine.Close() })
@@ -38,7 +38,7 @@ func newLockServer(t *testing.T) *lockServer {
 		{ID: "pro", Namespace: "acme", Plan: "pro", SHA256: keys.HashKey(proKey)},
 		{ID: "dev", Namespace: "acme", Plan: "developer", SHA256: keys.HashKey(devKey)},
 	}
-	h := http.StripPrefix("/v1/api", transport.NewHandler(locklock.NewService(engine),
+	h := http.StripPrefix("/v1/api", transport.NewHandler(locklock.NewService(engine, svcOpts...),
 		transport.WithAuthenticator(keyAuthenticator(keys.NewStore(keys.NewIndex(file))))))
 	s := &lockServer{}
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -106,7 +106,7 @@ func TestLockCommandsExitCodes(t *testing.T) {
 		code   int
 		stderr string // a part of the one error line
 	}{
-		{"status of a free lock", nil, []string{"status", target}, exitNotFound, "lock not found"},
+		{"status of a free lock", nil, []string{"status", target}, exitNotFound, "no lock"},
 		{"acquire", nil, []string{"acquire", target, "--ttl", "1m", "--secret", "s1"}, exitOK, ""},
 		{"acquire again: held", nil, []string{"acquire", target}, exitHeld, "is held until"},
 		{"acquire, same secret from the environment: idempotent", map[string]string{"LOCKLOCK_SECRET": "s1"}, []string{"acquire", target}, exitOK, ""},
@@ -115,8 +115,8 @@ func TestLockCommandsExitCodes(t *testing.T) {
 		{"refresh with a wrong secret", nil, []string{"refresh", target, "--secret", "nope", "--ttl", "10s"}, exitRefused, "secret"},
 		{"refresh", nil, []string{"refresh", "--secret", "s1", target, "--ttl", "1500ms"}, exitOK, ""},
 		{"release", nil, []string{"release", target, "--secret", "s1"}, exitOK, ""},
-		{"release again: not found", nil, []string{"release", target, "--secret", "s1"}, exitNotFound, "not found"},
-		{"refresh a free lock", nil, []string{"refresh", target}, exitNotFound, "not found"},
+		{"release again: not found", nil, []string{"release", target, "--secret", "s1"}, exitNotFound, "no lock"},
+		{"refresh a free lock", nil, []string{"refresh", target}, exitNotFound, "no lock"},
 		{"key lock anonymously: unauthorized", nil, []string{"acquire", "key/job"}, exitRefused, "API key"},
 		{"key lock on the developer plan: forbidden", dev, []string{"acquire", "key/job"}, exitRefused, "custom lock names"},
 		{"key lock with a pro key", pro, []string{"acquire", "key/job"}, exitOK, ""},

@@ -46,6 +46,8 @@ func run(args []string, stdout, stderr io.Writer, env func(string) (string, bool
 		return lockCommand(args[0], args[1:], stdout, stderr, env)
 	case "run":
 		return runCommand(args[1:], stderr, env)
+	case "watch":
+		return watchCommand(args[1:], stdout, stderr, env)
 	case "bench":
 		return benchCommand(args[1:], stdout, stderr, env)
 	case "version", "--version", "-version":
@@ -68,17 +70,21 @@ Commands:
   serve     serve the lock API over HTTP (default: Badger in ./locklock-data on 127.0.0.1:8080)
   keys      make an API key (keys new) or list a keys file (keys list)
   acquire   acquire a lock:  locklock acquire uuid/<uuid> [--ttl 30s] [--wait 10s] [--secret S]
+                             [--holder auto] [--metadata NAME=VALUE]... [--lock-delay 10s]
   release   release a lock:  locklock release uuid/<uuid> [--secret S]
   status    show a lock:     locklock status key/<name>
   refresh   extend a lock:   locklock refresh key/<name> --ttl 30s [--secret S]
   run       run a command under a lock:  locklock run key/<name> [--ttl 30s] -- CMD ARGS...
+  watch     print a lock's events, a JSON line each:  locklock watch uuid/<uuid>
+            (or a namespace's: locklock watch --kind key --prefix jobs.)
   bench     load-test a server:  locklock bench [--mode cycle] [--concurrency 64] [--duration 10s]
   version   print the version
   help      show this help
 
 Run 'locklock <command> -h' for a command's flags. The lock commands talk to
 --server (LOCKLOCK_SERVER, default http://127.0.0.1:8080) with --api-key
-(LOCKLOCK_API_KEY). Exit codes: 0 done, 1 other error, 2 usage, 3 lock held,
-4 lock not found, 5 refused (secret mismatch, unauthorized, forbidden).
+(LOCKLOCK_API_KEY). Exit codes: 0 done, 1 other error, 2 usage, 3 lock held
+(or in its lock-delay), 4 lock not found, 5 refused (secret mismatch,
+unauthorized, forbidden).
 `)
 }

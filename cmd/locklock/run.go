@@ -28,7 +28,7 @@ const (
 // the lock is held, and never without it.
 func runCommand(args []string, stderr io.Writer, env func(string) (string, bool)) int {
 	const name = "locklock run"
-	fs, f := newLockFlagSet(name, stderr, "secret", "ttl", "wait")
+	fs, f := newLockFlagSet(name, stderr, "secret", "ttl", "wait", "holder", "metadata", "lock-delay")
 	f.ttl = 30 * time.Second
 	fs.Lookup("ttl").DefValue = "30s"
 	fs.Lookup("ttl").Usage = "lock lifetime, whole seconds (rounded up); refreshed every third of it while CMD runs"
@@ -80,7 +80,9 @@ If a refresh cannot be confirmed in time, CMD's whole group gets SIGTERM, and
 SIGKILL after --grace, both before the lock can lapse; run then exits 1
 saying the lock was lost. Without --secret, run makes a random one.
 
-Exit codes of run itself: 2 usage, 3 lock held (CMD not started), 5 refused,
+--holder auto names run's own process (hostname:pid), which holds the lock.
+
+Exit codes of run itself: 2 usage, 3 lock held or in its lock-delay (CMD not started), 5 refused,
 126 CMD could not be started, 127 CMD not found, 1 other errors.
 `
 
@@ -127,7 +129,7 @@ func (r *runner) run() int {
 	timeout := time.AfterFunc(r.flags.deadline(), r.acquireTimedOut)
 	defer timeout.Stop()
 
-	opts := []client.LockOption{client.WithWait(r.flags.wait), client.WithSafetyMargin(safety + grace)}
+	opts := append([]client.LockOption{client.WithWait(r.flags.wait), client.WithSafetyMargin(safety + grace)}, r.flags.labels()...)
 	if r.flags.secret != "" {
 		opts = append(opts, client.WithSecret(r.flags.secret))
 	}

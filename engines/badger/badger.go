@@ -2,13 +2,22 @@
 // directory on local disk: durable across restarts, crashes and (with the
 // default synchronous writes) power loss, for a single server process.
 //
-// Every writing step (acquire, release, refresh, the removal of an expired
+// Every writing step (acquire, release, refresh, the settling of an expired
 // lock, a round of Sweep) is a read-modify-write that one goroutine, the
 // committer, runs together with the other steps queued at the time, in
 // arrival order, in one Badger transaction with one commit and one fsync
 // (group commit, commit.go). A step is answered only once its batch is
 // durable. Reads are direct read-only transactions. The key layout is
-// described in keys.go.
+// described in keys.go, the record (holder, metadata and lock-delay
+// included) in record.go.
+//
+// A lock with a lock-delay (API.md §8) that expires is not deleted but
+// marked Ended, in the same step that judges it expired, and kept until its
+// lock-delay has run out (ops.go): like the lock itself it survives
+// restarts and crashes.
+//
+// Every change is reported as an event (API.md §9) once its batch has
+// committed (events.go).
 //
 // Fencing tokens come from one counter shared by all locks (tokens.go). A
 // token is taken inside the acquiring step, after the lock key was read;
@@ -61,7 +70,10 @@ type Engine struct {
 	closed bool
 }
 
-var _ locklock.Engine = (*Engine)(nil)
+var (
+	_ locklock.Engine      = (*Engine)(nil)
+	_ locklock.EventSource = (*Engine)(nil)
+)
 
 // Open opens (creating if needed) the Badger database in dir. Only one
 // process, and one Engine, can have a directory open at a time; a second
@@ -98,7 +110,7 @@ func Open(dir string, opts ...Option) (*Engine, error) {
 	}
 	e := &Engine{dir: dir, db: db, tokens: tokens, modes: modes}
 	e.space = newSpaceGuard(dir, e.tableBytes, log)
-	e.commit = startCommitter(db, cfg.commitGate)
+	e.commit = startCommitter(db, cfg.commitGate, cfg.commitWith)
 	return e, nil
 }
 
@@ -169,8 +181,9 @@ func storageErr(op string, err error) error {
 // errors, an allow callback's error, storageErr); they are returned unchanged
 // and nothing of fn's is written. An error fn decides before writing anything
 // it wraps with answer, so that the batch's other steps commit without a
-// rerun. fn may run more than once.
-func (e *Engine) update(ctx context.Context, fn func(txn *bdg.Txn) error) error {
+// rerun. fn records the events of its changes in ev (events.go). fn may run
+// more than once.
+func (e *Engine) update(ctx context.Context, fn stepFunc) error {
 	return e.commit.submit(ctx, fn)
 }
 
@@ -179,251 +192,6 @@ func (e *Engine) view(fn func(txn *bdg.Txn) error) error {
 	txn := e.db.NewTransaction(false)
 	defer txn.Discard()
 	return fn(txn)
-}
-
-// getLock reads the stored record for id, live or not.
-func getLock(txn *bdg.Txn, id locklock.ID) (locklock.Lock, bool, error) {
-	item, err := txn.Get(lockKey(id))
-	if errors.Is(err, bdg.ErrKeyNotFound) {
-		return locklock.Lock{}, false, nil
-	}
-	if err != nil {
-		return locklock.Lock{}, false, storageErr("read", err)
-	}
-	var l locklock.Lock
-	err = item.Value(func(v []byte) error {
-		var derr error
-		l, derr = decodeRecord(id, v)
-		return derr
-	})
-	if err != nil {
-		if errors.Is(err, errCorrupt) {
-			return locklock.Lock{}, false, err
-		}
-		return locklock.Lock{}, false, storageErr("read", err)
-	}
-	return l, true, nil
-}
-
-// liveLock reads the live lock for id. An expired record it finds is
-// deleted in the same step: once one operation has judged a lock expired,
-// an operation still carrying an earlier clock reading must not find it
-// alive again (the Service reads the clock before calling the engine).
-//
-// The removal uses the releases' share of the free-space reserve.
-func (e *Engine) liveLock(txn *bdg.Txn, id locklock.ID, now time.Time) (locklock.Lock, bool, error) {
-	cur, found, err := getLock(txn, id)
-	if err != nil || !found {
-		return locklock.Lock{}, false, err
-	}
-	if !cur.Live(now) {
-		if err := e.admit(needRelease); err != nil {
-			return locklock.Lock{}, false, answer(err)
-		}
-		return locklock.Lock{}, false, remove(txn, cur)
-	}
-	return cur, true, nil
-}
-
-// put writes l's record and its expiry index entry.
-func put(txn *bdg.Txn, l locklock.Lock) error {
-	if err := txn.Set(lockKey(l.ID), encodeRecord(l)); err != nil {
-		return storageErr("write", err)
-	}
-	if err := txn.Set(expiryKey(l.ExpiresAt, l.ID), []byte{}); err != nil {
-		return storageErr("write", err)
-	}
-	return nil
-}
-
-// remove deletes l's record and its expiry index entry.
-func remove(txn *bdg.Txn, l locklock.Lock) error {
-	if err := txn.Delete(lockKey(l.ID)); err != nil {
-		return storageErr("delete", err)
-	}
-	return deleteKey(txn, expiryKey(l.ExpiresAt, l.ID))
-}
-
-func deleteKey(txn *bdg.Txn, k []byte) error {
-	if err := txn.Delete(k); err != nil {
-		return storageErr("delete", err)
-	}
-	return nil
-}
-
-// nextToken takes a fencing token.
-func (e *Engine) nextToken() (uint64, error) {
-	n, err := e.tokens.take()
-	if err != nil {
-		return 0, storageErr("reserve fencing tokens", err)
-	}
-	return n, nil
-}
-
-// TryAcquire implements locklock.Engine. The returned lock has UTC times at
-// millisecond precision, exactly as stored.
-func (e *Engine) TryAcquire(ctx context.Context, l locklock.Lock, now time.Time) (locklock.Lock, error) {
-	done, err := e.enterID(ctx, l.ID)
-	if err != nil {
-		return locklock.Lock{}, err
-	}
-	defer done()
-	l = normalize(l)
-	err = e.update(ctx, func(txn *bdg.Txn) error {
-		cur, found, err := getLock(txn, l.ID)
-		if err != nil {
-			return err
-		}
-		if found && cur.Live(now) {
-			return answer(&locklock.HeldError{Lock: cur}) // not a write: served however full the disk
-		}
-		if err := e.admit(needWrite); err != nil {
-			return answer(err)
-		}
-		if found {
-			// An expired lock not yet swept: replace it, index entry too.
-			if err := deleteKey(txn, expiryKey(cur.ExpiresAt, cur.ID)); err != nil {
-				return err
-			}
-		}
-		// Only now, after the lock key was read, take the token (see the
-		// package comment for why the order matters). A failure here follows
-		// the write above: it is not an answer, and the step is taken out of
-		// its batch (commit.go).
-		if l.Token, err = e.nextToken(); err != nil {
-			return err
-		}
-		if err := put(txn, l); err != nil {
-			return err
-		}
-		return nil
-	})
-	if err != nil {
-		return locklock.Lock{}, err
-	}
-	return l, nil
-}
-
-// Get implements locklock.Engine.
-func (e *Engine) Get(ctx context.Context, id locklock.ID, now time.Time) (locklock.Lock, error) {
-	done, err := e.enterID(ctx, id)
-	if err != nil {
-		return locklock.Lock{}, err
-	}
-	defer done()
-	var (
-		out     locklock.Lock
-		expired bool
-	)
-	err = e.view(func(txn *bdg.Txn) error {
-		cur, found, err := getLock(txn, id)
-		switch {
-		case err != nil:
-			return err
-		case !found:
-			return locklock.ErrNotFound
-		case !cur.Live(now):
-			expired = true
-			return nil
-		}
-		out = cur
-		return nil
-	})
-	if expired {
-		// Rare (expired, not yet swept): delete it in a read-write
-		// transaction for the reason liveLock gives.
-		return e.deleteExpired(ctx, id, now)
-	}
-	return out, err
-}
-
-// deleteExpired removes id's record if it is still expired at now and then
-// reports ErrNotFound. If the record is live by now (acquired anew, or
-// refreshed by an operation judged at an earlier instant that committed
-// first), it returns that lock: the caller's operation then takes effect
-// after that commit.
-//
-// Reads are served however full the disk: when the deletion is refused for
-// lack of space (ErrStorageFull, below the releases' reserve), no write is
-// admitted that could make the lock live again, and the answer is
-// ErrNotFound without the deletion.
-func (e *Engine) deleteExpired(ctx context.Context, id locklock.ID, now time.Time) (locklock.Lock, error) {
-	l, err := e.changeEntered(ctx, id, now, func(locklock.Lock) error { return nil },
-		func(_ *bdg.Txn, cur locklock.Lock) (locklock.Lock, error) { return cur, nil })
-	if errors.Is(err, locklock.ErrStorageFull) {
-		return locklock.Lock{}, locklock.ErrNotFound
-	}
-	return l, err
-}
-
-// Release implements locklock.Engine.
-func (e *Engine) Release(ctx context.Context, id locklock.ID, now time.Time, allow func(locklock.Lock) error) (locklock.Lock, error) {
-	return e.change(ctx, id, now, allow, func(txn *bdg.Txn, cur locklock.Lock) (locklock.Lock, error) {
-		// Refusing a release keeps the lock held: releases may use more
-		// of the free-space reserve than acquires and refreshes.
-		if err := e.admit(needRelease); err != nil {
-			return locklock.Lock{}, answer(err)
-		}
-		return cur, remove(txn, cur)
-	})
-}
-
-// Refresh implements locklock.Engine. It moves the lock's expiry index
-// entry along with its expiry.
-func (e *Engine) Refresh(ctx context.Context, id locklock.ID, now, expiresAt time.Time, allow func(locklock.Lock) error) (locklock.Lock, error) {
-	expiresAt = millis(expiresAt)
-	return e.change(ctx, id, now, allow, func(txn *bdg.Txn, cur locklock.Lock) (locklock.Lock, error) {
-		if err := e.admit(needWrite); err != nil {
-			return locklock.Lock{}, answer(err)
-		}
-		// Delete before put: when the expiry does not change, the put
-		// writes the same index key again and must win.
-		if err := deleteKey(txn, expiryKey(cur.ExpiresAt, cur.ID)); err != nil {
-			return locklock.Lock{}, err
-		}
-		cur.ExpiresAt = expiresAt
-		return cur, put(txn, cur)
-	})
-}
-
-// change is Release's and Refresh's common step: in one transaction, find
-// the live lock (removing an expired one), ask allow, and apply write.
-func (e *Engine) change(ctx context.Context, id locklock.ID, now time.Time, allow func(locklock.Lock) error,
-	write func(txn *bdg.Txn, cur locklock.Lock) (locklock.Lock, error)) (locklock.Lock, error) {
-	done, err := e.enterID(ctx, id)
-	if err != nil {
-		return locklock.Lock{}, err
-	}
-	defer done()
-	return e.changeEntered(ctx, id, now, allow, write)
-}
-
-// changeEntered is change for a caller that has already entered the engine.
-func (e *Engine) changeEntered(ctx context.Context, id locklock.ID, now time.Time, allow func(locklock.Lock) error,
-	write func(txn *bdg.Txn, cur locklock.Lock) (locklock.Lock, error)) (locklock.Lock, error) {
-	var (
-		out   locklock.Lock
-		found bool
-	)
-	err := e.update(ctx, func(txn *bdg.Txn) error {
-		out = locklock.Lock{} // a rerun starts over
-		cur, ok, err := e.liveLock(txn, id, now)
-		if found = ok; err != nil || !found {
-			return err // commits the removal of an expired record, if any
-		}
-		if err := allow(cur); err != nil {
-			return answer(err)
-		}
-		out, err = write(txn, cur)
-		return err
-	})
-	switch {
-	case err != nil:
-		return locklock.Lock{}, err
-	case !found:
-		return locklock.Lock{}, locklock.ErrNotFound
-	}
-	return out, nil
 }
 
 // Ping implements locklock.Engine by reading one key.

@@ -3,7 +3,6 @@ package badger
 import (
 	"context"
 	"errors"
-	"math/bits"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -44,6 +43,10 @@ import (
 //     reaches a caller for a batch that did not commit. If the commit fails
 //     every step of the batch gets the storage error: the outcome is unknown,
 //     as with any failed commit.
+//   - A step's events (events.go) are reported only from the attempt that
+//     committed, once its commit has succeeded, in step order, and before
+//     any step of its batch is answered; a failed or conflicting commit, or
+//     a step taken out of its batch, reports nothing.
 //   - A step's error is either an answer (wrapped with answer: a live holder,
 //     no such lock, a refused allow callback, a refusal for lack of space),
 //     which the step decides before it writes anything, or a failure that may
@@ -93,6 +96,7 @@ import (
 // transactions and see only committed batches. That is linearizable: a step
 // takes effect at its batch's commit, between its call and its answer, and a
 // read that starts after an answer starts after that commit and sees it.
+// Get then waits for the events of what it read to be reported (events.go).
 
 // maxBatch bounds the steps of one transaction: at most a few writes each
 // (a Sweep round: sweepBatch locks), which keeps a batch far below Badger's
@@ -110,10 +114,13 @@ const (
 
 // step is one caller's read-modify-write.
 type step struct {
-	fn    func(txn *bdg.Txn) error
+	fn    stepFunc
 	state atomic.Int32
-	done  chan struct{} // closed once err (and panicked) are set
-	err   error
+	// events are those of the changes fn made in its latest run: reported
+	// once that run's batch has committed (events.go).
+	events eventLog
+	done   chan struct{} // closed once err (and panicked) are set
+	err    error
 	// panicked is what fn panicked with: re-raised in the caller's
 	// goroutine, as it would have been without the committer, instead of
 	// killing the process from the committer's.
@@ -122,13 +129,20 @@ type step struct {
 
 var errStepPanicked = errors.New("badger engine: step panicked")
 
-func (s *step) run(txn *bdg.Txn) (err error) {
+// stepFunc is a step's read-modify-write in txn; it records the events of
+// the changes it makes in ev, in the order it makes them.
+type stepFunc func(txn *bdg.Txn, ev *eventLog) error
+
+// run runs the step in txn; record says whether its events are wanted (an
+// engine without a sink records none). A rerun starts its events over.
+func (s *step) run(txn *bdg.Txn, record bool) (err error) {
+	s.events = eventLog{on: record}
 	defer func() {
 		if p := recover(); p != nil {
 			s.panicked, err = p, errStepPanicked
 		}
 	}()
-	return s.fn(txn)
+	return s.fn(txn, &s.events)
 }
 
 func (s *step) finish(err error) {
@@ -152,6 +166,16 @@ type committer struct {
 	// gate, when set (tests only), is received from before each batch is
 	// taken, so that a test can queue steps and release them as one batch.
 	gate <-chan struct{}
+	// commitWith starts a batch's commit: (*bdg.Txn).CommitWith, or in
+	// tests a stand-in that delays or fails it.
+	commitWith func(txn *bdg.Txn, cb func(error))
+
+	// sink receives the committed batches' events (events.go); nil: none.
+	sink atomic.Pointer[locklock.EventSink]
+	// lastReported is the reported channel of the flight launched last:
+	// once it is closed, that flight's events and every earlier flight's
+	// are reported. (The channel alone, not the flight and its steps.)
+	lastReported atomic.Pointer[chan struct{}]
 
 	mu    sync.Mutex
 	queue []*step
@@ -164,8 +188,13 @@ type committer struct {
 	stats   CommitStats
 }
 
-func startCommitter(db *bdg.DB, gate <-chan struct{}) *committer {
-	c := &committer{db: db, gate: gate, wake: make(chan struct{}, 1), stop: make(chan struct{}), exited: make(chan struct{})}
+// startCommitter starts db's committer. gate and commitWith are for tests
+// (see committer); nil: none, and Badger's CommitWith.
+func startCommitter(db *bdg.DB, gate <-chan struct{}, commitWith func(*bdg.Txn, func(error))) *committer {
+	if commitWith == nil {
+		commitWith = (*bdg.Txn).CommitWith
+	}
+	c := &committer{db: db, gate: gate, commitWith: commitWith, wake: make(chan struct{}, 1), stop: make(chan struct{}), exited: make(chan struct{})}
 	go c.loop()
 	return c
 }
@@ -174,7 +203,7 @@ func startCommitter(db *bdg.DB, gate <-chan struct{}) *committer {
 // answer unwrapped), or the commit's. fn may run several times (reruns); only
 // the run in the committed transaction counts, so fn must reset whatever it
 // reports through variables it closes over.
-func (c *committer) submit(ctx context.Context, fn func(txn *bdg.Txn) error) error {
+func (c *committer) submit(ctx context.Context, fn stepFunc) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -288,13 +317,27 @@ type flight struct {
 	began   time.Time
 	took    time.Duration // set before done is sent
 	done    chan error
+	// reported is closed once the commit's outcome is known and, if it
+	// succeeded, its events have been reported.
+	reported chan struct{}
 }
 
-// launch starts committing txn, which holds steps' effects.
+// launch starts committing txn, which holds steps' effects. Once the commit
+// has succeeded, and before land answers any step, the callback reports the
+// steps' events (events.go): a flight is launched only after the one before
+// it has landed, so batches report in commit order.
 func (c *committer) launch(txn *bdg.Txn, steps []*step, results []error) *flight {
-	f := &flight{steps: steps, results: results, began: time.Now(), done: make(chan error, 1)}
-	txn.CommitWith(func(err error) {
+	reported := make(chan struct{})
+	f := &flight{steps: steps, results: results, began: time.Now(), done: make(chan error, 1), reported: reported}
+	// Published before the commit can become visible to readers (see
+	// awaitReported).
+	c.lastReported.Store(&reported)
+	c.commitWith(txn, func(err error) {
 		f.took = time.Since(f.began)
+		if err == nil {
+			c.report(steps)
+		}
+		close(f.reported)
 		f.done <- err
 	})
 	return f
@@ -362,8 +405,9 @@ func (c *committer) run(txn *bdg.Txn, batch []*step) (_ *bdg.Txn, live []*step, 
 		began := time.Now()
 		results = make([]error, 0, len(live))
 		failed, failure := -1, error(nil)
+		record := c.sink.Load() != nil
 		for i, s := range live {
-			err := s.run(txn)
+			err := s.run(txn, record)
 			if a, ok := err.(answerError); ok {
 				err = a.err
 			} else if err != nil {
@@ -389,110 +433,4 @@ func (c *committer) run(txn *bdg.Txn, batch []*step) (_ *bdg.Txn, live []*step, 
 		}
 	}
 	return nil, nil, nil, left
-}
-
-func (c *committer) note(f func(*CommitStats)) {
-	c.statsMu.Lock()
-	defer c.statsMu.Unlock()
-	f(&c.stats)
-}
-
-func (c *committer) snapshot() CommitStats {
-	c.statsMu.Lock()
-	defer c.statsMu.Unlock()
-	return c.stats
-}
-
-// CommitStats describes the engine's group commits since Open.
-type CommitStats struct {
-	// Batches is the transactions committed (or whose commit failed): one
-	// write and, with SyncWrites, one fsync each. A batch whose steps
-	// wrote nothing (every lock was held, say) commits without either.
-	Batches uint64
-	// Steps is the steps those batches carried: acquires, releases,
-	// refreshes, removals of an expired lock, rounds of Sweep.
-	Steps uint64
-	// Failed is the batches whose commit failed.
-	Failed uint64
-	// Reruns is the attempts discarded and run again: a step failed after
-	// writing, the batch was too big, or the commit conflicted.
-	Reruns uint64
-	// StepTime is the total time spent running steps (every attempt's),
-	// CommitTime the total time spent in Commit (the write and the sync).
-	// The committer is idle the rest of the time.
-	StepTime, CommitTime time.Duration
-	// BatchSizes counts batches by size: BatchSizes[i] those of 2^i to
-	// 2^(i+1)-1 steps (the last, maxBatch).
-	BatchSizes [9]uint64
-	// CommitTimes counts commits by duration: CommitTimes[0] those under
-	// 1 µs, CommitTimes[i] those from 2^(i-1) to 2^i µs, the last one
-	// everything from about 0.5 s on.
-	CommitTimes [21]uint64
-}
-
-func (st *CommitStats) add(steps int, took time.Duration, failed bool) {
-	st.Batches++
-	st.Steps += uint64(steps)
-	if failed {
-		st.Failed++
-	}
-	st.CommitTime += took
-	st.BatchSizes[min(bits.Len(uint(steps))-1, len(st.BatchSizes)-1)]++
-	st.CommitTimes[min(bits.Len64(uint64(took/time.Microsecond)), len(st.CommitTimes)-1)]++
-}
-
-// StepsPerBatch is the mean batch size, or 0 before the first batch.
-func (st CommitStats) StepsPerBatch() float64 {
-	if st.Batches == 0 {
-		return 0
-	}
-	return float64(st.Steps) / float64(st.Batches)
-}
-
-// Sub is the stats accumulated since an earlier snapshot.
-func (st CommitStats) Sub(earlier CommitStats) CommitStats {
-	d := CommitStats{
-		Batches:    st.Batches - earlier.Batches,
-		Steps:      st.Steps - earlier.Steps,
-		Failed:     st.Failed - earlier.Failed,
-		Reruns:     st.Reruns - earlier.Reruns,
-		StepTime:   st.StepTime - earlier.StepTime,
-		CommitTime: st.CommitTime - earlier.CommitTime,
-	}
-	for i := range d.BatchSizes {
-		d.BatchSizes[i] = st.BatchSizes[i] - earlier.BatchSizes[i]
-	}
-	for i := range d.CommitTimes {
-		d.CommitTimes[i] = st.CommitTimes[i] - earlier.CommitTimes[i]
-	}
-	return d
-}
-
-// CommitStats returns the group-commit statistics since Open (after Close,
-// the final ones).
-func (e *Engine) CommitStats() CommitStats { return e.commit.snapshot() }
-
-// BatchSizeBuckets is the batch-size histogram as Prometheus takes it: for
-// each upper bound, the batches of at most that many steps.
-func (st CommitStats) BatchSizeBuckets() map[float64]uint64 {
-	out := make(map[float64]uint64, len(st.BatchSizes))
-	var n uint64
-	for i, c := range st.BatchSizes {
-		n += c
-		out[float64(uint64(2)<<i-1)] = n
-	}
-	return out
-}
-
-// CommitTimeBuckets is the commit-duration histogram as Prometheus takes
-// it: for each upper bound in seconds, the commits that took less. The last
-// bucket, open-ended, is left to the total count.
-func (st CommitStats) CommitTimeBuckets() map[float64]uint64 {
-	out := make(map[float64]uint64, len(st.CommitTimes)-1)
-	var n uint64
-	for i, c := range st.CommitTimes[:len(st.CommitTimes)-1] {
-		n += c
-		out[(time.Microsecond << i).Seconds()] = n
-	}
-	return out
 }

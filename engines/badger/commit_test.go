@@ -22,10 +22,10 @@ type gatedEngine struct {
 	openOnce sync.Once
 }
 
-func openGated(t *testing.T) *gatedEngine {
+func openGated(t *testing.T, opts ...Option) *gatedEngine {
 	t.Helper()
 	g := &gatedEngine{gate: make(chan struct{})}
-	g.Engine = open(t, t.TempDir(), withCommitGate(g.gate))
+	g.Engine = open(t, t.TempDir(), append(opts, withCommitGate(g.gate))...)
 	// Registered after open's Close: runs before it, so that a test that
 	// failed with steps still queued does not leave Close waiting for them.
 	t.Cleanup(g.open)
@@ -110,7 +110,7 @@ func (g *gatedEngine) releaseOp(out *result, id locklock.ID, now time.Time, allo
 }
 
 func (g *gatedEngine) refreshOp(out *result, id locklock.ID, now, expiresAt time.Time) func() {
-	return func() { out.lock, out.err = g.Refresh(context.Background(), id, now, expiresAt, allowAll) }
+	return func() { out.lock, out.err = g.Refresh(context.Background(), id, now, expireAt(expiresAt), allowAll) }
 }
 
 // TestBatchTwoAcquiresOneLock: of two acquires of one lock in one batch the
@@ -130,13 +130,13 @@ func TestBatchTwoAcquiresOneLock(t *testing.T) {
 		t.Fatalf("acquires of free locks: %v, %v, %v", other1.err, first.err, other2.err)
 	}
 	var held *locklock.HeldError
-	if !errors.As(second.err, &held) || held.Lock != first.lock {
+	if !errors.As(second.err, &held) || !same(held.Lock, first.lock) {
 		t.Fatalf("second acquire of x: %+v, %v; want HeldError with the first's lock %+v", second.lock, second.err, first.lock)
 	}
 	if !(other1.lock.Token < first.lock.Token && first.lock.Token < other2.lock.Token) {
 		t.Errorf("tokens %d, %d, %d: not in arrival order", other1.lock.Token, first.lock.Token, other2.lock.Token)
 	}
-	if got, err := g.Get(t.Context(), testID("x"), t0); err != nil || got != first.lock {
+	if got, err := g.Get(t.Context(), testID("x"), t0); err != nil || !same(got, first.lock) {
 		t.Errorf("after the batch Get(x) = %+v, %v; want %+v", got, err, first.lock)
 	}
 	checkIndex(t, g.Engine)
@@ -164,7 +164,7 @@ func TestBatchAcquireThenRelease(t *testing.T) {
 		g.releaseOp(&relAgain, testID("free"), t0, allowAll),
 	)
 	wantBatches(t, d, 1, 5, 0) // refusals are answers: no rerun
-	if acq.err != nil || rel.err != nil || rel.lock != acq.lock {
+	if acq.err != nil || rel.err != nil || !same(rel.lock, acq.lock) {
 		t.Errorf("acquire then release: %+v, %v / %+v, %v", acq.lock, acq.err, rel.lock, rel.err)
 	}
 	if !errors.Is(relAgain.err, locklock.ErrNotFound) {
@@ -176,7 +176,7 @@ func TestBatchAcquireThenRelease(t *testing.T) {
 	if _, err := g.Get(t.Context(), testID("free"), t0); !errors.Is(err, locklock.ErrNotFound) {
 		t.Errorf("released lock after the batch: %v", err)
 	}
-	if got, err := g.Get(t.Context(), testID("guarded"), t0); err != nil || got != acqG.lock {
+	if got, err := g.Get(t.Context(), testID("guarded"), t0); err != nil || !same(got, acqG.lock) {
 		t.Errorf("guarded lock after a refused release: %+v, %v; want %+v", got, err, acqG.lock)
 	}
 
@@ -186,7 +186,7 @@ func TestBatchAcquireThenRelease(t *testing.T) {
 		g.releaseOp(&relGood, testID("guarded"), t0, guarded("pw")),
 	)
 	wantBatches(t, d, 1, 2, 0)
-	if relBad.err != wrong || relGood.err != nil || relGood.lock != acqG.lock {
+	if relBad.err != wrong || relGood.err != nil || !same(relGood.lock, acqG.lock) {
 		t.Errorf("releases: %v; %+v, %v", relBad.err, relGood.lock, relGood.err)
 	}
 	checkIndex(t, g.Engine)
@@ -242,7 +242,7 @@ func TestBatchExpiryIndex(t *testing.T) {
 	sweep(time.Minute, 0)   // nothing left at x's or y's first expiry
 	sweep(3*time.Minute, 1) // y
 	sweep(4*time.Minute, 0) // x's released expiry left no entry
-	if got, err := g.Get(t.Context(), x, t0.Add(4*time.Minute)); err != nil || got != r[8].lock {
+	if got, err := g.Get(t.Context(), x, t0.Add(4*time.Minute)); err != nil || !same(got, r[8].lock) {
 		t.Errorf("x after the sweeps: %+v, %v; want %+v", got, err, r[8].lock)
 	}
 	sweep(5*time.Minute, 1) // x
@@ -287,12 +287,12 @@ func TestBatchFailedStepTakenOut(t *testing.T) {
 		t.Errorf("the batch's other acquires: %+v %v / %+v %v", a.lock, a.err, b.lock, b.err)
 	}
 	// The failed step's deletion of old's index entry was not applied.
-	if got, err := g.Get(t.Context(), testID("old"), t0); err != nil || got != old.lock {
+	if got, err := g.Get(t.Context(), testID("old"), t0); err != nil || !same(got, old.lock) {
 		t.Errorf("the expired lock the failed acquire would have replaced: %+v, %v; want it as it was", got, err)
 	}
 	checkIndex(t, g.Engine)
 	for _, l := range []result{a, b} {
-		if got, err := g.Get(t.Context(), l.lock.ID, later); err != nil || got != l.lock {
+		if got, err := g.Get(t.Context(), l.lock.ID, later); err != nil || !same(got, l.lock) {
 			t.Errorf("Get(%s) = %+v, %v; want %+v", l.lock.Name, got, err, l.lock)
 		}
 	}
@@ -305,8 +305,8 @@ func TestBatchTooBig(t *testing.T) {
 	g := openGated(t)
 	// A transaction holds MaxBatchCount-2 entries (one is its commit marker).
 	perStep := int(g.db.MaxBatchCount()-2) / 3 // three fit, a fourth does not
-	write := func(prefix string, n int) func(*bdg.Txn) error {
-		return func(txn *bdg.Txn) error {
+	write := func(prefix string, n int) stepFunc {
+		return func(txn *bdg.Txn, _ *eventLog) error {
 			for i := range n {
 				if err := txn.Set(fmt.Appendf(nil, "t\x00%s-%06d", prefix, i), nil); err != nil {
 					return err
@@ -364,7 +364,7 @@ func TestBatchConflictReruns(t *testing.T) {
 	d := g.batch(t,
 		g.acquireOp(&acq, newLock("a", t0, time.Hour, ""), t0),
 		func() {
-			conflicting = g.update(t.Context(), func(txn *bdg.Txn) error {
+			conflicting = g.update(t.Context(), func(txn *bdg.Txn, _ *eventLog) error {
 				if _, err := txn.Get(key); !errors.Is(err, bdg.ErrKeyNotFound) {
 					return err
 				}
@@ -386,7 +386,7 @@ func TestBatchConflictReruns(t *testing.T) {
 	if acq.err != nil || conflicting != nil {
 		t.Fatalf("after the rerun: %v, %v", acq.err, conflicting)
 	}
-	if got, err := g.Get(t.Context(), acq.lock.ID, t0); err != nil || got != acq.lock {
+	if got, err := g.Get(t.Context(), acq.lock.ID, t0); err != nil || !same(got, acq.lock) {
 		t.Errorf("Get = %+v, %v; want %+v", got, err, acq.lock)
 	}
 }
@@ -400,7 +400,7 @@ func TestBatchPanicReachesCaller(t *testing.T) {
 	d := g.batch(t,
 		func() {
 			defer func() { recovered = recover() }()
-			_ = g.update(t.Context(), func(*bdg.Txn) error { panic("boom") })
+			_ = g.update(t.Context(), func(*bdg.Txn, *eventLog) error { panic("boom") })
 		},
 		g.acquireOp(&acq, newLock("a", t0, time.Hour, ""), t0),
 	)
@@ -482,7 +482,7 @@ func TestCloseWithStepsQueued(t *testing.T) {
 	}
 	e := open(t, g.dir)
 	for _, r := range results {
-		if got, err := e.Get(t.Context(), r.lock.ID, t0); err != nil || got != r.lock {
+		if got, err := e.Get(t.Context(), r.lock.ID, t0); err != nil || !same(got, r.lock) {
 			t.Errorf("after reopening Get(%s) = %+v, %v; want %+v", r.lock.Name, got, err, r.lock)
 		}
 	}
@@ -493,11 +493,11 @@ func TestCloseWithStepsQueued(t *testing.T) {
 func TestCommitterCloseFailsQueued(t *testing.T) {
 	e := open(t, t.TempDir())
 	gate := make(chan struct{}) // never opened
-	c := startCommitter(e.db, gate)
+	c := startCommitter(e.db, gate, nil)
 	var ran atomic.Bool
 	res := make(chan error, 1)
 	go func() {
-		res <- c.submit(context.Background(), func(*bdg.Txn) error { ran.Store(true); return nil })
+		res <- c.submit(context.Background(), func(*bdg.Txn, *eventLog) error { ran.Store(true); return nil })
 	}()
 	waitQueued(t, c, 1)
 	c.close()

@@ -14,9 +14,10 @@ import (
 // Key layout. Every key starts with a one-byte table tag and a \x00, so the
 // tables never interleave and each is a prefix scan:
 //
-//	l\x00<namespace>\x00<kind>\x00<name>                   → lock record
-//	x\x00<expiresAt, 8 bytes>\x00<namespace>\x00<kind>\x00<name> → empty (expiry index)
-//	s\x00token                                             → the lowest fencing token the next start may issue (tokens.go)
+//	l\x00<namespace>\x00<kind>\x00<name>                      → lock record (record.go)
+//	x\x00<expiresAt, 8 bytes>\x00<namespace>\x00<kind>\x00<name>    → empty (expiry index: held locks)
+//	d\x00<delayedUntil, 8 bytes>\x00<namespace>\x00<kind>\x00<name> → empty (delay index: ended locks)
+//	s\x00token                                                → the lowest fencing token the next start may issue (tokens.go)
 //
 // Namespaces, kinds and names never contain \x00 (the core's naming rules
 // forbid it and the engine rejects it), so \x00 is an unambiguous separator
@@ -25,25 +26,27 @@ import (
 //
 // The expiry is Unix milliseconds as a big-endian uint64 with the sign bit
 // flipped, so byte order equals time order even for instants before 1970;
-// Sweep therefore reads the index from the start and stops at the first
-// entry that is not yet due. Each lock has exactly one index entry, written
-// and deleted in the same transaction as its record.
-//
-// A lock record is: version byte (1), acquiredAt millis (int64 BE),
-// expiresAt millis (int64 BE), fencing token (uint64 BE), then the guard's
-// bytes (empty for an unprotected lock). The ID is not repeated in the value:
-// it is the key.
+// Sweep therefore reads each index from its start and stops at the first
+// entry that is not yet due. Each record has exactly one index entry
+// (indexKey), written and deleted in the same transaction as the record: in
+// the expiry index at its ExpiresAt while the lock is held (not Ended), in
+// the delay index at its DelayedUntil once it has ended and is kept only for
+// its lock-delay. Two indexes rather than one keep the expiry index's
+// entries after now exactly the live locks, which CountHeld counts from the
+// keys alone, while the sweeper still finds an ended record when its
+// lock-delay runs out. (Directories written before lock-delays existed have
+// no delay index and no ended records: they need no conversion.)
 var (
 	lockPrefix   = []byte("l\x00")
 	expiryPrefix = []byte("x\x00")
+	delayPrefix  = []byte("d\x00")
 	seqKey       = []byte("s\x00token")
 )
 
 const (
-	sep           = 0
-	recordVersion = 1
-	recordHeader  = 1 + 8 + 8 + 8
-	// expiryKeyMin is the length of an expiry key before the ID part.
+	sep = 0
+	// expiryKeyMin is the length of an index key (either index) before the
+	// ID part.
 	expiryKeyMin = 2 + 8 + 1
 )
 
@@ -111,62 +114,44 @@ func orderedMillis(t time.Time) uint64 { return uint64(t.UnixMilli()) ^ (1 << 63
 func putOrdered(b []byte, t time.Time) { binary.BigEndian.PutUint64(b, orderedMillis(t)) }
 
 func expiryKey(expiresAt time.Time, id locklock.ID) []byte {
+	return timeKey(expiryPrefix, expiresAt, id)
+}
+
+func delayKey(delayedUntil time.Time, id locklock.ID) []byte {
+	return timeKey(delayPrefix, delayedUntil, id)
+}
+
+// indexKey is l's one index entry: see the key layout above.
+func indexKey(l locklock.Lock) []byte {
+	if l.Ended {
+		// ExpiresAt+LockDelay is DelayedUntil; an ended record is only kept
+		// while it has a lock-delay, but the key must exist regardless.
+		return delayKey(l.ExpiresAt.Add(l.LockDelay), l.ID)
+	}
+	return expiryKey(l.ExpiresAt, l.ID)
+}
+
+func timeKey(prefix []byte, at time.Time, id locklock.ID) []byte {
 	b := make([]byte, 0, expiryKeyMin+len(id.Namespace)+len(id.Kind)+len(id.Name)+2)
-	b = append(b, expiryPrefix...)
-	b = binary.BigEndian.AppendUint64(b, orderedMillis(expiresAt))
+	b = append(b, prefix...)
+	b = binary.BigEndian.AppendUint64(b, orderedMillis(at))
 	b = append(b, sep)
 	return appendID(b, id)
 }
 
 func parseExpiryKey(k []byte) (time.Time, locklock.ID, error) {
-	if len(k) < expiryKeyMin || !bytes.HasPrefix(k, expiryPrefix) || k[expiryKeyMin-1] != sep {
-		return time.Time{}, locklock.ID{}, fmt.Errorf("%w: not an expiry key %q", errCorrupt, k)
+	return parseTimeKey(expiryPrefix, k)
+}
+
+// parseTimeKey reads a key of the index with the given prefix.
+func parseTimeKey(prefix, k []byte) (time.Time, locklock.ID, error) {
+	if len(k) < expiryKeyMin || !bytes.HasPrefix(k, prefix) || k[expiryKeyMin-1] != sep {
+		return time.Time{}, locklock.ID{}, fmt.Errorf("%w: not an index key %q", errCorrupt, k)
 	}
-	ms := int64(binary.BigEndian.Uint64(k[len(expiryPrefix):]) ^ (1 << 63))
+	ms := int64(binary.BigEndian.Uint64(k[len(prefix):]) ^ (1 << 63))
 	id, err := parseID(k[expiryKeyMin:])
 	if err != nil {
 		return time.Time{}, locklock.ID{}, err
 	}
 	return time.UnixMilli(ms).UTC(), id, nil
-}
-
-// normalize gives a lock the form the engine stores exactly: UTC times at
-// millisecond precision, no ObservedAt. What TryAcquire and Refresh return is
-// then equal (==) to what Get later decodes.
-func normalize(l locklock.Lock) locklock.Lock {
-	l.AcquiredAt = millis(l.AcquiredAt)
-	l.ExpiresAt = millis(l.ExpiresAt)
-	l.ObservedAt = time.Time{}
-	return l
-}
-
-func millis(t time.Time) time.Time { return time.UnixMilli(t.UnixMilli()).UTC() }
-
-func encodeRecord(l locklock.Lock) []byte {
-	b := make([]byte, 0, recordHeader+len(l.Guard))
-	b = append(b, recordVersion)
-	b = binary.BigEndian.AppendUint64(b, uint64(l.AcquiredAt.UnixMilli()))
-	b = binary.BigEndian.AppendUint64(b, uint64(l.ExpiresAt.UnixMilli()))
-	b = binary.BigEndian.AppendUint64(b, l.Token)
-	return append(b, l.Guard...)
-}
-
-func decodeRecord(id locklock.ID, v []byte) (locklock.Lock, error) {
-	if len(v) < recordHeader || v[0] != recordVersion {
-		return locklock.Lock{}, fmt.Errorf("%w: lock record for %s (%d bytes, version %d)", errCorrupt, id, len(v), firstByte(v))
-	}
-	return locklock.Lock{
-		ID:         id,
-		AcquiredAt: time.UnixMilli(int64(binary.BigEndian.Uint64(v[1:]))).UTC(),
-		ExpiresAt:  time.UnixMilli(int64(binary.BigEndian.Uint64(v[9:]))).UTC(),
-		Token:      binary.BigEndian.Uint64(v[17:]),
-		Guard:      locklock.Guard(v[recordHeader:]), // string conversion copies out of Badger's buffer
-	}, nil
-}
-
-func firstByte(v []byte) int {
-	if len(v) == 0 {
-		return -1
-	}
-	return int(v[0])
 }

@@ -18,6 +18,7 @@ type config struct {
 	syncWrites bool
 	chmod      func(string, os.FileMode) error // os.Chmod; tests make it fail
 	commitGate <-chan struct{}                 // tests: see committer.gate
+	commitWith func(*bdg.Txn, func(error))     // tests: see committer.commitWith
 }
 
 func defaultConfig() config {
@@ -85,6 +86,12 @@ func WithSyncWrites(sync bool) Option { return func(c *config) { c.syncWrites = 
 // withCommitGate makes the committer receive from gate before it takes each
 // batch, so that a test can queue steps and release them as one batch.
 func withCommitGate(gate <-chan struct{}) Option { return func(c *config) { c.commitGate = gate } }
+
+// withCommitWith makes the committer start each commit with f in place of
+// (*bdg.Txn).CommitWith, so that a test can delay or fail a commit.
+func withCommitWith(f func(txn *bdg.Txn, cb func(error))) Option {
+	return func(c *config) { c.commitWith = f }
+}
 
 // slogAdapter implements Badger's Logger interface on top of slog.
 type slogAdapter struct{ l *slog.Logger }

@@ -14,7 +14,8 @@ import (
 // Scans: operations that read many keys (List, Sweep, CountHeld).
 
 // List implements locklock.Engine as one prefix scan in key order, which is
-// name order. Expired locks not yet swept are skipped.
+// name order. Expired locks not yet swept, and records kept for their
+// lock-delay, are skipped.
 func (e *Engine) List(ctx context.Context, q locklock.ListQuery, now time.Time) ([]locklock.Lock, error) {
 	if err := checkID(locklock.ID{Namespace: q.Namespace, Kind: q.Kind}); err != nil {
 		return nil, err
@@ -38,7 +39,7 @@ func (e *Engine) List(ctx context.Context, q locklock.ListQuery, now time.Time) 
 		}
 	}
 	var out []locklock.Lock
-	var expired []locklock.ID
+	var expired []locklock.Lock
 	err = e.view(func(txn *bdg.Txn) error {
 		io := bdg.DefaultIteratorOptions
 		io.Prefix = prefix
@@ -64,10 +65,11 @@ func (e *Engine) List(ctx context.Context, q locklock.ListQuery, now time.Time) 
 			if err != nil {
 				return storageErr("read", err)
 			}
-			if l.Live(now) {
+			switch {
+			case l.Live(now):
 				out = append(out, l)
-			} else {
-				expired = append(expired, id)
+			case !l.Ended: // an Ended record is settled already
+				expired = append(expired, l)
 			}
 		}
 		return nil
@@ -75,19 +77,23 @@ func (e *Engine) List(ctx context.Context, q locklock.ListQuery, now time.Time) 
 	if err != nil {
 		return nil, err
 	}
-	// Left out as expired, they must stay gone (see liveLock).
-	for _, id := range expired {
-		if _, err := e.deleteExpired(ctx, id, now); err != nil && !errors.Is(err, locklock.ErrNotFound) {
+	// Left out as expired, they must stay gone (see ops.go).
+	for _, l := range expired {
+		_, err := e.deleteExpired(ctx, l, now)
+		if err != nil && !errors.Is(err, locklock.ErrNotFound) && !errors.Is(err, locklock.ErrDelayed) {
 			return nil, err
 		}
 	}
 	return out, nil
 }
 
-// Sweep implements locklock.Engine. It reads the expiry index from its
-// start, so its cost follows the number of expired locks, in rounds of at
-// most sweepBatch locks, each a step of the group commit (commit.go). Each index entry is checked against the lock's
-// record: only a lock whose own ExpiresAt has passed is deleted.
+// Sweep implements locklock.Engine. It reads the expiry index and the delay
+// index (keys.go) from their starts, so its cost follows the number of
+// locks due, in rounds of at most sweepBatch of them, each a step of the
+// group commit (commit.go). Each index entry is checked against the lock's
+// record, which alone decides: an expired lock is deleted, or marked Ended
+// (its entry moves to the delay index) while its lock-delay runs; an Ended
+// record is deleted once its lock-delay is over. Both count.
 func (e *Engine) Sweep(ctx context.Context, now time.Time) (int, error) {
 	done, err := e.enter(ctx)
 	if err != nil {
@@ -103,25 +109,33 @@ func (e *Engine) Sweep(ctx context.Context, now time.Time) (int, error) {
 			return removed, nil
 		}
 		n, more := 0, false
-		err := e.update(ctx, func(txn *bdg.Txn) error {
-			var keys [][]byte
+		err := e.update(ctx, func(txn *bdg.Txn, ev *eventLog) error {
 			n, more = 0, false // a retried attempt starts over
-			keys, more = dueKeys(txn, now, sweepBatch)
-			for _, k := range keys {
-				_, id, err := parseExpiryKey(k)
+			expired, moreExpired := dueKeys(txn, expiryPrefix, now, sweepBatch)
+			ended, moreEnded := dueKeys(txn, delayPrefix, now, sweepBatch-len(expired))
+			more = moreExpired || moreEnded
+			for _, k := range expired {
+				cur, ok, err := dueRecord(txn, expiryPrefix, k)
 				if err != nil {
 					return err
 				}
-				if err := deleteKey(txn, k); err != nil {
+				if !ok || cur.Live(now) || cur.Ended {
+					continue // a stale index entry; the record's own entry stays
+				}
+				if _, _, err := settle(txn, ev, cur, now); err != nil {
 					return err
 				}
-				cur, found, err := getLock(txn, id)
+				n++
+			}
+			for _, k := range ended {
+				cur, ok, err := dueRecord(txn, delayPrefix, k)
 				if err != nil {
 					return err
 				}
-				if !found || cur.Live(now) {
-					continue // a stale index entry; the lock's own entry stays
+				if !ok || !cur.Ended || !cur.Gone(now) {
+					continue // a stale index entry; the record's own entry stays
 				}
+				// Its expiry was reported when it was ended: no event.
 				if err := remove(txn, cur); err != nil {
 					return err
 				}
@@ -139,20 +153,34 @@ func (e *Engine) Sweep(ctx context.Context, now time.Time) (int, error) {
 	}
 }
 
-// dueKeys returns up to max expiry index keys at or before now, and whether
-// more are due. The iterator is closed before returning because Badger
-// allows only one iterator at a time in a read-write transaction.
-func dueKeys(txn *bdg.Txn, now time.Time, max int) (keys [][]byte, more bool) {
+// dueRecord deletes the due index entry k, of the index with prefix, and
+// reads the record it names. The record's own entry is k again unless k is
+// stale; the caller writes it back if it keeps the record.
+func dueRecord(txn *bdg.Txn, prefix, k []byte) (locklock.Lock, bool, error) {
+	_, id, err := parseTimeKey(prefix, k)
+	if err != nil {
+		return locklock.Lock{}, false, err
+	}
+	if err := deleteKey(txn, k); err != nil {
+		return locklock.Lock{}, false, err
+	}
+	return getLock(txn, id)
+}
+
+// dueKeys returns up to max keys of the index with prefix at or before now,
+// and whether more are due. The iterator is closed before returning because
+// Badger allows only one iterator at a time in a read-write transaction.
+func dueKeys(txn *bdg.Txn, prefix []byte, now time.Time, max int) (keys [][]byte, more bool) {
 	io := bdg.DefaultIteratorOptions
-	io.Prefix = expiryPrefix
-	io.PrefetchValues = false // the index has no values
+	io.Prefix = prefix
+	io.PrefetchValues = false // the indexes have no values
 	it := txn.NewIterator(io)
 	defer it.Close()
 	var limit [expiryKeyMin - 1]byte
-	copy(limit[:], expiryPrefix)
-	// Expiries are whole milliseconds, so "at or before now" is "at or
+	copy(limit[:], prefix)
+	// Index times are whole milliseconds, so "at or before now" is "at or
 	// before now's millisecond".
-	putOrdered(limit[len(expiryPrefix):], now)
+	putOrdered(limit[len(prefix):], now)
 	for it.Rewind(); it.Valid(); it.Next() {
 		k := it.Item().Key()
 		if bytes.Compare(k[:min(len(k), len(limit))], limit[:]) > 0 {
@@ -167,8 +195,10 @@ func dueKeys(txn *bdg.Txn, now time.Time, max int) (keys [][]byte, more bool) {
 }
 
 // CountHeld implements locklock.Engine by walking the expiry index from now
-// on: every write of a lock replaces its one index entry, so the entries
-// after now are the live locks, and keys alone answer (no value is read).
+// on: every write of a lock replaces its one index entry, and Ended records
+// (kept for their lock-delay) have theirs in the delay index, so the expiry
+// index's entries after now are the live locks, and keys alone answer (no
+// value is read).
 func (e *Engine) CountHeld(ctx context.Context, now time.Time) (int, error) {
 	done, err := e.enter(ctx)
 	if err != nil {

@@ -161,8 +161,10 @@ func valueLeaks(t *testing.T, dir string, forms map[string][]byte) (leaks []stri
 			if what := leakcheck.Find(v, forms); what != "" {
 				leaks = append(leaks, fmt.Sprintf("value of %q (version %d) holds %s", item.Key(), item.Version(), what))
 			}
-			if bytes.HasPrefix(item.Key(), lockPrefix) && len(v) > recordHeader {
-				records++
+			if id, err := parseLockKey(item.Key()); err == nil && len(v) > 0 {
+				if l, err := decodeRecord(id, v); err == nil && l.Protected() {
+					records++
+				}
 			}
 		}
 		return nil

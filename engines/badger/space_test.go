@@ -154,7 +154,7 @@ func fullDiskScenario(mnt string) error {
 	}
 	now := time.Now()
 	first := res.Held[0]
-	if _, err := e.Refresh(ctx, first.ID, now, now.Add(time.Hour), allowAll); !errors.Is(err, locklock.ErrStorageFull) {
+	if _, err := e.Refresh(ctx, first.ID, now, expireAt(now.Add(time.Hour)), allowAll); !errors.Is(err, locklock.ErrStorageFull) {
 		return fmt.Errorf("refresh below the write reserve: %v, want ErrStorageFull", err)
 	}
 	var held *locklock.HeldError

@@ -5,19 +5,30 @@
 // Keys live under a prefix (default "/locklock/"), so that deployments can
 // share one etcd:
 //
-//	<prefix>locks/<namespace>/<kind>/<name> → record (JSON), attached to a lease
+//	<prefix>locks/<namespace>/<kind>/<name>    → lock record (JSON), on a lease
+//	<prefix>delays/<namespace>/<kind>/<name>   → delay record (JSON), on a lease; only for locks with a lock-delay
+//	<prefix>released/<namespace>/<kind>/<name> → release marker (JSON), on a lease of two seconds; see events.go
+//	<prefix>token-base                         → the token base (see tokenBase), written once
+//
+// One watch on the prefix sees every kind of record, told apart by the
+// segment after it; it is the engine's lease watch (see "Lease accounting"
+// in leases.go) and the source of its events (API.md §9, see events.go). A
+// step on a lock writes its keys in one transaction, so their events share
+// a revision. Listing, counting and acquiring look under locks/ and
+// delays/ only.
 //
 // Guarantees and how they are kept:
 //
-//   - Acquire is one transaction: if the key's create revision is 0 (no such
-//     key), put it with a lease that lasts at least expires_in. Otherwise the
-//     same transaction reads the holder. Leases are shared by the locks one
+//   - Acquire is one transaction: if the lock key's create revision is 0
+//     (no such key) and there is no delay record, put it with a lease that
+//     lasts at least expires_in. Otherwise the same transaction reads both
+//     keys: a holder, or a lock-delay to judge (see "Lock-delay" below). Leases are shared by the locks one
 //     server acquires with the same TTL within a second (see leaseWindow), so
 //     an acquire costs no lease grant and a release no revocation; a lock
 //     therefore ends up to a second after its expires_at, never before.
-//   - A server revokes its leases once no lock is left on them, wherever the
+//   - A server revokes its leases once no key is left on them, wherever the
 //     locks were released, in the background: it counts the keys on its own
-//     leases from the answers to its steps and one watch on the lock keys,
+//     leases from the answers to its steps and one watch on the prefix,
 //     and etcd confirms a lease has no keys before it is revoked (see "Lease
 //     accounting" in leases.go). A lease under a step whose outcome is
 //     unknown, and the leases of a server that stopped while they still
@@ -43,7 +54,33 @@
 //     with etcd's defaults), and removes expired leases on a short cycle
 //     (500 ms), so a very short expires_in can outlive what it asked for by
 //     a second or two — never the other way round.
-//   - Sweep has nothing to do: leases expire by themselves.
+//   - Sweep has nothing to do: leases expire by themselves (delay records'
+//     too).
+//
+// Lock-delay (API.md §8). When a lock with a lock-delay expires, etcd
+// deletes its key with its lease; the delay must outlive that, and be seen
+// by every server. So every write of such a lock (acquire, refresh) also
+// puts its delay record — the lock's token, guard, times and lock-delay —
+// under the delay key, on a lease of its own that lasts at least until
+// expires_at + lock_delay (a shared one, like the locks' own). Then:
+//
+//   - A release deletes both keys in one transaction: no delay after it.
+//   - An acquire that finds no lock key but a delay record judges it at the
+//     now it is given (Lock.Bars): while the delay runs, a *DelayedError,
+//     unless the acquire reclaims it (the lost holder's secret, after an
+//     expiry). Otherwise a second transaction takes the lock if the delay
+//     record is still the one judged (its mod revision), replacing the
+//     record with the new lock's, or deleting it.
+//   - Get, Release and Refresh that find only a delay record in force give
+//     a *DelayedError; one that has run out is ignored until its lease
+//     takes it.
+//
+// The delay runs from expires_at, not from the moment etcd ended the
+// lease, which may be a second or two later: the lost holder, whose clock
+// told it the lock was over at expires_at, is the one the delay protects
+// against. A PATCH that changes neither expiry nor lock-delay rewrites
+// only the lock record, on the lease it is on: the delay record holds no
+// holder or metadata.
 //   - A failed or timed-out request is reported as ErrUnavailable — never
 //     as success or "not found". When a write timed out (the leader was
 //     lost) its outcome is unknown; clients retry with the same secret,
@@ -83,6 +120,11 @@ type Engine struct {
 	leases *leasePool
 	held   *heldCache
 	batch  *batcher
+	feed   *feed
+
+	// replaying bounds the replays of etcd history that run at once
+	// (see EventsAfter).
+	replaying chan struct{}
 }
 
 var (
@@ -109,7 +151,10 @@ func New(client *clientv3.Client, opts ...Option) *Engine {
 	}
 	e.held = newHeldCache()
 	e.batch = newBatcher(client, e.timeout)
-	e.leases = newLeasePool(client, e.timeout, e.prefix+"locks/", e.batch.lastWrite.Load)
+	e.leases = newLeasePool(client, e.timeout, e.prefix, e.batch.lastWrite.Load)
+	e.feed = newFeed(e)
+	e.leases.observe = e.feed.observe
+	e.replaying = make(chan struct{}, maxReplays)
 	return e
 }
 
@@ -118,6 +163,11 @@ func (e *Engine) Prefix() string { return e.prefix }
 
 func (e *Engine) key(id locklock.ID) string {
 	return e.prefix + "locks/" + id.Namespace + "/" + string(id.Kind) + "/" + id.Name
+}
+
+// delayKey is where the delay record of a lock with a lock-delay lives.
+func (e *Engine) delayKey(id locklock.ID) string {
+	return e.prefix + "delays/" + id.Namespace + "/" + string(id.Kind) + "/" + id.Name
 }
 
 // enter is every operation's preamble: it refuses after Close or a done
@@ -175,185 +225,6 @@ func ttlSeconds(from, to time.Time) int64 {
 	return max(s, 1)
 }
 
-// TryAcquire implements locklock.Engine.
-func (e *Engine) TryAcquire(ctx context.Context, l locklock.Lock, now time.Time) (locklock.Lock, error) {
-	done, err := e.enter(ctx)
-	if err != nil {
-		return locklock.Lock{}, err
-	}
-	defer done()
-	// Once a lease is taken, see the step through even if the client goes
-	// away, so that the lease learns its outcome; the request timeout
-	// still bounds it.
-	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.timeout)
-	defer cancel()
-	lease, err := e.leases.get(octx, ttlSeconds(l.AcquiredAt, l.ExpiresAt))
-	if err != nil {
-		return locklock.Lock{}, storeErr(ctx, "grant lease", err)
-	}
-	key := e.key(l.ID)
-	resp, err := e.batch.commit(octx, key, acquireTxn(key, encode(l, lease), lease))
-	e.leases.settle(lease, putOutcome(resp, err))
-	if err != nil {
-		return locklock.Lock{}, storeErr(ctx, "acquire", err)
-	}
-	if !resp.succeeded {
-		kvs := resp.responses[0].GetResponseRange().Kvs
-		if len(kvs) == 0 {
-			// Released between the compare and the read: cannot happen
-			// in one transaction, but never claim a holder we did not see.
-			return locklock.Lock{}, fmt.Errorf("%w: etcd acquire: holder vanished", locklock.ErrUnavailable)
-		}
-		cur, err := e.decode(l.ID, kvs[0].Value, kvs[0].CreateRevision, resp.revision)
-		if err != nil {
-			return locklock.Lock{}, err
-		}
-		return locklock.Lock{}, &locklock.HeldError{Lock: cur}
-	}
-	l.Token = e.base.Load() + uint64(resp.revision)
-	l.Revision = resp.revision
-	e.held.set(l.ID, heldEntry{lock: l, modRev: resp.revision})
-	return l, nil
-}
-
-// putOutcome is how a step that puts a key on a lease ended, for the lease
-// accounting: a transaction that was never sent, or that etcd answered
-// without taking the put branch, did not put it.
-func putOutcome(resp txnResult, err error) stepOutcome {
-	switch {
-	case errors.Is(err, errNotSent):
-		return stepNotApplied
-	case err != nil:
-		return stepUnknown
-	case resp.succeeded:
-		return stepApplied
-	default:
-		return stepNotApplied
-	}
-}
-
-// read returns the lock under id with its mod revision, or ErrNotFound.
-func (e *Engine) read(ctx, octx context.Context, id locklock.ID) (locklock.Lock, int64, error) {
-	resp, err := e.client.Get(octx, e.key(id))
-	if err != nil {
-		return locklock.Lock{}, 0, storeErr(ctx, "read", err)
-	}
-	if len(resp.Kvs) == 0 {
-		return locklock.Lock{}, 0, locklock.ErrNotFound
-	}
-	kv := resp.Kvs[0]
-	l, err := e.decode(id, kv.Value, kv.CreateRevision, resp.Header.Revision)
-	return l, kv.ModRevision, err
-}
-
-// Get implements locklock.Engine. A lock is live as long as its key exists.
-func (e *Engine) Get(ctx context.Context, id locklock.ID, now time.Time) (locklock.Lock, error) {
-	octx, done, err := e.bounded(ctx)
-	if err != nil {
-		return locklock.Lock{}, err
-	}
-	defer done()
-	l, _, err := e.read(ctx, octx, id)
-	return l, err
-}
-
-// change is Release's and Refresh's common step: find the lock, ask allow,
-// and commit write only if the key's mod revision is still the one found;
-// retry if a concurrent write came first. The lock is found in the held
-// cache when this engine wrote it last (one round trip in all), else read.
-func (e *Engine) change(ctx context.Context, id locklock.ID, allow func(locklock.Lock) error,
-	write func(octx context.Context, cur locklock.Lock, modRev int64) (locklock.Lock, bool, error)) (locklock.Lock, error) {
-	done, err := e.enter(ctx)
-	if err != nil {
-		return locklock.Lock{}, err
-	}
-	defer done()
-	// Reads are bounded by the request timeout from now on, all together;
-	// a lock found in the cache needs none.
-	deadline := time.Now().Add(e.timeout)
-	var octx context.Context
-	cached, useCache := e.held.get(id)
-	for {
-		var (
-			cur    locklock.Lock
-			modRev int64
-		)
-		if useCache {
-			useCache = false
-			cur, modRev = cached.lock, cached.modRev
-			if allow(cur) != nil {
-				continue // a refusal must rest on a fresh read
-			}
-		} else {
-			if octx == nil {
-				var cancel context.CancelFunc
-				octx, cancel = context.WithDeadline(ctx, deadline)
-				defer cancel()
-			}
-			cur, modRev, err = e.read(ctx, octx, id)
-			if err != nil {
-				e.held.forget(id)
-				return locklock.Lock{}, err
-			}
-			if err := allow(cur); err != nil {
-				return locklock.Lock{}, err
-			}
-		}
-		// Like TryAcquire: see a write that takes a lease through, even if
-		// the client goes away meanwhile.
-		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.timeout)
-		out, ok, err := write(wctx, cur, modRev)
-		cancel()
-		if err != nil {
-			e.held.forget(id)
-			return locklock.Lock{}, storeErr(ctx, "write", err)
-		}
-		if ok {
-			return out, nil
-		}
-		e.held.forget(id)
-	}
-}
-
-// Release implements locklock.Engine.
-func (e *Engine) Release(ctx context.Context, id locklock.ID, now time.Time, allow func(locklock.Lock) error) (locklock.Lock, error) {
-	key := e.key(id)
-	// The lease the lock was on learns of the delete from its owner's watch
-	// (see "Lease accounting"), whichever server that is.
-	return e.change(ctx, id, allow, func(octx context.Context, cur locklock.Lock, modRev int64) (locklock.Lock, bool, error) {
-		resp, err := e.batch.commit(octx, key, releaseTxn(key, modRev))
-		if err != nil || !resp.succeeded {
-			return locklock.Lock{}, false, err
-		}
-		e.held.forget(id)
-		return cur, true, nil
-	})
-}
-
-// Refresh implements locklock.Engine: the key is put again on a lease for
-// the new TTL (a lease's TTL cannot change), which keeps its create
-// revision — the token. The lease it leaves learns of the move from its
-// owner's watch.
-func (e *Engine) Refresh(ctx context.Context, id locklock.ID, now, expiresAt time.Time, allow func(locklock.Lock) error) (locklock.Lock, error) {
-	key := e.key(id)
-	return e.change(ctx, id, allow, func(octx context.Context, cur locklock.Lock, modRev int64) (locklock.Lock, bool, error) {
-		lease, err := e.leases.get(octx, ttlSeconds(now, expiresAt))
-		if err != nil {
-			return locklock.Lock{}, false, err
-		}
-		next := cur
-		next.ExpiresAt = expiresAt
-		resp, err := e.batch.commit(octx, key, refreshTxn(key, encode(next, lease), lease, modRev))
-		e.leases.settle(lease, putOutcome(resp, err))
-		if err != nil || !resp.succeeded {
-			return locklock.Lock{}, false, err
-		}
-		next.Revision = resp.revision
-		e.held.set(id, heldEntry{lock: next, modRev: resp.revision})
-		return next, true, nil
-	})
-}
-
 // List implements locklock.Engine as one range read in key order, which is
 // name order.
 func (e *Engine) List(ctx context.Context, q locklock.ListQuery, now time.Time) ([]locklock.Lock, error) {
@@ -381,7 +252,7 @@ func (e *Engine) List(ctx context.Context, q locklock.ListQuery, now time.Time) 
 	out := make([]locklock.Lock, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
 		id := locklock.ID{Namespace: q.Namespace, Kind: q.Kind, Name: string(kv.Key[len(base):])}
-		l, err := e.decode(id, kv.Value, kv.CreateRevision, resp.Header.Revision)
+		l, _, err := e.decode(id, kv.Value, kv.CreateRevision, resp.Header.Revision)
 		if err != nil {
 			return nil, err
 		}

@@ -3,6 +3,8 @@ package etcd
 import (
 	"sync"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/locklock/locklock/locklock"
 )
 
@@ -11,30 +13,35 @@ import (
 const heldCacheSize = 1 << 16
 
 // heldCache remembers, for locks this engine wrote (acquired or refreshed),
-// the lock and its key's mod revision after that write. Release and refresh
-// then commit in one round trip — compare the mod revision, write — instead
-// of reading first. An entry is only a guess: the compare proves it, and a
+// the lock as stored after that write. Release and refresh then commit in
+// one round trip — compare the mod revision, write — instead of reading
+// first. An entry is only a guess: the compare proves it, and a
 // stale one costs a failed compare and then the usual read.
 type heldCache struct {
 	mu sync.Mutex
-	m  map[locklock.ID]heldEntry
+	m  map[locklock.ID]stored
 }
 
-type heldEntry struct {
-	lock   locklock.Lock
-	modRev int64
+// stored is a lock as the engine read or wrote it, with what a later write
+// of it compares and must know: its key's mod revision, the lease the key
+// is on, and the lease of its delay record (zero without a lock-delay).
+type stored struct {
+	lock       locklock.Lock
+	modRev     int64
+	lease      clientv3.LeaseID
+	delayLease clientv3.LeaseID
 }
 
-func newHeldCache() *heldCache { return &heldCache{m: make(map[locklock.ID]heldEntry)} }
+func newHeldCache() *heldCache { return &heldCache{m: make(map[locklock.ID]stored)} }
 
-func (c *heldCache) get(id locklock.ID) (heldEntry, bool) {
+func (c *heldCache) get(id locklock.ID) (stored, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.m[id]
 	return e, ok
 }
 
-func (c *heldCache) set(id locklock.ID, e heldEntry) {
+func (c *heldCache) set(id locklock.ID, e stored) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.m[id]; !ok && len(c.m) >= heldCacheSize {

@@ -32,13 +32,22 @@ const leaseWindow = time.Second
 // never hear of it. So each engine counts, per lease of its own:
 //
 //   - keys: puts on the lease that etcd acknowledged (counted when the
-//     answer arrives), minus removals reported by one watch on the lock
-//     keys (watchLocks). A removal is any event on a key whose previous
-//     value was on the lease — a delete (release, expiry) or a put (a
-//     refresh, through any server, onto any lease, this one included). Our
-//     own releases are counted by the watch as well, so nothing is counted
-//     twice. A removal may overtake the acknowledgement of its put, so keys
-//     may briefly be negative.
+//     answer arrives), minus removals reported by one watch on all the
+//     engine's keys — lock keys and delay keys (watchKeys). A removal is
+//     any event on a key whose previous value was on the lease — a delete
+//     (release, expiry, an acquire that replaces a delay record) or a put
+//     onto another lease (a refresh, through any server). Our own
+//     releases are counted by the watch as well, so nothing is counted
+//     twice. A removal may overtake the acknowledgement of its put, so
+//     keys may briefly be negative.
+//
+//     A put that leaves a key on the lease it was on counts for nothing,
+//     neither as a removal nor as a put: a PATCH of holder or metadata
+//     rewrites a lock on its own lease, whichever server's that is, and
+//     a server cannot tell another of a put; and a refresh may land on
+//     the shared lease it was on. The step that makes such a put knows it
+//     does (it compares the key's mod revision, so the lease it read is
+//     the one the key is on) and settles it as stepKept.
 //
 //     The watch learns which lease a key's previous value was on from its
 //     own earlier events, not from etcd's previous values (WithPrevKV): it
@@ -49,16 +58,20 @@ const leaseWindow = time.Second
 //     backend, a read that on etcd 3.4 copies its whole write buffer: that
 //     cost etcd more CPU per lock cycle than the steps themselves.
 //   - pending: steps in flight that may put a key on it; they are settled
-//     (applied, not applied, unknown) before their caller returns.
+//     (applied, kept, not applied, unknown) before their caller returns.
 //   - tainted: a step on it ended with an unknown outcome (a timeout, a
 //     lost leader): the put may still be applied later, unseen by keys. A
 //     tainted lease is never revoked; it ends with its TTL.
 //
 // A lease is a candidate for revocation when it is closed (its window is
 // over, so no new step can take it), nothing is pending, keys <= 0 and it
-// is not tainted. Only this engine puts keys on its leases, so then every
-// put on it was applied and acknowledged, and the watch has reported as
-// many removals as there were puts: no key is left, and none can come.
+// is not tainted. Only this engine puts new keys on its leases (other
+// servers only rewrite keys already on them, in place), so then every put
+// on it was applied and acknowledged, and the watch has reported as many
+// removals as there were puts: no key is left, and none can come. (A
+// rewrite in place lands only while its key is on the lease — it compares
+// the key's mod revision — so it never brings a key back to a lease etcd
+// has found empty.)
 // Before revoking, the reaper still asks etcd (TimeToLive with the
 // attached keys) and revokes only a lease that has none — a check that
 // costs nothing on the request path and guards the counting. etcd 3.5+
@@ -106,6 +119,7 @@ type stepOutcome int
 const (
 	stepNotApplied stepOutcome = iota // etcd did not apply it (refused, failed compare, never sent)
 	stepApplied                       // etcd applied the put: one more key on the lease
+	stepKept                          // etcd applied the put, but the key was on the lease already
 	stepUnknown                       // it may have been applied, or may still be
 )
 
@@ -115,26 +129,31 @@ const (
 type leasePool struct {
 	client     *clientv3.Client
 	timeout    time.Duration
-	locksKey   string // the prefix the watch covers
+	watchKey   string // the prefix the watch covers: every key the engine puts on a lease is under it
 	lastWrite  func() int64
 	wake       chan struct{} // the reaper has leases to look at
 	ctx        context.Context
 	stop       context.CancelFunc
 	goroutines sync.WaitGroup // the watch and the reaper
 
-	mu       sync.Mutex
-	closed   bool
-	started  bool                              // watch and reaper
-	open     map[int64]*pooledLease            // by TTL: the lease new locks join
-	all      map[clientv3.LeaseID]*pooledLease // every lease not yet revoked or ended
-	byEnd    endHeap                           // all, soonest end first
-	granting map[int64]chan struct{}           // one Grant per TTL at a time
-	ready    []*pooledLease                    // for the reaper, now
-	later    checkHeap                         // for the reaper, at a time
-	watched  int64                             // highest revision the watch has reported
-	gapBelow int64                             // the watch missed events below this revision
-	onLease  map[string]clientv3.LeaseID       // lock key → the lease of its last put, where that is one in all
-	maxKeys  int                               // bound of onLease (maxOnLease; tests set less)
+	// observe, when set, is given every response of the watch, after the
+	// lease accounting has seen it: the engine's events (see events.go).
+	observe func(*clientv3.WatchResponse)
+
+	mu        sync.Mutex
+	closed    bool
+	started   bool                              // the reaper
+	watchFrom int64                             // the revision the watch started from; 0: not started
+	open      map[int64]*pooledLease            // by TTL: the lease new locks join
+	all       map[clientv3.LeaseID]*pooledLease // every lease not yet revoked or ended
+	byEnd     endHeap                           // all, soonest end first
+	granting  map[int64]chan struct{}           // one Grant per TTL at a time
+	ready     []*pooledLease                    // for the reaper, now
+	later     checkHeap                         // for the reaper, at a time
+	watched   int64                             // highest revision the watch has reported
+	gapBelow  int64                             // the watch missed events below this revision
+	onLease   map[string]clientv3.LeaseID       // lock key → the lease of its last put, where that is one in all
+	maxKeys   int                               // bound of onLease (maxOnLease; tests set less)
 }
 
 type pooledLease struct {
@@ -156,14 +175,14 @@ type pooledLease struct {
 	index      int       // in byEnd; -1 once forgotten
 }
 
-// newLeasePool returns a pool for leases whose locks live under locksKey;
+// newLeasePool returns a pool for leases whose keys live under watchKey;
 // lastWrite reports the revision of this engine's last write (for Close).
-func newLeasePool(client *clientv3.Client, timeout time.Duration, locksKey string, lastWrite func() int64) *leasePool {
+func newLeasePool(client *clientv3.Client, timeout time.Duration, watchKey string, lastWrite func() int64) *leasePool {
 	// The client's context too: goroutines of an engine that is never
 	// closed stop with its client.
 	ctx, stop := context.WithCancel(client.Ctx())
 	return &leasePool{
-		client: client, timeout: timeout, locksKey: locksKey, lastWrite: lastWrite,
+		client: client, timeout: timeout, watchKey: watchKey, lastWrite: lastWrite,
 		wake: make(chan struct{}, 1), ctx: ctx, stop: stop,
 		open:     make(map[int64]*pooledLease),
 		all:      make(map[clientv3.LeaseID]*pooledLease),
@@ -217,7 +236,14 @@ func (p *leasePool) get(ctx context.Context, ttl int64) (clientv3.LeaseID, error
 		heap.Push(&p.later, checkAt{at: l.openUntil, lease: l})
 		if !p.started {
 			p.started = true
-			p.startLocked(l.granted + 1)
+			p.goroutines.Add(1)
+			go p.reap()
+		}
+		if from := p.startWatchLocked(l.granted + 1); from > l.granted+1 {
+			// The watch was started for events (SetEventSink) from a
+			// revision read just after this grant: puts on the lease
+			// before it go unseen, so etcd decides for it.
+			p.gapLocked(from)
 		}
 		p.mu.Unlock()
 		p.poke() // the reaper's next timer may now be earlier

@@ -138,9 +138,10 @@ func crossCycle(ctx context.Context, svcs [2]*locklock.Service, id locklock.ID, 
 }
 
 type leaseInfo struct {
-	id   clientv3.LeaseID
-	ttl  int64
-	keys int
+	id      clientv3.LeaseID
+	ttl     int64
+	keys    int
+	markers bool // every key on it is a release marker (see events.go)
 }
 
 // leaseCensus counts, with etcd's lease API, the leases granted since it
@@ -183,7 +184,11 @@ func (c *leaseCensus) leases(t *testing.T) []leaseInfo {
 		if ttl.TTL < 0 {
 			continue // ended meanwhile
 		}
-		out = append(out, leaseInfo{id: l.ID, ttl: ttl.TTL, keys: len(ttl.Keys)})
+		markers := len(ttl.Keys) > 0
+		for _, k := range ttl.Keys {
+			markers = markers && strings.Contains(string(k), "/released/")
+		}
+		out = append(out, leaseInfo{id: l.ID, ttl: ttl.TTL, keys: len(ttl.Keys), markers: markers})
 	}
 	return out
 }
@@ -349,7 +354,25 @@ func TestCloseRevokesEmptiedLease(t *testing.T) {
 	if names := engineGoroutines(); len(names) > 0 {
 		t.Errorf("after Close: %v", names)
 	}
-	servers.census.waitNoLeases(t, time.Second)
+	// The release left its marker on a lease of two seconds, which etcd
+	// ends (see events.go); the lock's lease is gone at once.
+	deadline := time.Now().Add(time.Second)
+	for {
+		lockLeases := 0
+		for _, l := range servers.census.leases(t) {
+			if !l.markers {
+				lockLeases++
+			}
+		}
+		if lockLeases == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 1s etcd still holds %d leases of locks: %+v", lockLeases, servers.census.leases(t))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	servers.census.waitNoLeases(t, 4*time.Second)
 }
 
 // TestCloseStopsBatcher: when Close returns, no batch is still being sent.
@@ -392,7 +415,7 @@ func engineGoroutines() []string {
 		buf := make([]byte, 1<<20)
 		buf = buf[:runtime.Stack(buf, true)]
 		for _, g := range strings.Split(string(buf), "\n\n") {
-			for _, fn := range []string{"etcd.(*batcher).run", "etcd.(*leasePool).watchLocks", "etcd.(*leasePool).reap"} {
+			for _, fn := range []string{"etcd.(*batcher).run", "etcd.(*leasePool).watchKeys", "etcd.(*leasePool).reap"} {
 				if strings.Contains(g, "/engines/"+fn) {
 					found = append(found, fn)
 				}

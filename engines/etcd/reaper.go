@@ -14,22 +14,52 @@ import (
 // refuses operations before they get that far.
 var errPoolClosed = errors.New("etcd engine: lease pool closed")
 
-// startLocked starts the watch (from revision from) and the reaper. They
-// start with the first lease, so that an engine that never acquires costs
-// etcd no watch.
-func (p *leasePool) startLocked(from int64) {
-	p.goroutines.Add(2)
-	go p.watchLocks(from)
-	go p.reap()
+// startWatchLocked starts the watch from revision from, unless it runs
+// already, and returns the revision it started from. It starts with the
+// first lease — so that an engine that never acquires costs etcd no watch
+// — or, earlier, when the engine is to report events (SetEventSink). After
+// close it starts nothing (and returns from).
+func (p *leasePool) startWatchLocked(from int64) int64 {
+	if p.watchFrom == 0 && !p.closed {
+		p.watchFrom = from
+		p.goroutines.Add(1)
+		go p.watchKeys(from)
+	}
+	if p.watchFrom == 0 {
+		return from
+	}
+	return p.watchFrom
 }
 
-// watchLocks reports every removal of a key from one of this engine's
-// leases (see "Lease accounting"): one watch on the lock keys, without
+// startWatch is startWatchLocked for callers that do not hold p.mu.
+func (p *leasePool) startWatch(from int64) int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.startWatchLocked(from)
+}
+
+// spawn runs f in a goroutine that close stops (through ctx) and waits
+// for; after close it runs nothing.
+func (p *leasePool) spawn(f func(ctx context.Context)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	p.goroutines.Add(1)
+	go func() {
+		defer p.goroutines.Done()
+		f(p.ctx)
+	}()
+}
+
+// watchKeys reports every removal of a key from one of this engine's
+// leases (see "Lease accounting"): one watch on the engine's keys, without
 // previous values, from the first lease's grant on. clientv3 resumes a
 // broken watch by itself; when it gives up (compaction, no leader,
 // cancelled by the server), the watch starts again where it stopped, and
 // events it can no longer get mark a gap.
-func (p *leasePool) watchLocks(from int64) {
+func (p *leasePool) watchKeys(from int64) {
 	defer p.goroutines.Done()
 	retry := 50 * time.Millisecond
 	for p.ctx.Err() == nil {
@@ -37,7 +67,7 @@ func (p *leasePool) watchLocks(from int64) {
 		// Requiring a leader: a member cut off from the cluster cancels the
 		// watch (instead of silently delivering nothing), and the next one
 		// may reach a member that has a leader.
-		wch := p.client.Watch(clientv3.WithRequireLeader(wctx), p.locksKey,
+		wch := p.client.Watch(clientv3.WithRequireLeader(wctx), p.watchKey,
 			clientv3.WithPrefix(), clientv3.WithRev(from))
 		for resp := range wch {
 			if resp.CompactRevision != 0 {
@@ -48,12 +78,15 @@ func (p *leasePool) watchLocks(from int64) {
 				p.poke()
 				from = resp.CompactRevision
 			}
-			if resp.Err() != nil {
-				break
-			}
-			if len(resp.Events) > 0 {
+			if resp.Err() == nil && len(resp.Events) > 0 {
 				from = p.count(resp.Events) + 1
 				retry = 50 * time.Millisecond
+			}
+			if p.observe != nil {
+				p.observe(&resp)
+			}
+			if resp.Err() != nil {
+				break
 			}
 		}
 		cancel()
@@ -75,8 +108,11 @@ func (p *leasePool) count(events []*clientv3.Event) int64 {
 	p.mu.Lock()
 	for _, ev := range events {
 		if id, ok := p.onLease[string(ev.Kv.Key)]; ok {
-			// A delete, or a put onto any lease, this one included: the
-			// key left the lease its previous value was on.
+			if ev.Type == clientv3.EventTypePut && clientv3.LeaseID(ev.Kv.Lease) == id {
+				continue // rewritten on the lease it was on: no change
+			}
+			// A delete, or a put onto another lease: the key left the
+			// lease its previous value was on.
 			delete(p.onLease, string(ev.Kv.Key))
 			if p.removedLocked(id) {
 				wake = true
@@ -210,8 +246,9 @@ func (p *leasePool) close(deadline time.Time) {
 	p.closed = true
 	started := p.started
 	p.mu.Unlock()
-	if !started {
+	if !started { // no lease: nothing to revoke (the watch may run, for events)
 		p.stop()
+		p.goroutines.Wait()
 		return
 	}
 	catchUp := time.Now().Add(closeCatchUp)

@@ -53,9 +53,10 @@ func TestTaintedLeaseIsNeverRevoked(t *testing.T) {
 
 // TestCountFollowsKeysFromEvents: the watch asks etcd for no previous
 // values; it learns which lease a key was on from the puts it saw. A key's
-// delete, or a put that moves it (a refresh, onto another lease or the same
-// one), counts as a removal from the lease of its last put if that lease is
-// one of the engine's; keys on other leases count nowhere.
+// delete, or a put that moves it to another lease (a refresh), counts as a
+// removal from the lease of its last put if that lease is one of the
+// engine's; a put that leaves it on that lease (a PATCH, through any
+// server) counts for nothing; keys on other leases count nowhere.
 func TestCountFollowsKeysFromEvents(t *testing.T) {
 	p, client, key := poolForCounting(t)
 	// Each lease keeps a step pending throughout, so that the reaper
@@ -85,11 +86,15 @@ func TestCountFollowsKeysFromEvents(t *testing.T) {
 	ack(p, b, 1)
 	wantKeys(t, p, "after a refresh onto another lease", map[clientv3.LeaseID]int{a: 1, b: 2})
 
-	// A refresh of key 3 onto the lease it is on: removed, and acknowledged.
+	// A put of key 3 onto the lease it is on — a PATCH through another
+	// server, which has no step on a to settle: no change.
 	p.count([]*clientv3.Event{events.put("3", a)})
-	wantKeys(t, p, "after a refresh onto the same lease (not yet acknowledged)", map[clientv3.LeaseID]int{a: 0, b: 2})
-	ack(p, a, 1)
-	wantKeys(t, p, "after a refresh onto the same lease", map[clientv3.LeaseID]int{a: 1, b: 2})
+	wantKeys(t, p, "after a put onto the same lease through another server", map[clientv3.LeaseID]int{a: 1, b: 2})
+	// The same through this engine (a refresh that lands on the lease it
+	// was on): its step settles as kept, before or after the watch sees it.
+	keep(p, a)
+	p.count([]*clientv3.Event{events.put("3", a)})
+	wantKeys(t, p, "after a put onto the same lease through this engine", map[clientv3.LeaseID]int{a: 1, b: 2})
 
 	// Key 2 moved to a foreign lease, then deleted: one removal from b.
 	p.count([]*clientv3.Event{events.put("2", foreign.ID), events.del("2"), events.del("3"), events.del("4")})
@@ -172,6 +177,14 @@ func ack(p *leasePool, id clientv3.LeaseID, n int) {
 		p.mu.Unlock()
 		p.settle(id, stepApplied)
 	}
+}
+
+// keep counts a step on lease id that put a key back on it.
+func keep(p *leasePool, id clientv3.LeaseID) {
+	p.mu.Lock()
+	p.all[id].pending++ // as get does
+	p.mu.Unlock()
+	p.settle(id, stepKept)
 }
 
 func mustGet(t *testing.T, p *leasePool, ttl int64) clientv3.LeaseID {

@@ -5,83 +5,163 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// The engine's three single-key transactions, built as etcd's own request
-// messages (see batcher.txn for why not with clientv3's Cmp and Op), each
-// in one allocation: they are built for every step.
+// The engine's transactions on one lock — its lock key and its delay key —
+// built as etcd's own request messages (see batcher.txn for why not with
+// clientv3's Cmp and Op), each in one allocation: they are built for every
+// step.
 
-// stepMsgs holds the messages of one step's transaction.
+// stepMsgs holds the messages of one step's transaction: at most two
+// compares, three operations in the success branch and two in the other.
 type stepMsgs struct {
 	req    pb.TxnRequest
-	cmp    pb.Compare
-	create pb.Compare_CreateRevision
-	mod    pb.Compare_ModRevision
-	put    pb.PutRequest
-	putOp  pb.RequestOp_RequestPut
-	get    pb.RangeRequest
-	getOp  pb.RequestOp_RequestRange
-	del    pb.DeleteRangeRequest
-	delOp  pb.RequestOp_RequestDeleteRange
-	ops    [2]pb.RequestOp
-	cmps   [1]*pb.Compare
-	then   [1]*pb.RequestOp
-	els    [1]*pb.RequestOp
+	cmp    [2]pb.Compare
+	create [2]pb.Compare_CreateRevision
+	mod    [2]pb.Compare_ModRevision
+	put    [2]pb.PutRequest
+	putOp  [2]pb.RequestOp_RequestPut
+	get    [2]pb.RangeRequest
+	getOp  [2]pb.RequestOp_RequestRange
+	del    [2]pb.DeleteRangeRequest
+	delOp  [2]pb.RequestOp_RequestDeleteRange
+	ops    [4]pb.RequestOp
+	cmps   [2]*pb.Compare
+	then   [3]*pb.RequestOp
+	els    [2]*pb.RequestOp
+
+	nCmp, nPut, nGet, nDel, nOps, nThen, nElse int
 }
 
-// txn is If(cmp).Then(ops[0]).Else(ops[1] if withElse).
-func (m *stepMsgs) txn(withElse bool) *pb.TxnRequest {
-	m.cmps[0] = &m.cmp
-	m.req.Compare = m.cmps[:]
-	m.then[0] = &m.ops[0]
-	m.req.Success = m.then[:]
-	if withElse {
-		m.els[0] = &m.ops[1]
-		m.req.Failure = m.els[:]
+// delayPut is a delay record to put, on its lease.
+type delayPut struct {
+	value []byte
+	lease clientv3.LeaseID
+}
+
+// done assembles the transaction.
+func (m *stepMsgs) done() *pb.TxnRequest {
+	for i := range m.nCmp {
+		m.cmps[i] = &m.cmp[i]
+	}
+	m.req.Compare = m.cmps[:m.nCmp]
+	m.req.Success = m.then[:m.nThen]
+	if m.nElse > 0 {
+		m.req.Failure = m.els[:m.nElse]
 	}
 	return &m.req
 }
 
+// createRevIs0 compares: key does not exist.
+func (m *stepMsgs) createRevIs0(key []byte) {
+	c := &m.cmp[m.nCmp]
+	c.Target, c.Result, c.Key = pb.Compare_CREATE, pb.Compare_EQUAL, key
+	c.TargetUnion = &m.create[m.nCmp]
+	m.nCmp++
+}
+
+// modRevIs compares: key's mod revision is rev (0: key does not exist —
+// etcd compares a missing key as all zeros).
 func (m *stepMsgs) modRevIs(key []byte, rev int64) {
-	m.cmp.Target, m.cmp.Result, m.cmp.Key = pb.Compare_MOD, pb.Compare_EQUAL, key
-	m.mod.ModRevision = rev
-	m.cmp.TargetUnion = &m.mod
+	c := &m.cmp[m.nCmp]
+	c.Target, c.Result, c.Key = pb.Compare_MOD, pb.Compare_EQUAL, key
+	m.mod[m.nCmp].ModRevision = rev
+	c.TargetUnion = &m.mod[m.nCmp]
+	m.nCmp++
 }
 
-// putOn makes ops[0] a put of key on lease.
-func (m *stepMsgs) putOn(key, value []byte, lease clientv3.LeaseID) {
-	m.put.Key, m.put.Value, m.put.Lease = key, value, int64(lease)
-	m.putOp.RequestPut = &m.put
-	m.ops[0].Request = &m.putOp
+func (m *stepMsgs) op() *pb.RequestOp {
+	op := &m.ops[m.nOps]
+	m.nOps++
+	return op
 }
 
-// acquireTxn puts key on lease if it does not exist, else reads it.
-func acquireTxn(key string, value []byte, lease clientv3.LeaseID) *pb.TxnRequest {
-	k := []byte(key)
+func (m *stepMsgs) addThen(op *pb.RequestOp) { m.then[m.nThen] = op; m.nThen++ }
+func (m *stepMsgs) addElse(op *pb.RequestOp) { m.els[m.nElse] = op; m.nElse++ }
+
+func (m *stepMsgs) putOn(key, value []byte, lease clientv3.LeaseID) *pb.RequestOp {
+	p := &m.put[m.nPut]
+	p.Key, p.Value, p.Lease = key, value, int64(lease)
+	m.putOp[m.nPut].RequestPut = p
+	op := m.op()
+	op.Request = &m.putOp[m.nPut]
+	m.nPut++
+	return op
+}
+
+func (m *stepMsgs) getOf(key []byte) *pb.RequestOp {
+	g := &m.get[m.nGet]
+	g.Key = key
+	m.getOp[m.nGet].RequestRange = g
+	op := m.op()
+	op.Request = &m.getOp[m.nGet]
+	m.nGet++
+	return op
+}
+
+func (m *stepMsgs) delOf(key []byte) *pb.RequestOp {
+	d := &m.del[m.nDel]
+	d.Key = key
+	m.delOp[m.nDel].RequestDeleteRange = d
+	op := m.op()
+	op.Request = &m.delOp[m.nDel]
+	m.nDel++
+	return op
+}
+
+// acquireTxn puts key on lease if it does not exist and the delay key's
+// mod revision is still delayRev (0: no delay record), else reads both
+// keys. With delay, the delay record is put too; without, a delay record
+// found (delayRev > 0) is deleted — the new holder replaces the lost one.
+func acquireTxn(key, delayKey string, value []byte, lease clientv3.LeaseID, delay *delayPut, delayRev int64) *pb.TxnRequest {
+	k, dk := []byte(key), []byte(delayKey)
 	m := new(stepMsgs)
-	m.cmp.Target, m.cmp.Result, m.cmp.Key = pb.Compare_CREATE, pb.Compare_EQUAL, k
-	m.cmp.TargetUnion = &m.create // create revision 0: no such key
-	m.putOn(k, value, lease)
-	m.get.Key = k
-	m.getOp.RequestRange = &m.get
-	m.ops[1].Request = &m.getOp
-	return m.txn(true)
+	m.createRevIs0(k)
+	m.modRevIs(dk, delayRev)
+	m.addThen(m.putOn(k, value, lease))
+	switch {
+	case delay != nil:
+		m.addThen(m.putOn(dk, delay.value, delay.lease))
+	case delayRev != 0:
+		m.addThen(m.delOf(dk))
+	}
+	m.addElse(m.getOf(k))
+	m.addElse(m.getOf(dk))
+	return m.done()
 }
 
-// releaseTxn deletes key if its mod revision is still modRev.
-func releaseTxn(key string, modRev int64) *pb.TxnRequest {
+// releaseTxn deletes key — and its delay record, when delayKey is not ""
+// — and puts the release marker on markerLease, if key's mod revision is
+// still modRev. The marker comes after the delete, so that a watch sees
+// the lock go before the marker that says why (either order works: they
+// share a revision).
+func releaseTxn(key, delayKey, markerKey string, markerValue []byte, markerLease clientv3.LeaseID, modRev int64) *pb.TxnRequest {
 	k := []byte(key)
 	m := new(stepMsgs)
 	m.modRevIs(k, modRev)
-	m.del.Key = k
-	m.delOp.RequestDeleteRange = &m.del
-	m.ops[0].Request = &m.delOp
-	return m.txn(false)
+	m.addThen(m.delOf(k))
+	if delayKey != "" {
+		m.addThen(m.delOf([]byte(delayKey)))
+	}
+	m.addThen(m.putOn([]byte(markerKey), markerValue, markerLease))
+	return m.done()
 }
 
-// refreshTxn puts key again, on lease, if its mod revision is still modRev.
-func refreshTxn(key string, value []byte, lease clientv3.LeaseID, modRev int64) *pb.TxnRequest {
+// refreshTxn puts key again, on lease — and with delay, the delay record
+// under delayKey — if key's mod revision is still modRev.
+func refreshTxn(key, delayKey string, value []byte, lease clientv3.LeaseID, delay *delayPut, modRev int64) *pb.TxnRequest {
 	k := []byte(key)
 	m := new(stepMsgs)
 	m.modRevIs(k, modRev)
-	m.putOn(k, value, lease)
-	return m.txn(false)
+	m.addThen(m.putOn(k, value, lease))
+	if delay != nil {
+		m.addThen(m.putOn([]byte(delayKey), delay.value, delay.lease))
+	}
+	return m.done()
+}
+
+// readTxn reads key and delayKey at one revision.
+func readTxn(key, delayKey string) *pb.TxnRequest {
+	m := new(stepMsgs)
+	m.addThen(m.getOf([]byte(key)))
+	m.addThen(m.getOf([]byte(delayKey)))
+	return m.done()
 }

@@ -28,16 +28,21 @@ const sweepBatch = 1024
 type Engine struct {
 	seed   maphash.Seed
 	closed atomic.Bool
+	sink   atomic.Pointer[locklock.EventSink]
 	shards [shardCount]shard
 }
 
-var _ locklock.Engine = (*Engine)(nil)
+var (
+	_ locklock.Engine      = (*Engine)(nil)
+	_ locklock.EventSource = (*Engine)(nil)
+)
 
 type shard struct {
 	mu        sync.Mutex
 	locks     *store
 	lastToken uint64
-	_         [48]byte // keep neighbouring shards' mutexes off one cache line
+	sink      *atomic.Pointer[locklock.EventSink] // the engine's
+	_         [40]byte                            // keep neighbouring shards' mutexes off one cache line
 }
 
 // Option configures the engine.
@@ -63,6 +68,7 @@ func New(opts ...Option) *Engine {
 	for i := range e.shards {
 		e.shards[i].locks = newStore()
 		e.shards[i].lastToken = cfg.tokenFloor
+		e.shards[i].sink = &e.sink
 	}
 	return e
 }
@@ -102,47 +108,55 @@ func (e *Engine) TryAcquire(ctx context.Context, l locklock.Lock, now time.Time)
 		return locklock.Lock{}, err
 	}
 	defer s.mu.Unlock()
-	i, ok := s.locks.find(l.ID)
-	if ok && s.locks.at(i).live(now.UnixMilli()) {
-		return locklock.Lock{}, &locklock.HeldError{Lock: s.locks.lock(i, l.ID)}
+	i, ok := s.judge(l.ID, now)
+	if ok {
+		if err := s.locks.lock(i, l.ID).Bars(l, now); err != nil {
+			return locklock.Lock{}, err
+		}
 	}
 	s.lastToken++
 	l.Token = s.lastToken
-	if ok { // expired: taken over in place
+	l.Reclaims = 0
+	if ok { // ended: taken over in place
 		s.locks.set(i, l)
 		s.locks.moved(i)
 	} else {
 		i = s.locks.add(l)
 	}
-	return s.locks.lock(i, l.ID), nil
+	got := s.locks.lock(i, l.ID)
+	s.emit(locklock.EventAcquired, now, got)
+	return got, nil
 }
 
 // Get implements locklock.Engine.
 func (e *Engine) Get(ctx context.Context, id locklock.ID, now time.Time) (locklock.Lock, error) {
-	return e.change(ctx, id, now, allowAny, func(*store, slot) {})
+	return e.change(ctx, id, now, allowAny, func(*shard, slot) {})
 }
 
 // Release implements locklock.Engine.
 func (e *Engine) Release(ctx context.Context, id locklock.ID, now time.Time, allow func(locklock.Lock) error) (locklock.Lock, error) {
-	return e.change(ctx, id, now, allow, (*store).remove)
+	return e.change(ctx, id, now, allow, func(s *shard, i slot) {
+		s.emit(locklock.EventReleased, now, s.locks.lock(i, id))
+		s.locks.remove(i)
+	})
 }
 
 // Refresh implements locklock.Engine.
-func (e *Engine) Refresh(ctx context.Context, id locklock.ID, now, expiresAt time.Time, allow func(locklock.Lock) error) (locklock.Lock, error) {
-	l, err := e.change(ctx, id, now, allow, func(st *store, i slot) {
-		st.at(i).expires = expiresAt.UnixMilli()
-		st.moved(i)
+func (e *Engine) Refresh(ctx context.Context, id locklock.ID, now time.Time, ch locklock.Change, allow func(locklock.Lock) error) (locklock.Lock, error) {
+	var updated locklock.Lock
+	_, err := e.change(ctx, id, now, allow, func(s *shard, i slot) {
+		updated = ch.Apply(s.locks.lock(i, id))
+		s.locks.set(i, updated)
+		s.locks.moved(i)
+		s.emit(locklock.EventRefreshed, now, updated)
 	})
-	if err == nil {
-		l.ExpiresAt = unixMilli(expiresAt.UnixMilli()) // as stored
-	}
-	return l, err
+	return updated, err
 }
 
 // change is the common step of Get, Release and Refresh: under the shard's
 // mutex, find the live entry, ask allow, apply write, and return the lock
 // as it was before write.
-func (e *Engine) change(ctx context.Context, id locklock.ID, now time.Time, allow func(locklock.Lock) error, write func(*store, slot)) (locklock.Lock, error) {
+func (e *Engine) change(ctx context.Context, id locklock.ID, now time.Time, allow func(locklock.Lock) error, write func(*shard, slot)) (locklock.Lock, error) {
 	if err := e.check(ctx); err != nil {
 		return locklock.Lock{}, err
 	}
@@ -151,16 +165,34 @@ func (e *Engine) change(ctx context.Context, id locklock.ID, now time.Time, allo
 		return locklock.Lock{}, err
 	}
 	defer s.mu.Unlock()
-	i, ok := s.live(id, now)
+	i, ok := s.judge(id, now)
 	if !ok {
 		return locklock.Lock{}, locklock.ErrNotFound
 	}
 	l := s.locks.lock(i, id)
+	if !l.Live(now) {
+		return locklock.Lock{}, &locklock.DelayedError{Lock: l}
+	}
 	if err := allow(l); err != nil {
 		return locklock.Lock{}, err
 	}
-	write(s.locks, i)
+	write(s, i)
 	return l, nil
+}
+
+// SetEventSink implements locklock.EventSource. The Service numbers the
+// events.
+func (e *Engine) SetEventSink(sink locklock.EventSink) locklock.Position {
+	e.sink.Store(&sink)
+	return locklock.Position{}
+}
+
+// emit reports a change of l, under the shard's mutex, so that the events
+// of one lock reach the sink in the order the changes were made.
+func (s *shard) emit(typ locklock.EventType, at time.Time, l locklock.Lock) {
+	if sink := s.sink.Load(); sink != nil {
+		(*sink)(&locklock.Event{Type: typ, At: at, Lock: l})
+	}
 }
 
 // List implements locklock.Engine. It visits every shard, so it costs time
@@ -182,14 +214,15 @@ func (e *Engine) List(ctx context.Context, q locklock.ListQuery, now time.Time) 
 			switch {
 			case !q.Matches(id):
 			case !s.locks.at(i).live(nowMs):
-				// As live does: a lock left out as expired stays gone.
+				// As judge does: a lock left out as expired stays
+				// gone (or ended).
 				expired = append(expired, i)
 			default:
 				out = append(out, s.locks.lock(i, id))
 			}
 		})
 		for _, i := range expired {
-			s.locks.remove(i)
+			s.settle(i, nowMs)
 		}
 		s.mu.Unlock()
 		if len(out) > 2*q.Limit { // keep only what could make the page
@@ -224,20 +257,40 @@ func (e *Engine) Sweep(ctx context.Context, now time.Time) (int, error) {
 	return removed, nil
 }
 
-// live finds the live entry for id. An expired entry it finds is removed
-// on the spot: once one operation has judged a lock expired, an operation
-// still carrying an earlier clock reading must not find it alive again
-// (the Service reads the clock just before calling the engine).
-func (s *shard) live(id locklock.ID, now time.Time) (slot, bool) {
+// judge finds the entry for id that still matters at now: live, or kept
+// for its lock-delay. An expired entry it finds is settled on the spot —
+// removed, or marked ended while its lock-delay runs: once one operation
+// has judged a lock expired, an operation still carrying an earlier clock
+// reading must not find it alive again (the Service reads the clock just
+// before calling the engine).
+func (s *shard) judge(id locklock.ID, now time.Time) (slot, bool) {
 	i, ok := s.locks.find(id)
 	if !ok {
 		return 0, false
 	}
-	if !s.locks.at(i).live(now.UnixMilli()) {
-		s.locks.remove(i)
-		return 0, false
+	return i, s.settle(i, now.UnixMilli())
+}
+
+// settle removes entry i if it is gone at now, or marks it ended if it
+// expired but its lock-delay runs, and reports whether it is still there.
+func (s *shard) settle(i slot, now int64) bool {
+	ent := s.locks.at(i)
+	if ent.live(now) {
+		return true
 	}
-	return i, true
+	if !ent.ended { // it expired, and nobody has said so yet
+		l := s.locks.lock(i, s.locks.id(i))
+		s.emit(locklock.EventExpired, l.ExpiresAt, l)
+	}
+	if ent.delaying(now) {
+		if !ent.ended {
+			s.locks.setEnded(i, true)
+			s.locks.moved(i)
+		}
+		return true
+	}
+	s.locks.remove(i)
+	return false
 }
 
 func (s *shard) sweep(now time.Time, max int) int {
@@ -245,8 +298,12 @@ func (s *shard) sweep(now time.Time, max int) int {
 	defer s.mu.Unlock()
 	nowMs := now.UnixMilli()
 	n := 0
-	for n < max && s.locks.len() > 0 && !s.locks.at(s.locks.expiry.first()).live(nowMs) {
-		s.locks.remove(s.locks.expiry.first())
+	for n < max && s.locks.len() > 0 {
+		i := s.locks.expiry.first()
+		if nowMs < s.locks.at(i).end() {
+			break
+		}
+		s.settle(i, nowMs)
 		n++
 	}
 	return n
@@ -263,7 +320,7 @@ func (e *Engine) CountHeld(ctx context.Context, now time.Time) (int, error) {
 	for i := range e.shards {
 		s := &e.shards[i]
 		s.mu.Lock()
-		n += s.locks.len() - s.locks.expiry.countExpired(0, now.UnixMilli())
+		n += s.locks.len() - s.locks.ended - s.locks.expiry.countExpired(0, now.UnixMilli())
 		s.mu.Unlock()
 	}
 	return n, nil

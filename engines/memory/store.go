@@ -2,6 +2,7 @@ package memory
 
 import (
 	"strings"
+	"time"
 
 	"github.com/locklock/locklock/locklock"
 )
@@ -24,12 +25,21 @@ type store struct {
 	names      map[string]slot // genericKey
 	nameOf     map[slot]string // the key of every entry in names
 	guards     map[slot]locklock.Guard
+	labels     map[slot]labels   // holder and metadata, for entries that have them
 	namespaces map[string]uint32 // namespace numbers of UUID keys; never forgotten
 	nsNames    []string          // namespace by number
 	pages      []*page
 	free       []slot // unused slots below next
 	next       slot   // slots from here up were never used
-	expiry     expiry // every entry, soonest expiry first
+	expiry     expiry // every entry, soonest end first
+	ended      int    // entries kept only for their lock-delay
+}
+
+// labels are the parts of a lock for people (API.md §8), kept apart from
+// the entries because most locks have none.
+type labels struct {
+	holder   string
+	metadata map[string]string
 }
 
 type slot int32
@@ -51,6 +61,9 @@ type entry struct {
 	uuid      uuidKey // when byUUID
 	byUUID    bool    // found through uuids (else names)
 	protected bool    // has a guard in guards
+	labeled   bool    // has labels
+	ended     bool    // kept only for its lock-delay (locklock.Lock.Ended)
+	delay     int32   // lock-delay in seconds
 }
 
 // uuidKey identifies a UUID lock with a canonical name.
@@ -65,6 +78,7 @@ func newStore() *store {
 		names:      make(map[string]slot),
 		nameOf:     make(map[slot]string),
 		guards:     make(map[slot]locklock.Guard),
+		labels:     make(map[slot]labels),
 		namespaces: make(map[string]uint32),
 	}
 	s.expiry.s = s
@@ -107,18 +121,38 @@ func (s *store) add(l locklock.Lock) slot {
 	return i
 }
 
-// set records l's times, token and guard in entry i.
+// set records l in entry i.
 func (s *store) set(i slot, l locklock.Lock) {
 	ent := s.at(i)
 	ent.acquired = l.AcquiredAt.UnixMilli()
 	ent.expires = l.ExpiresAt.UnixMilli()
 	ent.token = l.Token
+	ent.delay = int32(l.LockDelay / time.Second)
+	s.setEnded(i, l.Ended)
 	ent.protected = l.Guard.Protected()
 	if ent.protected {
 		s.guards[i] = l.Guard
 	} else {
 		delete(s.guards, i)
 	}
+	ent.labeled = l.Holder != "" || len(l.Metadata) > 0
+	if ent.labeled {
+		s.labels[i] = labels{holder: l.Holder, metadata: l.Metadata}
+	} else {
+		delete(s.labels, i)
+	}
+}
+
+// setEnded marks entry i as kept for its lock-delay, or not.
+func (s *store) setEnded(i slot, ended bool) {
+	ent := s.at(i)
+	switch {
+	case ended && !ent.ended:
+		s.ended++
+	case !ended && ent.ended:
+		s.ended--
+	}
+	ent.ended = ended
 }
 
 // moved re-sorts entry i after its expiry changed.
@@ -136,6 +170,10 @@ func (s *store) remove(i slot) {
 	if ent.protected {
 		delete(s.guards, i)
 	}
+	if ent.labeled {
+		delete(s.labels, i)
+	}
+	s.setEnded(i, false)
 	*ent = entry{}
 	s.free = append(s.free, i)
 }
@@ -173,9 +211,15 @@ func (s *store) lock(i slot, id locklock.ID) locklock.Lock {
 		AcquiredAt: unixMilli(ent.acquired),
 		ExpiresAt:  unixMilli(ent.expires),
 		Token:      ent.token,
+		LockDelay:  time.Duration(ent.delay) * time.Second,
+		Ended:      ent.ended,
 	}
 	if ent.protected {
 		l.Guard = s.guards[i]
+	}
+	if ent.labeled {
+		lb := s.labels[i]
+		l.Holder, l.Metadata = lb.holder, lb.metadata
 	}
 	return l
 }
@@ -215,7 +259,7 @@ type expiry struct {
 	slots []slot
 }
 
-func (h *expiry) less(i, j int) bool { return h.s.at(h.slots[i]).expires < h.s.at(h.slots[j]).expires }
+func (h *expiry) less(i, j int) bool { return h.s.at(h.slots[i]).end() < h.s.at(h.slots[j]).end() }
 
 func (h *expiry) swap(i, j int) {
 	h.slots[i], h.slots[j] = h.slots[j], h.slots[i]
@@ -282,16 +326,41 @@ func (h *expiry) down(i int) bool {
 // first is the slot that expires soonest; the heap must not be empty.
 func (h *expiry) first() slot { return h.slots[0] }
 
-// countExpired counts the entries at or below heap position i that are not
-// live at now. A heap's children never expire before their parent, so the
-// walk stops at the first live entry of each branch.
+// countExpired counts the entries at or below heap position i that have
+// expired at now and are not yet marked ended (those the store counts in
+// ended). A heap's children never end before their parent, so the walk
+// stops at the first entry of each branch whose end is still to come.
 func (h *expiry) countExpired(i int, now int64) int {
-	if i >= len(h.slots) || h.s.at(h.slots[i]).live(now) {
+	if i >= len(h.slots) {
 		return 0
 	}
-	return 1 + h.countExpired(2*i+1, now) + h.countExpired(2*i+2, now)
+	ent := h.s.at(h.slots[i])
+	if now < ent.end() {
+		return 0
+	}
+	n := 0
+	if !ent.ended {
+		n = 1
+	}
+	return n + h.countExpired(2*i+1, now) + h.countExpired(2*i+2, now)
 }
 
-// live says whether the lock is held at now: before its expiry (both in
-// whole milliseconds; a time within the expiry's millisecond is not).
-func (ent *entry) live(now int64) bool { return now < ent.expires }
+// live says whether the lock is held at now: not ended and before its
+// expiry (both in whole milliseconds; a time within the expiry's
+// millisecond is not).
+func (ent *entry) live(now int64) bool { return !ent.ended && now < ent.expires }
+
+// end is when the entry stops mattering: its expiry while the lock is held,
+// the end of its lock-delay once it is marked ended. The expiry heap orders
+// by it.
+func (ent *entry) end() int64 {
+	if ent.ended {
+		return ent.expires + int64(ent.delay)*1000
+	}
+	return ent.expires
+}
+
+// delaying says whether an entry that is not live still bars acquires at now.
+func (ent *entry) delaying(now int64) bool {
+	return !ent.live(now) && ent.delay > 0 && now < ent.expires+int64(ent.delay)*1000
+}

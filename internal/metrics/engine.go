@@ -13,15 +13,29 @@ import (
 
 // Engine wraps e so that every operation's latency is observed, and sweeps
 // are counted (CountHeld, the metric's own scrape, is passed through
-// unobserved). The wrapper keeps e's optional ability (ReleaseWatcher), so
-// the Service behaves exactly as with e itself.
+// unobserved). The wrapper keeps e's optional abilities (ReleaseWatcher,
+// EventSource), so the Service behaves exactly as with e itself.
 func (m *Metrics) Engine(e locklock.Engine) locklock.Engine {
 	in := &instrumented{Engine: e, m: m}
-	if w, watches := e.(locklock.ReleaseWatcher); watches {
+	w, watches := e.(locklock.ReleaseWatcher)
+	src, reports := e.(locklock.EventSource)
+	switch {
+	case watches && reports:
+		return struct {
+			*instrumented
+			locklock.ReleaseWatcher
+			locklock.EventSource
+		}{in, w, src}
+	case watches:
 		return struct {
 			*instrumented
 			locklock.ReleaseWatcher
 		}{in, w}
+	case reports:
+		return struct {
+			*instrumented
+			locklock.EventSource
+		}{in, src}
 	}
 	return in
 }
@@ -40,7 +54,7 @@ func result(err error) string {
 	switch {
 	case err == nil:
 		return "ok"
-	case errors.Is(err, locklock.ErrHeld), errors.Is(err, locklock.ErrNotFound), errors.Is(err, locklock.ErrSecretMismatch):
+	case errors.Is(err, locklock.ErrHeld), errors.Is(err, locklock.ErrDelayed), errors.Is(err, locklock.ErrNotFound), errors.Is(err, locklock.ErrSecretMismatch):
 		return "refused"
 	}
 	return "error"
@@ -67,9 +81,9 @@ func (e *instrumented) Release(ctx context.Context, id locklock.ID, now time.Tim
 	return l, err
 }
 
-func (e *instrumented) Refresh(ctx context.Context, id locklock.ID, now, expiresAt time.Time, allow func(locklock.Lock) error) (locklock.Lock, error) {
+func (e *instrumented) Refresh(ctx context.Context, id locklock.ID, now time.Time, ch locklock.Change, allow func(locklock.Lock) error) (locklock.Lock, error) {
 	start := time.Now()
-	l, err := e.Engine.Refresh(ctx, id, now, expiresAt, allow)
+	l, err := e.Engine.Refresh(ctx, id, now, ch, allow)
 	e.observe("refresh", start, err)
 	return l, err
 }

@@ -52,7 +52,7 @@ func New() *Metrics {
 		}, []string{"route", "method"}),
 		acquires: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "locklock_acquires_total",
-			Help: "Acquire outcomes: granted (a free lock), reacquired (the holder's retry), held (refused at once), waited (granted after waiting), timed_out (still held when the wait ended), too_many_waiters (held, and no wait slot free), invalid (refused for its input), canceled (the client went away first), failed (the server's own error: storage, shutdown).",
+			Help: "Acquire outcomes: granted (a free lock), reacquired (the holder's retry), held (refused at once), delayed (a lock-delay barred it, at once or when the wait ended), waited (granted after waiting), timed_out (still held when the wait ended), too_many_waiters (held, and no wait slot free), invalid (refused for its input), canceled (the client went away first), failed (the server's own error: storage, shutdown).",
 		}, []string{"outcome"}),
 		engineOps: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "locklock_engine_operation_duration_seconds",

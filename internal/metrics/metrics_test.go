@@ -279,14 +279,32 @@ func TestLocksHeld(t *testing.T) {
 	}
 }
 
-// TestEngineWrapperKeepsAbilities: the wrapper does not claim to watch
-// releases when the engine does not.
+// TestEngineWrapperKeepsAbilities: the wrapper claims exactly the optional
+// abilities of the engine it wraps: the memory engine reports events (so a
+// Service over the wrapper serves streams) but does not watch releases.
 func TestEngineWrapperKeepsAbilities(t *testing.T) {
 	m := metrics.New()
 	e := m.Engine(memory.New())
 	defer e.Close()
 	if _, ok := e.(locklock.ReleaseWatcher); ok {
 		t.Error("wrapped memory engine claims locklock.ReleaseWatcher")
+	}
+	if _, ok := e.(locklock.EventSource); !ok {
+		t.Fatal("wrapped memory engine hides locklock.EventSource")
+	}
+	svc := locklock.NewService(e)
+	id := locklock.ID{Namespace: "public", Kind: locklock.KindKey, Name: "x"}
+	w, err := svc.Watch(t.Context(), locklock.WatchRequest{Filter: locklock.Filter{ID: &id}})
+	if err != nil {
+		t.Fatalf("watch through the wrapper: %v", err)
+	}
+	defer w.Close()
+	if _, _, err := svc.Acquire(t.Context(), locklock.AcquireRequest{ID: id}); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := w.Next(t.Context())
+	if err != nil || len(evs) != 1 || evs[0].Type != locklock.EventAcquired {
+		t.Fatalf("events through the wrapper: %v, %v", evs, err)
 	}
 }
 

@@ -11,21 +11,29 @@ import (
 	"github.com/locklock/locklock/locklock"
 )
 
-// lockBody is the JSON body of acquire, release and refresh.
+// lockBody is the JSON body of acquire, release, refresh and patch.
 type lockBody struct {
-	Secret    string `json:"secret,omitempty"`
-	ExpiresIn int64  `json:"expires_in,omitempty"`
-	Wait      int64  `json:"wait,omitempty"`
+	Secret    string  `json:"secret,omitempty"`
+	ExpiresIn int64   `json:"expires_in,omitempty"`
+	Wait      int64   `json:"wait,omitempty"`
+	Holder    *string `json:"holder,omitempty"`
+	// Metadata is a pointer so that an empty map is sent as {} (which
+	// clears the metadata on PATCH) and an absent one not at all.
+	Metadata  *map[string]string `json:"metadata,omitempty"`
+	LockDelay int64              `json:"lock_delay,omitempty"`
 }
 
 // Acquire takes the lock (POST). Options: WithSecret (default: a random
 // secret made here, returned in Lock.Secret), Unprotected, WithTTL (default:
-// the server's, 30 days), WithWait.
+// the server's, 30 days), WithWait, WithHolder, WithMetadata, WithLockDelay.
 //
 // Because the lock carries a secret, a lost answer is safely retried: the
-// server answers a retry from the holder with 200 and the lock unchanged.
-// A lock held by someone else is an error matching locklock.ErrHeld
-// (errors.As with *Error gives ExpiresAt and RetryAfter); it is not retried.
+// server answers a retry from the holder with 200 and the lock unchanged
+// (whatever holder or metadata the retry carries). A lock held by someone
+// else is an error matching locklock.ErrHeld (errors.As with *Error gives
+// ExpiresAt and RetryAfter), one that a lock-delay keeps free an error
+// matching locklock.ErrDelayed (with DelayedUntil and RetryAfter); neither
+// is retried.
 func (c *Client) Acquire(ctx context.Context, t Target, opts ...LockOption) (Lock, error) {
 	if err := t.Validate(); err != nil {
 		return Lock{}, err
@@ -38,11 +46,18 @@ func (c *Client) Acquire(ctx context.Context, t Target, opts ...LockOption) (Loc
 	if o.secret != nil {
 		secret = *o.secret
 	}
+	body := lockBody{Secret: secret, ExpiresIn: wholeSeconds(o.ttl), Wait: wholeSeconds(o.wait), LockDelay: wholeSeconds(o.lockDelay)}
+	if o.holder != nil && *o.holder != "" {
+		body.Holder = o.holder
+	}
+	if len(o.metadata) > 0 {
+		body.Metadata = &o.metadata
+	}
 	var l Lock
 	status, err := c.do(ctx, request{
 		method:     http.MethodPost,
 		path:       t.path(),
-		body:       lockBody{Secret: secret, ExpiresIn: wholeSeconds(o.ttl), Wait: wholeSeconds(o.wait)},
+		body:       body,
 		idempotent: secret != "",
 	}, &l)
 	if err != nil {
@@ -56,12 +71,13 @@ func (c *Client) Acquire(ctx context.Context, t Target, opts ...LockOption) (Loc
 	return l, nil
 }
 
-// checkDurations refuses a negative TTL or wait, which would otherwise
-// round to 0 and so ask for the server's default (30 days for a TTL): a
-// deadline already past (WithTTL(time.Until(deadline))) is a mistake.
+// checkDurations refuses a negative TTL, wait or lock-delay, which would
+// otherwise round to 0 and so ask for the server's default (30 days for a
+// TTL): a deadline already past (WithTTL(time.Until(deadline))) is a
+// mistake.
 func (o callOptions) checkDurations() error {
-	if o.ttl < 0 || o.wait < 0 {
-		return fmt.Errorf("%w: negative TTL %v or wait %v", locklock.ErrInvalidArgument, o.ttl, o.wait)
+	if o.ttl < 0 || o.wait < 0 || o.lockDelay < 0 {
+		return fmt.Errorf("%w: negative TTL %v, wait %v or lock-delay %v", locklock.ErrInvalidArgument, o.ttl, o.wait, o.lockDelay)
 	}
 	return nil
 }
@@ -85,19 +101,42 @@ func (c *Client) Release(ctx context.Context, t Target, opts ...LockOption) (Loc
 }
 
 // Refresh extends the lock (PATCH): it now expires WithTTL from now (default:
-// the server's default lifetime); its fencing token stays. A protected lock
-// needs WithSecret.
+// the server's default lifetime); its fencing token, holder and metadata
+// stay (WithHolder and WithMetadata are Patch's). A protected lock needs
+// WithSecret.
 func (c *Client) Refresh(ctx context.Context, t Target, opts ...LockOption) (Lock, error) {
+	o := callOpts(opts)
+	o.holder, o.metadata, o.setMeta = nil, nil, false
+	return c.patch(ctx, t, o)
+}
+
+// Patch changes the lock (PATCH) and returns it as it is after: WithHolder
+// and WithMetadata replace its holder and metadata (an empty map clears
+// it), WithTTL makes it expire that long from now. Without WithTTL, a Patch
+// with WithHolder or WithMetadata leaves the expiry as it is — how a leader
+// publishes a new address without touching its term; one with none of the
+// three extends by the server's default lifetime, as Refresh does. The
+// fencing token and the lock-delay stay. A protected lock needs WithSecret.
+// A lock that is gone, or in its lock-delay, matches locklock.ErrNotFound.
+func (c *Client) Patch(ctx context.Context, t Target, opts ...LockOption) (Lock, error) {
+	return c.patch(ctx, t, callOpts(opts))
+}
+
+func (c *Client) patch(ctx context.Context, t Target, o callOptions) (Lock, error) {
 	if err := t.Validate(); err != nil {
 		return Lock{}, err
 	}
-	o := callOpts(opts)
 	if err := o.checkDurations(); err != nil {
 		return Lock{}, err
 	}
 	body := secretBody(o)
 	body.ExpiresIn = wholeSeconds(o.ttl)
+	body.Holder = o.holder
+	if o.setMeta {
+		body.Metadata = &o.metadata
+	}
 	var l Lock
+	// Idempotent: it sets values, so a second copy sets the same ones.
 	_, err := c.do(ctx, request{method: http.MethodPatch, path: t.path(), body: body, idempotent: true}, &l)
 	return l, err
 }

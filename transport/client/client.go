@@ -12,9 +12,9 @@
 //	})
 //
 // Errors match the core's sentinels with errors.Is (locklock.ErrHeld,
-// ErrNotFound, ErrSecretMismatch, ErrUnauthorized, ErrForbidden,
+// ErrDelayed, ErrNotFound, ErrSecretMismatch, ErrUnauthorized, ErrForbidden,
 // ErrRateLimited, ErrUnavailable, …); errors.As with *Error gives the HTTP
-// details, such as the server's Retry-After.
+// details, such as the server's Retry-After or a lock-delay's DelayedUntil.
 package client
 
 import (

@@ -35,6 +35,8 @@ type testServer struct {
 	Svc    *locklock.Service
 	ProKey string // namespace acme, plan pro (custom names)
 	DevKey string // namespace devco, plan developer (UUID locks only)
+	// Clock is the Service's clock with withManualClock; nil otherwise.
+	Clock *locklock.ManualClock
 
 	srv   *httptest.Server
 	api   http.Handler
@@ -62,6 +64,7 @@ type serverConfig struct {
 	anonOff   bool
 	wrap      func(http.Handler) http.Handler // around the API handler, inside the front
 	mount     string                          // the API's prefix; default /v1/api
+	clock     *locklock.ManualClock
 }
 
 type serverOption func(*serverConfig)
@@ -77,6 +80,12 @@ func withWrap(w func(http.Handler) http.Handler) serverOption {
 }
 
 func withMount(prefix string) serverOption { return func(c *serverConfig) { c.mount = prefix } }
+
+// withManualClock gives the Service a manual clock (testServer.Clock), so
+// that a test can let locks expire and lock-delays run without sleeping.
+func withManualClock() serverOption {
+	return func(c *serverConfig) { c.clock = locklock.NewManualClock(time.Now().UTC().Truncate(time.Millisecond)) }
+}
 
 // withAnonymousOff refuses every request without an API key (401).
 func withAnonymousOff() serverOption { return func(c *serverConfig) { c.anonOff = true } }
@@ -108,7 +117,11 @@ func newServer(t *testing.T, opts ...serverOption) *testServer {
 		t.Fatal(err)
 	}
 	engine := memory.New()
-	svc := locklock.NewService(engine)
+	var svcOpts []locklock.Option
+	if cfg.clock != nil {
+		svcOpts = append(svcOpts, locklock.WithClock(cfg.clock))
+	}
+	svc := locklock.NewService(engine, svcOpts...)
 	var api http.Handler = transport.NewHandler(svc,
 		transport.WithAuthenticator(keyAuthenticator(keyauth.Access{Keys: keys.NewStore(keys.NewIndex(file))})),
 		transport.WithRateLimiter(ratelimit.New()),
@@ -121,6 +134,7 @@ func newServer(t *testing.T, opts ...serverOption) *testServer {
 		Svc:     svc,
 		ProKey:  proKey,
 		DevKey:  devKey,
+		Clock:   cfg.clock,
 		api:     api,
 		stopped: make(chan struct{}),
 	}
@@ -130,6 +144,7 @@ func newServer(t *testing.T, opts ...serverOption) *testServer {
 	s.URL = s.srv.URL
 	t.Cleanup(func() {
 		close(s.stopped)
+		svc.StopWatching() // open event streams would hold Close up
 		s.srv.Close()
 		_ = engine.Close()
 	})

@@ -27,8 +27,12 @@ type Error struct {
 	Detail string
 	// ExpiresAt is when the holder's lock expires (lock_held only).
 	ExpiresAt time.Time
+	// DelayedUntil is when a lock-delay ends (API.md §8): on lock_delayed,
+	// and on lock_not_found for a lock in its lock-delay. Zero otherwise.
+	DelayedUntil time.Time
 	// RetryAfter is the server's Retry-After: when to come back after a
-	// 409, 429 or 503. Zero when the server sent none.
+	// 409 (lock_held, lock_delayed), 429 or 503. Zero when the server sent
+	// none.
 	RetryAfter time.Duration
 }
 
@@ -47,6 +51,7 @@ func (e *Error) Error() string {
 // sentinels maps API.md's codes to the core's errors.
 var sentinels = map[string]error{
 	"lock_held":              locklock.ErrHeld,
+	"lock_delayed":           locklock.ErrDelayed,
 	"lock_not_found":         locklock.ErrNotFound,
 	"secret_mismatch":        locklock.ErrSecretMismatch,
 	"unauthorized":           locklock.ErrUnauthorized,
@@ -90,15 +95,19 @@ const maxErrorBody = 64 << 10
 func decodeError(resp *http.Response, body []byte) *Error {
 	e := &Error{Status: resp.StatusCode, RetryAfter: retryAfter(resp.Header)}
 	var p struct {
-		Title     string `json:"title"`
-		Detail    string `json:"detail"`
-		Code      string `json:"code"`
-		ExpiresAt string `json:"expires_at"`
+		Title        string `json:"title"`
+		Detail       string `json:"detail"`
+		Code         string `json:"code"`
+		ExpiresAt    string `json:"expires_at"`
+		DelayedUntil string `json:"delayed_until"`
 	}
 	if json.Unmarshal(body, &p) == nil && p.Code != "" {
 		e.Code, e.Title, e.Detail = p.Code, p.Title, p.Detail
 		if t, err := time.Parse(time.RFC3339Nano, p.ExpiresAt); err == nil {
 			e.ExpiresAt = t
+		}
+		if t, err := time.Parse(time.RFC3339Nano, p.DelayedUntil); err == nil {
+			e.DelayedUntil = t
 		}
 		return e
 	}

@@ -15,7 +15,7 @@ import (
 // sentinels are the core errors a client error may match; each error must
 // match exactly the one it is about, and none of the others.
 var sentinels = []error{
-	locklock.ErrHeld, locklock.ErrNotFound, locklock.ErrSecretMismatch,
+	locklock.ErrHeld, locklock.ErrDelayed, locklock.ErrNotFound, locklock.ErrSecretMismatch,
 	locklock.ErrUnauthorized, locklock.ErrForbidden, locklock.ErrRateLimited,
 	locklock.ErrUnavailable, locklock.ErrInvalidUUID, locklock.ErrInvalidName,
 	locklock.ErrInvalidArgument,
@@ -64,6 +64,48 @@ func TestErrorMapping(t *testing.T) {
 				if e.RetryAfter <= 58*time.Second || e.RetryAfter > time.Minute {
 					t.Errorf("RetryAfter %v, want the ~60 s the holder has left", e.RetryAfter)
 				}
+			},
+		},
+		{
+			name: "delayed", want: locklock.ErrDelayed, status: 409, code: "lock_delayed",
+			opts: []serverOption{withManualClock()},
+			run: func(t *testing.T, s *testServer) error {
+				lost, err := s.client(t).Acquire(t.Context(), target, client.WithTTL(5*time.Second), client.WithLockDelay(10*time.Second))
+				if err != nil {
+					t.Fatal(err)
+				}
+				s.Clock.Advance(5500 * time.Millisecond)
+				c := s.client(t)
+				before := s.hits.Load()
+				_, err = c.Acquire(t.Context(), target)
+				if n := s.hits.Load() - before; n != 1 {
+					t.Errorf("%d requests for a delayed acquire, want 1: it is not retried", n)
+				}
+				if e := asError(t, err); !e.DelayedUntil.Equal(lost.ExpiresAt.Add(10 * time.Second)) {
+					t.Errorf("DelayedUntil %v, want the expiry %v plus 10 s", e.DelayedUntil, lost.ExpiresAt)
+				}
+				return err
+			},
+			check: func(t *testing.T, e *client.Error) {
+				if e.RetryAfter != 10*time.Second {
+					t.Errorf("RetryAfter %v, want 10s (9.5 s left, rounded up)", e.RetryAfter)
+				}
+			},
+		},
+		{
+			name: "get during a lock-delay", want: locklock.ErrNotFound, status: 404, code: "lock_not_found",
+			opts: []serverOption{withManualClock()},
+			run: func(t *testing.T, s *testServer) error {
+				lost, err := s.client(t).Acquire(t.Context(), target, client.WithTTL(5*time.Second), client.WithLockDelay(10*time.Second))
+				if err != nil {
+					t.Fatal(err)
+				}
+				s.Clock.Advance(6 * time.Second)
+				_, err = s.client(t).Get(t.Context(), target)
+				if e := asError(t, err); !e.DelayedUntil.Equal(lost.ExpiresAt.Add(10 * time.Second)) {
+					t.Errorf("DelayedUntil %v, want the expiry %v plus 10 s", e.DelayedUntil, lost.ExpiresAt)
+				}
+				return err
 			},
 		},
 		{
@@ -297,6 +339,9 @@ func TestErrorMapping(t *testing.T) {
 			}
 			if tc.code != "lock_held" && !e.ExpiresAt.IsZero() {
 				t.Errorf("ExpiresAt %v outside a lock_held", e.ExpiresAt)
+			}
+			if tc.code != "lock_delayed" && tc.name != "get during a lock-delay" && !e.DelayedUntil.IsZero() {
+				t.Errorf("DelayedUntil %v outside a lock-delay", e.DelayedUntil)
 			}
 			if tc.check != nil {
 				tc.check(t, e)

@@ -41,10 +41,16 @@ type Held struct {
 // it every ttl/3 until Release. If no refresh is confirmed before the lock
 // would lapse less the safety margin (WithSafetyMargin), or the server says
 // the lock is gone, the Held's Context is cancelled with a cause wrapping
-// ErrLost. Options as for Acquire, plus WithSafetyMargin.
+// ErrLost. Options as for Acquire, plus WithSafetyMargin; a lock held by
+// another, or kept free by a lock-delay, is Acquire's error (ErrHeld,
+// ErrDelayed), after the wait if one was given. Refreshes keep the lock's
+// holder and metadata; Patch with the Held's Lock().Secret changes them.
 //
 // The lock's lifetime is counted from when each request was sent, by this
 // process's clock, so a slow answer only shortens what Hold believes it has.
+// Hold also watches the lock's event stream (one connection per Held), so
+// that a loss the server reports — expired, revoked, released or taken
+// over — ends the Context at once rather than at the next refresh.
 func (c *Client) Hold(ctx context.Context, t Target, ttl time.Duration, opts ...LockOption) (*Held, error) {
 	o := callOpts(opts)
 	ttl = time.Duration(wholeSeconds(ttl)) * time.Second
@@ -87,7 +93,49 @@ func (c *Client) Hold(ctx context.Context, t Target, ttl time.Duration, opts ...
 	h := &Held{c: c, target: t, secret: l.Secret, ttl: ttl, margin: margin, lock: l, validUntil: valid, done: make(chan struct{})}
 	h.ctx, h.cancel = context.WithCancelCause(ctx)
 	go h.refresh(sent)
+	go h.watch()
 	return h, nil
+}
+
+// watch ends the Context the moment the server reports the lock gone —
+// expired, revoked, released or taken by someone else — rather than at the
+// next refresh, ttl/3 away. It is a second line: when the stream cannot be
+// had (an engine without events, a refused stream) or is reset, the
+// refreshes still find the loss.
+func (h *Held) watch() {
+	w := h.c.Watch(h.ctx, h.target)
+	defer w.Close()
+	ours := h.Lock().FencingToken
+	for {
+		ev, err := w.Next()
+		if err != nil {
+			return // the Held ended, or the server refused the stream
+		}
+		// The cause wraps what a refresh would have been told: the
+		// lock is gone (ErrNotFound) or someone else holds it (ErrHeld).
+		var why string
+		kind := locklock.ErrNotFound
+		switch {
+		case ev.Lock == nil:
+			if ev.Type == EventState {
+				why = "is not held any more"
+			}
+		case ev.Lock.FencingToken != ours:
+			if ev.Type == EventState || ev.Type == "acquired" || ev.Type == "refreshed" {
+				why, kind = fmt.Sprintf("passed to another holder (fencing token %d)", ev.Lock.FencingToken), locklock.ErrHeld
+			}
+		case ev.Type == "expired":
+			why = "expired"
+		case ev.Type == "revoked":
+			why = "was revoked by an operator"
+		case ev.Type == "released":
+			why = "was released by someone else"
+		}
+		if why != "" && h.ctx.Err() == nil {
+			h.cancel(fmt.Errorf("%w: %s %s (ours had fencing token %d): %w", ErrLost, h.target, why, ours, kind))
+			return
+		}
+	}
 }
 
 // Context ends when the lock may be lost, on Release, or with the context

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -179,7 +180,8 @@ func TestHoldLockTakenAway(t *testing.T) {
 		release error // from Held.Release afterwards
 	}{
 		{"released", false, locklock.ErrNotFound, locklock.ErrNotFound},
-		{"taken", true, locklock.ErrSecretMismatch, locklock.ErrSecretMismatch},
+		// Any of lostToAnother's causes, whichever notices first.
+		{"taken", true, nil, locklock.ErrSecretMismatch},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -206,8 +208,13 @@ func TestHoldLockTakenAway(t *testing.T) {
 				t.Errorf("noticed after %v; a refresh is due every 667 ms", d)
 			}
 			cause := context.Cause(h.Context())
-			if !errors.Is(cause, client.ErrLost) || !errors.Is(cause, tc.want) {
-				t.Errorf("cause %v, want ErrLost and %v", cause, tc.want)
+			switch {
+			case !errors.Is(cause, client.ErrLost):
+				t.Errorf("cause %v, want ErrLost", cause)
+			case tc.want != nil && !errors.Is(cause, tc.want):
+				t.Errorf("cause %v, want %v", cause, tc.want)
+			case tc.want == nil && !lostToAnother(cause):
+				t.Errorf("cause %v, want not found, held or secret mismatch", cause)
 			}
 			if err := h.Release(t.Context()); !errors.Is(err, tc.release) {
 				t.Errorf("Release: %v, want %v", err, tc.release)
@@ -408,5 +415,49 @@ func TestHoldUnprotectedTakenOver(t *testing.T) {
 	}
 	if got := h.Lock().FencingToken; got != ours || got == thief.FencingToken {
 		t.Errorf("Held.Lock() token %d, want ours %d (not the new holder's %d)", got, ours, thief.FencingToken)
+	}
+}
+
+// TestHoldNoticesLossAtOnce: Hold watches its lock, so a loss the server
+// reports ends the Context at once — long before the next refresh (10 s
+// away with a 30 s TTL).
+func TestHoldNoticesLossAtOnce(t *testing.T) {
+	s := newServer(t)
+	for _, takeOver := range []bool{false, true} {
+		target := client.UUID(u2)
+		h, err := s.client(t).Hold(t.Context(), target, 30*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		other := s.client(t)
+		start := time.Now()
+		if _, err := other.Release(t.Context(), target, client.WithSecret(h.Lock().Secret)); err != nil {
+			t.Fatal(err)
+		}
+		if takeOver {
+			if _, err := other.Acquire(t.Context(), target); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ended(t, h, 5*time.Second)
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("noticed after %v", d)
+		}
+		cause := context.Cause(h.Context())
+		// The watch connects in the background: it sees the release, or
+		// (connecting after it) a lock that is not held, or held by
+		// another.
+		released := errors.Is(cause, locklock.ErrNotFound) &&
+			(strings.Contains(cause.Error(), "released by someone else") || strings.Contains(cause.Error(), "not held any more"))
+		takenOver := takeOver && errors.Is(cause, locklock.ErrHeld) && strings.Contains(cause.Error(), "passed to another holder")
+		if !errors.Is(cause, client.ErrLost) || !released && !takenOver {
+			t.Errorf("cause %v, want ErrLost saying it was released (or taken over)", cause)
+		}
+		_ = h.Release(t.Context())
+		if takeOver {
+			if _, err := other.Release(t.Context(), target, client.Unprotected()); err != nil && !errors.Is(err, locklock.ErrSecretMismatch) {
+				t.Log(err)
+			}
+		}
 	}
 }

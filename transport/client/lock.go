@@ -2,6 +2,7 @@ package client
 
 import (
 	"fmt"
+	"maps"
 	"net/url"
 	"strings"
 	"time"
@@ -63,6 +64,12 @@ type Lock struct {
 	FencingToken uint64 `json:"fencing_token"`
 	// Protected says that a secret guards the lock.
 	Protected bool `json:"protected"`
+	// Holder says who holds the lock; empty when none was given.
+	Holder string `json:"holder,omitempty"`
+	// Metadata are the lock's labels; nil when there are none.
+	Metadata map[string]string `json:"metadata,omitempty"`
+	// LockDelay is the lock's lock-delay in whole seconds; 0 for none.
+	LockDelay int64 `json:"lock_delay,omitempty"`
 
 	// Secret is the secret this client acquired the lock with — the
 	// caller's, or one the client made — needed to release or refresh it.
@@ -81,10 +88,14 @@ func (l Lock) Target() Target { return Target{Kind: l.Kind, Name: l.Name} }
 type LockOption func(*callOptions)
 
 type callOptions struct {
-	secret *string
-	ttl    time.Duration
-	wait   time.Duration
-	margin time.Duration // Hold and Do only
+	secret    *string
+	ttl       time.Duration
+	wait      time.Duration
+	margin    time.Duration // Hold and Do only
+	holder    *string
+	metadata  map[string]string // with setMeta: never nil
+	setMeta   bool
+	lockDelay time.Duration
 }
 
 // WithSecret sets the lock's secret. Acquire without it makes a random one
@@ -111,6 +122,31 @@ func WithWait(d time.Duration) LockOption { return func(o *callOptions) { o.wait
 // of the TTL; it must be less than two thirds of it, since a refresh is due
 // every third.
 func WithSafetyMargin(d time.Duration) LockOption { return func(o *callOptions) { o.margin = d } }
+
+// WithHolder says who holds the lock (a host, a job id; 1–128 bytes, no
+// control characters), for Acquire, Hold, Do and Patch. It is not a
+// secret: everyone who may read the lock sees it. On Acquire an empty
+// holder is none; on Patch it is refused (a holder can be replaced, not
+// removed).
+func WithHolder(h string) LockOption { return func(o *callOptions) { o.holder = &h } }
+
+// WithMetadata sets the lock's labels (at most 16; names of A-Z a-z 0-9 .
+// _ -, values of at most 256 bytes), for Acquire, Hold, Do and Patch. On
+// Patch it replaces the lock's metadata as a whole, and an empty or nil map
+// clears it. The map is copied.
+func WithMetadata(md map[string]string) LockOption {
+	md = maps.Clone(md)
+	if md == nil {
+		md = map[string]string{}
+	}
+	return func(o *callOptions) { o.metadata, o.setMeta = md, true }
+}
+
+// WithLockDelay gives the lock a lock-delay, for Acquire, Hold and Do: if
+// it expires, nobody else may take it for d after its expiry (API.md §8);
+// this client's own secret may. Whole seconds, rounded up; at most the
+// server's maximum (default 60 s).
+func WithLockDelay(d time.Duration) LockOption { return func(o *callOptions) { o.lockDelay = d } }
 
 func callOpts(opts []LockOption) callOptions {
 	var o callOptions

@@ -1,0 +1,338 @@
+package etcd
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"hash/fnv"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/locklock/locklock/locklock"
+)
+
+// Events (API.md §9).
+//
+// The engine's one watch on the prefix (the lease watch, see leases.go)
+// is also where its events come from: every server sees every change,
+// wherever it was made, in etcd's order. A change of a lock key is an
+// event:
+//
+//   - a put that creates the key: acquired (at the record's AcquiredAt);
+//   - a put that rewrites it (expiry, holder or metadata): refreshed, at
+//     the record's UpdatedAt, which Refresh writes for that;
+//   - a delete: released when the same revision puts the lock's release
+//     marker, revoked when that marker says so (an operator's forced
+//     release, API.md §11, writes one), and expired otherwise — etcd
+//     deleted the key because its lease ended (at the lock's ExpiresAt).
+//
+// A delete event carries no value, but released, expired and revoked
+// events carry the lock as it was. etcd could add the previous value to
+// every event (WithPrevKV), but it reads it from its backend for each
+// one, which on etcd 3.4 cost about as much CPU as the steps themselves.
+// So the feed remembers the last put of every live lock key (known, fed by
+// the watch itself): memory per live lock instead of etcd work per change.
+// A lock it does not know — put before the engine started watching, or
+// beyond maxKnown — is read from etcd's history at the revision before its
+// delete, once per such delete.
+//
+// Release markers. A release deletes the lock key and puts
+// <prefix>released/<namespace>/<kind>/<name> — the lock's token and the
+// instant of the release — in one transaction: the watch sees both in one
+// response, at one revision. A marker only has to exist as an event, so it
+// goes on a shared lease of markerTTL seconds (the pool's, like a lock's),
+// and etcd removes it a second or two later. Listing, counting and acquire
+// never look under released/.
+//
+// Positions: Epoch names the cluster and the prefix (etcd's cluster ID and
+// the token base, which a new prefix or cluster chooses afresh), Seq is the
+// etcd revision, Sub the index of the change among the lock-key changes of
+// that revision, from 1 — a batch of steps, or one shared lease ending,
+// changes several locks in one revision. Sub 0 is thus never an event:
+// (rev, 0) stands for "everything before rev", which is where a stream
+// starts (SetEventSink). Events of one revision go to the sink in one
+// call, in Sub order. Positions are the same on every server, so a stream
+// resumes on any of them (EventsAfter, in replay.go).
+
+const (
+	// locksSegment holds lock records, releasedSegment release markers.
+	locksSegment    = "locks/"
+	releasedSegment = "released/"
+	// markerTTL is the lease TTL class of release markers, in seconds.
+	markerTTL = 1
+	// maxKnown bounds the feed's memory of live locks (about 300 bytes a
+	// lock, 300 MB): beyond it, a lock's end reads it from etcd's history.
+	maxKnown = 1 << 20
+	// sinkStartWait bounds how long SetEventSink waits for etcd to tell
+	// the current position; a server that starts while etcd is down must
+	// not hang there. It learns the position later (see locate).
+	sinkStartWait = 2 * time.Second
+	// pendingEpoch is the epoch of a stream whose etcd position is not
+	// known yet; it is never the epoch of an event.
+	pendingEpoch = "e0"
+	// prevReadBatch bounds the reads of one transaction that looks up
+	// locks the feed does not know (etcd allows 128 operations).
+	prevReadBatch = 64
+)
+
+// feed turns the engine's watch into events for the Service's sink.
+type feed struct {
+	e *Engine
+
+	mu        sync.Mutex
+	sink      locklock.EventSink // nil: nobody wants events
+	epoch     string             // "" until known
+	from      locklock.Position  // the sink's stream starts after it: earlier events are not sent
+	processed int64              // the last revision the feed has seen from the watch
+
+	// known is the last put of each live lock key, by the key's tail
+	// (<namespace>/<kind>/<name>). Only the watch goroutine uses it.
+	known map[string]locklock.Lock
+}
+
+func newFeed(e *Engine) *feed { return &feed{e: e, known: make(map[string]locklock.Lock)} }
+
+var (
+	_ locklock.EventSource  = (*Engine)(nil)
+	_ locklock.EventHistory = (*Engine)(nil)
+)
+
+// SetEventSink implements locklock.EventSource: etcd numbers the events,
+// and the stream starts after the current revision. When etcd does not
+// answer within sinkStartWait, the stream starts on a pending epoch, and
+// restarts (locklock.EventRestart) on etcd's once etcd answers.
+func (e *Engine) SetEventSink(sink locklock.EventSink) locklock.Position {
+	f := e.feed
+	ctx, cancel := context.WithTimeout(e.client.Ctx(), min(e.timeout, sinkStartWait))
+	epoch, rev, err := e.position(ctx)
+	cancel()
+	if err != nil {
+		f.mu.Lock()
+		f.sink, f.epoch = sink, ""
+		f.from = locklock.Position{Epoch: pendingEpoch}
+		f.mu.Unlock()
+		e.leases.spawn(f.locate)
+		return locklock.Position{Epoch: pendingEpoch}
+	}
+	started := e.leases.startWatch(rev + 1)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sink, f.epoch = sink, epoch
+	f.from = f.startLocked(rev, started)
+	return f.from
+}
+
+// startLocked is where a sink's stream starts: after revision rev (read
+// just now), but never before what the watch has already shown the feed
+// (those events went elsewhere, or nowhere), nor before the revision the
+// watch started from (earlier ones it never shows).
+func (f *feed) startLocked(rev, watchFrom int64) locklock.Position {
+	seq := max(rev+1, watchFrom, f.processed+1)
+	return locklock.Position{Epoch: f.epoch, Seq: uint64(seq)}
+}
+
+// locate learns the position SetEventSink could not, retrying until etcd
+// answers, and restarts the sink's stream there.
+func (f *feed) locate(ctx context.Context) {
+	wait := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		octx, cancel := context.WithTimeout(ctx, f.e.timeout)
+		epoch, rev, err := f.e.position(octx)
+		cancel()
+		if err == nil {
+			started := f.e.leases.startWatch(rev + 1)
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if f.epoch != "" {
+				return // a later SetEventSink got there first
+			}
+			f.epoch = epoch
+			f.from = f.startLocked(rev, started)
+			f.sink(&locklock.Event{Type: locklock.EventRestart, Pos: f.from})
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+			wait = min(2*wait, 5*time.Second)
+		}
+	}
+}
+
+// position reads etcd's current revision and the stream's epoch.
+func (e *Engine) position(ctx context.Context) (epoch string, rev int64, err error) {
+	base, hdr, err := e.readTokenBase(ctx, ctx)
+	if err != nil {
+		return "", 0, err
+	}
+	return epochOf(hdr.GetClusterId(), base), hdr.GetRevision(), nil
+}
+
+// epochOf names the stream of one cluster and prefix.
+func epochOf(cluster, base uint64) string {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], cluster)
+	binary.BigEndian.PutUint64(b[8:], base)
+	h := fnv.New64a()
+	_, _ = h.Write(b[:])
+	return fmt.Sprintf("e%016x", h.Sum64())
+}
+
+// currentEpoch is the stream's epoch, "" while it is not known.
+func (f *feed) currentEpoch() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.epoch
+}
+
+// observe takes one response of the watch (on the watch's goroutine).
+func (f *feed) observe(resp *clientv3.WatchResponse) {
+	if resp.CompactRevision != 0 {
+		// The watch missed the events before the compaction: what the
+		// feed knows may be stale, and the streams have gaps.
+		clear(f.known)
+		f.restart(resp.CompactRevision)
+		return
+	}
+	evs := resp.Events
+	if len(evs) == 0 {
+		return
+	}
+	f.mu.Lock()
+	active := f.sink != nil && f.epoch != ""
+	if !active {
+		f.processed = max(f.processed, evs[len(evs)-1].Kv.ModRevision)
+	}
+	f.mu.Unlock()
+	if !active {
+		return
+	}
+	fetched := f.readUnknown(evs)
+	for len(evs) > 0 {
+		rev := evs[0].Kv.ModRevision
+		n := 1
+		for n < len(evs) && evs[n].Kv.ModRevision == rev {
+			n++
+		}
+		run := evs[:n]
+		evs = evs[n:]
+		out := f.e.changes(rev, run, func(_ *clientv3.Event, tail string) (locklock.Lock, bool) {
+			if l, ok := f.known[tail]; ok {
+				delete(f.known, tail)
+				return l, true
+			}
+			l, ok := fetched[tail]
+			delete(fetched, tail)
+			return l, ok
+		}, func(tail string, l locklock.Lock) {
+			if _, ok := f.known[tail]; ok || len(f.known) < maxKnown {
+				f.known[tail] = l
+			}
+		})
+		f.publish(rev, out)
+	}
+}
+
+// publish hands the events of revision rev to the sink, with the epoch,
+// unless they come before the sink's stream starts.
+func (f *feed) publish(rev int64, evs []*locklock.Event) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.processed = max(f.processed, rev)
+	if f.sink == nil || f.epoch == "" {
+		return
+	}
+	out := evs[:0]
+	for _, ev := range evs {
+		ev.Pos.Epoch = f.epoch
+		if ev.Pos.After(f.from) {
+			out = append(out, ev)
+		}
+	}
+	if len(out) > 0 {
+		f.sink(out...)
+	}
+}
+
+// restart starts the sink's stream again from revision rev: the watch
+// missed what came before.
+func (f *feed) restart(rev int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.sink == nil || f.epoch == "" {
+		return
+	}
+	f.from = locklock.Position{Epoch: f.epoch, Seq: uint64(rev)}
+	f.sink(&locklock.Event{Type: locklock.EventRestart, Pos: f.from})
+}
+
+// readUnknown reads, from etcd's history, the locks whose deletes in evs
+// (one watch response) the feed cannot tell from what it knows, by tail:
+// all in one transaction (or a few), each at the revision before its
+// delete, so that a watch that lags, and gets many revisions at once,
+// reads them together. (A tail has at most one such delete in evs: after
+// it, the key is put again, which the feed learns, before another delete.)
+// What it cannot read (etcd does not answer, or compacted that revision)
+// stays unknown: those events carry what the feed has — the lock's name,
+// and the token of a release.
+func (f *feed) readUnknown(evs []*clientv3.Event) map[string]locklock.Lock {
+	// Usually every lock deleted is known: find that out without
+	// allocating (a map index of string(bytes) does not copy).
+	unknown := false
+	for _, ev := range evs {
+		if ev.Type == clientv3.EventTypeDelete {
+			if tail, ok := f.e.tailBytes(ev.Kv.Key, locksSegment); ok {
+				if _, known := f.known[string(tail)]; !known {
+					unknown = true
+					break
+				}
+			}
+		}
+	}
+	if !unknown {
+		return nil
+	}
+	var (
+		ops []clientv3.Op
+		put = make(map[string]bool) // tails put earlier in evs: the feed will know them
+	)
+	for _, ev := range evs {
+		tail, ok := f.e.tailBytes(ev.Kv.Key, locksSegment)
+		switch {
+		case !ok:
+		case ev.Type == clientv3.EventTypePut:
+			put[string(tail)] = true
+		case !put[string(tail)]:
+			if _, known := f.known[string(tail)]; !known {
+				ops = append(ops, clientv3.OpGet(string(ev.Kv.Key), clientv3.WithRev(ev.Kv.ModRevision-1)))
+			}
+		}
+	}
+	if len(ops) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(f.e.leases.ctx, f.e.timeout)
+	defer cancel()
+	out := make(map[string]locklock.Lock, len(ops))
+	for len(ops) > 0 {
+		n := min(len(ops), prevReadBatch)
+		resp, err := f.e.client.Txn(ctx).Then(ops[:n]...).Commit()
+		if err != nil {
+			return out
+		}
+		for _, r := range resp.Responses {
+			for _, kv := range r.GetResponseRange().GetKvs() {
+				tail, _ := f.e.tailOf(kv.Key, locksSegment)
+				if id, ok := parseTail(tail); ok {
+					if l, _, err := f.e.decodeEvent(id, kv.Value, kv.CreateRevision); err == nil {
+						out[tail] = l
+					}
+				}
+			}
+		}
+		ops = ops[n:]
+	}
+	return out
+}
