@@ -1,8 +1,8 @@
 package transport
 
 import (
+	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -199,7 +199,7 @@ func (h *handler) stream(w http.ResponseWriter, r *http.Request, c Caller, f loc
 // (Watch.Filling, at a quarter of the backlog that cuts a reader off), so a
 // busy stream — a namespace's — is written as fast as it fills.
 const (
-	streamLinger = 100 * time.Millisecond
+	streamLinger = 250 * time.Millisecond
 	// lingerBelow: a write of at least this many events waits for nothing;
 	// the stream is busy and its writes are full already.
 	lingerBelow = 64
@@ -289,28 +289,53 @@ type eventJSON struct {
 }
 
 // encodeEvent is an event's whole frame, made once per event for every
-// stream that sends it (Event.Frame).
+// stream that sends it (Event.Frame). Its data is what encode writes for
+// eventOf(ev) — compact, without HTML escaping, like every answer —, the
+// lock appended by hand when appendLock can (a frame per lock change is
+// most of a busy stream's cost).
 func encodeEvent(ev *locklock.Event) []byte {
 	l := ev.Lock
 	l.ObservedAt = ev.At // expires_in as it was when the event happened
-	data := eventJSON{Type: ev.Type, At: formatTime(ev.At), Lock: lockOf(l)}
-	switch ev.Type {
-	case locklock.EventExpired, locklock.EventRevoked:
-		if until := l.DelayedUntil(); !until.IsZero() {
-			data.DelayedUntil = formatTime(until)
+	b := make([]byte, 0, 512)
+	b = append(append(append(b, "id: "...), ev.Pos.String()...), '\n')
+	b = append(append(append(b, "event: "...), ev.Type...), '\n')
+	b = append(b, "data: "...)
+	data := len(b)
+	b = append(append(append(b, `{"type":"`...), ev.Type...), `","at":`...)
+	b = appendTime(b, ev.At)
+	b = append(b, `,"lock":`...)
+	if lb := appendLock(b, l); lb != nil {
+		b = lb
+		if until := eventDelayEnd(ev.Type, l); !until.IsZero() {
+			b = appendTime(append(b, `,"delayed_until":`...), until)
 		}
+		b = append(b, '}')
+	} else {
+		b = append(b[:data], encodeData(eventOf(ev.Type, ev.At, l))...)
 	}
-	return appendFrame(nil, ev.Pos.String(), string(ev.Type), encodeData(data))
+	return append(b, "\n\n"...)
 }
 
-// encodeData is one line of compact JSON. json.Marshal escapes <, > and &
-// in strings (as \u003c …), which every JSON reader turns back into the
-// same text, and which keeps a holder's markup inert if a page ever
-// mishandles the data.
-func encodeData(v any) []byte {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return []byte("{}") // our own types always marshal
+// eventOf is an event's data for encoding/json.
+func eventOf(typ locklock.EventType, at time.Time, l locklock.Lock) eventJSON {
+	data := eventJSON{Type: typ, At: formatTime(at), Lock: lockOf(l)}
+	if until := eventDelayEnd(typ, l); !until.IsZero() {
+		data.DelayedUntil = formatTime(until)
 	}
-	return b
+	return data
+}
+
+// eventDelayEnd is when the lock-delay an event began ends: expired and
+// revoked carry it, when the lock has one.
+func eventDelayEnd(typ locklock.EventType, l locklock.Lock) time.Time {
+	if typ == locklock.EventExpired || typ == locklock.EventRevoked {
+		return l.DelayedUntil()
+	}
+	return time.Time{}
+}
+
+// encodeData is v as one line of compact JSON, as encode writes answers
+// (the encoder escapes newlines in strings, so one data: field holds it).
+func encodeData(v any) []byte {
+	return bytes.TrimSuffix(encode(v), []byte("\n"))
 }

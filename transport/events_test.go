@@ -369,3 +369,32 @@ func TestStreamPaceLinger(t *testing.T) {
 		t.Errorf("with events piling up the stream waited %v", time.Since(start))
 	}
 }
+
+// TestEventFrameFastPath: an event's hand-appended data is exactly what
+// encoding/json writes for it, for every type and the locks that take the
+// slow path (metadata, a holder that needs escaping).
+func TestEventFrameFastPath(t *testing.T) {
+	at := start.Add(time.Second)
+	base := locklock.Lock{
+		ID:         locklock.ID{Namespace: "acme", Kind: locklock.KindKey, Name: "jobs.1"},
+		AcquiredAt: start, ExpiresAt: start.Add(time.Minute), Token: 42, Guard: locklock.NewGuard("s"),
+	}
+	withDelay := base
+	withDelay.LockDelay, withDelay.Holder = 5*time.Second, "host-a:7"
+	withMeta := withDelay
+	withMeta.Metadata = map[string]string{"b": "2", "a": "<1>"}
+	escaped := base
+	escaped.Holder = `a "quoted" <holder>`
+	for _, l := range []locklock.Lock{base, withDelay, withMeta, escaped} {
+		for _, typ := range []locklock.EventType{locklock.EventAcquired, locklock.EventRefreshed, locklock.EventReleased, locklock.EventExpired, locklock.EventRevoked} {
+			ev := &locklock.Event{Type: typ, At: at, Lock: l, Pos: locklock.Position{Epoch: "m1", Seq: 7, Sub: 2}}
+			frame := string(encodeEvent(ev))
+			observed := l
+			observed.ObservedAt = at
+			want := "id: m1.0000000000000007.00000002\nevent: " + string(typ) + "\ndata: " + string(encodeData(eventOf(typ, at, observed))) + "\n\n"
+			if frame != want {
+				t.Errorf("%s of %+v:\n got %q\nwant %q", typ, l, frame, want)
+			}
+		}
+	}
+}
