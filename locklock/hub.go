@@ -7,6 +7,8 @@ import (
 	"errors"
 	"maps"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // Limits of API.md §9.
@@ -51,7 +53,22 @@ type hub struct {
 	closed   bool
 	numbered bool // the engine numbers events (startAt)
 	history  bool // and can read them back from storage (EventHistory)
+
+	// Idle: with no stream open, and none in the last retentionWindow, no
+	// client holds a position it may still resume from (API.md §9 keeps
+	// events at most five minutes for it), so the hub only counts the
+	// events of engines it numbers, without its mutex: lock operations
+	// then pay an atomic add for events nobody can ask for.
+	recording  atomic.Bool
+	skipped    atomic.Uint64
+	streams    int       // subscriptions open
+	lastStream time.Time // when the last one closed
+	now        func() time.Time
 }
+
+// retentionWindow is the longest API.md §9 asks a server to keep events
+// for a resuming stream.
+const retentionWindow = 5 * time.Minute
 
 func newHub(retention int) *hub {
 	var b [6]byte
@@ -61,6 +78,7 @@ func newHub(retention int) *hub {
 		ring:   make([]*Event, retention),
 		byLock: make(map[ID]map[*Subscription]struct{}),
 		byNS:   make(map[string]map[*Subscription]struct{}),
+		now:    time.Now,
 	}
 	h.last = Position{Epoch: h.epoch}
 	h.floor = h.last
@@ -74,6 +92,7 @@ func (h *hub) startAt(pos Position, history bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.epoch, h.last, h.floor, h.numbered, h.history = pos.Epoch, pos, pos, true, history
+	h.recording.Store(true) // numbered events are always kept: see publish
 }
 
 // restartLocked starts the stream again after pos (EventRestart): what is
@@ -108,8 +127,17 @@ func (h *hub) storageNumbered() bool {
 
 // publish is the EventSink the Service gives its engine.
 func (h *hub) publish(events ...*Event) {
+	if !h.recording.Load() {
+		// Idle, and the hub numbers these events (recording stays on for
+		// an engine that numbers its own, whose restarts must be seen).
+		h.skipped.Add(uint64(len(events)))
+		return
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.streams == 0 && !h.numbered && h.now().Sub(h.lastStream) > retentionWindow {
+		h.recording.Store(false)
+	}
 	for _, ev := range events {
 		if ev.Type == EventRestart {
 			h.restartLocked(ev.Pos)
@@ -160,6 +188,16 @@ func (h *hub) subscribe(f Filter, from Position) (s *Subscription, resumed bool,
 		return nil, false, Position{}, errSubscriptionClosed
 	}
 	s = &Subscription{hub: h, filter: f, signal: make(chan struct{}, 1), filling: make(chan struct{}, 1)}
+	h.recording.Store(true)
+	if n := h.skipped.Swap(0); n > 0 {
+		// Events went by uncounted while idle: number past them, and
+		// resume from no position before them.
+		h.seq += n
+		h.last = Position{Epoch: h.epoch, Seq: h.seq}
+		h.floor = h.last
+	}
+	h.streams++
+	s.counted = true
 	at = h.last
 	if !from.IsZero() {
 		backlog, ok := h.since(from)
@@ -228,6 +266,13 @@ func add[K comparable](m map[K]map[*Subscription]struct{}, k K, s *Subscription)
 func (h *hub) unsubscribe(s *Subscription) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if !s.counted {
+		return // closed before
+	}
+	s.counted = false
+	if h.streams--; h.streams == 0 {
+		h.lastStream = h.now()
+	}
 	if s.filter.ID != nil {
 		drop(h.byLock, *s.filter.ID, s)
 	} else {
@@ -271,6 +316,8 @@ type Subscription struct {
 	filter  Filter
 	signal  chan struct{} // buffered: a wake-up is never lost, never blocks
 	filling chan struct{} // signalled when the queue reaches FillingAt
+
+	counted bool // among the hub's open streams; under the hub's mutex
 
 	mu    sync.Mutex
 	queue []*Event

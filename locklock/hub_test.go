@@ -33,7 +33,7 @@ func names(evs []*Event) string {
 }
 
 func TestHubFilters(t *testing.T) {
-	h := newHub(100)
+	h := recordingHub(100)
 	a := ID{Namespace: "acme", Kind: KindKey, Name: "jobs/1"}
 	one, _, _, _ := h.subscribe(Filter{ID: &a}, Position{})
 	acme, _, _, _ := h.subscribe(Filter{Namespace: "acme", Kind: KindKey, Prefix: "jobs/"}, Position{})
@@ -52,7 +52,7 @@ func TestHubFilters(t *testing.T) {
 }
 
 func TestHubResume(t *testing.T) {
-	h := newHub(4)
+	h := recordingHub(4)
 	for i := range 3 {
 		h.publish(evOf("ns", fmt.Sprint(i), EventAcquired))
 	}
@@ -109,7 +109,7 @@ func TestPositionText(t *testing.T) {
 // TestHubSlowReaderCut: a reader more than MaxEventBacklog behind is cut,
 // and publishing never waits for it.
 func TestHubSlowReaderCut(t *testing.T) {
-	h := newHub(10)
+	h := recordingHub(10)
 	slow, _, _, _ := h.subscribe(Filter{Namespace: "ns"}, Position{})
 	fast, _, _, _ := h.subscribe(Filter{Namespace: "ns"}, Position{})
 	done := make(chan struct{})
@@ -138,7 +138,7 @@ func TestHubSlowReaderCut(t *testing.T) {
 // TestHubConcurrentOrder: events published concurrently reach a
 // subscriber in the order their positions say, per lock in publish order.
 func TestHubConcurrentOrder(t *testing.T) {
-	h := newHub(100)
+	h := recordingHub(100)
 	s, _, _, _ := h.subscribe(Filter{Namespace: "ns"}, Position{})
 	var wg sync.WaitGroup
 	for w := range 8 {
@@ -168,7 +168,7 @@ func TestHubConcurrentOrder(t *testing.T) {
 }
 
 func TestHubCloseEndsSubscriptions(t *testing.T) {
-	h := newHub(10)
+	h := recordingHub(10)
 	s, _, _, _ := h.subscribe(Filter{Namespace: "ns"}, Position{})
 	h.close()
 	if _, err := s.Next(t.Context()); !errors.Is(err, errSubscriptionClosed) {
@@ -182,7 +182,7 @@ func TestHubCloseEndsSubscriptions(t *testing.T) {
 // TestHubFilling: Filling is signalled once the queue reaches FillingAt, so
 // a reader that holds back reads before it is cut.
 func TestHubFilling(t *testing.T) {
-	h := newHub(10)
+	h := recordingHub(10)
 	s, _, _, _ := h.subscribe(Filter{Namespace: "ns"}, Position{})
 	for range FillingAt - 1 {
 		h.publish(evOf("ns", "x", EventRefreshed))
@@ -207,7 +207,7 @@ func TestHubFilling(t *testing.T) {
 // client resumes or starts afresh), drops what is retained, and moves the
 // stream to the restart's position and epoch.
 func TestHubRestart(t *testing.T) {
-	h := newHub(10)
+	h := recordingHub(10)
 	h.startAt(Position{Epoch: "e0"}, false)
 	s, _, _, _ := h.subscribe(Filter{Namespace: "ns"}, Position{})
 	ev := evOf("ns", "a", EventAcquired)
@@ -241,7 +241,7 @@ func TestHubRestart(t *testing.T) {
 // published, is resumed: the subscription says what to read from storage,
 // and drops the events up to a later position as they arrive.
 func TestHubHistoryResume(t *testing.T) {
-	h := newHub(2)
+	h := recordingHub(2)
 	start := Position{Epoch: "e1", Seq: 10}
 	h.startAt(start, true)
 	for i := range 3 {
@@ -279,5 +279,61 @@ func TestHubHistoryResume(t *testing.T) {
 	}
 	if _, resumed, _, _ := h.subscribe(Filter{Namespace: "ns"}, Position{Epoch: "other", Seq: 1}); resumed {
 		t.Error("a position of another epoch resumed")
+	}
+}
+
+// recordingHub is a hub that keeps every event, as it does once a stream
+// has been open (an idle hub only counts them).
+func recordingHub(retention int) *hub {
+	h := newHub(retention)
+	h.recording.Store(true)
+	h.lastStream = time.Now()
+	return h
+}
+
+// TestHubIdle: with no stream open the hub does not keep events; a stream
+// opened then starts after them, and cannot resume from before; once a
+// stream has been open the hub keeps events for retentionWindow after the
+// last one closed, then goes idle again.
+func TestHubIdle(t *testing.T) {
+	now := time.Unix(1000, 0)
+	h := newHub(10)
+	h.now = func() time.Time { return now }
+	for range 3 {
+		h.publish(evOf("ns", "x", EventAcquired))
+	}
+	if h.next != 0 || h.skipped.Load() != 3 {
+		t.Fatalf("an idle hub kept events: next %d, skipped %d", h.next, h.skipped.Load())
+	}
+	s, _, at, _ := h.subscribe(Filter{Namespace: "ns"}, Position{})
+	if at.Seq != 3 {
+		t.Errorf("a stream opened after 3 uncounted events starts at %v, want seq 3", at)
+	}
+	if x, resumed, _, _ := h.subscribe(Filter{Namespace: "ns"}, Position{Epoch: h.epoch, Seq: 1}); resumed {
+		t.Error("resumed from a position the idle hub did not keep")
+	} else {
+		x.Close()
+	}
+	h.publish(evOf("ns", "x", EventReleased))
+	if evs, _ := s.Take(); len(evs) != 1 || evs[0].Pos.Seq != 4 {
+		t.Fatalf("events after the idle spell: %v", evs)
+	}
+	last := h.last
+	s.Close()
+	s.Close() // twice: counted once
+	// Within the window after the last stream closed: kept, resumable.
+	now = now.Add(retentionWindow - time.Second)
+	h.publish(evOf("ns", "x", EventAcquired))
+	r, resumed, _, _ := h.subscribe(Filter{Namespace: "ns"}, last)
+	if !resumed || len(r.queue) != 1 {
+		t.Fatalf("resume within the window: resumed %v, %d events", resumed, len(r.queue))
+	}
+	r.Close()
+	// Past it: idle again.
+	now = now.Add(retentionWindow + time.Second)
+	h.publish(evOf("ns", "x", EventAcquired))
+	h.publish(evOf("ns", "x", EventReleased))
+	if h.recording.Load() || h.skipped.Load() == 0 {
+		t.Errorf("the hub still records %v after the window (skipped %d)", retentionWindow, h.skipped.Load())
 	}
 }
