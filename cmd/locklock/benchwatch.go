@@ -153,16 +153,22 @@ func (m *markCounter) count(b []byte) int {
 }
 
 // settle waits, after the load, until the streams have received what was
-// sent to them (a stream may hold events back for a moment to write them
-// together): until their count stops rising, at most two seconds.
+// sent to them: a server holds a stream's writes back for a moment (250 ms
+// by default) to send several events in one. It waits until their count
+// has not risen for settleQuiet, at most settleMost.
 func (s *benchStreams) settle() {
-	last := int64(-1)
-	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); {
+	const (
+		settleQuiet = 600 * time.Millisecond
+		settleMost  = 5 * time.Second
+	)
+	last, since := int64(-1), time.Now()
+	for deadline := time.Now().Add(settleMost); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		n := s.events.Load() + s.resets.Load()
-		if n == last {
+		switch {
+		case n != last:
+			last, since = n, time.Now()
+		case time.Since(since) >= settleQuiet:
 			return
 		}
-		last = n
-		time.Sleep(150 * time.Millisecond)
 	}
 }
