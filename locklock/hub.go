@@ -102,18 +102,7 @@ func (h *hub) restartLocked(pos Position) {
 	h.epoch, h.last, h.floor = pos.Epoch, pos, pos
 	clear(h.ring)
 	h.next = 0
-	for _, m := range []map[ID]map[*Subscription]struct{}{h.byLock} {
-		for _, set := range m {
-			for s := range set {
-				s.end(errStreamRestarted)
-			}
-		}
-	}
-	for _, set := range h.byNS {
-		for s := range set {
-			s.end(errStreamRestarted)
-		}
-	}
+	h.endAllLocked(errStreamRestarted)
 	clear(h.byLock)
 	clear(h.byNS)
 }
@@ -289,23 +278,26 @@ func drop[K comparable](m map[K]map[*Subscription]struct{}, k K, s *Subscription
 	}
 }
 
+// endAllLocked ends every subscription with err.
+func (h *hub) endAllLocked(err error) {
+	for _, set := range h.byLock {
+		for s := range set {
+			s.end(err)
+		}
+	}
+	for _, set := range h.byNS {
+		for s := range set {
+			s.end(err)
+		}
+	}
+}
+
 // close ends every subscription (shutdown: clients resume elsewhere).
 func (h *hub) close() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.closed = true
-	for _, m := range []map[ID]map[*Subscription]struct{}{h.byLock} {
-		for _, set := range m {
-			for s := range set {
-				s.end(errSubscriptionClosed)
-			}
-		}
-	}
-	for _, set := range h.byNS {
-		for s := range set {
-			s.end(errSubscriptionClosed)
-		}
-	}
+	h.endAllLocked(errSubscriptionClosed)
 }
 
 // Subscription is one stream's view of the events. Its reader calls Next;

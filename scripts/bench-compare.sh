@@ -29,30 +29,13 @@ CURVE_STEPS=${CURVE_STEPS:-0.1 0.25 0.5 0.7 0.85 0.95 1.05 1.2 1.5} # offered ra
 CURVE_EXTRA=${CURVE_EXTRA:-4}                                 # steps of 1.3× more at most, while the server keeps up
 CURVE_ROUNDS=${CURVE_ROUNDS:-3}                               # ladders per series; a point is their median
 
-need() {
-	command -v "$1" >/dev/null && return
-	echo "bench: installing $2" >&2
-	apt-get install -y "$2" >/dev/null 2>&1 || { apt-get update >/dev/null 2>&1 && apt-get install -y "$2" >/dev/null 2>&1; }
-}
+. scripts/benchlib.sh
 need redis-server redis-server
 need redis-benchmark redis-tools
 need etcd etcd-server
 need wrk wrk
 need gnuplot gnuplot-nox
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-waitfor() { for _ in $(seq 1 200); do curl -sf "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "bench: $1 did not answer" >&2; return 1; }
-json() { python3 -c "import json,sys; d=json.load(open('$1')); print($2)"; }
-rss_mb() { awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
 
 CGO_ENABLED=0 $GO build -o "$work/locklock" ./cmd/locklock
 CGO_ENABLED=0 $GO build -o "$work/httpfloor" ./scripts/httpfloor

@@ -24,20 +24,9 @@ DUR=${DUR:-5s}
 ROUNDS=${ROUNDS:-5}
 PINS=${PINS:-1 0}
 
-command -v etcd >/dev/null || { apt-get install -y etcd-server >/dev/null 2>&1 || { apt-get update >/dev/null 2>&1 && apt-get install -y etcd-server >/dev/null 2>&1; }; }
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-waitfor() { for _ in $(seq 1 200); do curl -sf "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "bench: $1 did not answer" >&2; return 1; }
-json() { python3 -c "import json,sys; d=json.load(open('$1')); print($2)"; }
+. scripts/benchlib.sh
+need etcd etcd-server
 
 if [ -z "${LL:-}" ]; then
 	CGO_ENABLED=0 $GO build -o "$work/locklock" ./cmd/locklock
