@@ -115,7 +115,7 @@ func testEventsOneLock(t *testing.T, h Harness) {
 	}
 	evs := e.events(w, 4)
 	wantTypes(t, evs, locklock.EventAcquired, locklock.EventRefreshed, locklock.EventRefreshed, locklock.EventReleased)
-	if got := evs[0].Lock; got.Token != l.Token || got.Holder != "h1" || got.Protected() != true {
+	if got := evs[0].Lock; got.Token != l.Token || got.Holder != "h1" || !got.Protected() {
 		t.Errorf("acquired carries %+v, want the lock %+v", got, l)
 	}
 	if evs[2].Lock.Holder != "h2" || evs[3].Lock.Holder != "h2" || evs[3].Lock.Token != l.Token {
