@@ -82,6 +82,16 @@ type EventSource interface {
 	SetEventSink(sink EventSink) Position
 }
 
+// EventGate is implemented by event sources that can skip building events
+// nobody can ask for. The Service calls SetEventGate after SetEventSink:
+// while quiet() is true (no stream is open, nor was in the last few
+// minutes) the engine may, instead of building an event and giving it to
+// the sink, call skip with how many it did not build, so that positions
+// still count them. Only for engines whose events the Service numbers.
+type EventGate interface {
+	SetEventGate(quiet func() bool, skip func(n int))
+}
+
 // EventHistory is implemented by engines that number their events from
 // their storage's history (etcd revisions) and can read that history back.
 // Positions are then valid on every server of the storage: a stream

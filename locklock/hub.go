@@ -114,6 +114,12 @@ func (h *hub) storageNumbered() bool {
 	return h.numbered
 }
 
+// quiet says whether nobody can ask for events now (EventGate).
+func (h *hub) quiet() bool { return !h.recording.Load() }
+
+// skip counts n events an engine did not build while quiet (EventGate).
+func (h *hub) skip(n int) { h.skipped.Add(uint64(n)) }
+
 // publish is the EventSink the Service gives its engine.
 func (h *hub) publish(events ...*Event) {
 	if !h.recording.Load() {

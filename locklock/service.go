@@ -141,6 +141,8 @@ func NewService(engine Engine, opts ...Option) *Service {
 		if pos := src.SetEventSink(s.hub.publish); !pos.IsZero() {
 			s.history, _ = engine.(EventHistory)
 			s.hub.startAt(pos, s.history != nil)
+		} else if gate, ok := engine.(EventGate); ok {
+			gate.SetEventGate(s.hub.quiet, s.hub.skip)
 		}
 	}
 	return s

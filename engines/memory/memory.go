@@ -28,21 +28,22 @@ const sweepBatch = 1024
 type Engine struct {
 	seed   maphash.Seed
 	closed atomic.Bool
-	sink   atomic.Pointer[locklock.EventSink]
+	events atomic.Pointer[eventOut]
 	shards [shardCount]shard
 }
 
 var (
 	_ locklock.Engine      = (*Engine)(nil)
 	_ locklock.EventSource = (*Engine)(nil)
+	_ locklock.EventGate   = (*Engine)(nil)
 )
 
 type shard struct {
 	mu        sync.Mutex
 	locks     *store
 	lastToken uint64
-	sink      *atomic.Pointer[locklock.EventSink] // the engine's
-	_         [40]byte                            // keep neighbouring shards' mutexes off one cache line
+	events    *atomic.Pointer[eventOut] // the engine's
+	_         [40]byte                  // keep neighbouring shards' mutexes off one cache line
 }
 
 // Option configures the engine.
@@ -68,7 +69,7 @@ func New(opts ...Option) *Engine {
 	for i := range e.shards {
 		e.shards[i].locks = newStore()
 		e.shards[i].lastToken = cfg.tokenFloor
-		e.shards[i].sink = &e.sink
+		e.shards[i].events = &e.events
 	}
 	return e
 }
@@ -183,15 +184,35 @@ func (e *Engine) change(ctx context.Context, id locklock.ID, now time.Time, allo
 // SetEventSink implements locklock.EventSource. The Service numbers the
 // events.
 func (e *Engine) SetEventSink(sink locklock.EventSink) locklock.Position {
-	e.sink.Store(&sink)
+	e.events.Store(&eventOut{sink: sink})
 	return locklock.Position{}
 }
 
 // emit reports a change of l, under the shard's mutex, so that the events
 // of one lock reach the sink in the order the changes were made.
 func (s *shard) emit(typ locklock.EventType, at time.Time, l locklock.Lock) {
-	if sink := s.sink.Load(); sink != nil {
-		(*sink)(&locklock.Event{Type: typ, At: at, Lock: l})
+	out := s.events.Load()
+	switch {
+	case out == nil:
+	case out.quiet != nil && out.quiet():
+		out.skip(1) // nobody can ask for it: counted, not built
+	default:
+		out.sink(&locklock.Event{Type: typ, At: at, Lock: l})
+	}
+}
+
+// eventOut is where events go: the sink, and the gate that says when
+// nobody can ask for them.
+type eventOut struct {
+	sink  locklock.EventSink
+	quiet func() bool
+	skip  func(int)
+}
+
+// SetEventGate implements locklock.EventGate.
+func (e *Engine) SetEventGate(quiet func() bool, skip func(n int)) {
+	if cur := e.events.Load(); cur != nil {
+		e.events.Store(&eventOut{sink: cur.sink, quiet: quiet, skip: skip})
 	}
 }
 

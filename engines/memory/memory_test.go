@@ -41,3 +41,31 @@ func TestTokensFitInADouble(t *testing.T) {
 		t.Errorf("token after restart %d (%v), want > %d", l2.Token, err, l.Token)
 	}
 }
+
+// TestEventGate: while the gate says nobody can ask for events, the engine
+// counts its events instead of building them; once it says otherwise, they
+// reach the sink.
+func TestEventGate(t *testing.T) {
+	e := memory.New()
+	defer e.Close()
+	var published, skipped int
+	quiet := true
+	e.SetEventSink(func(evs ...*locklock.Event) { published += len(evs) })
+	e.SetEventGate(func() bool { return quiet }, func(n int) { skipped += n })
+	id := locklock.ID{Namespace: "public", Kind: locklock.KindKey, Name: "gated"}
+	now := time.Now()
+	l, err := e.TryAcquire(t.Context(), locklock.Lock{ID: id, AcquiredAt: now, ExpiresAt: now.Add(time.Hour)}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if published != 0 || skipped != 1 {
+		t.Fatalf("quiet: published %d, skipped %d; want 0 and 1", published, skipped)
+	}
+	quiet = false
+	if _, err := e.Release(t.Context(), l.ID, now, func(locklock.Lock) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if published != 1 || skipped != 1 {
+		t.Fatalf("listened to: published %d, skipped %d; want 1 and 1", published, skipped)
+	}
+}

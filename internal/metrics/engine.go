@@ -24,8 +24,8 @@ func (m *Metrics) Engine(e locklock.Engine) locklock.Engine {
 		return struct {
 			*instrumented
 			locklock.ReleaseWatcher
-			locklock.EventSource
-		}{in, w, src}
+			eventSource
+		}{in, w, eventSource{src}}
 	case watches:
 		return struct {
 			*instrumented
@@ -34,10 +34,20 @@ func (m *Metrics) Engine(e locklock.Engine) locklock.Engine {
 	case reports:
 		return struct {
 			*instrumented
-			locklock.EventSource
-		}{in, src}
+			eventSource
+		}{in, eventSource{src}}
 	}
 	return in
+}
+
+// eventSource passes an engine's events through, and its EventGate when it
+// has one (SetEventGate does nothing otherwise).
+type eventSource struct{ locklock.EventSource }
+
+func (s eventSource) SetEventGate(quiet func() bool, skip func(n int)) {
+	if g, ok := s.EventSource.(locklock.EventGate); ok {
+		g.SetEventGate(quiet, skip)
+	}
 }
 
 type instrumented struct {
