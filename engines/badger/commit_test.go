@@ -352,31 +352,40 @@ func TestBatchTooBig(t *testing.T) {
 	}
 }
 
+// conflictOnceOp is a step that reads a key, and on its first run has
+// another writer commit that key before the batch commits: the batch's
+// commit conflicts and the batch runs again. *runs counts the runs that got
+// to the end (the rerun finds the key and stops early); *out is the step's
+// answer.
+func (g *gatedEngine) conflictOnceOp(out *error, runs *atomic.Int32) func() {
+	key := []byte("t\x00conflict")
+	return func() {
+		*out = g.update(context.Background(), func(txn *bdg.Txn, _ *eventLog) error {
+			if _, err := txn.Get(key); !errors.Is(err, bdg.ErrKeyNotFound) {
+				return err
+			}
+			if runs.Add(1) == 1 {
+				// Another writer commits the key after this batch read it.
+				if err := g.db.Update(func(txn *bdg.Txn) error { return txn.Set(key, []byte("x")) }); err != nil {
+					return err
+				}
+			}
+			return txn.Set([]byte("t\x00other"), []byte("y"))
+		})
+	}
+}
+
 // TestBatchConflictReruns: a commit that conflicts (a write outside the
 // committer to a key the batch read) runs the whole batch again; its steps
 // are answered once, from the attempt that committed.
 func TestBatchConflictReruns(t *testing.T) {
 	g := openGated(t)
-	key := []byte("t\x00conflict")
 	var runs atomic.Int32
 	var conflicting error
 	var acq result
 	d := g.batch(t,
 		g.acquireOp(&acq, newLock("a", t0, time.Hour, ""), t0),
-		func() {
-			conflicting = g.update(t.Context(), func(txn *bdg.Txn, _ *eventLog) error {
-				if _, err := txn.Get(key); !errors.Is(err, bdg.ErrKeyNotFound) {
-					return err
-				}
-				if runs.Add(1) == 1 {
-					// Another writer commits the key after this batch read it.
-					if err := g.db.Update(func(txn *bdg.Txn) error { return txn.Set(key, []byte("x")) }); err != nil {
-						return err
-					}
-				}
-				return txn.Set([]byte("t\x00other"), []byte("y"))
-			})
-		},
+		g.conflictOnceOp(&conflicting, &runs),
 	)
 	if runs.Load() != 1 {
 		// The rerun found the key: it returned nil without counting.

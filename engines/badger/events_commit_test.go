@@ -168,25 +168,12 @@ func TestEventsFailedStepTakenOut(t *testing.T) {
 func TestEventsConflictRerunReportsOnce(t *testing.T) {
 	g := openGated(t)
 	log := watchEngine(t, g.Engine)
-	key := []byte("t\x00conflict")
 	var runs atomic.Int32
 	var conflicting error
 	var acq result
 	d := g.batch(t,
 		g.acquireOp(&acq, newLock("a", t0, time.Hour, ""), t0),
-		func() {
-			conflicting = g.update(t.Context(), func(txn *bdg.Txn, _ *eventLog) error {
-				if _, err := txn.Get(key); !errors.Is(err, bdg.ErrKeyNotFound) {
-					return err
-				}
-				if runs.Add(1) == 1 {
-					if err := g.db.Update(func(txn *bdg.Txn) error { return txn.Set(key, []byte("x")) }); err != nil {
-						return err
-					}
-				}
-				return txn.Set([]byte("t\x00other"), []byte("y"))
-			})
-		},
+		g.conflictOnceOp(&conflicting, &runs),
 	)
 	wantBatches(t, d, 1, 2, 1)
 	if acq.err != nil || conflicting != nil {
