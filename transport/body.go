@@ -156,6 +156,29 @@ func decodeObject(raw []byte, allowed []string) (body, error) {
 	return b, nil
 }
 
+// atLeast reads a field of whole seconds that must be at least least; nil
+// with the problem otherwise.
+func atLeast(key string, value json.RawMessage, least int64) (*int64, error) {
+	n, err := integer(key, value)
+	if err != nil {
+		return nil, err
+	}
+	if n < least {
+		unit := "seconds"
+		if least == 1 {
+			unit = "second"
+		}
+		return nil, invalidBody("field %s must be at least %d %s, got %d", key, least, unit, n)
+	}
+	return &n, nil
+}
+
+// ruleText is a core validation error's message without its sentinel's
+// prefix, to follow "field NAME" in a problem.
+func ruleText(err error) string {
+	return strings.TrimPrefix(err.Error(), locklock.ErrInvalidArgument.Error()+": ")
+}
+
 func (b *body) set(key string, value json.RawMessage) error {
 	switch key {
 	case fieldSecret:
@@ -171,28 +194,18 @@ func (b *body) set(key string, value json.RawMessage) error {
 		// The rule every secret follows, however it came (the header
 		// too); whether it may create a lock is the Service's to judge.
 		if err := locklock.ValidateSecret(s); err != nil {
-			return invalidBody("field %s", strings.TrimPrefix(err.Error(), locklock.ErrInvalidArgument.Error()+": "))
+			return invalidBody("field %s", ruleText(err))
 		}
 		b.secret = &s
 	case fieldExpiresIn:
-		n, err := integer(key, value)
-		if err != nil {
-			return err
-		}
-		if n < 1 {
-			// Zero means "default" to the Service, so it must not get it.
-			return invalidBody("field expires_in must be at least 1 second, got %d", n)
-		}
-		b.expiresIn = &n
+		// Zero means "default" to the Service, so it must not get it.
+		n, err := atLeast(key, value, 1)
+		b.expiresIn = n
+		return err
 	case fieldWait:
-		n, err := integer(key, value)
-		if err != nil {
-			return err
-		}
-		if n < 0 {
-			return invalidBody("field wait must be at least 0 seconds, got %d", n)
-		}
-		b.wait = &n
+		n, err := atLeast(key, value, 0)
+		b.wait = n
+		return err
 	case fieldHolder:
 		if value[0] == 'n' {
 			// A lock's holder can be replaced but not removed: null is
@@ -207,7 +220,7 @@ func (b *body) set(key string, value json.RawMessage) error {
 		// Empty would mean "no holder" to the Service's acquire: refuse it
 		// here, with the rule's own words.
 		if err := locklock.ValidateHolder(s); err != nil {
-			return invalidBody("field %s", strings.TrimPrefix(err.Error(), locklock.ErrInvalidArgument.Error()+": "))
+			return invalidBody("field %s", ruleText(err))
 		}
 		b.holder = &s
 	case fieldMetadata:
@@ -217,14 +230,9 @@ func (b *body) set(key string, value json.RawMessage) error {
 		}
 		b.metadata = md
 	case fieldLockDelay:
-		n, err := integer(key, value)
-		if err != nil {
-			return err
-		}
-		if n < 0 {
-			return invalidBody("field lock_delay must be at least 0 seconds, got %d", n)
-		}
-		b.lockDelay = &n
+		n, err := atLeast(key, value, 0)
+		b.lockDelay = n
+		return err
 	}
 	return nil
 }
@@ -275,7 +283,7 @@ func metadata(value json.RawMessage) (map[string]string, error) {
 		return nil, err
 	}
 	if err := locklock.ValidateMetadata(md); err != nil {
-		return nil, invalidBody("field %s", strings.TrimPrefix(err.Error(), locklock.ErrInvalidArgument.Error()+": "))
+		return nil, invalidBody("field %s", ruleText(err))
 	}
 	return md, nil
 }
@@ -377,7 +385,7 @@ func secretOf(r *http.Request, b body) (string, error) {
 	// trimmed spaces and tabs at either end, which is why a new secret may
 	// not have any there (the Service's rule).
 	if err := locklock.ValidateSecret(values[0]); err != nil {
-		return "", invalidBody("header %s: %s", secretHeader, strings.TrimPrefix(err.Error(), locklock.ErrInvalidArgument.Error()+": "))
+		return "", invalidBody("header %s: %s", secretHeader, ruleText(err))
 	}
 	if b.secret != nil && *b.secret != values[0] {
 		return "", invalidBody("header %s and field secret differ", secretHeader)
