@@ -131,13 +131,13 @@ func (e *Engine) TryAcquire(ctx context.Context, l locklock.Lock, now time.Time)
 
 // Get implements locklock.Engine.
 func (e *Engine) Get(ctx context.Context, id locklock.ID, now time.Time) (locklock.Lock, error) {
-	return e.change(ctx, id, now, allowAny, func(*shard, slot) {})
+	return e.change(ctx, id, now, allowAny, func(*shard, slot, locklock.Lock) {})
 }
 
 // Release implements locklock.Engine.
 func (e *Engine) Release(ctx context.Context, id locklock.ID, now time.Time, allow func(locklock.Lock) error) (locklock.Lock, error) {
-	return e.change(ctx, id, now, allow, func(s *shard, i slot) {
-		s.emit(locklock.EventReleased, now, s.locks.lock(i, id))
+	return e.change(ctx, id, now, allow, func(s *shard, i slot, l locklock.Lock) {
+		s.emit(locklock.EventReleased, now, l)
 		s.locks.remove(i)
 	})
 }
@@ -145,8 +145,8 @@ func (e *Engine) Release(ctx context.Context, id locklock.ID, now time.Time, all
 // Refresh implements locklock.Engine.
 func (e *Engine) Refresh(ctx context.Context, id locklock.ID, now time.Time, ch locklock.Change, allow func(locklock.Lock) error) (locklock.Lock, error) {
 	var updated locklock.Lock
-	_, err := e.change(ctx, id, now, allow, func(s *shard, i slot) {
-		updated = ch.Apply(s.locks.lock(i, id))
+	_, err := e.change(ctx, id, now, allow, func(s *shard, i slot, l locklock.Lock) {
+		updated = ch.Apply(l)
 		s.locks.set(i, updated)
 		s.locks.moved(i)
 		s.emit(locklock.EventRefreshed, now, updated)
@@ -155,9 +155,9 @@ func (e *Engine) Refresh(ctx context.Context, id locklock.ID, now time.Time, ch 
 }
 
 // change is the common step of Get, Release and Refresh: under the shard's
-// mutex, find the live entry, ask allow, apply write, and return the lock
-// as it was before write.
-func (e *Engine) change(ctx context.Context, id locklock.ID, now time.Time, allow func(locklock.Lock) error, write func(*shard, slot)) (locklock.Lock, error) {
+// mutex, find the live entry, ask allow, apply write (given the lock as
+// found), and return the lock as it was before write.
+func (e *Engine) change(ctx context.Context, id locklock.ID, now time.Time, allow func(locklock.Lock) error, write func(*shard, slot, locklock.Lock)) (locklock.Lock, error) {
 	if err := e.check(ctx); err != nil {
 		return locklock.Lock{}, err
 	}
@@ -177,7 +177,7 @@ func (e *Engine) change(ctx context.Context, id locklock.ID, now time.Time, allo
 	if err := allow(l); err != nil {
 		return locklock.Lock{}, err
 	}
-	write(s, i)
+	write(s, i, l)
 	return l, nil
 }
 
