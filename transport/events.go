@@ -35,17 +35,8 @@ func (h *handler) lockEvents(kind locklock.Kind, routePrefix string) http.Handle
 	skip := len(h.prefix) + len(routePrefix)
 	return func(w http.ResponseWriter, r *http.Request) {
 		err := func() error {
-			c, err := h.caller(w, r)
-			if err != nil {
-				return err
-			}
-			if kind == locklock.KindKey {
-				if err := mayUseKeys(c); err != nil {
-					return err
-				}
-			}
 			path := r.URL.Path[skip:]
-			id, err := locklock.NewID(c.Namespace, kind, path[:len(path)-len("/events")])
+			c, id, err := h.lockCaller(w, r, kind, path[:len(path)-len("/events")])
 			if err != nil {
 				return err
 			}
