@@ -16,7 +16,9 @@
 # server on CPU 0 and the load (with its stream readers) on CPU 1; PIN=0
 # lets both share both cores. The server allows the one key all its streams
 # (--max-watchers-per-caller 0). Prints every round, the medians and the median
-# of the per-round ratios watched ÷ bare (the goal: ≥ 0.9).
+# of the per-round ratios watched ÷ bare (the goal: ≥ 0.9). Pinned, it then
+# measures the floor: the CPU that only writing the streams' bytes takes
+# (scripts/streamfloor) at the goal's event rate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -71,6 +73,23 @@ for pin in $PINS; do
 		echo "PIN=$pin round $round: $(awk -v p="$pin" -v r="$round" -F'\t' '$1 == p && $2 == r {printf "%s=%s ", $3, $4}' "$results")"
 	done
 	kill "$ll_pid"; wait "$ll_pid" 2>/dev/null || true
+	if [ "$pin" = 1 ] && [ "${#SRV[@]}" -gt 0 ]; then
+		# The floor: what only writing these streams' bytes costs a core
+		# (scripts/streamfloor), at the event rate of the goal: two events
+		# per cycle at 0.9 × this run's median bare rate.
+		bare=$(awk -F'\t' '$1 == 1 && $3 == "bare" {print $4}' "$results" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}')
+		events=$(python3 -c "print(round(2 * 0.9 * $bare))")
+		$GO build -o "$work/streamfloor" ./scripts/streamfloor
+		for round in 1 2 3; do
+			fp=$(port)
+			"${SRV[@]}" "$work/streamfloor" write "127.0.0.1:$fp" -events "$events" -locks "$KEYS" -ns "$NS" >"$work/floor.txt" &
+			floor_pid=$!
+			sleep 0.3
+			"${CLI[@]}" "$work/streamfloor" read "127.0.0.1:$fp" $((KEYS + NS))
+			wait "$floor_pid"
+			echo "floor round $round, $events events/s: $(cat "$work/floor.txt")"
+		done
+	fi
 done
 echo "load after the run: $(cut -d' ' -f1-3 /proc/loadavg)"
 
