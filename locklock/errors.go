@@ -21,6 +21,17 @@ var (
 	// still keeps others off it (API.md §8). The concrete error is a
 	// *DelayedError.
 	ErrDelayed = errors.New("lock is in its lock-delay")
+	// ErrSemaphoreFull: a slot does not fit under the semaphore's limit
+	// (API.md §10). The concrete error is a *FullError.
+	ErrSemaphoreFull = errors.New("semaphore is full")
+	// ErrLimitMismatch: the semaphore has live slots with another limit.
+	// The concrete error is a *LimitMismatchError.
+	ErrLimitMismatch = errors.New("semaphore limit mismatch")
+	// ErrSemaphoreNotFound: the semaphore has no live slot.
+	ErrSemaphoreNotFound = errors.New("semaphore not found")
+	// ErrSlotNotFound: no such slot — never acquired, released, expired,
+	// or not a slot id at all.
+	ErrSlotNotFound = errors.New("slot not found")
 	// ErrSecretMismatch: the lock is protected and the secret is missing or wrong.
 	ErrSecretMismatch = errors.New("secret does not match")
 

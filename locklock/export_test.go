@@ -5,5 +5,5 @@ package locklock
 func WaitersFor(s *Service, id ID) int {
 	s.waits.mu.Lock()
 	defer s.waits.mu.Unlock()
-	return len(s.waits.queues[id])
+	return len(s.waits.queues[lockWait(id)])
 }

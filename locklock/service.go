@@ -320,7 +320,7 @@ func (s *Service) Release(ctx context.Context, id ID, secret string) (Lock, erro
 		return Lock{}, describe(err, id)
 	}
 	l.ObservedAt = now
-	s.waits.notify(id)
+	s.waits.notify(lockWait(id))
 	return l, nil
 }
 
@@ -352,28 +352,9 @@ func (s *Service) Patch(ctx context.Context, req PatchRequest) (Lock, error) {
 	if err := req.ID.Validate(); err != nil {
 		return Lock{}, err
 	}
-	if err := validateSecret(req.Secret, ValidateSecret); err != nil {
+	ch, now, err := s.change(req)
+	if err != nil {
 		return Lock{}, err
-	}
-	if req.Holder != nil {
-		if err := ValidateHolder(*req.Holder); err != nil {
-			return Lock{}, err
-		}
-	}
-	if err := ValidateMetadata(req.Metadata); err != nil {
-		return Lock{}, err
-	}
-	ttl := req.TTL
-	if ttl == 0 && req.Holder == nil && !req.SetMetadata {
-		ttl = s.defaultTTL
-	}
-	if ttl != 0 && (ttl < time.Second || ttl > s.maxTTL) {
-		return Lock{}, invalidf("expires_in must be between 1 and %d seconds", int64(s.maxTTL/time.Second))
-	}
-	now := s.now()
-	ch := Change{Holder: req.Holder, Metadata: req.Metadata, SetMetadata: req.SetMetadata}
-	if ttl != 0 {
-		ch.ExpiresAt = now.Add(ttl).Truncate(time.Millisecond)
 	}
 	l, err := s.engine.Refresh(ctx, req.ID, now, ch, admit(req.Secret))
 	if err != nil {
@@ -381,6 +362,35 @@ func (s *Service) Patch(ctx context.Context, req PatchRequest) (Lock, error) {
 	}
 	l.ObservedAt = now
 	return l, nil
+}
+
+// change checks a patch of a lock or a slot and turns it into the Change an
+// engine applies, judged at now.
+func (s *Service) change(req PatchRequest) (ch Change, now time.Time, err error) {
+	if err := validateSecret(req.Secret, ValidateSecret); err != nil {
+		return Change{}, now, err
+	}
+	if req.Holder != nil {
+		if err := ValidateHolder(*req.Holder); err != nil {
+			return Change{}, now, err
+		}
+	}
+	if err := ValidateMetadata(req.Metadata); err != nil {
+		return Change{}, now, err
+	}
+	ttl := req.TTL
+	if ttl == 0 && req.Holder == nil && !req.SetMetadata {
+		ttl = s.defaultTTL
+	}
+	if ttl != 0 && (ttl < time.Second || ttl > s.maxTTL) {
+		return Change{}, now, invalidf("expires_in must be between 1 and %d seconds", int64(s.maxTTL/time.Second))
+	}
+	now = s.now()
+	ch = Change{Holder: req.Holder, Metadata: req.Metadata, SetMetadata: req.SetMetadata}
+	if ttl != 0 {
+		ch.ExpiresAt = now.Add(ttl).Truncate(time.Millisecond)
+	}
+	return ch, now, nil
 }
 
 // Get returns the live lock with id, or ErrNotFound.
@@ -415,32 +425,18 @@ type Page struct {
 
 // List returns live locks in name order.
 func (s *Service) List(ctx context.Context, req ListRequest) (Page, error) {
-	if err := ValidateNamespace(req.Namespace); err != nil {
+	q, err := listQuery(req)
+	if err != nil {
 		return Page{}, err
 	}
-	if req.Kind != KindUUID && req.Kind != KindKey {
-		return Page{}, invalidf("kind must be %q or %q", KindUUID, KindKey)
-	}
-	if req.Limit == 0 {
-		req.Limit = DefaultListLimit
-	}
-	if req.Limit < 1 || req.Limit > MaxListLimit {
-		return Page{}, invalidf("limit must be between 1 and %d", MaxListLimit)
-	}
-	if len(req.Prefix) > MaxNameLen || len(req.After) > MaxNameLen {
-		return Page{}, invalidf("prefix and after are at most %d characters", MaxNameLen)
-	}
 	now := s.now()
-	locks, err := s.engine.List(ctx, ListQuery{
-		Namespace: req.Namespace, Kind: req.Kind, Prefix: req.Prefix, After: req.After,
-		Limit: req.Limit + 1, // one more tells whether a next page exists
-	}, now)
+	locks, err := s.engine.List(ctx, q, now)
 	if err != nil {
 		return Page{}, err
 	}
 	var page Page
-	if len(locks) > req.Limit {
-		locks = locks[:req.Limit]
+	if len(locks) > req.limit() {
+		locks = locks[:req.limit()]
 		page.Next = locks[len(locks)-1].Name
 	}
 	for i := range locks {
@@ -448,6 +444,35 @@ func (s *Service) List(ctx context.Context, req ListRequest) (Page, error) {
 	}
 	page.Locks = locks
 	return page, nil
+}
+
+// limit is the page size asked for.
+func (req ListRequest) limit() int {
+	if req.Limit == 0 {
+		return DefaultListLimit
+	}
+	return req.Limit
+}
+
+// listQuery checks a listing and asks the engine for one more than the page
+// holds, which tells whether a next page exists.
+func listQuery(req ListRequest) (ListQuery, error) {
+	if err := ValidateNamespace(req.Namespace); err != nil {
+		return ListQuery{}, err
+	}
+	if req.Kind != KindUUID && req.Kind != KindKey {
+		return ListQuery{}, invalidf("kind must be %q or %q", KindUUID, KindKey)
+	}
+	if n := req.limit(); n < 1 || n > MaxListLimit {
+		return ListQuery{}, invalidf("limit must be between 1 and %d", MaxListLimit)
+	}
+	if len(req.Prefix) > MaxNameLen || len(req.After) > MaxNameLen {
+		return ListQuery{}, invalidf("prefix and after are at most %d characters", MaxNameLen)
+	}
+	return ListQuery{
+		Namespace: req.Namespace, Kind: req.Kind, Prefix: req.Prefix, After: req.After,
+		Limit: req.limit() + 1,
+	}, nil
 }
 
 // Sweep deletes expired locks now and returns how many went.

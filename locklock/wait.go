@@ -28,43 +28,60 @@ type waitRegistry struct {
 	maxTotal, maxPerLock int // set by options before first use
 
 	mu     sync.Mutex
-	queues map[ID][]*waiter
+	queues map[waitKey][]*waiter
 	closed bool
 	done   chan struct{}
 }
 
 type waiter struct {
-	id   ID
+	key  waitKey
 	wake chan struct{} // buffered: a wake-up is never lost, never blocks
+}
+
+// waitKey names a queue: a lock's, or a semaphore's (a space of its own).
+type waitKey struct {
+	ID
+	Semaphore bool
+}
+
+func lockWait(id ID) waitKey      { return waitKey{ID: id} }
+func semaphoreWait(id ID) waitKey { return waitKey{ID: id, Semaphore: true} }
+
+// what names the queue's lock or semaphore in messages.
+func (k waitKey) what() string {
+	if k.Semaphore {
+		return "semaphore " + abbrev.String(k.Name)
+	}
+	return "lock " + abbrev.String(k.Name)
 }
 
 func newWaitRegistry() *waitRegistry {
 	return &waitRegistry{
-		queues:     make(map[ID][]*waiter),
+		queues:     make(map[waitKey][]*waiter),
 		done:       make(chan struct{}),
 		maxTotal:   DefaultMaxWaiters,
 		maxPerLock: DefaultMaxWaitersPerLock,
 	}
 }
 
-// enqueue adds a waiter for id at the end of its queue, or refuses with an
+// enqueue adds a waiter at the end of key's queue, or refuses with an
 // error wrapping ErrTooManyWaiters when a cap is reached.
-func (r *waitRegistry) enqueue(id ID) (*waiter, error) {
+func (r *waitRegistry) enqueue(key waitKey) (*waiter, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
 		return nil, ErrShuttingDown
 	}
-	if n := len(r.queues[id]); r.maxPerLock > 0 && n >= r.maxPerLock {
-		return nil, fmt.Errorf("%w: %d clients already wait for lock %s, the most allowed for one lock; retry later",
-			ErrTooManyWaiters, n, abbrev.String(id.Name))
+	if n := len(r.queues[key]); r.maxPerLock > 0 && n >= r.maxPerLock {
+		return nil, fmt.Errorf("%w: %d clients already wait for %s, the most allowed for one; retry later",
+			ErrTooManyWaiters, n, key.what())
 	}
 	if n := r.waiting.Load(); r.maxTotal > 0 && n >= int64(r.maxTotal) {
 		return nil, fmt.Errorf("%w: %d clients already wait for locks on this server, the most allowed; retry later",
 			ErrTooManyWaiters, n)
 	}
-	w := &waiter{id: id, wake: make(chan struct{}, 1)}
-	r.queues[id] = append(r.queues[id], w)
+	w := &waiter{key: key, wake: make(chan struct{}, 1)}
+	r.queues[key] = append(r.queues[key], w)
 	r.waiting.Add(1)
 	return w, nil
 }
@@ -72,7 +89,7 @@ func (r *waitRegistry) enqueue(id ID) (*waiter, error) {
 func (r *waitRegistry) isHead(w *waiter) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	q := r.queues[w.id]
+	q := r.queues[w.key]
 	return len(q) > 0 && q[0] == w
 }
 
@@ -80,7 +97,7 @@ func (r *waitRegistry) isHead(w *waiter) bool {
 func (r *waitRegistry) leave(w *waiter) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	q := r.queues[w.id]
+	q := r.queues[w.key]
 	for i, x := range q {
 		if x != w {
 			continue
@@ -88,10 +105,10 @@ func (r *waitRegistry) leave(w *waiter) {
 		q = append(q[:i], q[i+1:]...)
 		r.waiting.Add(-1)
 		if len(q) == 0 {
-			delete(r.queues, w.id)
+			delete(r.queues, w.key)
 			return
 		}
-		r.queues[w.id] = q
+		r.queues[w.key] = q
 		if i == 0 {
 			q[0].signal()
 		}
@@ -99,16 +116,26 @@ func (r *waitRegistry) leave(w *waiter) {
 	}
 }
 
-// notify wakes the first waiter for id, if any.
-func (r *waitRegistry) notify(id ID) {
+// notify wakes the first waiter in key's queue, if any.
+func (r *waitRegistry) notify(key waitKey) {
 	if r.waiting.Load() == 0 {
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if q := r.queues[id]; len(q) > 0 {
+	if q := r.queues[key]; len(q) > 0 {
 		q[0].signal()
 	}
+}
+
+// queued is how many wait in key's queue.
+func (r *waitRegistry) queued(key waitKey) int {
+	if r.waiting.Load() == 0 {
+		return 0
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.queues[key])
 }
 
 func (r *waitRegistry) close() {
@@ -141,7 +168,7 @@ func (s *Service) waitAcquire(ctx context.Context, req AcquireRequest, guard Gua
 	// The deadline is fixed before queueing, so that once a waiter is
 	// counted (Waiters) its deadline no longer depends on scheduling.
 	deadline := s.clock.At(s.now().Add(req.Wait))
-	w, err := s.waits.enqueue(req.ID)
+	w, err := s.waits.enqueue(lockWait(req.ID))
 	if errors.Is(err, ErrTooManyWaiters) {
 		return s.tryWithoutWaiting(ctx, req, guard, err)
 	}
@@ -286,7 +313,7 @@ func (s *Service) abandon(l Lock) {
 		return nil
 	})
 	if err == nil {
-		s.waits.notify(l.ID)
+		s.waits.notify(lockWait(l.ID))
 	} else if !errors.Is(err, ErrNotFound) {
 		s.log.Warn("could not release a lock abandoned by its waiter", "lock", abbrev.String(l.ID.String()), "err", err)
 	}
