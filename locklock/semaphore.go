@@ -234,8 +234,9 @@ func (e *LimitMismatchError) Error() string {
 // Unwrap makes errors.Is(err, ErrLimitMismatch) true.
 func (e *LimitMismatchError) Unwrap() error { return ErrLimitMismatch }
 
-// slotNotFound names the slot that is not there.
-func slotNotFound(id ID, slot string) error {
+// SlotNotFound is the error for a slot that is not there (wrapping
+// ErrSlotNotFound), naming it; engines return it.
+func SlotNotFound(id ID, slot string) error {
 	return fmt.Errorf("%w: no slot %s of semaphore %s (never acquired, released, or expired)",
 		ErrSlotNotFound, abbrev.String(slot), abbrev.String(id.Name))
 }

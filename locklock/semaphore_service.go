@@ -258,7 +258,7 @@ func checkSlot(id ID, slot string) error {
 		return err
 	}
 	if !ValidSlotID(slot) {
-		return slotNotFound(id, slot)
+		return SlotNotFound(id, slot)
 	}
 	return nil
 }

@@ -41,6 +41,7 @@ var (
 type shard struct {
 	mu        sync.Mutex
 	locks     *store
+	sems      map[locklock.ID]*semaphore
 	lastToken uint64
 	events    *atomic.Pointer[eventOut] // the engine's
 	_         [40]byte                  // keep neighbouring shards' mutexes off one cache line
@@ -68,6 +69,7 @@ func New(opts ...Option) *Engine {
 	e := &Engine{seed: maphash.MakeSeed()}
 	for i := range e.shards {
 		e.shards[i].locks = newStore()
+		e.shards[i].sems = make(map[locklock.ID]*semaphore)
 		e.shards[i].lastToken = cfg.tokenFloor
 		e.shards[i].events = &e.events
 	}
@@ -259,7 +261,8 @@ func (e *Engine) List(ctx context.Context, q locklock.ListQuery, now time.Time) 
 }
 
 // Sweep implements locklock.Engine using each shard's expiry heap, so its
-// cost follows the number of expired locks, not of all locks.
+// cost follows the number of expired locks, not of all locks; and drops
+// expired slots, visiting every semaphore (there are few).
 func (e *Engine) Sweep(ctx context.Context, now time.Time) (int, error) {
 	removed := 0
 	for i := range e.shards {
@@ -274,6 +277,7 @@ func (e *Engine) Sweep(ctx context.Context, now time.Time) (int, error) {
 				break
 			}
 		}
+		removed += s.sweepSlots(now)
 	}
 	return removed, nil
 }
@@ -359,6 +363,7 @@ func (e *Engine) Close() error {
 		s := &e.shards[i]
 		s.mu.Lock()
 		s.locks = newStore()
+		s.sems = make(map[locklock.ID]*semaphore)
 		s.mu.Unlock()
 	}
 	return nil
