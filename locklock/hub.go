@@ -74,11 +74,11 @@ func newHub(retention int) *hub {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	h := &hub{
-		epoch:  "m" + hex.EncodeToString(b[:]),
-		ring:   make([]*Event, retention),
-		byOne:  make(map[Subject]map[*Subscription]struct{}),
-		byNS:   make(map[string]map[*Subscription]struct{}),
-		now:    time.Now,
+		epoch: "m" + hex.EncodeToString(b[:]),
+		ring:  make([]*Event, retention),
+		byOne: make(map[Subject]map[*Subscription]struct{}),
+		byNS:  make(map[string]map[*Subscription]struct{}),
+		now:   time.Now,
 	}
 	h.last = Position{Epoch: h.epoch}
 	h.floor = h.last
