@@ -226,7 +226,7 @@ func (e *Engine) GetSemaphore(ctx context.Context, id locklock.ID, now time.Time
 	if len(slots) == 0 {
 		return locklock.Semaphore{}, locklock.ErrSemaphoreNotFound
 	}
-	out := locklock.Semaphore{ID: id, Limit: slots[0].Limit, Slots: slots}
+	out := locklock.Semaphore{ID: id, Limit: slots[0].Limit, Slots: slots, Revision: resp.Header.Revision}
 	for _, sl := range slots {
 		out.InUse += sl.Weight
 	}

@@ -223,8 +223,8 @@ func TestSemaphores(t *testing.T) {
 		for _, sl := range sem.Slots {
 			got = append(got, sl.Token)
 		}
-		if sem.Limit != 20 || sem.InUse != 12 || !slices.Equal(got, tokens) || sem.Next != "" {
-			t.Fatalf("semaphore: limit %d, in use %d, tokens %v (next %q); want 20, 12, %v", sem.Limit, sem.InUse, got, sem.Next, tokens)
+		if sem.Limit != 20 || sem.InUse != 12 || !slices.Equal(got, tokens) || sem.Next != "" || sem.Revision == 0 {
+			t.Fatalf("semaphore: limit %d, in use %d, tokens %v (next %q, revision %d); want 20, 12, %v and a revision", sem.Limit, sem.InUse, got, sem.Next, sem.Revision, tokens)
 		}
 		var paged []uint64
 		after := ""

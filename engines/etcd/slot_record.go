@@ -86,9 +86,9 @@ func (r *slotRecord) slot(id locklock.ID, slot string) locklock.Slot {
 }
 
 // turns lets the acquires of one semaphore through this engine go one at a
-// time (see "Semaphores"). Turns are handed out in the order they were
-// asked for (a channel's waiting senders are served first come, first
-// served), and an entry lives only while someone holds or waits for it.
+// time (see "Semaphores"). Turns go roughly in the order they were asked
+// for (a channel serves its blocked senders first come, first served); an
+// entry lives only while someone holds or waits for it.
 type turns struct {
 	mu sync.Mutex
 	m  map[string]*turn
