@@ -348,14 +348,18 @@ func (e *Engine) ListSemaphores(ctx context.Context, q locklock.ListQuery, now t
 		return nil, err
 	}
 	defer done()
-	if q.Limit <= 0 {
-		return nil, nil
+	if q.Limit <= 0 || strings.Contains(q.Prefix, slotSep) {
+		return nil, nil // no name holds the separator
 	}
+	// Nor does any name sort between After and what comes before a
+	// separator in it (every name character sorts after the separator),
+	// whose range would otherwise start within a semaphore's slots.
+	after, _, _ := strings.Cut(q.After, slotSep)
 	base := e.prefix + semsSegment + q.Namespace + "/" + string(q.Kind) + "/"
 	start := base + q.Prefix
 	end := clientv3.GetPrefixRangeEnd(start)
-	if q.After != "" && base+q.After+slotSepNext > start {
-		start = base + q.After + slotSepNext // past every slot of After
+	if after != "" && base+after+slotSepNext > start {
+		start = base + after + slotSepNext // past every slot of after
 	}
 	var (
 		out []locklock.SemaphoreSummary

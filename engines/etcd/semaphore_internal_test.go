@@ -67,10 +67,17 @@ func TestListSemaphoresReadsInPages(t *testing.T) {
 		{"b", 10, []string{"c", "c-d", "d"}},
 		{"c", 1, []string{"c-d"}},
 		{"d", 10, nil},
+		// Nothing a separator in After or Prefix can make of the keys.
+		{"a#", 1, []string{"b"}},
+		{"c-d#", 10, []string{"d"}},
 	} {
 		if got := list(c.after, c.limit); !slices.Equal(got, c.want) {
 			t.Errorf("after %q, limit %d: %v, want %v", c.after, c.limit, got, c.want)
 		}
+	}
+	got, err := e.ListSemaphores(t.Context(), locklock.ListQuery{Namespace: "public", Kind: locklock.KindKey, Prefix: "a#", Limit: 10}, time.Now())
+	if err != nil || len(got) != 0 {
+		t.Errorf("prefix a#: %+v %v, want nothing", got, err)
 	}
 }
 
