@@ -200,7 +200,8 @@ func holderSecret(t *testing.T, sl locklock.Slot, n int) string {
 }
 
 // TestSlotsMakeNoEvents: the engine's watch sees slot keys (they are under
-// its prefix) but makes no events of them, live or replayed — and does not
+// its prefix) but makes no events of them yet, live or replayed (a stream
+// of the semaphore gets its state, then nothing) — and does not
 // count them among a revision's changes: a lock put in the same revision
 // as a slot is its revision's first event (Sub 1).
 func TestSlotsMakeNoEvents(t *testing.T) {
@@ -214,6 +215,11 @@ func TestSlotsMakeNoEvents(t *testing.T) {
 
 	id := semID("quiet")
 	sl := mustSlot(t, a, locklock.SlotRequest{ID: id, Limit: 3, Secret: "s", TTL: time.Second})
+	// A one-semaphore stream starts from the semaphore as read.
+	one := openWatch(t, b, locklock.Filter{ID: &id, Semaphore: true}, "")
+	if st := one.SemaphoreState; st == nil || len(st.Slots) != 1 || st.Slots[0].ID != sl.ID || st.Revision == 0 {
+		t.Fatalf("one-semaphore stream's state %+v, want the slot %s", st, sl.ID)
+	}
 	if _, err := a.PatchSlot(t.Context(), sl.ID, locklock.PatchRequest{ID: id, Secret: "s", TTL: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
@@ -256,6 +262,7 @@ func TestSlotsMakeNoEvents(t *testing.T) {
 		t.Fatalf("the lock's event at %v, want %v", evs[0].Pos, want)
 	}
 	noMoreEvents(t, w)
+	noMoreEvents(t, one)
 
 	// A replay of the same history, from etcd, agrees.
 	replayed, err := engine.EventsAfter(t.Context(), locklock.Filter{Namespace: "public"}, w.At, evs[0].Pos)
