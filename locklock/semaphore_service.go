@@ -10,8 +10,9 @@ import (
 	"github.com/locklock/locklock/internal/abbrev"
 )
 
-// errNoSemaphores: the engine does not implement SemaphoreEngine.
-var errNoSemaphores = fmt.Errorf("%w: this server's engine stores no semaphores", ErrUnavailable)
+// ErrNoSemaphores: the engine does not implement SemaphoreEngine, so no
+// semaphore can be used (a transport answers 503).
+var ErrNoSemaphores = fmt.Errorf("%w: this server's engine stores no semaphores", ErrUnavailable)
 
 // SlotRequest asks for a slot of a semaphore (API.md §10).
 type SlotRequest struct {
@@ -34,7 +35,7 @@ func (s *Service) semaphores() (SemaphoreEngine, error) {
 	if e, ok := s.engine.(SemaphoreEngine); ok {
 		return e, nil
 	}
-	return nil, errNoSemaphores
+	return nil, ErrNoSemaphores
 }
 
 // AcquireSlot takes a slot. created is false when a live slot of the
