@@ -85,7 +85,8 @@
 //     parameters; GET and HEAD take limit (1–1000, default 1000) and after
 //     (a fencing token in decimal: the previous page's next). in_use counts
 //     every live slot, not only the page's; a page past the last slot is
-//     200 with "slots": []. HEAD is served wherever GET is.
+//     200 with "slots": []. HEAD is served beside each semaphore GET
+//     (API.md lists GET only), as on /locks.
 //   - The acquire body's limit is required (no default: a limit the caller
 //     did not choose would decide how many may hold) and, like weight, a
 //     JSON integer from 1 to 10000; weight 0 is 400 rather than the

@@ -163,6 +163,8 @@ func toProblem(err error) *problem {
 		return unavailable("the server is shutting down")
 	case errors.Is(err, locklock.ErrTooManyWaiters):
 		return unavailable("too many clients are already waiting for locks and semaphores; retry later")
+	case errors.Is(err, locklock.ErrNoSemaphores):
+		return unavailable("this server's storage engine does not store semaphores")
 	case errors.Is(err, locklock.ErrNoEvents):
 		return unavailable("this server's storage engine does not report events, so it cannot be watched")
 	case errors.Is(err, locklock.ErrTooManyWatchers):

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/locklock/locklock/engines/memory"
 	"github.com/locklock/locklock/locklock"
 )
 
@@ -556,4 +557,23 @@ func TestSemaphoreRouteErrors(t *testing.T) {
 	rec := e.do(post(semU1, `{"limit":1}`))
 	checkRecProblem(t, rec, http.StatusServiceUnavailable, codeUnavailable)
 	wantHeader("Retry-After", "1")(t, e, rec, nil)
+}
+
+// An engine that stores no semaphores (here the memory engine with that
+// ability hidden) answers every semaphore route with 503, saying why; its
+// locks work.
+func TestEngineWithoutSemaphores(t *testing.T) {
+	eng := memory.New()
+	t.Cleanup(func() { _ = eng.Close() })
+	h := NewHandler(locklock.NewService(struct{ locklock.Engine }{eng}), WithAuthenticator(testAuth))
+	e := &env{t: t, h: h}
+	for _, q := range []req{post(semU1, `{"limit":1}`), get(semU1), get(semU1 + "/Wq3x9Zt0Rr6uKp1LmN2b4A"), del(semU1+"/Wq3x9Zt0Rr6uKp1LmN2b4A", ""), get("/semaphores?kind=uuid", "Authorization", proKey)} {
+		p := checkRecProblem(t, e.do(q), http.StatusServiceUnavailable, codeUnavailable)
+		if !strings.Contains(p.Detail, "does not store semaphores") {
+			t.Errorf("%s %s: detail %q", q.method, q.path, p.Detail)
+		}
+	}
+	if rec := e.do(post(uuidPath(u1), "")); rec.Code != http.StatusCreated {
+		t.Errorf("a lock: %d %s", rec.Code, rec.Body)
+	}
 }
