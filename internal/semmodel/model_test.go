@@ -310,3 +310,27 @@ func TestRefresh(t *testing.T) {
 	outside.op(refresh, 500, 510, refreshed(600))
 	check(t, "a refresh judged outside its call", outside, porcupine.Illegal)
 }
+
+// TestSlack: an engine that keeps its own time judges a grant when its
+// step reaches the storage, not at the Service's reading, and may end a
+// slot up to the slack late.
+func TestSlack(t *testing.T) {
+	for _, slack := range []time.Duration{0, 500 * time.Millisecond} {
+		var h history
+		h.acquire(1, 1, 1, true, 0, 10, created("a", 10, 1, 5)) // expires at 1005
+		// Read at 1000, granted by the storage after 1005.
+		in := Input{Kind: Acquire, Client: 2, Limit: 1, Weight: 1, Protected: true, TTL: ttl, Slack: slack}
+		h.op(in, 1000, 1020, created("b", 11, 1, 1000))
+		want := porcupine.Illegal
+		if slack > 0 {
+			want = porcupine.Ok
+		}
+		check(t, "slack "+slack.String()+": granted as the other slot expired", h, want)
+
+		var late history
+		late.acquire(1, 1, 1, true, 0, 10, created("a", 10, 1, 5))
+		in.Kind, in.Limit = Read, 0
+		late.op(in, 1300, 1310, Output{Outcome: Found, Limit: 1, InUse: 1, Slots: []Slot{{ID: "a", Client: 1, Token: 10, Weight: 1, ExpiresAt: at(5).Add(ttl)}}})
+		check(t, "slack "+slack.String()+": read 300ms after expiry", late, want)
+	}
+}

@@ -183,6 +183,17 @@ func grantedAt(in Input, out Output) (time.Time, bool) {
 	return at, !at.Before(lo) && !at.After(hi)
 }
 
+// judgedAt is when the engine judged a created or refreshed answer: at
+// the Service's reading, where the engine judges expiry by the clock it is
+// given (no slack); anywhere in the call, where its storage keeps its own
+// time and judges when the step reaches it (etcd leases).
+func judgedAt(in Input, at time.Time) (from, to time.Time) {
+	if in.Slack > 0 {
+		return window(in)
+	}
+	return at, at
+}
+
 // index finds the slot with id; -1 when the state has none.
 func (s state) index(id string) int {
 	if id == "" {

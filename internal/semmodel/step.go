@@ -27,7 +27,8 @@ func stepAcquire(s state, in Input, out Output) []state {
 		if !ok || out.Slot.Weight != in.Weight || out.Slot.Token <= s.maxToken || out.Slot.ID == "" {
 			return nil
 		}
-		for _, live := range s.views(at, at, in.Slack) {
+		from, to := judgedAt(in, at)
+		for _, live := range s.views(from, to, in.Slack) {
 			if s.fits(in, live) {
 				n := s.keepLive(live, nil)
 				n.add(slot{id: out.Slot.ID, client: in.Client, protected: in.Protected, weight: in.Weight,
@@ -163,7 +164,8 @@ func stepSlot(s state, in Input, out Output) []state {
 		return []state{s}
 	case in.Kind == Refresh && out.Outcome == Refreshed:
 		at, ok := grantedAt(in, out)
-		if ok && sl.mayBeLive(at, in.Slack) && sl.mayEnd(in) && shows {
+		from, _ := judgedAt(in, at)
+		if ok && sl.mayBeLive(from, in.Slack) && sl.mayEnd(in) && shows {
 			return []state{s.with(nil, func(j int, x *slot) {
 				if j == i {
 					x.expLo, x.expHi = out.Slot.ExpiresAt, out.Slot.ExpiresAt
