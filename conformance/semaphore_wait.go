@@ -114,13 +114,18 @@ func testSemaphoreWriterNotStarved(t *testing.T, h Harness) {
 	}
 }
 
-// testSemaphoreWaitForExpiry: a waiter gets in when a slot expires.
+// testSemaphoreWaitForExpiry: a waiter gets in when a slot expires — also
+// when its wait ends at that very instant.
 func testSemaphoreWaitForExpiry(t *testing.T, h Harness) {
 	e := newEnv(t, h)
 	id := e.id("wait-expiry")
 	ttl := e.shortTTL()
 	first := e.take(locklock.SlotRequest{ID: id, Limit: 1, TTL: ttl})
-	w := e.startSlotWaiter(e.ctx(), locklock.SlotRequest{ID: id, Limit: 1, Secret: "next", Wait: 3 * ttl})
+	wait := 3 * ttl
+	if !h.RealTime {
+		wait = ttl // the wait ends as the slot expires: the slot, not a 409
+	}
+	w := e.startSlotWaiter(e.ctx(), locklock.SlotRequest{ID: id, Limit: 1, Secret: "next", Wait: wait})
 	e.pass(ttl)
 	r := e.slotResult(w)
 	if r.err != nil || !r.created || r.slot.Token <= first.Token || !r.slot.Guard.Admits("next") {
@@ -129,18 +134,32 @@ func testSemaphoreWaitForExpiry(t *testing.T, h Harness) {
 }
 
 // testSemaphoreWaitTimesOut: waiters whose wait runs out get a *FullError
-// and leave nothing behind.
+// counting the earlier waiters still queued (not themselves), and leave
+// nothing behind.
 func testSemaphoreWaitTimesOut(t *testing.T, h Harness) {
 	e := newEnv(t, h)
 	id := e.id("wait-timeout")
 	holder := e.take(locklock.SlotRequest{ID: id, Limit: 2, Weight: 2, TTL: time.Hour})
+	first, stop := context.WithCancel(e.ctx())
+	defer stop()
+	patient := e.startSlotWaiter(first, locklock.SlotRequest{ID: id, Limit: 2, Weight: 1, Wait: time.Minute})
 	wait := 2 * time.Second
 	w1 := e.startSlotWaiter(e.ctx(), locklock.SlotRequest{ID: id, Limit: 2, Weight: 1, Wait: wait})
 	w2 := e.startSlotWaiter(e.ctx(), locklock.SlotRequest{ID: id, Limit: 2, Weight: 2, Wait: wait})
 	e.pass(wait)
-	for _, ch := range []<-chan slotResult{w1, w2} {
+	// w1 has the patient waiter before it; w2 that one and w1, unless w1
+	// has left already.
+	for i, ch := range []<-chan slotResult{w1, w2} {
 		r := e.slotResult(ch)
-		assertFull(t, "timed-out waiter", r.err, 2, 2)
+		full := assertFull(t, "timed-out waiter", r.err, 2, 2)
+		if full.Queued < 1 || full.Queued > i+1 {
+			t.Errorf("timed-out waiter %d: %d earlier requests queued, want 1 to %d", i+1, full.Queued, i+1)
+		}
+	}
+	e.assertSlotWaiting(patient)
+	stop()
+	if r := e.slotResult(patient); !errors.Is(r.err, context.Canceled) {
+		t.Errorf("cancelled waiter: %+v", r)
 	}
 	if n := e.svc.Waiters(); n != 0 {
 		t.Errorf("%d waiters left after timeouts", n)
