@@ -108,9 +108,19 @@ func testSemaphoreWriterNotStarved(t *testing.T, h Harness) {
 	if n := e.svc.Waiters(); n != 0 {
 		t.Errorf("%d waiters left", n)
 	}
-	// Nobody waits: a request that fits is granted at once.
+	// Nobody waits: a request that fits is granted at once, waiting or not
+	// (a real-time bound, so that a regression fails rather than hangs).
+	if _, err := e.svc.ReleaseSlot(e.ctx(), id, r3.slot.ID, "r3"); err != nil {
+		t.Fatal(err)
+	}
 	if sl := e.take(reader("r4")); sl.Token <= r3.slot.Token {
 		t.Errorf("token %d, want > %d", sl.Token, r3.slot.Token)
+	}
+	ctx, cancel := context.WithTimeout(e.ctx(), 10*time.Second)
+	defer cancel()
+	sl, created, err := e.svc.AcquireSlot(ctx, locklock.SlotRequest{ID: id, Limit: 2, Secret: "r5", Wait: time.Minute})
+	if err != nil || !created || sl.Token <= r3.slot.Token {
+		t.Errorf("a waiting request that fits: %+v, created %v, %v; want a slot at once", sl, created, err)
 	}
 }
 
