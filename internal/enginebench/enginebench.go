@@ -43,6 +43,34 @@ func Cycle(b *testing.B, svc *locklock.Service) {
 	ReportRate(b)
 }
 
+// SlotLimit is the limit of the semaphores SlotCycle uses: room for every
+// caller, so that a cycle is never refused.
+const SlotLimit = 1000
+
+// SlotCycle measures acquire + release of a slot, each caller on a
+// semaphore of its own (limit SlotLimit, weight 1); an op is one cycle.
+// Beside Cycle it shows what a semaphore's bookkeeping costs over a lock's.
+func SlotCycle(b *testing.B, svc *locklock.Service) {
+	b.ReportAllocs()
+	SetParallelism(b)
+	b.RunParallel(func(pb *testing.PB) {
+		ctx := context.Background()
+		sem := NewIDs().Next()
+		for pb.Next() {
+			sl, _, err := svc.AcquireSlot(ctx, locklock.SlotRequest{ID: sem, Limit: SlotLimit})
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			if _, err := svc.ReleaseSlot(ctx, sem, sl.ID, ""); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	ReportRate(b)
+}
+
 // Contended measures hand-overs of one hot lock: every caller acquires it,
 // waiting, and releases it; an op is one hand-over.
 func Contended(b *testing.B, svc *locklock.Service) {
