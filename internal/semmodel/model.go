@@ -3,7 +3,7 @@
 // with the same secret answered by the live slot it names, fencing tokens
 // that rise with every grant, and outcomes that may be unknown. It is the
 // semaphore counterpart of internal/lockmodel, with the same shape: the
-// conformance suite's SemaphoresLinearizable sub-test records histories
+// semaphore suite's Linearizable sub-test (conformance.RunSemaphores) records histories
 // through a Service and checks them here, and a suite that drives real
 // servers while injecting faults can check its histories against the same
 // model.
