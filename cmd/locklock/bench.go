@@ -23,6 +23,7 @@ const (
 	benchKeyed     = "keyed"
 	benchHold      = "hold"
 	benchHealthz   = "healthz"
+	benchSemaphore = "semaphore"
 )
 
 // Request kinds, each with its own latency histogram.
@@ -57,6 +58,9 @@ retries, for --duration or until --count cycles have been attempted (with
   hold       acquire fresh UUID locks and keep them (no release): --count N
              leaves N more locks held, for --ttl (default: the server's, 30
              days); a cycle is one 201
+  semaphore  take a slot (POST /semaphore/uuid/<uuid>, limit 1000) then
+             release it (DELETE …/<slot>), each worker on a semaphore of
+             its own; a cycle is both succeeding (201, then 200)
   healthz    GET /healthz (outside /v1/api), the server's bare request rate;
              a cycle is one 200 (alias: noop)
 
@@ -123,7 +127,7 @@ func parseBenchArgs(name string, args []string, stderr io.Writer, env func(strin
 	opsServer := fs.String("ops-server", "", "base `URL` of /healthz for --mode healthz (default: --server's scheme and host; set it for a server with --ops-addr)")
 	c := &benchConfig{}
 	fs.StringVar(&c.apiKey, "api-key", "", "API `key` (env LOCKLOCK_API_KEY); locks then live in the key's namespace")
-	fs.StringVar(&c.mode, "mode", benchCycle, "what to do, a `mode`: cycle, contended, hold or healthz (see above)")
+	fs.StringVar(&c.mode, "mode", benchCycle, "what to do, a `mode`: cycle, keyed, contended, hold, semaphore or healthz (see above)")
 	fs.IntVar(&c.concurrency, "concurrency", 64, "number of workers, each with one request in flight and its own connection")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "how long to run (with --count: whichever ends first)")
 	fs.Int64Var(&c.count, "count", 0, "stop after this many cycles have been attempted (hold: locks to acquire); without --duration no time limit")
@@ -157,9 +161,9 @@ func parseBenchArgs(name string, args []string, stderr io.Writer, env func(strin
 		c.mode = benchHealthz
 	}
 	switch c.mode {
-	case benchCycle, benchContended, benchKeyed, benchHold, benchHealthz:
+	case benchCycle, benchContended, benchKeyed, benchHold, benchSemaphore, benchHealthz:
 	default:
-		return usageErr("unknown --mode %q; want cycle, keyed, contended, hold or healthz", c.mode)
+		return usageErr("unknown --mode %q; want cycle, keyed, contended, hold, semaphore or healthz", c.mode)
 	}
 	if c.count > 0 && !set["duration"] {
 		c.duration = 0 // --count alone: no time limit

@@ -199,6 +199,23 @@ func TestBenchContended(t *testing.T) {
 	}
 }
 
+// TestBenchSemaphore: semaphore mode takes and releases slots, each worker
+// on its own semaphore, and leaves none behind.
+func TestBenchSemaphore(t *testing.T) {
+	s := newBenchServer(t)
+	rep := benchJSON(t, s.URL, "--mode", "semaphore", "--concurrency", "4", "--count", "100")
+	if rep.Mode != "semaphore" || rep.Cycles != 100 || rep.Errors != 0 || rep.Requests != 200 {
+		t.Fatalf("cycles %d, requests %d, errors %d %v: want 100 cycles of 2 requests, no errors",
+			rep.Cycles, rep.Requests, rep.Errors, rep.ErrorsBy)
+	}
+	checkLatency(t, rep, "acquire", rep.Cycles)
+	checkLatency(t, rep, "release", rep.Cycles)
+	sems, err := s.engine.ListSemaphores(t.Context(), locklock.ListQuery{Namespace: locklock.DefaultNamespace, Kind: locklock.KindUUID, Limit: 10}, time.Now())
+	if err != nil || len(sems) != 0 {
+		t.Errorf("semaphores left after semaphore mode: %+v, %v", sems, err)
+	}
+}
+
 // TestBenchKeyedWithStreams: keyed mode cycles its fixed locks without
 // racing (no errors), and the streams it keeps open — one per lock and two
 // of the namespace — receive every event of the load.

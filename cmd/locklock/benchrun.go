@@ -58,6 +58,9 @@ func newBenchRun(c *benchConfig) *benchRun {
 	r.withBody = r.plain.Clone()
 	r.withBody.Set("Content-Type", "application/json")
 	var body []string
+	if c.mode == benchSemaphore {
+		body = append(body, `"limit":`+strconv.Itoa(benchSlotLimit))
+	}
 	if c.mode == benchContended && c.wait > 0 {
 		body = append(body, `"wait":`+strconv.FormatInt(ceilSecondsOf(c.wait), 10))
 	}

@@ -28,6 +28,8 @@ type benchWorker struct {
 	prefix int
 	due    time.Time  // under --rate: when the cycle's first request was due
 	turn   int        // keyed: cycles started, to pick the next own lock
+	sem    string     // semaphore: the path of the worker's own semaphore
+	got    int        // bytes of the last response body in buf
 	buf    [4096]byte // the start of a response body (for the problem code)
 	sink   [4096]byte // the rest, discarded
 }
@@ -62,6 +64,21 @@ func (w *benchWorker) cycle(index int) {
 	switch r.cfg.mode {
 	case benchHealthz:
 		if w.do(kindHealthz, http.MethodGet, r.cfg.ops, r.cfg.ops.Path+"/healthz", nil, http.StatusOK) {
+			w.cycles.Add(1)
+		}
+	case benchSemaphore:
+		if w.sem == "" {
+			w.sem = string(appendUUID([]byte(api.Path+"/semaphore/uuid/"), w.rng))
+		}
+		if !w.do(kindAcquire, http.MethodPost, api, w.sem, r.acquireBody, http.StatusCreated) {
+			return
+		}
+		slot, ok := slotOf(w.buf[:w.got])
+		if !ok {
+			w.fail("201 without a slot id")
+			return
+		}
+		if w.do(kindRelease, http.MethodDelete, api, w.sem+"/"+slot, nil, http.StatusOK) {
 			w.cycles.Add(1)
 		}
 	case benchHold:
@@ -142,6 +159,7 @@ func (w *benchWorker) do(kind int, method string, base *url.URL, path string, bo
 		return false
 	}
 	n, err := w.readBody(resp.Body)
+	w.got = n
 	_ = resp.Body.Close()
 	if err != nil {
 		w.fail(networkError(err))
@@ -178,6 +196,26 @@ func (w *benchWorker) readBody(body io.Reader) (int, error) {
 			return n, err
 		}
 	}
+}
+
+// benchSlotLimit is the limit of --mode semaphore's semaphores: room for
+// any worker's slot, so that a cycle is never refused.
+const benchSlotLimit = 1000
+
+// slotOf finds the slot id in a slot object's JSON without decoding it all
+// (the bench must cost the server's side of the run little).
+func slotOf(body []byte) (string, bool) {
+	const field = `"slot":"`
+	i := bytes.Index(body, []byte(field))
+	if i < 0 {
+		return "", false
+	}
+	rest := body[i+len(field):]
+	j := bytes.IndexByte(rest, '"')
+	if j < 0 {
+		return "", false
+	}
+	return string(rest[:j]), true
 }
 
 func (w *benchWorker) fail(key string) {
