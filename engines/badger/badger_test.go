@@ -28,6 +28,12 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	if dir := os.Getenv(slotKillEnv); dir != "" {
+		// The re-run of this binary by TestSlotsSurviveKill, until killed.
+		err := slotKillScenario(dir)
+		fmt.Fprintln(os.Stderr, "slot kill scenario:", err)
+		os.Exit(1)
+	}
 	goleak.VerifyTestMain(m)
 }
 
