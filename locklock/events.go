@@ -40,8 +40,11 @@ type Event struct {
 	At time.Time
 	// Lock is the lock after the change (acquired, refreshed), or as it
 	// was (released, expired, revoked; its DelayedUntil, when not zero, is
-	// the lock-delay that began).
+	// the lock-delay that began). Zero for a slot's event.
 	Lock Lock
+	// Slot, when not nil, makes this the event of a semaphore's slot: the
+	// slot after the change, or as it was; Lock is then zero.
+	Slot *Slot
 	// Pos is the event's place in the stream. Engines that keep their own
 	// order (etcd revisions) set it; for the others the Service numbers
 	// events in the order the engine reports them.
@@ -155,20 +158,45 @@ func ParsePosition(s string) (Position, error) {
 	return Position{Epoch: epoch, Seq: seq, Sub: uint32(sub)}, nil
 }
 
-// Filter selects the events of a stream: one lock (ID set), or a namespace,
+// Subject is what an event is of: a lock, or (Semaphore) a semaphore —
+// a space of its own, so a lock and a semaphore may share an ID.
+type Subject struct {
+	ID
+	Semaphore bool
+}
+
+// Subject is what the event is of.
+func (e *Event) Subject() Subject {
+	if e.Slot != nil {
+		return Subject{ID: e.Slot.Semaphore, Semaphore: true}
+	}
+	return Subject{ID: e.Lock.ID}
+}
+
+// Filter selects the events of a stream: one lock or semaphore (ID set;
+// Semaphore says which), or a namespace — its locks and semaphores —
 // optionally narrowed to a kind and a name prefix.
 type Filter struct {
 	ID        *ID
+	Semaphore bool // with ID: the ID names a semaphore
 	Namespace string
 	Kind      Kind // "": every kind
 	Prefix    string
 }
 
 // Matches says whether the filter selects the event of lock id.
-func (f Filter) Matches(id ID) bool {
+func (f Filter) Matches(id ID) bool { return f.selects(Subject{ID: id}) }
+
+// Selects says whether the filter selects ev.
+func (f Filter) Selects(ev *Event) bool { return f.selects(ev.Subject()) }
+
+func (f Filter) selects(s Subject) bool {
 	if f.ID != nil {
-		return *f.ID == id
+		return *f.ID == s.ID && f.Semaphore == s.Semaphore
 	}
-	return id.Namespace == f.Namespace && (f.Kind == "" || id.Kind == f.Kind) &&
-		strings.HasPrefix(id.Name, f.Prefix)
+	return s.Namespace == f.Namespace && (f.Kind == "" || s.Kind == f.Kind) &&
+		strings.HasPrefix(s.Name, f.Prefix)
 }
+
+// subject is the one lock or semaphore a filter with ID selects.
+func (f Filter) subject() Subject { return Subject{ID: *f.ID, Semaphore: f.Semaphore} }

@@ -48,7 +48,7 @@ type hub struct {
 	next     int
 	last     Position // the position of the last event published
 	floor    Position // the last event no longer retained, or where the stream began
-	byLock   map[ID]map[*Subscription]struct{}
+	byOne    map[Subject]map[*Subscription]struct{}
 	byNS     map[string]map[*Subscription]struct{}
 	closed   bool
 	numbered bool // the engine numbers events (startAt)
@@ -74,11 +74,11 @@ func newHub(retention int) *hub {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	h := &hub{
-		epoch:  "m" + hex.EncodeToString(b[:]),
-		ring:   make([]*Event, retention),
-		byLock: make(map[ID]map[*Subscription]struct{}),
-		byNS:   make(map[string]map[*Subscription]struct{}),
-		now:    time.Now,
+		epoch: "m" + hex.EncodeToString(b[:]),
+		ring:  make([]*Event, retention),
+		byOne: make(map[Subject]map[*Subscription]struct{}),
+		byNS:  make(map[string]map[*Subscription]struct{}),
+		now:   time.Now,
 	}
 	h.last = Position{Epoch: h.epoch}
 	h.floor = h.last
@@ -103,7 +103,7 @@ func (h *hub) restartLocked(pos Position) {
 	clear(h.ring)
 	h.next = 0
 	h.endAllLocked(errStreamRestarted)
-	clear(h.byLock)
+	clear(h.byOne)
 	clear(h.byNS)
 }
 
@@ -152,11 +152,12 @@ func (h *hub) publish(events ...*Event) {
 		} else {
 			h.floor = ev.Pos
 		}
-		for s := range h.byLock[ev.Lock.ID] {
+		subj := ev.Subject()
+		for s := range h.byOne[subj] {
 			s.push(ev)
 		}
-		for s := range h.byNS[ev.Lock.Namespace] {
-			if s.filter.Matches(ev.Lock.ID) {
+		for s := range h.byNS[subj.Namespace] {
+			if s.filter.selects(subj) {
 				s.push(ev)
 			}
 		}
@@ -200,7 +201,7 @@ func (h *hub) subscribe(f Filter, from Position) (s *Subscription, resumed bool,
 		case ok:
 			resumed = true
 			for _, ev := range backlog {
-				if f.Matches(ev.Lock.ID) {
+				if f.Selects(ev) {
 					s.queue = append(s.queue, ev)
 				}
 			}
@@ -216,7 +217,7 @@ func (h *hub) subscribe(f Filter, from Position) (s *Subscription, resumed bool,
 		}
 	}
 	if f.ID != nil {
-		add(h.byLock, *f.ID, s)
+		add(h.byOne, f.subject(), s)
 	} else {
 		add(h.byNS, f.Namespace, s)
 	}
@@ -269,7 +270,7 @@ func (h *hub) unsubscribe(s *Subscription) {
 		h.lastStream = h.now()
 	}
 	if s.filter.ID != nil {
-		drop(h.byLock, *s.filter.ID, s)
+		drop(h.byOne, s.filter.subject(), s)
 	} else {
 		drop(h.byNS, s.filter.Namespace, s)
 	}
@@ -286,7 +287,7 @@ func drop[K comparable](m map[K]map[*Subscription]struct{}, k K, s *Subscription
 
 // endAllLocked ends every subscription with err.
 func (h *hub) endAllLocked(err error) {
-	for _, set := range h.byLock {
+	for _, set := range h.byOne {
 		for s := range set {
 			s.end(err)
 		}
@@ -433,14 +434,15 @@ func (s *Subscription) Close() {
 	s.end(errSubscriptionClosed)
 }
 
-// settle reconciles a one-lock stream's queue with state, the lock read
-// after subscribing (nil: no lock), and returns the stream's position for
-// it. Events already reflected in state are dropped, so the client never
+// settle reconciles a one-lock (or one-semaphore) stream's queue with the
+// state read after subscribing, and returns the stream's position for it.
+// Events already reflected in the state are dropped, so the client never
 // sees an event that its state already contains: the last queued event
-// whose outcome is state and every one before it; with storage-numbered
-// events (Lock.Revision set), every event up to the revision state was
-// read at, queued now or arriving later. at is the position subscribed at.
-func (s *Subscription) settle(state *Lock, readAt int64, at Position) Position {
+// whose outcome the state shows (inState) and every one before it; with
+// storage-numbered events (Revision set), every event up to the revision
+// the state was read at, queued now or arriving later. at is the position
+// subscribed at.
+func (s *Subscription) settle(inState func(*Event) bool, readAt int64, at Position) Position {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if readAt > 0 {
@@ -455,7 +457,7 @@ func (s *Subscription) settle(state *Lock, readAt int64, at Position) Position {
 	}
 	k := -1
 	for i, ev := range s.queue {
-		if !s.skip.IsZero() && !ev.Pos.After(s.skip) || outcomeIs(ev, state) {
+		if !s.skip.IsZero() && !ev.Pos.After(s.skip) || inState(ev) {
 			k = i
 		}
 	}
@@ -466,13 +468,36 @@ func (s *Subscription) settle(state *Lock, readAt int64, at Position) Position {
 	return at
 }
 
-// outcomeIs says whether the lock after ev is state.
-func outcomeIs(ev *Event, state *Lock) bool {
-	switch ev.Type {
-	case EventAcquired, EventRefreshed:
-		l := ev.Lock
-		return state != nil && l.Token == state.Token && l.ExpiresAt.Equal(state.ExpiresAt) &&
-			l.Holder == state.Holder && maps.Equal(l.Metadata, state.Metadata)
+// lockOutcomeIs says whether the lock after ev is state (nil: no lock).
+func lockOutcomeIs(state *Lock) func(*Event) bool {
+	return func(ev *Event) bool {
+		switch ev.Type {
+		case EventAcquired, EventRefreshed:
+			l := ev.Lock
+			return state != nil && l.Token == state.Token && l.ExpiresAt.Equal(state.ExpiresAt) &&
+				l.Holder == state.Holder && maps.Equal(l.Metadata, state.Metadata)
+		}
+		return state == nil
 	}
-	return state == nil
+}
+
+// slotOutcomeIs says whether the slot after ev is as state shows it: held
+// as it is there after an acquire or a refresh, absent after its end.
+func slotOutcomeIs(state *Semaphore) func(*Event) bool {
+	return func(ev *Event) bool {
+		var cur *Slot
+		if state != nil {
+			for i := range state.Slots {
+				if state.Slots[i].ID == ev.Slot.ID {
+					cur = &state.Slots[i]
+				}
+			}
+		}
+		switch ev.Type {
+		case EventAcquired, EventRefreshed:
+			sl := ev.Slot
+			return cur != nil && sl.ExpiresAt.Equal(cur.ExpiresAt) && sl.Holder == cur.Holder && maps.Equal(sl.Metadata, cur.Metadata)
+		}
+		return cur == nil
+	}
 }

@@ -89,6 +89,9 @@ type Semaphore struct {
 	// token, in decimal); set by the Service, not engines.
 	Next       string
 	ObservedAt time.Time
+	// Revision is the storage revision the engine read the semaphore at
+	// (etcd), as for Lock.Revision; zero without revisions.
+	Revision int64
 }
 
 // SemaphoreSummary is a semaphore in a listing.

@@ -108,6 +108,10 @@ type Watch struct {
 	// State is, for a one-lock stream that starts afresh, the lock at At
 	// (nil: no lock).
 	State *Lock
+	// SemaphoreState is, for a one-semaphore stream that starts afresh,
+	// the semaphore at At with its first page of slots (nil: no live
+	// slot).
+	SemaphoreState *Semaphore
 	// At is the position the stream starts after.
 	At Position
 }
@@ -185,6 +189,9 @@ func (s *Service) Watch(ctx context.Context, req WatchRequest) (*Watch, error) {
 	if resumed || req.Filter.ID == nil {
 		return w, nil
 	}
+	if req.Filter.Semaphore {
+		return s.semaphoreState(ctx, w, at)
+	}
 	l, err := s.Get(ctx, *req.Filter.ID)
 	var (
 		notFound *NotFoundError
@@ -199,7 +206,21 @@ func (s *Service) Watch(ctx context.Context, req WatchRequest) (*Watch, error) {
 		w.Close()
 		return nil, err
 	}
-	w.At = sub.settle(w.State, readAt, at)
+	w.At = sub.settle(lockOutcomeIs(w.State), readAt, at)
+	return w, nil
+}
+
+// semaphoreState reads a one-semaphore stream's state after subscribing.
+func (s *Service) semaphoreState(ctx context.Context, w *Watch, at Position) (*Watch, error) {
+	sem, err := s.GetSemaphore(ctx, SemaphoreRequest{ID: *w.sub.filter.ID})
+	switch {
+	case err == nil:
+		w.SemaphoreState = &sem
+	case !errors.Is(err, ErrSemaphoreNotFound):
+		w.Close()
+		return nil, err
+	}
+	w.At = w.sub.settle(slotOutcomeIs(w.SemaphoreState), sem.Revision, at)
 	return w, nil
 }
 

@@ -193,14 +193,30 @@ func (e *Engine) SetEventSink(sink locklock.EventSink) locklock.Position {
 // emit reports a change of l, under the shard's mutex, so that the events
 // of one lock reach the sink in the order the changes were made.
 func (s *shard) emit(typ locklock.EventType, at time.Time, l locklock.Lock) {
+	if out := s.out(); out != nil {
+		out.sink(&locklock.Event{Type: typ, At: at, Lock: l})
+	}
+}
+
+// emitSlot reports a change of a slot, as emit does for a lock.
+func (s *shard) emitSlot(typ locklock.EventType, at time.Time, sl locklock.Slot) {
+	if out := s.out(); out != nil {
+		out.sink(&locklock.Event{Type: typ, At: at, Slot: &sl})
+	}
+}
+
+// out is where an event goes now; nil when none is to be built (no sink, or
+// nobody can ask for it: then it is counted, not built).
+func (s *shard) out() *eventOut {
 	out := s.events.Load()
 	switch {
 	case out == nil:
+		return nil
 	case out.quiet != nil && out.quiet():
-		out.skip(1) // nobody can ask for it: counted, not built
-	default:
-		out.sink(&locklock.Event{Type: typ, At: at, Lock: l})
+		out.skip(1)
+		return nil
 	}
+	return out
 }
 
 // eventOut is where events go: the sink, and the gate that says when

@@ -14,6 +14,7 @@ var _ locklock.SemaphoreEngine = (*Engine)(nil)
 // Semaphores live beside the locks, in the shard of their ID (a map of its
 // own: a lock and a semaphore may share an ID), and take their tokens from
 // the shard's counter, so tokens rise per semaphore as they do per lock.
+// Slots' events are reported under the shard's mutex, as locks' are.
 // Semaphores are few next to locks and their slots small in number, so
 // they are plain slices rather than the lock store's slab.
 
@@ -31,7 +32,13 @@ func (s *shard) semaphore(id locklock.ID, now time.Time) *semaphore {
 	if sem == nil {
 		return nil
 	}
-	sem.slots = slices.DeleteFunc(sem.slots, func(sl locklock.Slot) bool { return !sl.Live(now) })
+	sem.slots = slices.DeleteFunc(sem.slots, func(sl locklock.Slot) bool {
+		if sl.Live(now) {
+			return false
+		}
+		s.emitSlot(locklock.EventExpired, sl.ExpiresAt, sl)
+		return true
+	})
 	if len(sem.slots) == 0 {
 		delete(s.sems, id)
 		return nil
@@ -67,6 +74,7 @@ func (e *Engine) TryAcquireSlot(ctx context.Context, cand locklock.Slot, now tim
 		cand.Token = s.lastToken
 		sem.slots = append(sem.slots, cand)
 		got, created = cand, true
+		s.emitSlot(locklock.EventAcquired, now, cand)
 		return nil
 	})
 	return got, created, err
@@ -91,12 +99,13 @@ func (e *Engine) GetSemaphore(ctx context.Context, id locklock.ID, now time.Time
 
 // GetSlot implements locklock.SemaphoreEngine.
 func (e *Engine) GetSlot(ctx context.Context, id locklock.ID, slot string, now time.Time) (locklock.Slot, error) {
-	return e.changeSlot(ctx, id, slot, now, allowAnySlot, func(*semaphore, int) {})
+	return e.changeSlot(ctx, id, slot, now, allowAnySlot, func(*shard, *semaphore, int) {})
 }
 
 // ReleaseSlot implements locklock.SemaphoreEngine.
 func (e *Engine) ReleaseSlot(ctx context.Context, id locklock.ID, slot string, now time.Time, allow func(locklock.Slot) error) (locklock.Slot, error) {
-	return e.changeSlot(ctx, id, slot, now, allow, func(sem *semaphore, i int) {
+	return e.changeSlot(ctx, id, slot, now, allow, func(s *shard, sem *semaphore, i int) {
+		s.emitSlot(locklock.EventReleased, now, sem.slots[i])
 		sem.slots = slices.Delete(sem.slots, i, i+1)
 	})
 }
@@ -104,9 +113,10 @@ func (e *Engine) ReleaseSlot(ctx context.Context, id locklock.ID, slot string, n
 // RefreshSlot implements locklock.SemaphoreEngine.
 func (e *Engine) RefreshSlot(ctx context.Context, id locklock.ID, slot string, now time.Time, ch locklock.Change, allow func(locklock.Slot) error) (locklock.Slot, error) {
 	var updated locklock.Slot
-	_, err := e.changeSlot(ctx, id, slot, now, allow, func(sem *semaphore, i int) {
+	_, err := e.changeSlot(ctx, id, slot, now, allow, func(s *shard, sem *semaphore, i int) {
 		updated = ch.ApplySlot(sem.slots[i])
 		sem.slots[i] = updated
+		s.emitSlot(locklock.EventRefreshed, now, updated)
 	})
 	return updated, err
 }
@@ -114,7 +124,7 @@ func (e *Engine) RefreshSlot(ctx context.Context, id locklock.ID, slot string, n
 // changeSlot is the common step of GetSlot, ReleaseSlot and RefreshSlot:
 // find the live slot, ask allow, apply write, and return the slot as it was
 // before write. A semaphore left without slots is dropped.
-func (e *Engine) changeSlot(ctx context.Context, id locklock.ID, slot string, now time.Time, allow func(locklock.Slot) error, write func(*semaphore, int)) (locklock.Slot, error) {
+func (e *Engine) changeSlot(ctx context.Context, id locklock.ID, slot string, now time.Time, allow func(locklock.Slot) error, write func(*shard, *semaphore, int)) (locklock.Slot, error) {
 	var found locklock.Slot
 	err := e.inShard(ctx, id, func(s *shard) error {
 		sem := s.semaphore(id, now)
@@ -129,7 +139,7 @@ func (e *Engine) changeSlot(ctx context.Context, id locklock.ID, slot string, no
 		if err := allow(found); err != nil {
 			return err
 		}
-		write(sem, i)
+		write(s, sem, i)
 		if len(sem.slots) == 0 {
 			delete(s.sems, id)
 		}
