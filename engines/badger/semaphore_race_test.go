@@ -3,6 +3,7 @@ package badger
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -168,25 +169,25 @@ func TestSlotRace(t *testing.T) {
 // follow arrival order.
 func TestSlotBatch(t *testing.T) {
 	g := openGated(t)
-	type res struct {
-		s   locklock.Slot
-		err error
+	type res struct { // exported fields: fmt prints a Guard redacted only then
+		S   locklock.Slot
+		Err error
 	}
 	out := make([]res, 4)
 	ops := make([]func(), len(out))
 	for i := range ops {
 		ops[i] = func() {
-			out[i].s, _, out[i].err = g.TryAcquireSlot(context.Background(), newSlot("b", 5, 2, t0, time.Hour, ""), t0, nil)
+			out[i].S, _, out[i].Err = g.TryAcquireSlot(context.Background(), newSlot("b", 5, 2, t0, time.Hour, ""), t0, nil)
 		}
 	}
 	wantBatches(t, g.batch(t, ops...), 1, 4, 0)
-	if out[0].err != nil || out[1].err != nil || out[0].s.Token >= out[1].s.Token {
+	if out[0].Err != nil || out[1].Err != nil || out[0].S.Token >= out[1].S.Token {
 		t.Fatalf("first two: %+v, %+v; want granted, tokens rising", out[0], out[1])
 	}
 	var full *locklock.FullError
 	for _, r := range out[2:] {
-		if !errors.As(r.err, &full) || full.InUse != 4 {
-			t.Errorf("later acquire: %v, want FullError with 4 in use", r.err)
+		if !errors.As(r.Err, &full) || full.InUse != 4 {
+			t.Errorf("later acquire: %v, want FullError with 4 in use", r.Err)
 		}
 	}
 	checkSlots(t, g.Engine)
@@ -228,6 +229,55 @@ func TestSlotPipelinedPhantom(t *testing.T) {
 	sem, err := g.GetSemaphore(ctx, testID("p"), t0)
 	if err != nil || len(sem.Slots) != 1 || sem.Slots[0].ID != first.ID {
 		t.Errorf("GetSemaphore = %+v, %v; want only the first slot", sem, err)
+	}
+	checkSlots(t, g.Engine)
+}
+
+// TestSlotRetryLargeSemaphore: on a semaphore with enough slots that the
+// retry test runs ahead of the step (presame), its answers are still those
+// of the step: a slot granted meanwhile is found, a slot released meanwhile
+// is not.
+func TestSlotRetryLargeSemaphore(t *testing.T) {
+	g := openGated(t)
+	ctx := context.Background()
+	id := testID("large")
+	planted := make([]locklock.Slot, presameMin+10)
+	for i := range planted {
+		planted[i] = normalizeSlot(newSlot("large", 1000, 1, t0, time.Hour, fmt.Sprintf("p%d", i)))
+		planted[i].Token = uint64(i + 1)
+	}
+	g.batch(t, func() { plantSlots(t, g.Engine, planted) })
+
+	type res struct { // exported fields: fmt prints a Guard redacted only then
+		S       locklock.Slot
+		Created bool
+		Err     error
+	}
+	acquire := func(out *res, secret string) func() {
+		return func() {
+			out.S, out.Created, out.Err = g.TryAcquireSlot(ctx, newSlot("large", 1000, 1, t0, time.Hour, secret), t0, sameSecret(secret))
+		}
+	}
+	var first, again, back, after res
+	var released error
+	g.batch(t,
+		acquire(&first, "s"),
+		acquire(&again, "s"), // tested ahead before the first was granted
+		acquire(&back, "p1"), // a live planted slot
+		func() { _, released = g.ReleaseSlot(ctx, id, planted[0].ID, t0, allowAnySlot) },
+		acquire(&after, "p0"), // tested ahead while planted[0] was still there
+	)
+	if first.Err != nil || !first.Created {
+		t.Fatalf("first acquire: %+v", first)
+	}
+	if again.Err != nil || again.Created || !sameSlot(again.S, first.S) {
+		t.Errorf("retry of a slot granted after it was tested ahead: %+v; want the first's slot", again)
+	}
+	if back.Err != nil || back.Created || !sameSlot(back.S, planted[1]) {
+		t.Errorf("retry of a planted slot: %+v; want it", back)
+	}
+	if released != nil || after.Err != nil || !after.Created || after.S.ID == planted[0].ID {
+		t.Errorf("acquire with the secret of a slot released after it was tested ahead: %v, %+v; want a new slot", released, after)
 	}
 	checkSlots(t, g.Engine)
 }

@@ -46,7 +46,7 @@ func (e *Engine) ListSemaphores(ctx context.Context, q locklock.ListQuery, now t
 		expired []locklock.Slot
 	)
 	err = e.view(func(txn *bdg.Txn) error {
-		it := txn.NewIterator(bdg.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 100})
+		it := txn.NewIterator(bdg.IteratorOptions{Prefix: prefix}) // values are inline (options.go): nothing to prefetch
 		defer it.Close()
 		var (
 			cur     locklock.SemaphoreSummary
