@@ -4,6 +4,9 @@
 //		conformance.Run(t, conformance.Harness{NewEngine: ...})
 //	}
 //
+// Engines that store semaphores (locklock.SemaphoreEngine) run
+// conformance.RunSemaphores too, with the same Harness.
+//
 // Like dex's storage conformance tests, each sub-test gets a fresh engine;
 // like go-cloud's drivertest, the Harness says what the engine can do so that
 // the suite adapts (for example, engines that keep their own time are tested

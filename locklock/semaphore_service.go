@@ -221,7 +221,12 @@ func (a *slotAcquire) wait(ctx context.Context) (Slot, bool, error) {
 				full.ObservedAt = s.now()
 				return Slot{}, false, full
 			}
-			return a.behindQueue(ctx, 0)
+			// Never first: the earlier waiters are those still ahead
+			// of it (queued would count this one too).
+			if n := s.waits.ahead(w); n > 0 {
+				return a.behindQueue(ctx, n)
+			}
+			continue // first just now: one last try above
 		}
 		select {
 		case <-w.wake:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -126,6 +127,13 @@ func (r *waitRegistry) notify(key waitKey) {
 	if q := r.queues[key]; len(q) > 0 {
 		q[0].signal()
 	}
+}
+
+// ahead is how many wait before w in its queue.
+func (r *waitRegistry) ahead(w *waiter) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return max(slices.Index(r.queues[w.key], w), 0)
 }
 
 // queued is how many wait in key's queue.

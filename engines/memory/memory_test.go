@@ -19,6 +19,12 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+func TestSemaphoreConformance(t *testing.T) {
+	conformance.RunSemaphores(t, conformance.Harness{
+		NewEngine: func(t *testing.T) locklock.Engine { return memory.New() },
+	})
+}
+
 // TestTokensFitInADouble: tokens stay exact for clients that read JSON
 // numbers as float64, and a later engine (a restart) starts above.
 func TestTokensFitInADouble(t *testing.T) {
