@@ -39,5 +39,8 @@ func watch(m *metrics.Metrics, svc *locklock.Service, engine locklock.Engine, sp
 	}
 }
 
-// instrumentEngine is a decorator: every engine operation is timed.
+// instrumentEngine is a decorator: every engine operation is timed. The
+// wrapper keeps the engine's optional abilities (semaphores, events), which
+// the Service finds by type assertion: a wrapper that hid them would leave
+// the standalone server without them.
 func instrumentEngine(e locklock.Engine, m *metrics.Metrics) locklock.Engine { return m.Engine(e) }

@@ -20,6 +20,7 @@ func serviceModule() fx.Option {
 func newService(lc fx.Lifecycle, cfg Config, engine locklock.Engine, m *metrics.Metrics, log *slog.Logger) *locklock.Service {
 	svc := locklock.NewService(engine,
 		locklock.WithAcquireObserver(m.AcquireDone),
+		locklock.WithSlotObserver(m.SlotDone),
 		locklock.WithLogger(log),
 		locklock.WithDefaultTTL(cfg.DefaultTTL),
 		locklock.WithMaxTTL(cfg.MaxTTL),

@@ -33,3 +33,27 @@ func AcquireOutcomes() []AcquireOutcome {
 		OutcomeTooManyWaiters, OutcomeInvalid, OutcomeCanceled, OutcomeFailed,
 	}
 }
+
+// The outcomes only AcquireSlot has. Its others mean what they mean for
+// Acquire: granted, reacquired, waited, timed_out (still full when the wait
+// ended), too_many_waiters, invalid, canceled, failed.
+const (
+	// OutcomeFull: the slot did not fit (or earlier waiters were queued),
+	// no wait asked.
+	OutcomeFull AcquireOutcome = "full"
+	// OutcomeLimitMismatch: the semaphore's live slots have another limit.
+	OutcomeLimitMismatch AcquireOutcome = "limit_mismatch"
+)
+
+// SlotOutcomes lists every outcome of AcquireSlot, for metrics that show
+// each at 0.
+func SlotOutcomes() []AcquireOutcome {
+	return []AcquireOutcome{
+		OutcomeGranted, OutcomeReacquired, OutcomeFull, OutcomeLimitMismatch, OutcomeWaited, OutcomeTimedOut,
+		OutcomeTooManyWaiters, OutcomeInvalid, OutcomeCanceled, OutcomeFailed,
+	}
+}
+
+// WithSlotObserver has f called with the outcome of every AcquireSlot, for
+// metrics. f runs on the request's goroutine: it must be fast.
+func WithSlotObserver(f func(AcquireOutcome)) Option { return func(s *Service) { s.onSlot = f } }

@@ -10,8 +10,9 @@ import (
 	"github.com/locklock/locklock/internal/abbrev"
 )
 
-// errNoSemaphores: the engine does not implement SemaphoreEngine.
-var errNoSemaphores = fmt.Errorf("%w: this server's engine stores no semaphores", ErrUnavailable)
+// ErrNoSemaphores: the engine does not implement SemaphoreEngine, so no
+// semaphore can be used (a transport answers 503).
+var ErrNoSemaphores = fmt.Errorf("%w: this server's engine stores no semaphores", ErrUnavailable)
 
 // SlotRequest asks for a slot of a semaphore (API.md §10).
 type SlotRequest struct {
@@ -34,7 +35,7 @@ func (s *Service) semaphores() (SemaphoreEngine, error) {
 	if e, ok := s.engine.(SemaphoreEngine); ok {
 		return e, nil
 	}
-	return nil, errNoSemaphores
+	return nil, ErrNoSemaphores
 }
 
 // AcquireSlot takes a slot. created is false when a live slot of the
@@ -43,18 +44,28 @@ func (s *Service) semaphores() (SemaphoreEngine, error) {
 // semaphore on this Service: a request that does not fit yet holds back
 // later ones, and one without wait fails with a *FullError while any wait.
 func (s *Service) AcquireSlot(ctx context.Context, req SlotRequest) (sl Slot, created bool, err error) {
+	a := slotAcquire{s: s, req: req}
+	sl, created, err = a.run(ctx)
+	if s.onSlot != nil {
+		s.onSlot(slotOutcome(req, created, a.waited, err))
+	}
+	return sl, created, err
+}
+
+func (a *slotAcquire) run(ctx context.Context) (Slot, bool, error) {
+	s := a.s
 	eng, err := s.semaphores()
 	if err != nil {
 		return Slot{}, false, err
 	}
-	if err := s.validateSlotRequest(&req); err != nil {
+	if err := s.validateSlotRequest(&a.req); err != nil {
 		return Slot{}, false, err
 	}
-	var same func(Slot) bool
+	req := a.req
 	if req.Secret != "" {
-		same = func(sl Slot) bool { return sl.Guard.Protected() && sl.Guard.Admits(req.Secret) }
+		a.same = func(sl Slot) bool { return sl.Guard.Protected() && sl.Guard.Admits(req.Secret) }
 	}
-	a := slotAcquire{s: s, eng: eng, req: req, guard: NewGuard(req.Secret), same: same}
+	a.eng, a.guard = eng, NewGuard(req.Secret)
 	if req.Wait == 0 {
 		if s.waits.queued(semaphoreWait(req.ID)) > 0 {
 			return a.behindQueue(ctx, 0)
@@ -62,6 +73,32 @@ func (s *Service) AcquireSlot(ctx context.Context, req SlotRequest) (sl Slot, cr
 		return a.try(ctx)
 	}
 	return a.wait(ctx)
+}
+
+// slotOutcome sorts an AcquireSlot's result for metrics, as acquireOutcome
+// does a lock's.
+func slotOutcome(req SlotRequest, created, waited bool, err error) AcquireOutcome {
+	switch {
+	case err == nil && !created:
+		return OutcomeReacquired
+	case err == nil && waited:
+		return OutcomeWaited
+	case err == nil:
+		return OutcomeGranted
+	case errors.Is(err, ErrSemaphoreFull) && req.Wait > 0:
+		return OutcomeTimedOut
+	case errors.Is(err, ErrSemaphoreFull):
+		return OutcomeFull
+	case errors.Is(err, ErrLimitMismatch):
+		return OutcomeLimitMismatch
+	case errors.Is(err, ErrTooManyWaiters):
+		return OutcomeTooManyWaiters
+	case errors.Is(err, ErrInvalidUUID), errors.Is(err, ErrInvalidName), errors.Is(err, ErrInvalidArgument):
+		return OutcomeInvalid
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return OutcomeCanceled
+	}
+	return OutcomeFailed
 }
 
 func (s *Service) validateSlotRequest(req *SlotRequest) error {
@@ -104,6 +141,8 @@ type slotAcquire struct {
 	req   SlotRequest
 	guard Guard
 	same  func(Slot) bool
+	// waited is set when the slot was granted after waiting, not at once.
+	waited bool
 }
 
 // try makes one atomic attempt.
@@ -197,7 +236,8 @@ func (a *slotAcquire) wait(ctx context.Context) (Slot, bool, error) {
 		expiry, poll <-chan time.Time
 		timedOut     bool
 	)
-	for {
+	// slept counts the times this waiter blocked below, as in waitAcquire.
+	for slept := 0; ; slept++ {
 		if s.waits.isHead(w) {
 			sl, created, err := a.try(ctx)
 			switch {
@@ -206,6 +246,7 @@ func (a *slotAcquire) wait(ctx context.Context) (Slot, bool, error) {
 					s.abandonSlot(sl)
 					return Slot{}, false, ctx.Err()
 				}
+				a.waited = slept > 0
 				return sl, created, nil
 			case !errors.As(err, &full):
 				return Slot{}, false, err

@@ -51,6 +51,7 @@ type Service struct {
 	waitPoll   time.Duration
 	waits      *waitRegistry
 	onAcquire  func(AcquireOutcome)
+	onSlot     func(AcquireOutcome)
 
 	maxLockDelay time.Duration
 

@@ -200,6 +200,28 @@ func TestThrottling(t *testing.T) {
 	}
 }
 
+// Semaphore routes are throttled like lock routes: a refused acquire takes
+// no slot.
+func TestThrottlingSemaphores(t *testing.T) {
+	e := newAccessEnv(t, keysFile(&keys.AnonymousPolicy{Plan: "developer"}, 1, 1))
+	if rec := e.do(post(semU1, `{"limit":2}`)); rec.Code != http.StatusCreated || rec.Header().Get("RateLimit-Remaining") != "0" {
+		t.Fatalf("first acquire: %d, RateLimit-Remaining %q", rec.Code, rec.Header().Get("RateLimit-Remaining"))
+	}
+	locks, slots := e.snapshot(), e.slots()
+	for _, q := range []req{post(semU1, `{"limit":2}`), get(semU1), del(semU1+"/Wq3x9Zt0Rr6uKp1LmN2b4A", "")} {
+		rec := e.do(q)
+		checkRecProblem(t, rec, http.StatusTooManyRequests, codeRateLimited)
+		if rec.Header().Get("Retry-After") != "1" {
+			t.Errorf("%s: Retry-After %q", q.method, rec.Header().Get("Retry-After"))
+		}
+	}
+	e.assertUnchanged(locks)
+	e.assertSlotsUnchanged(slots)
+	if rec := e.do(get("/semaphores?kind=key", "Authorization", "Bearer "+acmeKey)); rec.Code != http.StatusOK {
+		t.Errorf("a key's listing from the throttled address: %d", rec.Code)
+	}
+}
+
 func TestKeysReloadTakesEffect(t *testing.T) {
 	e := newAccessEnv(t, keysFile(&keys.AnonymousPolicy{Plan: "developer"}, 0, 0))
 	newKey := "llk_new-after-reload"

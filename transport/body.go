@@ -33,6 +33,8 @@ const (
 	fieldHolder    = "holder"
 	fieldMetadata  = "metadata"
 	fieldLockDelay = "lock_delay"
+	fieldLimit     = "limit"  // a semaphore's (API.md §10)
+	fieldWeight    = "weight" // a slot's
 )
 
 // secretHeader carries the secret for clients that cannot send a body
@@ -49,6 +51,8 @@ type body struct {
 	// for {}) when given: on PATCH, {} clears the lock's metadata.
 	metadata  map[string]string
 	lockDelay *int64
+	limit     *int64
+	weight    *int64
 }
 
 // readBody reads and strictly decodes the body, accepting only the allowed
@@ -233,8 +237,33 @@ func (b *body) set(key string, value json.RawMessage) error {
 		n, err := atLeast(key, value, 0)
 		b.lockDelay = n
 		return err
+	case fieldLimit:
+		n, err := units(key, value, locklock.MaxSemaphoreLimit)
+		b.limit = n
+		return err
+	case fieldWeight:
+		// Its upper bound is the limit, which the Service checks; zero
+		// would mean "default" to it, so the floor is checked here.
+		n, err := units(key, value, locklock.MaxSemaphoreLimit)
+		b.weight = n
+		return err
 	}
 	return nil
+}
+
+// units reads a count of a semaphore's units: an integer from 1 to most.
+func units(key string, value json.RawMessage, most int64) (*int64, error) {
+	if jsonType(value) != "number" {
+		return nil, invalidBody("field %s must be an integer from 1 to %d, got %s", key, most, jsonType(value))
+	}
+	n, err := strconv.ParseInt(string(value), 10, 64)
+	if err != nil && !errors.Is(err, strconv.ErrRange) {
+		return nil, invalidBody("field %s must be a whole number from 1 to %d, got %s", key, most, abbrev.String(string(value)))
+	}
+	if err != nil || n < 1 || n > most {
+		return nil, invalidBody("field %s must be an integer from 1 to %d, got %s", key, most, abbrev.String(string(value)))
+	}
+	return &n, nil
 }
 
 // text decodes a JSON string for the field key. encoding/json decodes an

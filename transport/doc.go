@@ -1,4 +1,4 @@
-// Package transport serves the Locklock HTTP API (API.md §1–4) over a
+// Package transport serves the Locklock HTTP API (API.md §1–10) over a
 // locklock.Service, and is the one place where core errors become HTTP
 // problems.
 //
@@ -76,6 +76,33 @@
 //     holders has no expires_at and Retry-After: 1.
 //   - 503 details do not repeat storage errors (they may name hosts or
 //     paths); 500 details are generic and the error is logged instead.
+//   - Semaphores (API.md §10) follow the lock routes' name rules, plans,
+//     check order, secret rules and body rules. A slot's path is the rest
+//     of the path after /semaphore/{kind}/ cut at its last slash: the name
+//     before it (judged as a name, so "a/b" is 400 invalid_name) and the
+//     slot id after it (no slot id has a slash); a malformed slot id names
+//     no slot, 404 slot_not_found. POST of a semaphore takes no query
+//     parameters; GET and HEAD take limit (1–1000, default 1000) and after
+//     (a fencing token in decimal: the previous page's next). in_use counts
+//     every live slot, not only the page's; a page past the last slot is
+//     200 with "slots": []. HEAD is served beside each semaphore GET
+//     (API.md lists GET only), as on /locks.
+//   - The acquire body's limit is required (no default: a limit the caller
+//     did not choose would decide how many may hold) and, like weight, a
+//     JSON integer from 1 to 10000; weight 0 is 400 rather than the
+//     default 1, and weight above limit is the Service's 400. lock_delay
+//     is 400 unknown_field, on POST and PATCH.
+//   - 409 semaphore_full carries limit, in_use and Retry-After until the
+//     earliest live slot expires (rounded up, at least 1; 1 when the
+//     semaphore was found empty behind queued waiters). 409 limit_mismatch
+//     carries the semaphore's limit and no Retry-After: the same request
+//     fails until the semaphore empties. A wait the waiter caps refuse is
+//     503 when the slot does not fit at once; one that fits is granted.
+//   - GET /semaphores takes /locks' query and answers
+//     {"semaphores":[{"name","kind","limit","in_use","slots"}],"next":…};
+//     the items carry no namespace (it is the caller's), as API.md shows.
+//   - An engine without semaphores (locklock.SemaphoreEngine) answers 503
+//     on every semaphore route.
 //   - Details and log lines quote client input (method, path, names, header
 //     values) only as abbrev.String's prefix (API.md §7). A client's
 //     X-Request-Id is used only when it is 1–64 sane characters, else

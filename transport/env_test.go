@@ -51,12 +51,24 @@ func testAuth(r *http.Request) (Caller, error) {
 }
 
 // spyEngine is the real memory engine, telling the test when an acquire
-// found the lock held or in its lock-delay (so a waiter is known to be
-// waiting) and failing on demand.
+// found the lock held or in its lock-delay, or a slot did not fit (so a
+// waiter is known to be waiting), and failing on demand.
 type spyEngine struct {
 	*memory.Engine
 	held    chan struct{}
+	full    chan struct{}
 	failGet error
+}
+
+func (s *spyEngine) TryAcquireSlot(ctx context.Context, cand locklock.Slot, now time.Time, same func(locklock.Slot) bool) (locklock.Slot, bool, error) {
+	got, created, err := s.Engine.TryAcquireSlot(ctx, cand, now, same)
+	if errors.Is(err, locklock.ErrSemaphoreFull) {
+		select {
+		case s.full <- struct{}{}:
+		default:
+		}
+	}
+	return got, created, err
 }
 
 func (s *spyEngine) TryAcquire(ctx context.Context, l locklock.Lock, now time.Time) (locklock.Lock, error) {
@@ -87,10 +99,16 @@ type env struct {
 
 func newEnv(t *testing.T, opts ...Option) *env {
 	t.Helper()
-	eng := &spyEngine{Engine: memory.New(), held: make(chan struct{}, 1)}
+	return newEnvWith(t, nil, opts...)
+}
+
+// newEnvWith is newEnv with options for the Service too.
+func newEnvWith(t *testing.T, svcOpts []locklock.Option, opts ...Option) *env {
+	t.Helper()
+	eng := &spyEngine{Engine: memory.New(), held: make(chan struct{}, 1), full: make(chan struct{}, 1)}
 	t.Cleanup(func() { _ = eng.Close() })
 	clock := locklock.NewManualClock(start)
-	svc := locklock.NewService(eng, locklock.WithClock(clock))
+	svc := locklock.NewService(eng, append([]locklock.Option{locklock.WithClock(clock)}, svcOpts...)...)
 	h := NewHandler(svc, append([]Option{WithAuthenticator(testAuth)}, opts...)...)
 	return &env{t: t, engine: eng, clock: clock, svc: svc, h: h}
 }
@@ -199,6 +217,12 @@ func checkProblem(t *testing.T, status int, header http.Header, body []byte, wan
 	}
 	if p.DelayedUntil != "" && wantCode != codeLockDelayed && wantCode != codeLockNotFound {
 		t.Errorf("delayed_until %q on a %s problem", p.DelayedUntil, wantCode)
+	}
+	if (p.Limit != nil) != (wantCode == codeSemaphoreFull || wantCode == codeLimitMismatch) {
+		t.Errorf("limit %v on a %s problem", p.Limit, wantCode)
+	}
+	if (p.InUse != nil) != (wantCode == codeSemaphoreFull) {
+		t.Errorf("in_use %v on a %s problem", p.InUse, wantCode)
 	}
 	return p
 }

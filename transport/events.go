@@ -285,6 +285,9 @@ type eventJSON struct {
 // lock appended by hand when appendLock can (a frame per lock change is
 // most of a busy stream's cost).
 func encodeEvent(ev *locklock.Event) []byte {
+	if ev.Slot != nil {
+		return encodeSlotEvent(ev)
+	}
 	l := ev.Lock
 	l.ObservedAt = ev.At // expires_in as it was when the event happened
 	b := make([]byte, 0, 512)
@@ -304,6 +307,27 @@ func encodeEvent(ev *locklock.Event) []byte {
 	} else {
 		b = append(b[:data], encodeData(eventOf(ev.Type, ev.At, l))...)
 	}
+	return append(b, "\n\n"...)
+}
+
+// slotEventJSON is the data of a semaphore slot's event: "slot" in place
+// of "lock" (API.md §9).
+type slotEventJSON struct {
+	Type locklock.EventType `json:"type"`
+	At   string             `json:"at"`
+	Slot slotJSON           `json:"slot"`
+}
+
+// encodeSlotEvent is a slot event's whole frame, with encoding/json: slot
+// events reach only the streams of a namespace (and, later, of one
+// semaphore), not the lock streams a busy server has most of.
+func encodeSlotEvent(ev *locklock.Event) []byte {
+	sl := *ev.Slot
+	sl.ObservedAt = ev.At // expires_in as it was when the event happened
+	b := make([]byte, 0, 512)
+	b = append(append(append(b, "id: "...), ev.Pos.String()...), '\n')
+	b = append(append(append(b, "event: "...), ev.Type...), '\n')
+	b = append(append(b, "data: "...), encodeData(slotEventJSON{Type: ev.Type, At: formatTime(ev.At), Slot: slotOf(sl)})...)
 	return append(b, "\n\n"...)
 }
 

@@ -7,10 +7,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/locklock/locklock/engines/memory"
 	"github.com/locklock/locklock/locklock"
@@ -261,6 +264,58 @@ func TestNamespaceStreamOverHTTP(t *testing.T) {
 	if resp := do(t, srv, http.MethodPost, "/events", ""); resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("POST /events: %d, want 405", resp.StatusCode)
 	}
+}
+
+// TestNamespaceStreamShowsSlots: a namespace stream carries its
+// semaphores' slot events, with "slot" in place of "lock" (API.md §9).
+func TestNamespaceStreamShowsSlots(t *testing.T) {
+	srv, _ := newEventServer(t, nil)
+	acme, _ := openStream(t, srv, "/events?kind=key", "Authorization", proKey)
+	if ev := acme.next(); ev.event != "ready" {
+		t.Fatalf("first event %+v, want ready", ev)
+	}
+	resp := doBody(t, srv, http.MethodPost, semPath("key", "pool"), `{"limit":3,"weight":2,"holder":"w"}`, "Authorization", proKey)
+	var sl slotJSON
+	decodeStrict(t, resp, &sl)
+	ev := acme.next()
+	if ev.event != "acquired" || ev.id == "" {
+		t.Fatalf("event %+v, want acquired", ev)
+	}
+	var d slotEventJSON
+	decodeStrict(t, []byte(ev.data), &d)
+	if d.Type != "acquired" || d.At == "" || !reflect.DeepEqual(d.Slot, sl) {
+		t.Errorf("slot event %+v, want the slot %+v", d, sl)
+	}
+	v, err := jsonschema.UnmarshalJSON(strings.NewReader(ev.data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := loadOpenAPI(t).schema("#/components/schemas/LockEvent").Validate(v); err != nil {
+		t.Errorf("a slot event does not fit the document's LockEvent: %v", err)
+	}
+	doBody(t, srv, http.MethodDelete, semPath("key", "pool")+"/"+sl.Slot, "", "Authorization", proKey)
+	if ev := acme.next(); ev.event != "released" || !strings.Contains(ev.data, `"slot":{`) || strings.Contains(ev.data, `"lock"`) {
+		t.Errorf("release event %+v", ev)
+	}
+}
+
+// doBody is do returning the answer's body.
+func doBody(t *testing.T, srv *httptest.Server, method, path, body string, hdr ...string) []byte {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), method, srv.URL+path, strings.NewReader(body))
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, raw)
+	}
+	return raw
 }
 
 // TestStreamCaps: beyond --max-watchers-per-caller a caller gets 503.

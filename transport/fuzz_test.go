@@ -126,7 +126,8 @@ func newFuzzEnv(t testing.TB) *fuzzEnv {
 			t.Fatalf("seeding %v: %v", id, err)
 		}
 	}
-	clock.Advance(2 * time.Second) // the one-second locks are now expired
+	seedFuzzSlots(t, eng)
+	clock.Advance(2 * time.Second) // the one-second locks and slots are now expired
 	return &fuzzEnv{h: h, svc: svc}
 }
 
@@ -498,7 +499,7 @@ func handlerSeeds() []fuzzSeed {
 // make it panic, answer 5xx (the memory engine is always up), answer an
 // error that is not a proper problem, or change a lock when it says no.
 func FuzzHandler(f *testing.F) {
-	for _, s := range handlerSeeds() {
+	for _, s := range append(handlerSeeds(), semaphoreSeeds()...) {
 		f.Add(s.method, s.target, s.host, s.auth, s.ctype, s.secret, s.extra, []byte(s.body))
 	}
 	f.Fuzz(func(t *testing.T, method, target, host, authorization, contentType, secret, extra string, body []byte) {
@@ -507,7 +508,7 @@ func FuzzHandler(f *testing.F) {
 			t.Skip("net/http's server would refuse this request itself")
 		}
 		e := newFuzzEnv(t)
-		before := e.state(t)
+		before, sBefore := e.state(t), e.slotState(t)
 		var read bytes.Buffer // the body as the handler read it
 		r.Body = struct {
 			io.Reader
@@ -515,15 +516,19 @@ func FuzzHandler(f *testing.F) {
 		}{io.TeeReader(r.Body, &read), r.Body}
 		rec := httptest.NewRecorder()
 		e.h.ServeHTTP(rec, r)
-		after := e.state(t)
-		checkFuzzResponse(t, r, read.Bytes(), rec, before, after)
+		after, sAfter := e.state(t), e.slotState(t)
+		checkFuzzResponse(t, r, read.Bytes(), rec, before, after, sBefore, sAfter)
 	})
 }
 
-func checkFuzzResponse(t *testing.T, r *http.Request, reqBody []byte, rec *httptest.ResponseRecorder, before, after map[locklock.ID]locklock.Lock) {
+func checkFuzzResponse(t *testing.T, r *http.Request, reqBody []byte, rec *httptest.ResponseRecorder, before, after map[locklock.ID]locklock.Lock, sBefore, sAfter fzSlots) {
 	t.Helper()
 	status, hdr, raw := rec.Code, rec.Header(), rec.Body.Bytes()
 	t.Logf("%s %q -> %d %s", r.Method, r.RequestURI, status, raw[:min(len(raw), 512)])
+	// Only a successful semaphore request may change slots.
+	if (status >= 300 || !fzSemaphorePath(r.URL.Path)) && !reflect.DeepEqual(sBefore, sAfter) {
+		t.Fatalf("%s %s (%d) changed slots:\nbefore %v\nafter  %v", r.Method, r.URL.Path, status, sBefore, sAfter)
+	}
 	if r.URL.Path == "/openapi.json" && status < 400 {
 		checkFuzzOpenAPI(t, r, status, hdr, raw, before, after)
 		return
@@ -553,6 +558,10 @@ func checkFuzzResponse(t *testing.T, r *http.Request, reqBody []byte, rec *httpt
 			t.Errorf("Content-Type %q on %d", ct, status)
 		}
 		checkFuzzInputRules(t, r, reqBody, status)
+		if fzSemaphorePath(r.URL.Path) {
+			checkFuzzSemaphoreSuccess(t, r, reqBody, status, raw, before, after, sBefore, sAfter)
+			return
+		}
 		checkFuzzSuccess(t, r, reqBody, status, raw, before, after)
 	default:
 		t.Fatalf("unexpected status %d", status)
@@ -590,6 +599,14 @@ func checkFuzzProblem(t *testing.T, r *http.Request, status int, hdr http.Header
 			t.Errorf("401 without WWW-Authenticate")
 		}
 	case http.StatusConflict, http.StatusTooManyRequests:
+		if bytes.Contains(raw, []byte(`"code":"limit_mismatch"`)) {
+			// The one 409 without: the same request fails until the
+			// semaphore empties, whenever that is.
+			if hdr.Get("Retry-After") != "" {
+				t.Errorf("limit_mismatch with Retry-After %q", hdr.Get("Retry-After"))
+			}
+			break
+		}
 		if n, err := strconv.Atoi(hdr.Get("Retry-After")); err != nil || n < 1 {
 			t.Errorf("%d with Retry-After %q", status, hdr.Get("Retry-After"))
 		}
@@ -620,6 +637,10 @@ func checkFuzzProblem(t *testing.T, r *http.Request, status int, hdr http.Header
 		t.Fatalf("expires_at on a %s problem", p.Code)
 	case p.DelayedUntil != "" && p.Code != codeLockDelayed && p.Code != codeLockNotFound:
 		t.Fatalf("delayed_until on a %s problem", p.Code)
+	case (p.Limit != nil) != (p.Code == codeSemaphoreFull || p.Code == codeLimitMismatch):
+		t.Fatalf("limit %v on a %s problem", p.Limit, p.Code)
+	case (p.InUse != nil) != (p.Code == codeSemaphoreFull):
+		t.Fatalf("in_use %v on a %s problem", p.InUse, p.Code)
 	}
 }
 
@@ -753,8 +774,11 @@ func checkFuzzSuccess(t *testing.T, r *http.Request, reqBody []byte, status int,
 func checkFuzzInputRules(t *testing.T, r *http.Request, reqBody []byte, status int) {
 	t.Helper()
 	allowed := map[string]bool{}
-	if r.URL.Path == "/locks" {
+	switch route := Route(r.URL.Path); {
+	case route == "/locks" || route == "/semaphores":
 		allowed = map[string]bool{"kind": true, "prefix": true, "limit": true, "after": true}
+	case (route == "/semaphore/uuid/{uuid}" || route == "/semaphore/key/{name}") && r.Method != http.MethodPost:
+		allowed = map[string]bool{"limit": true, "after": true}
 	}
 	seen := map[string]bool{}
 	for piece := range strings.SplitSeq(r.URL.RawQuery, "&") {

@@ -26,6 +26,16 @@ func TestRouteLabels(t *testing.T) {
 		"/lock/key/a/events":           "/lock/key/{name}/events",
 		"/lock/key/events":             "/lock/key/{name}",
 		"/events":                      "/events",
+		"/semaphore/uuid/" + u1:        "/semaphore/uuid/{uuid}",
+		"/semaphore/uuid/":             "/semaphore/uuid/{uuid}",
+		"/semaphore/uuid/" + u1 + "/x": "/semaphore/uuid/{uuid}/{slot}",
+		"/semaphore/uuid/" + u1 + "/":  "/semaphore/uuid/{uuid}/{slot}",
+		"/semaphore/key/a/b/c":         "/semaphore/key/{name}/{slot}",
+		"/semaphore/key/a":             "/semaphore/key/{name}",
+		"/semaphores":                  "/semaphores",
+		"/semaphores/x":                "unmatched",
+		"/semaphore/other/x":           "unmatched",
+		"/semaphore":                   "unmatched",
 	} {
 		if got := Route(path); got != want {
 			t.Errorf("Route(%q) = %q, want %q", path, got, want)

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -63,6 +64,19 @@ func testMounted(t *testing.T, h http.Handler) {
 	}
 	if resp := do(http.MethodDelete, "/v1/api/lock/uuid/"+u1, `{"secret":"s1"}`); resp.StatusCode != http.StatusOK {
 		t.Fatalf("release: %s", resp.Status)
+	}
+	// A slot's path is cut into name and id after the prefix.
+	resp = do(http.MethodPost, "/v1/api/semaphore/uuid/"+u1, `{"limit":1}`)
+	var sl slotJSON
+	if err := json.NewDecoder(resp.Body).Decode(&sl); err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("acquire a slot: %s, %v", resp.Status, err)
+	}
+	if resp := do(http.MethodGet, "/v1/api/semaphore/uuid/"+u1+"/"+sl.Slot, ""); resp.StatusCode != http.StatusOK {
+		t.Fatalf("inspect the slot: %s", resp.Status)
+	}
+	checkResponseProblem(t, do(http.MethodGet, "/v1/api/semaphore/uuid/nope/"+sl.Slot, ""), http.StatusBadRequest, codeInvalidUUID)
+	if resp := do(http.MethodDelete, "/v1/api/semaphore/uuid/"+u1+"/"+sl.Slot, ""); resp.StatusCode != http.StatusOK {
+		t.Fatalf("release the slot: %s", resp.Status)
 	}
 }
 

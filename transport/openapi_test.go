@@ -565,8 +565,8 @@ func TestOpenAPIRoutes(t *testing.T) {
 	if !slices.Equal(servedOrder, Routes()) {
 		t.Errorf("the router serves %v, Routes lists %v", servedOrder, Routes())
 	}
-	if len(routeTable) != 7 {
-		t.Errorf("the route table has %d routes, want 7", len(routeTable))
+	if len(routeTable) != 12 {
+		t.Errorf("the route table has %d routes, want 12", len(routeTable))
 	}
 	documented := d.documentedMethods()
 	for _, row := range routeTable {
@@ -578,10 +578,7 @@ func TestOpenAPIRoutes(t *testing.T) {
 		if methods := served[row.template]; !slices.Equal(methods, doc) {
 			t.Errorf("route %s: served methods %v, documented %v", row.template, methods, doc)
 		}
-		var want []string
-		if row.param != "" {
-			want = []string{row.param}
-		}
+		want := slices.Sorted(slices.Values(row.params))
 		if got := oaTemplateVars(row.template); !slices.Equal(got, want) {
 			t.Errorf("route %s: template parameters %v, the table's parameter %v", row.template, got, want)
 		}
@@ -733,7 +730,10 @@ type oaCase struct {
 	path      string // the document's path
 	component string // instead of path: "#/components/responses/..."
 	before    func() // run just before the request (moves a manual clock)
-	check     func(t *testing.T, rec *httptest.ResponseRecorder)
+	// fill completes the request just before it is sent, with what
+	// earlier answers gave (a slot's id).
+	fill  func(q *oaReq)
+	check func(t *testing.T, rec *httptest.ResponseRecorder)
 }
 
 // TestOpenAPIResponses drives the real handler through every documented
@@ -842,6 +842,7 @@ func TestOpenAPIResponses(t *testing.T) {
 	add(main, "list, unknown parameter", "/locks", 400, oaReq{method: "GET", path: "/locks?kind=uuid&sort=name", hdr: acme})
 	add(main, "list, bad prefix", "/locks", 400, oaReq{method: "GET", path: "/locks?kind=key&prefix=a*", hdr: acme})
 	cases = append(cases, oaLabelCases(t)...)
+	cases = append(cases, oaSemaphoreCases(main, limited, down)...)
 
 	for _, m := range []string{http.MethodGet, http.MethodHead} {
 		for _, env := range []*oaEnv{main, limited, down} {
@@ -874,7 +875,7 @@ func TestOpenAPIResponses(t *testing.T) {
 	// Answers not tied to an operation: another method on a documented
 	// path, and a path that is not documented.
 	for path, methods := range d.documentedMethods() {
-		concrete := strings.NewReplacer("{uuid}", uuid2, "{name}", "x").Replace(path)
+		concrete := strings.NewReplacer("{uuid}", uuid2, "{name}", "x", "{slot}", "Wq3x9Zt0Rr6uKp1LmN2b4A").Replace(path)
 		for _, m := range []string{http.MethodPut, http.MethodOptions, http.MethodTrace, http.MethodPost, http.MethodDelete} {
 			if slices.Contains(methods, m) {
 				continue
@@ -891,7 +892,7 @@ func TestOpenAPIResponses(t *testing.T) {
 			})
 		}
 	}
-	for _, p := range []string{"/", "/lock", "/lock/uuid", "/lock/other/x", "/locks/", "/openapi.yaml", "/v1/api/locks"} {
+	for _, p := range []string{"/", "/lock", "/lock/uuid", "/lock/other/x", "/locks/", "/openapi.yaml", "/v1/api/locks", "/semaphore", "/semaphore/uuid", "/semaphore/other/x", "/semaphores/"} {
 		cases = append(cases, oaCase{name: "no route", env: main, status: 404, component: "#/components/responses/RouteNotFound", req: oaReq{method: "GET", path: p}})
 	}
 
@@ -904,7 +905,11 @@ func TestOpenAPIResponses(t *testing.T) {
 			if c.before != nil {
 				c.before()
 			}
-			rec := c.env.do(c.req)
+			q := c.req
+			if c.fill != nil {
+				c.fill(&q)
+			}
+			rec := c.env.do(q)
 			if rec.Code != c.status {
 				t.Fatalf("status %d, want %d: %s", rec.Code, c.status, rec.Body)
 			}

@@ -23,6 +23,10 @@ const (
 	codeLockHeld             = "lock_held"
 	codeLockDelayed          = "lock_delayed"
 	codeLockNotFound         = "lock_not_found"
+	codeSemaphoreFull        = "semaphore_full"
+	codeLimitMismatch        = "limit_mismatch"
+	codeSemaphoreNotFound    = "semaphore_not_found"
+	codeSlotNotFound         = "slot_not_found"
 	codeSecretMismatch       = "secret_mismatch"
 	codeUnauthorized         = "unauthorized"
 	codeForbidden            = "forbidden"
@@ -48,6 +52,10 @@ var codeInfo = map[string]struct {
 	codeLockHeld:             {http.StatusConflict, "Lock is held"},
 	codeLockDelayed:          {http.StatusConflict, "Lock is delayed"},
 	codeLockNotFound:         {http.StatusNotFound, "Lock not found"},
+	codeSemaphoreFull:        {http.StatusConflict, "Semaphore is full"},
+	codeLimitMismatch:        {http.StatusConflict, "Semaphore limit mismatch"},
+	codeSemaphoreNotFound:    {http.StatusNotFound, "Semaphore not found"},
+	codeSlotNotFound:         {http.StatusNotFound, "Slot not found"},
 	codeSecretMismatch:       {http.StatusForbidden, "Secret does not match"},
 	codeUnauthorized:         {http.StatusUnauthorized, "Unauthorized"},
 	codeForbidden:            {http.StatusForbidden, "Forbidden"},
@@ -70,6 +78,11 @@ type problem struct {
 	// DelayedUntil is when a lock-delay ends (API.md §8): on lock_delayed,
 	// and on lock_not_found for a lock in its delay.
 	DelayedUntil string `json:"delayed_until,omitempty"`
+	// Limit is the semaphore's limit, on semaphore_full and
+	// limit_mismatch; InUse the sum of its live slots' weights, on
+	// semaphore_full (API.md §10). Pointers, so that 0 in use shows.
+	Limit *int `json:"limit,omitempty"`
+	InUse *int `json:"in_use,omitempty"`
 
 	retryAfter int // seconds; 0 sends no Retry-After
 }
@@ -97,6 +110,8 @@ func toProblem(err error) *problem {
 	var held *locklock.HeldError
 	var delayed *locklock.DelayedError
 	var notFound *locklock.NotFoundError
+	var full *locklock.FullError
+	var mismatch *locklock.LimitMismatchError
 	switch {
 	case errors.As(err, &p):
 		return p
@@ -114,6 +129,22 @@ func toProblem(err error) *problem {
 		p := newProblem(codeLockDelayed, "%s", err)
 		p.retryAfter = 1
 		return p
+	case errors.As(err, &full):
+		return semaphoreFull(full)
+	case errors.Is(err, locklock.ErrSemaphoreFull):
+		p := newProblem(codeSemaphoreFull, "%s", err)
+		p.retryAfter = 1
+		return p
+	case errors.As(err, &mismatch):
+		p := newProblem(codeLimitMismatch, "%s", mismatch)
+		p.Limit = &mismatch.Limit
+		return p
+	case errors.Is(err, locklock.ErrLimitMismatch):
+		return newProblem(codeLimitMismatch, "%s", err)
+	case errors.Is(err, locklock.ErrSemaphoreNotFound):
+		return newProblem(codeSemaphoreNotFound, "%s", err)
+	case errors.Is(err, locklock.ErrSlotNotFound):
+		return newProblem(codeSlotNotFound, "%s", err)
 	case errors.Is(err, locklock.ErrInvalidUUID):
 		return newProblem(codeInvalidUUID, "%s", err)
 	case errors.Is(err, locklock.ErrInvalidName):
@@ -131,7 +162,9 @@ func toProblem(err error) *problem {
 	case errors.Is(err, locklock.ErrShuttingDown):
 		return unavailable("the server is shutting down")
 	case errors.Is(err, locklock.ErrTooManyWaiters):
-		return unavailable("too many clients are already waiting for locks; retry later")
+		return unavailable("too many clients are already waiting for locks and semaphores; retry later")
+	case errors.Is(err, locklock.ErrNoSemaphores):
+		return unavailable("this server's storage engine does not store semaphores")
 	case errors.Is(err, locklock.ErrNoEvents):
 		return unavailable("this server's storage engine does not report events, so it cannot be watched")
 	case errors.Is(err, locklock.ErrTooManyWatchers):
@@ -174,6 +207,19 @@ func lockDelayed(delayed *locklock.DelayedError) *problem {
 	p.retryAfter = 1
 	if !delayed.Lock.ObservedAt.IsZero() { // the Service always sets it
 		p.retryAfter = max(1, ceilSeconds(until.Sub(delayed.Lock.ObservedAt)))
+	}
+	return p
+}
+
+// semaphoreFull tells the client the semaphore's limit and use, and when to
+// come back: when its earliest slot expires (the latest moment room comes
+// without a release), rounded up like lock_held's Retry-After.
+func semaphoreFull(full *locklock.FullError) *problem {
+	p := newProblem(codeSemaphoreFull, "%s", full)
+	p.Limit, p.InUse = &full.Limit, &full.InUse
+	p.retryAfter = 1
+	if !full.FreesAt.IsZero() && !full.ObservedAt.IsZero() {
+		p.retryAfter = max(1, ceilSeconds(full.FreesAt.Sub(full.ObservedAt)))
 	}
 	return p
 }

@@ -14,7 +14,9 @@ import (
 // when openapi.json documents a path, method or path parameter it lacks or
 // lacks one it has. Templates are relative to the mount point; a lock
 // route's parameter is the rest of the path, even empty or with slashes, so
-// that the core's validation, not the router, judges the name.
+// that the core's validation, not the router, judges the name. A slot
+// route's two parameters are the rest of the path cut at its last slash: no
+// slot id has one, so a name with a slash reaches validation too.
 var routeTable = []route{
 	// A lock's stream before the lock: no lock name contains a slash, so
 	// a path ending in /events after a lock prefix is the stream's.
@@ -36,6 +38,23 @@ var routeTable = []route{
 	newRoute("/locks", func(h *handler, _ string) map[string]http.HandlerFunc {
 		return map[string]http.HandlerFunc{http.MethodGet: h.list, http.MethodHead: h.list}
 	}),
+	// A slot before its semaphore: a path with a slash after the
+	// semaphore prefix names a slot.
+	newRoute("/semaphore/uuid/{uuid}/{slot}", func(h *handler, prefix string) map[string]http.HandlerFunc {
+		return h.slotMethods(locklock.KindUUID, prefix)
+	}),
+	newRoute("/semaphore/key/{name}/{slot}", func(h *handler, prefix string) map[string]http.HandlerFunc {
+		return h.slotMethods(locklock.KindKey, prefix)
+	}),
+	newRoute("/semaphore/uuid/{uuid}", func(h *handler, prefix string) map[string]http.HandlerFunc {
+		return h.semaphoreMethods(locklock.KindUUID, prefix)
+	}),
+	newRoute("/semaphore/key/{name}", func(h *handler, prefix string) map[string]http.HandlerFunc {
+		return h.semaphoreMethods(locklock.KindKey, prefix)
+	}),
+	newRoute("/semaphores", func(h *handler, _ string) map[string]http.HandlerFunc {
+		return map[string]http.HandlerFunc{http.MethodGet: h.listSemaphores, http.MethodHead: h.listSemaphores}
+	}),
 	newRoute("/openapi.json", func(*handler, string) map[string]http.HandlerFunc {
 		return map[string]http.HandlerFunc{http.MethodGet: serveOpenAPI, http.MethodHead: serveOpenAPI}
 	}),
@@ -43,38 +62,56 @@ var routeTable = []route{
 
 // route is one row of the route table.
 type route struct {
-	template string // "/locks", or a prefix, one parameter and a suffix: "/lock/key/{name}/events"
-	prefix   string // the template up to its parameter; all of it without one
-	param    string // the parameter's name; "" for an exact path
-	suffix   string // the template after its parameter
+	template string // "/locks", or a prefix, parameters and a suffix: "/lock/key/{name}/events"
+	prefix   string // the template up to its first parameter; all of it without one
+	// params are the parameters' names: none for an exact path, one (the
+	// rest of the path but the suffix), or two separated by a slash at
+	// the end of the template ("/semaphore/key/{name}/{slot}": the rest
+	// of the path cut at its last slash).
+	params []string
+	suffix string // the template after its parameters
 	// methods makes the route's handlers; prefix is the part of the path
-	// before the parameter.
+	// before the first parameter.
 	methods func(h *handler, prefix string) map[string]http.HandlerFunc
 }
 
 // newRoute parses a template; a malformed one is a programming error that
 // every test of the package would hit at start-up.
 func newRoute(template string, methods func(*handler, string) map[string]http.HandlerFunc) route {
-	prefix, param, hasParam := strings.Cut(template, "{")
-	var suffix string
-	if hasParam {
-		name, rest, ok := strings.Cut(param, "}")
-		if !ok || name == "" || strings.ContainsAny(name, "{") || strings.ContainsAny(rest, "{}") {
-			panic("transport: route template " + template + " must have one {parameter}")
-		}
-		param, suffix = name, rest
+	bad := func() {
+		panic("transport: route template " + template + " must have one {parameter}, or two as /{a}/{b} at its end")
 	}
-	return route{template: template, prefix: prefix, param: param, suffix: suffix, methods: methods}
+	prefix, rest, hasParam := strings.Cut(template, "{")
+	r := route{template: template, prefix: prefix, methods: methods}
+	for hasParam {
+		name, after, ok := strings.Cut(rest, "}")
+		if !ok || name == "" || strings.Contains(name, "{") {
+			bad()
+		}
+		r.params = append(r.params, name)
+		if next, ok := strings.CutPrefix(after, "/{"); ok && len(r.params) == 1 {
+			rest = next
+			continue
+		}
+		if strings.ContainsAny(after, "{}") || len(r.params) == 2 && after != "" {
+			bad()
+		}
+		r.suffix, hasParam = after, false
+	}
+	return r
 }
 
 // matches says whether a path relative to the mount point is this route's,
 // as the router matches it.
 func (r route) matches(path string) bool {
-	if r.param == "" {
+	if len(r.params) == 0 {
 		return path == r.prefix
 	}
-	return strings.HasPrefix(path, r.prefix) && strings.HasSuffix(path, r.suffix) &&
-		len(path) >= len(r.prefix)+len(r.suffix)
+	if !strings.HasPrefix(path, r.prefix) || !strings.HasSuffix(path, r.suffix) ||
+		len(path) < len(r.prefix)+len(r.suffix) {
+		return false
+	}
+	return len(r.params) == 1 || strings.Contains(path[len(r.prefix):], "/")
 }
 
 // Route names the route template of a path relative to the API base, for
@@ -126,7 +163,7 @@ func newRouter(h *handler) *router {
 // add serves one row of the route table: an exact path, or every path that
 // starts with the row's prefix (the rest of the path is its parameter).
 func (rt *router) add(row route, ms *methodSet) {
-	if row.param == "" {
+	if len(row.params) == 0 {
 		rt.handle(row.template, ms)
 		return
 	}

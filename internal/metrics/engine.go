@@ -11,31 +11,89 @@ import (
 	"github.com/locklock/locklock/locklock"
 )
 
-// Engine wraps e so that every operation's latency is observed, and sweeps
-// are counted (CountHeld, the metric's own scrape, is passed through
-// unobserved). The wrapper keeps e's optional abilities (ReleaseWatcher,
-// EventSource), so the Service behaves exactly as with e itself.
+// Engine wraps e so that every operation's latency is observed (a
+// semaphore's too), sweeps are counted, and slot releases counted
+// (CountHeld, the metric's own scrape, is passed through unobserved). The
+// wrapper keeps exactly e's optional abilities (ReleaseWatcher,
+// EventSource with EventGate and EventHistory, SemaphoreEngine), so the
+// Service behaves as with e itself: one it hid would be lost to the
+// standalone server (no streams, no resumes from etcd's history, no
+// semaphores).
 func (m *Metrics) Engine(e locklock.Engine) locklock.Engine {
 	in := &instrumented{Engine: e, m: m}
 	w, watches := e.(locklock.ReleaseWatcher)
+	sem, slots := e.(locklock.SemaphoreEngine)
+	is := &instrumentedSlots{e: sem, m: m}
 	src, reports := e.(locklock.EventSource)
+	hist, replays := e.(locklock.EventHistory)
+	replays = replays && reports // history is read only for events it reports
+	ev, hs := eventSource{src}, historySource{eventSource{src}, hist}
+	type rw = locklock.ReleaseWatcher
 	switch {
+	case watches && replays && slots:
+		return struct {
+			*instrumented
+			rw
+			historySource
+			*instrumentedSlots
+		}{in, w, hs, is}
+	case watches && replays:
+		return struct {
+			*instrumented
+			rw
+			historySource
+		}{in, w, hs}
+	case watches && reports && slots:
+		return struct {
+			*instrumented
+			rw
+			eventSource
+			*instrumentedSlots
+		}{in, w, ev, is}
 	case watches && reports:
 		return struct {
 			*instrumented
-			locklock.ReleaseWatcher
+			rw
 			eventSource
-		}{in, w, eventSource{src}}
+		}{in, w, ev}
+	case watches && slots:
+		return struct {
+			*instrumented
+			rw
+			*instrumentedSlots
+		}{in, w, is}
 	case watches:
 		return struct {
 			*instrumented
-			locklock.ReleaseWatcher
+			rw
 		}{in, w}
+	case replays && slots:
+		return struct {
+			*instrumented
+			historySource
+			*instrumentedSlots
+		}{in, hs, is}
+	case replays:
+		return struct {
+			*instrumented
+			historySource
+		}{in, hs}
+	case reports && slots:
+		return struct {
+			*instrumented
+			eventSource
+			*instrumentedSlots
+		}{in, ev, is}
 	case reports:
 		return struct {
 			*instrumented
 			eventSource
-		}{in, eventSource{src}}
+		}{in, ev}
+	case slots:
+		return struct {
+			*instrumented
+			*instrumentedSlots
+		}{in, is}
 	}
 	return in
 }
@@ -48,6 +106,13 @@ func (s eventSource) SetEventGate(quiet func() bool, skip func(n int)) {
 	if g, ok := s.EventSource.(locklock.EventGate); ok {
 		g.SetEventGate(quiet, skip)
 	}
+}
+
+// historySource is eventSource for an engine that also reads its events
+// back from storage's history (etcd).
+type historySource struct {
+	eventSource
+	locklock.EventHistory
 }
 
 type instrumented struct {
@@ -64,7 +129,9 @@ func result(err error) string {
 	switch {
 	case err == nil:
 		return "ok"
-	case errors.Is(err, locklock.ErrHeld), errors.Is(err, locklock.ErrDelayed), errors.Is(err, locklock.ErrNotFound), errors.Is(err, locklock.ErrSecretMismatch):
+	case errors.Is(err, locklock.ErrHeld), errors.Is(err, locklock.ErrDelayed), errors.Is(err, locklock.ErrNotFound), errors.Is(err, locklock.ErrSecretMismatch),
+		errors.Is(err, locklock.ErrSemaphoreFull), errors.Is(err, locklock.ErrLimitMismatch),
+		errors.Is(err, locklock.ErrSemaphoreNotFound), errors.Is(err, locklock.ErrSlotNotFound):
 		return "refused"
 	}
 	return "error"

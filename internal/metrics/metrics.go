@@ -1,6 +1,7 @@
 // Package metrics exposes Locklock's Prometheus metrics: HTTP requests,
-// acquire outcomes, held locks, waiters, engine latency, sweeps and
-// throttling, plus the Go runtime and process collectors.
+// acquire outcomes of locks and semaphore slots, held locks, slot
+// releases, waiters, engine latency, sweeps and throttling, plus the Go
+// runtime and process collectors.
 //
 // Every Metrics has a registry of its own (no global state), so several
 // servers can run in one process. No label ever carries a lock name, a
@@ -30,6 +31,9 @@ type Metrics struct {
 	sweeps      *prometheus.CounterVec
 	swept       prometheus.Counter
 	rateLimited *prometheus.CounterVec
+	// Semaphores (API.md §10).
+	slotAcquires *prometheus.CounterVec
+	slotReleases prometheus.Counter
 }
 
 // latencyBuckets span an in-memory operation (tens of µs) to an fsync or a
@@ -71,14 +75,26 @@ func New() *Metrics {
 			Name: "locklock_rate_limited_total",
 			Help: "Requests refused with 429 for exceeding the caller's plan, by caller kind (anonymous or key).",
 		}, []string{"caller"}),
+		slotAcquires: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "locklock_semaphore_acquires_total",
+			Help: "Semaphore slot acquire outcomes: granted (it fit at once), reacquired (the holder's retry), full (it did not fit, or earlier waiters were queued; no wait), limit_mismatch (the semaphore has another limit), waited (granted after waiting), timed_out (still full when the wait ended), too_many_waiters, invalid, canceled, failed (as for locks).",
+		}, []string{"outcome"}),
+		slotReleases: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "locklock_semaphore_releases_total",
+			Help: "Semaphore slots released (by their holders, or given back for a waiter whose client went away); expired slots are not counted.",
+		}),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.requests, m.duration, m.acquires, m.engineOps, m.sweeps, m.swept, m.rateLimited,
+		m.slotAcquires, m.slotReleases,
 	)
 	for _, o := range locklock.AcquireOutcomes() {
 		m.acquires.WithLabelValues(string(o)) // every outcome shows, at 0
+	}
+	for _, o := range locklock.SlotOutcomes() {
+		m.slotAcquires.WithLabelValues(string(o))
 	}
 	return m
 }
@@ -124,6 +140,6 @@ func (m *Metrics) AcquireDone(o locklock.AcquireOutcome) {
 func (m *Metrics) WatchService(svc *locklock.Service) {
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "locklock_waiters",
-		Help: "Acquire requests waiting for a held lock.",
+		Help: "Acquire requests waiting for a held lock or a full semaphore.",
 	}, func() float64 { return float64(svc.Waiters()) }))
 }
