@@ -32,6 +32,17 @@ const (
 // lockEvents serves GET /lock/{kind}/{name}/events: whoever may GET the
 // lock may watch it.
 func (h *handler) lockEvents(kind locklock.Kind, routePrefix string) http.HandlerFunc {
+	return h.oneEvents(kind, routePrefix, false)
+}
+
+// semaphoreEvents serves GET /semaphore/{kind}/{name}/events: whoever may
+// GET the semaphore may watch it.
+func (h *handler) semaphoreEvents(kind locklock.Kind, routePrefix string) http.HandlerFunc {
+	return h.oneEvents(kind, routePrefix, true)
+}
+
+// oneEvents serves the stream of one lock, or of one semaphore.
+func (h *handler) oneEvents(kind locklock.Kind, routePrefix string, semaphore bool) http.HandlerFunc {
 	skip := len(h.prefix) + len(routePrefix)
 	return func(w http.ResponseWriter, r *http.Request) {
 		err := func() error {
@@ -44,7 +55,8 @@ func (h *handler) lockEvents(kind locklock.Kind, routePrefix string) http.Handle
 			if err != nil {
 				return err
 			}
-			return h.stream(w, r, c, locklock.Filter{ID: &id}, resumeFrom(r, q.Get(paramLastEventID)))
+			f := locklock.Filter{ID: &id, Semaphore: semaphore}
+			return h.stream(w, r, c, f, resumeFrom(r, q.Get(paramLastEventID)))
 		}()
 		if err != nil {
 			h.fail(w, r, err)
@@ -131,13 +143,20 @@ func (h *handler) stream(w http.ResponseWriter, r *http.Request, c Caller, f loc
 		buf = appendReset(buf)
 	}
 	if !watch.Resumed {
-		if f.ID != nil {
+		switch {
+		case f.ID != nil && f.Semaphore:
+			var state any = nil
+			if watch.SemaphoreState != nil {
+				state = semaphoreOf(*watch.SemaphoreState)
+			}
+			buf = appendFrame(buf, watch.At.String(), "state", encodeData(map[string]any{"semaphore": state}))
+		case f.ID != nil:
 			var state any = nil
 			if watch.State != nil {
 				state = lockOf(*watch.State)
 			}
 			buf = appendFrame(buf, watch.At.String(), "state", encodeData(map[string]any{"lock": state}))
-		} else {
+		default:
 			buf = appendFrame(buf, watch.At.String(), "ready", []byte("{}"))
 		}
 	}

@@ -299,6 +299,46 @@ func TestNamespaceStreamShowsSlots(t *testing.T) {
 	}
 }
 
+// TestSemaphoreStreamOverHTTP: one semaphore's stream starts with its state
+// (the semaphore with its slots), then its slots' events; a lock of the same
+// name is not in it.
+func TestSemaphoreStreamOverHTTP(t *testing.T) {
+	srv, _ := newEventServer(t, nil)
+	auth := []string{"Authorization", proKey}
+	var first slotJSON
+	decodeStrict(t, doBody(t, srv, http.MethodPost, semPath("key", "pool"), `{"limit":3}`, auth...), &first)
+	s, resp := openStream(t, srv, semPath("key", "pool")+"/events", auth...)
+	if s == nil {
+		t.Fatalf("stream: %d", resp.StatusCode)
+	}
+	ev := s.next()
+	var state struct {
+		Semaphore *semaphoreJSON `json:"semaphore"`
+	}
+	decodeStrict(t, []byte(ev.data), &state)
+	if ev.event != "state" || ev.id == "" || state.Semaphore == nil || len(state.Semaphore.Slots) != 1 ||
+		state.Semaphore.Slots[0].Slot != first.Slot || state.Semaphore.InUse != 1 {
+		t.Fatalf("first event %+v, want the state with slot %s", ev, first.Slot)
+	}
+	do(t, srv, http.MethodPost, "/lock/key/pool", "", auth...) // same name, a lock: not in the stream
+	var second slotJSON
+	decodeStrict(t, doBody(t, srv, http.MethodPost, semPath("key", "pool"), `{"limit":3,"weight":2}`, auth...), &second)
+	doBody(t, srv, http.MethodDelete, semPath("key", "pool")+"/"+first.Slot, "", auth...)
+	for _, want := range []struct{ typ, slot string }{{"acquired", second.Slot}, {"released", first.Slot}} {
+		ev := s.next()
+		var d slotEventJSON
+		decodeStrict(t, []byte(ev.data), &d)
+		if ev.event != want.typ || d.Slot.Slot != want.slot || d.Slot.Name != "pool" {
+			t.Errorf("event %+v, want %s of slot %s", ev, want.typ, want.slot)
+		}
+	}
+
+	empty, _ := openStream(t, srv, semPath("key", "none")+"/events", auth...)
+	if ev := empty.next(); ev.event != "state" || ev.data != `{"semaphore":null}` {
+		t.Errorf("a semaphore without slots starts with %+v, want state null", ev)
+	}
+}
+
 // doBody is do returning the answer's body.
 func doBody(t *testing.T, srv *httptest.Server, method, path, body string, hdr ...string) []byte {
 	t.Helper()

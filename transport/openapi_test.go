@@ -565,8 +565,8 @@ func TestOpenAPIRoutes(t *testing.T) {
 	if !slices.Equal(servedOrder, Routes()) {
 		t.Errorf("the router serves %v, Routes lists %v", servedOrder, Routes())
 	}
-	if len(routeTable) != 12 {
-		t.Errorf("the route table has %d routes, want 12", len(routeTable))
+	if len(routeTable) != 14 {
+		t.Errorf("the route table has %d routes, want 14", len(routeTable))
 	}
 	documented := d.documentedMethods()
 	for _, row := range routeTable {
@@ -858,6 +858,8 @@ func TestOpenAPIResponses(t *testing.T) {
 		{"/lock/uuid/{uuid}/events", "/lock/uuid/" + uuid1 + "/events", "/lock/uuid/nope/events"},
 		{"/lock/key/{name}/events", "/lock/key/job-1/events", "/lock/key/bad*name/events"},
 		{"/events", "/events", "/events?kind=lock"},
+		{"/semaphore/uuid/{uuid}/events", "/semaphore/uuid/" + uuid1 + "/events", "/semaphore/uuid/nope/events"},
+		{"/semaphore/key/{name}/events", "/semaphore/key/pool/events", "/semaphore/key/bad*name/events"},
 	}
 	for _, s := range streams {
 		add(main, "watch", s.doc, 200, oaReq{method: "GET", path: s.path, hdr: acme, stream: true})

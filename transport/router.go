@@ -38,6 +38,13 @@ var routeTable = []route{
 	newRoute("/locks", func(h *handler, _ string) map[string]http.HandlerFunc {
 		return map[string]http.HandlerFunc{http.MethodGet: h.list, http.MethodHead: h.list}
 	}),
+	// A semaphore's stream before its slots: no slot id is "events".
+	newRoute("/semaphore/uuid/{uuid}/events", func(h *handler, prefix string) map[string]http.HandlerFunc {
+		return map[string]http.HandlerFunc{http.MethodGet: h.semaphoreEvents(locklock.KindUUID, prefix)}
+	}),
+	newRoute("/semaphore/key/{name}/events", func(h *handler, prefix string) map[string]http.HandlerFunc {
+		return map[string]http.HandlerFunc{http.MethodGet: h.semaphoreEvents(locklock.KindKey, prefix)}
+	}),
 	// A slot before its semaphore: a path with a slash after the
 	// semaphore prefix names a slot.
 	newRoute("/semaphore/uuid/{uuid}/{slot}", func(h *handler, prefix string) map[string]http.HandlerFunc {

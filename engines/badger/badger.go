@@ -16,8 +16,13 @@
 // lock-delay has run out (ops.go): like the lock itself it survives
 // restarts and crashes.
 //
-// Every change is reported as an event (API.md §9) once its batch has
-// committed (events.go).
+// Every change of a lock is reported as an event (API.md §9) once its batch
+// has committed (events.go).
+//
+// Semaphores (API.md §10) live in tables of their own beside the locks
+// (keys.go) and go through the same group commit, token counter, free-space
+// guard and Sweep; semaphore.go says how their limit holds under
+// concurrency.
 //
 // Fencing tokens come from one counter shared by all locks (tokens.go). A
 // token is taken inside the acquiring step, after the lock key was read;

@@ -28,6 +28,12 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	if dir := os.Getenv(slotKillEnv); dir != "" {
+		// The re-run of this binary by TestSlotsSurviveKill, until killed.
+		err := slotKillScenario(dir)
+		fmt.Fprintln(os.Stderr, "slot kill scenario:", err)
+		os.Exit(1)
+	}
 	goleak.VerifyTestMain(m)
 }
 
@@ -49,8 +55,10 @@ func open(t *testing.T, dir string, opts ...Option) *Engine {
 	return e
 }
 
-func TestConformance(t *testing.T) {
-	conformance.Run(t, conformance.Harness{
+// harness is the conformance suites' view of the engine: a fresh directory
+// per engine, reopened as a restart would.
+func harness() conformance.Harness {
+	return conformance.Harness{
 		NewEngine: func(t *testing.T) locklock.Engine { return open(t, t.TempDir()) },
 		Reopen: func(t *testing.T, e locklock.Engine) locklock.Engine {
 			be := e.(*Engine)
@@ -59,8 +67,12 @@ func TestConformance(t *testing.T) {
 			}
 			return open(t, be.dir)
 		},
-	})
+	}
 }
+
+func TestConformance(t *testing.T) { conformance.Run(t, harness()) }
+
+func TestSemaphoreConformance(t *testing.T) { conformance.RunSemaphores(t, harness()) }
 
 var t0 = time.Date(2026, 11, 26, 15, 4, 5, 123_000_000, time.UTC)
 

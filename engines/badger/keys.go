@@ -18,6 +18,9 @@ import (
 //	x\x00<expiresAt, 8 bytes>\x00<namespace>\x00<kind>\x00<name>    → empty (expiry index: held locks)
 //	d\x00<delayedUntil, 8 bytes>\x00<namespace>\x00<kind>\x00<name> → empty (delay index: ended locks)
 //	s\x00token                                                → the lowest fencing token the next start may issue (tokens.go)
+//	h\x00<namespace>\x00<kind>\x00<name>                      → semaphore head: how many slot records it has (semaphore.go)
+//	t\x00<namespace>\x00<kind>\x00<name>\x00<slot>            → slot record (slotrecord.go)
+//	y\x00<expiresAt, 8 bytes>\x00<namespace>\x00<kind>\x00<name>\x00<slot> → empty (slot expiry index)
 //
 // Namespaces, kinds and names never contain \x00 (the core's naming rules
 // forbid it and the engine rejects it), so \x00 is an unambiguous separator
@@ -36,11 +39,25 @@ import (
 // keys alone, while the sweeper still finds an ended record when its
 // lock-delay runs out. (Directories written before lock-delays existed have
 // no delay index and no ended records: they need no conversion.)
+//
+// Semaphores (API.md §10) have tables of their own, so a lock and a
+// semaphore may share an ID. A semaphore's slot records share the prefix
+// t\x00<id>\x00, so one prefix scan reads its slots, and the slot records of
+// one namespace and kind come in name order, which ListSemaphores needs
+// (a name's slots, <name>\x00…, sort before any longer name that starts
+// with it, as \x00 is the smallest byte). Each slot has one entry in the
+// slot expiry index, at its ExpiresAt, for Sweep; slots have no lock-delay.
+// The head exists exactly while the semaphore has slot records (live or
+// expired, not yet deleted); why it is there at all is in semaphore.go.
 var (
 	lockPrefix   = []byte("l\x00")
 	expiryPrefix = []byte("x\x00")
 	delayPrefix  = []byte("d\x00")
 	seqKey       = []byte("s\x00token")
+
+	headPrefix       = []byte("h\x00")
+	slotPrefix       = []byte("t\x00")
+	slotExpiryPrefix = []byte("y\x00")
 )
 
 const (
@@ -154,4 +171,75 @@ func parseTimeKey(prefix, k []byte) (time.Time, locklock.ID, error) {
 		return time.Time{}, locklock.ID{}, err
 	}
 	return time.UnixMilli(ms).UTC(), id, nil
+}
+
+// checkSlotID refuses a slot id that would break the key layout. The
+// Service only passes well-formed ids (locklock.ValidSlotID).
+func checkSlotID(slot string) bool {
+	return slot != "" && strings.IndexByte(slot, sep) < 0
+}
+
+func headKey(id locklock.ID) []byte {
+	b := make([]byte, 0, len(headPrefix)+len(id.Namespace)+len(id.Kind)+len(id.Name)+2)
+	return appendID(append(b, headPrefix...), id)
+}
+
+// semSlotsPrefix is the common prefix of id's slot records.
+func semSlotsPrefix(id locklock.ID) []byte {
+	b := make([]byte, 0, len(slotPrefix)+len(id.Namespace)+len(id.Kind)+len(id.Name)+3+locklock.SlotIDLen)
+	b = appendID(append(b, slotPrefix...), id)
+	return append(b, sep)
+}
+
+func slotKey(id locklock.ID, slot string) []byte {
+	return append(semSlotsPrefix(id), slot...)
+}
+
+// slotListPrefix is the common prefix of the slot records of one namespace
+// and kind.
+func slotListPrefix(ns string, kind locklock.Kind) []byte {
+	b := make([]byte, 0, len(slotPrefix)+len(ns)+len(kind)+2)
+	b = append(b, slotPrefix...)
+	b = append(b, ns...)
+	b = append(b, sep)
+	b = append(b, kind...)
+	return append(b, sep)
+}
+
+// slotExpiryKey is the slot expiry index entry of slot of id at expiresAt.
+func slotExpiryKey(expiresAt time.Time, id locklock.ID, slot string) []byte {
+	b := make([]byte, 0, expiryKeyMin+len(id.Namespace)+len(id.Kind)+len(id.Name)+3+len(slot))
+	b = append(b, slotExpiryPrefix...)
+	b = binary.BigEndian.AppendUint64(b, orderedMillis(expiresAt))
+	b = append(b, sep)
+	b = appendID(b, id)
+	b = append(b, sep)
+	return append(b, slot...)
+}
+
+// parseSlotRef reads <namespace>\x00<kind>\x00<name>\x00<slot>.
+func parseSlotRef(b []byte) (locklock.ID, string, error) {
+	id, err := parseID(b)
+	if err != nil {
+		return locklock.ID{}, "", err
+	}
+	name, slot, ok := strings.Cut(id.Name, "\x00")
+	if !ok {
+		return locklock.ID{}, "", fmt.Errorf("%w: not a slot key %q", errCorrupt, b)
+	}
+	id.Name = name
+	return id, slot, nil
+}
+
+// parseSlotExpiryKey reads a key of the slot expiry index.
+func parseSlotExpiryKey(k []byte) (time.Time, locklock.ID, string, error) {
+	if len(k) < expiryKeyMin || !bytes.HasPrefix(k, slotExpiryPrefix) || k[expiryKeyMin-1] != sep {
+		return time.Time{}, locklock.ID{}, "", fmt.Errorf("%w: not a slot index key %q", errCorrupt, k)
+	}
+	ms := int64(binary.BigEndian.Uint64(k[len(slotExpiryPrefix):]) ^ (1 << 63))
+	id, slot, err := parseSlotRef(k[expiryKeyMin:])
+	if err != nil {
+		return time.Time{}, locklock.ID{}, "", err
+	}
+	return time.UnixMilli(ms).UTC(), id, slot, nil
 }

@@ -62,14 +62,7 @@ func millis(t time.Time) time.Time { return time.UnixMilli(t.UnixMilli()).UTC() 
 
 // encodeRecord writes l (normalized) in the current version.
 func encodeRecord(l locklock.Lock) []byte {
-	size := recordHeader + 1 + 4*binary.MaxVarintLen64 + len(l.Guard) + len(l.Holder)
-	names := make([]string, 0, len(l.Metadata))
-	for name, value := range l.Metadata {
-		names = append(names, name)
-		size += 2*binary.MaxVarintLen64 + len(name) + len(value)
-	}
-	slices.Sort(names)
-
+	size := recordHeader + 1 + 4*binary.MaxVarintLen64 + len(l.Guard) + len(l.Holder) + metadataSize(l.Metadata)
 	b := make([]byte, 0, size)
 	b = append(b, recordV2)
 	b = binary.BigEndian.AppendUint64(b, uint64(l.AcquiredAt.UnixMilli()))
@@ -86,10 +79,30 @@ func encodeRecord(l locklock.Lock) []byte {
 	b = binary.AppendUvarint(b, uint64(max(l.LockDelay.Milliseconds(), 0)))
 	b = appendBytes(b, string(l.Guard))
 	b = appendBytes(b, l.Holder)
+	return appendMetadata(b, l.Metadata)
+}
+
+// metadataSize bounds the bytes appendMetadata appends for m.
+func metadataSize(m map[string]string) int {
+	size := binary.MaxVarintLen64
+	for name, value := range m {
+		size += 2*binary.MaxVarintLen64 + len(name) + len(value)
+	}
+	return size
+}
+
+// appendMetadata appends m's member count and members, by name in byte
+// order (see the record layout above).
+func appendMetadata(b []byte, m map[string]string) []byte {
+	names := make([]string, 0, len(m))
+	for name := range m {
+		names = append(names, name)
+	}
+	slices.Sort(names)
 	b = binary.AppendUvarint(b, uint64(len(names)))
 	for _, name := range names {
 		b = appendBytes(b, name)
-		b = appendBytes(b, l.Metadata[name])
+		b = appendBytes(b, m[name])
 	}
 	return b
 }
@@ -128,23 +141,9 @@ func decodeRecord(id locklock.ID, v []byte) (locklock.Lock, error) {
 	l.LockDelay = time.Duration(delay) * time.Millisecond
 	l.Guard = locklock.Guard(r.bytes())
 	l.Holder = string(r.bytes())
-	n := r.uvarint()
-	if n > uint64(len(r.b)) { // every member takes at least 2 bytes
-		return locklock.Lock{}, corruptRecord(id, v, "metadata count out of range")
-	}
-	if n > 0 {
-		l.Metadata = make(map[string]string, n)
-		prev := ""
-		for i := range n {
-			name, value := string(r.bytes()), string(r.bytes())
-			if r.bad {
-				break
-			}
-			if i > 0 && name <= prev {
-				return locklock.Lock{}, corruptRecord(id, v, "metadata names not in order")
-			}
-			l.Metadata[name], prev = value, name
-		}
+	var why string
+	if l.Metadata, why = r.metadata(); why != "" {
+		return locklock.Lock{}, corruptRecord(id, v, why)
 	}
 	if r.bad || len(r.b) != 0 {
 		return locklock.Lock{}, corruptRecord(id, v, "truncated or trailing bytes")
@@ -184,6 +183,31 @@ func (r *reader) uvarint() uint64 {
 	}
 	r.b = r.b[n:]
 	return x
+}
+
+// metadata reads what appendMetadata wrote (nil for no members), or says
+// why it is corrupt. A read past the end only sets bad.
+func (r *reader) metadata() (map[string]string, string) {
+	n := r.uvarint()
+	if n > uint64(len(r.b)) { // every member takes at least 2 bytes
+		return nil, "metadata count out of range"
+	}
+	if n == 0 {
+		return nil, ""
+	}
+	m := make(map[string]string, n)
+	prev := ""
+	for i := range n {
+		name, value := string(r.bytes()), string(r.bytes())
+		if r.bad {
+			break
+		}
+		if i > 0 && name <= prev {
+			return nil, "metadata names not in order"
+		}
+		m[name], prev = value, name
+	}
+	return m, ""
 }
 
 func (r *reader) bytes() []byte {

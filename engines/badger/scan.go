@@ -87,13 +87,14 @@ func (e *Engine) List(ctx context.Context, q locklock.ListQuery, now time.Time) 
 	return out, nil
 }
 
-// Sweep implements locklock.Engine. It reads the expiry index and the delay
-// index (keys.go) from their starts, so its cost follows the number of
+// Sweep implements locklock.Engine. It reads the expiry index, the delay
+// index and the slot expiry index (keys.go) from their starts, so its cost follows the number of
 // locks due, in rounds of at most sweepBatch of them, each a step of the
 // group commit (commit.go). Each index entry is checked against the lock's
 // record, which alone decides: an expired lock is deleted, or marked Ended
 // (its entry moves to the delay index) while its lock-delay runs; an Ended
-// record is deleted once its lock-delay is over. Both count.
+// record is deleted once its lock-delay is over; an expired slot is
+// deleted (semscan.go). All count.
 func (e *Engine) Sweep(ctx context.Context, now time.Time) (int, error) {
 	done, err := e.enter(ctx)
 	if err != nil {
@@ -113,7 +114,11 @@ func (e *Engine) Sweep(ctx context.Context, now time.Time) (int, error) {
 			n, more = 0, false // a retried attempt starts over
 			expired, moreExpired := dueKeys(txn, expiryPrefix, now, sweepBatch)
 			ended, moreEnded := dueKeys(txn, delayPrefix, now, sweepBatch-len(expired))
-			more = moreExpired || moreEnded
+			slots, moreSlots, err := sweepSlots(txn, now, sweepBatch-len(expired)-len(ended))
+			if err != nil {
+				return err
+			}
+			n, more = slots, moreExpired || moreEnded || moreSlots
 			for _, k := range expired {
 				cur, ok, err := dueRecord(txn, expiryPrefix, k)
 				if err != nil {
