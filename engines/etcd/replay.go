@@ -109,10 +109,11 @@ func (e *Engine) replay(ctx context.Context, f locklock.Filter, from, to lockloc
 	defer w.Close()
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
-	// Lock keys and release markers: locks/ up to the end of released/
-	// (delay records sort before locks/; nothing else is written between).
+	// Lock keys, release markers and slot keys: locks/ up to the end of
+	// sems/ (delay records sort before locks/, the token base after sems/;
+	// nothing else is written between).
 	wch := w.Watch(wctx, e.prefix+locksSegment,
-		clientv3.WithRange(clientv3.GetPrefixRangeEnd(e.prefix+releasedSegment)),
+		clientv3.WithRange(clientv3.GetPrefixRangeEnd(e.prefix+semsSegment)),
 		clientv3.WithRev(start), clientv3.WithPrevKV())
 	// When to is an event, its revision has a change in range, and the
 	// watch reaches it. Otherwise etcd says when the watch has caught up
@@ -123,14 +124,6 @@ func (e *Engine) replay(ctx context.Context, f locklock.Filter, from, to lockloc
 		defer t.Stop()
 		tick = t.C
 		_ = w.RequestProgress(wctx)
-	}
-	prevOf := func(ev *clientv3.Event, tail string) (locklock.Lock, bool) {
-		if ev.PrevKv == nil {
-			return locklock.Lock{}, false // its revision was compacted
-		}
-		id, _ := parseTail(tail)
-		l, _, err := e.decodeEvent(id, ev.PrevKv.Value, ev.PrevKv.CreateRevision)
-		return l, err == nil
 	}
 	var (
 		out     []*locklock.Event
@@ -172,9 +165,9 @@ func (e *Engine) replay(ctx context.Context, f locklock.Filter, from, to lockloc
 			if scanned += n; scanned > maxReplayScan {
 				return nil, historyGone("more than %d changes since position %s", maxReplayScan, from)
 			}
-			for _, ev := range e.changes(rev, evs[:n], prevOf, nil) {
+			for _, ev := range e.changes(rev, evs[:n], replayPast{e}) {
 				ev.Pos.Epoch = from.Epoch
-				if ev.Pos.After(from) && !ev.Pos.After(to) && f.Matches(ev.Lock.ID) {
+				if ev.Pos.After(from) && !ev.Pos.After(to) && f.Selects(ev) {
 					out = append(out, ev)
 				}
 			}
@@ -188,3 +181,29 @@ func (e *Engine) replay(ctx context.Context, f locklock.Filter, from, to lockloc
 		}
 	}
 }
+
+// replayPast is a replay's past (see changes): the previous values its
+// watch carries. A delete without one (its revision was compacted) is not
+// known.
+type replayPast struct{ e *Engine }
+
+func (p replayPast) lock(ev *clientv3.Event, tail string) (locklock.Lock, bool) {
+	if ev.PrevKv == nil {
+		return locklock.Lock{}, false
+	}
+	id, _ := parseTail(tail)
+	l, _, err := p.e.decodeEvent(id, ev.PrevKv.Value, ev.PrevKv.CreateRevision)
+	return l, err == nil
+}
+
+func (p replayPast) slot(ev *clientv3.Event, tail string) (locklock.Slot, bool) {
+	if ev.PrevKv == nil {
+		return locklock.Slot{}, false
+	}
+	id, slot, _ := parseSlotTail(tail)
+	sl, _, err := p.e.decodeSlotEvent(id, slot, ev.PrevKv.Value, ev.PrevKv.CreateRevision)
+	return sl, err == nil
+}
+
+func (replayPast) putLock(string, locklock.Lock) {}
+func (replayPast) putSlot(string, locklock.Slot) {}
