@@ -34,9 +34,9 @@ import (
 // one, which on etcd 3.4 cost about as much CPU as the steps themselves.
 // So the feed remembers the last put of every live lock key and slot key
 // (memory, fed by the watch itself): memory per live lock instead of etcd
-// work per change. A lock (or slot) it does not know — put before the engine started watching, or
-// beyond maxKnown — is read from etcd's history at the revision before its
-// delete, once per such delete.
+// work per change. A lock (or slot) it does not know — put before the
+// engine started watching, or beyond maxKnown — is read from etcd's
+// history at the revision before its delete, once per such delete.
 //
 // Release markers. A release deletes the lock key and puts
 // <prefix>released/<namespace>/<kind>/<name> — the lock's token and the
