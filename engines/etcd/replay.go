@@ -107,12 +107,14 @@ func (e *Engine) replay(ctx context.Context, f locklock.Filter, from, to lockloc
 	// The watch shows the changes in its range in revision order, but
 	// has no change to show at last when last changed nothing there; nor
 	// can etcd's progress notifications say it has passed last: etcd
-	// before 3.4.24 and 3.5.8 may send one, with the current revision,
-	// ahead of the history it has still to send (etcd-io/etcd#15220). So
-	// the replay writes a change of its own in the range, after last (last
-	// is at most the current revision): once the watch shows a change
-	// after last, it has shown every change up to last. A replay to an
-	// event (to.Sub > 0) needs none: the watch reaches that event.
+	// releases without the fix of etcd-io/etcd#15220 (Debian's 3.4.23
+	// among them) may send one, with the current revision, ahead of the
+	// history still to be sent, and some with it do not answer a new
+	// watch that has nothing to send (etcd-io/etcd#17507). So the replay
+	// writes a change of its own in the range, after last (last is at
+	// most the current revision): once the watch shows a change after
+	// last, it has shown every change up to last. A replay to an event
+	// (to.Sub > 0) needs none: the watch reaches that event.
 	if to.Sub == 0 {
 		if _, err := e.client.Put(ctx, e.prefix+replayMark, ""); err != nil {
 			return nil, storeErr(ctx, "replay events", err)
