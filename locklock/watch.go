@@ -220,7 +220,7 @@ func (s *Service) semaphoreState(ctx context.Context, w *Watch, at Position) (*W
 		w.Close()
 		return nil, err
 	}
-	w.At = w.sub.settle(slotOutcomeIs(w.SemaphoreState), sem.Revision, at)
+	w.At = w.sub.settleSlots(w.SemaphoreState, sem.Revision, at)
 	return w, nil
 }
 
