@@ -137,7 +137,8 @@ func (w *Watch) Close() {
 
 // Watch opens an event stream for req.Filter. A one-lock stream that
 // starts afresh carries the lock's state; events already reflected in it
-// are not sent again.
+// are not sent again. A one-semaphore stream carries the semaphore's, its
+// slots' events judged slot by slot (Subscription.settleSlots).
 func (s *Service) Watch(ctx context.Context, req WatchRequest) (*Watch, error) {
 	if s.hub == nil {
 		return nil, ErrNoEvents
