@@ -201,8 +201,14 @@ type Page struct {
 // by name. Listing needs an API key.
 func (c *Client) List(ctx context.Context, o ListOptions) (Page, error) {
 	var p Page
-	_, err := c.do(ctx, request{method: http.MethodGet, path: "/locks?" + o.query(), idempotent: true}, &p)
+	err := c.list(ctx, "/locks", o, &p)
 	return p, err
+}
+
+// list GETs the page of the listing at path that o selects.
+func (c *Client) list(ctx context.Context, path string, o ListOptions, out any) error {
+	_, err := c.do(ctx, request{method: http.MethodGet, path: path + "?" + o.query(), idempotent: true}, out)
+	return err
 }
 
 // query is the listing's query string, for /locks and /semaphores.

@@ -158,7 +158,8 @@ func slotOpts(sl Slot, opts []LockOption) callOptions {
 	return o
 }
 
-// Release frees the slot sl.ID (DELETE) and returns it as it was. The
+// Release frees the slot sl.ID of this semaphore (DELETE) and returns it
+// as it was: sl may be what Acquire returned, or just Slot{ID: id}. The
 // secret is sl.Secret (as Acquire returned it), unless WithSecret or
 // Unprotected says otherwise. A slot that is gone matches
 // locklock.ErrSlotNotFound. As a lock's, a release is retried only after
@@ -276,6 +277,6 @@ type SemaphorePage struct {
 // Listing needs an API key.
 func (c *Client) ListSemaphores(ctx context.Context, o ListOptions) (SemaphorePage, error) {
 	var p SemaphorePage
-	_, err := c.do(ctx, request{method: http.MethodGet, path: "/semaphores?" + o.query(), idempotent: true}, &p)
+	err := c.list(ctx, "/semaphores", o, &p)
 	return p, err
 }

@@ -14,26 +14,6 @@ import (
 	"github.com/locklock/locklock/transport/client"
 )
 
-// slotAlive fails the test if the HeldSlot's context ends within d.
-func slotAlive(t *testing.T, h *client.HeldSlot, d time.Duration) {
-	t.Helper()
-	select {
-	case <-h.Context().Done():
-		t.Fatalf("the HeldSlot's context ended: %v", context.Cause(h.Context()))
-	case <-time.After(d):
-	}
-}
-
-// slotEnded waits up to d for the HeldSlot's context to end.
-func slotEnded(t *testing.T, h *client.HeldSlot, d time.Duration) {
-	t.Helper()
-	select {
-	case <-h.Context().Done():
-	case <-time.After(d):
-		t.Fatalf("the HeldSlot's context is still live after %v", d)
-	}
-}
-
 // Refreshes keep a slot alive well past its TTL; Release ends the context
 // without a loss and frees the slot.
 func TestSemaphoreHoldKeepsSlotAlive(t *testing.T) {
@@ -53,7 +33,7 @@ func TestSemaphoreHoldKeepsSlotAlive(t *testing.T) {
 		t.Errorf("ValidUntil %v, server expiry %v", h.ValidUntil(), first.ExpiresAt)
 	}
 
-	slotAlive(t, h, 2500*time.Millisecond)
+	alive(t, h, 2500*time.Millisecond)
 
 	stored, ok := s.storedSlot(t, locklock.DefaultNamespace, target, first.ID)
 	if !ok || stored.Token != first.FencingToken || !stored.Guard.Admits(first.Secret) {
@@ -121,7 +101,7 @@ func TestSemaphoreHoldNoticesRelease(t *testing.T) {
 	if _, err := other.Release(t.Context(), client.Slot{ID: h2.Slot().ID}, client.WithSecret(h2.Slot().Secret)); err != nil {
 		t.Fatal(err)
 	}
-	slotEnded(t, h2, 5*time.Second)
+	ended(t, h2, 5*time.Second)
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("noticed after %v", d)
 	}
@@ -133,7 +113,7 @@ func TestSemaphoreHoldNoticesRelease(t *testing.T) {
 	if !errors.Is(h2.Lost(), client.ErrLost) {
 		t.Errorf("Lost() = %v", h2.Lost())
 	}
-	slotAlive(t, h1, 300*time.Millisecond)
+	alive(t, h1, 300*time.Millisecond)
 	if err := h1.Release(t.Context()); err != nil {
 		t.Errorf("h1's release: %v", err)
 	}
@@ -167,7 +147,7 @@ func TestSemaphoreHoldNoticesExpiry(t *testing.T) {
 	if err != nil || len(st.Slots) != 1 || st.Slots[0].ID != other.ID {
 		t.Fatalf("after the expiry: %+v %v", st, err)
 	}
-	slotEnded(t, h, 5*time.Second)
+	ended(t, h, 5*time.Second)
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("noticed after %v", d)
 	}
@@ -195,9 +175,9 @@ func TestSemaphoreHoldStateSaysGone(t *testing.T) {
 	if _, err := sem.Release(t.Context(), h.Slot()); err != nil {
 		t.Fatal(err)
 	}
-	slotAlive(t, h, 100*time.Millisecond) // nobody has told it yet
+	alive(t, h, 100*time.Millisecond) // nobody has told it yet
 	cut.Store(false)
-	slotEnded(t, h, 5*time.Second)
+	ended(t, h, 5*time.Second)
 	if cause := context.Cause(h.Context()); !errors.Is(cause, client.ErrLost) || !strings.Contains(cause.Error(), "not held any more") {
 		t.Errorf("cause %v, want ErrLost from the state", cause)
 	}
