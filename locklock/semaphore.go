@@ -212,7 +212,10 @@ type FullError struct {
 
 func (e *FullError) Error() string {
 	msg := fmt.Sprintf("semaphore %s is full: %d of %d in use, %d asked for", abbrev.String(e.ID.Name), e.InUse, e.Limit, e.Weight)
-	if e.Queued > 0 {
+	switch {
+	case e.Queued == 1:
+		msg += ", and an earlier request waits first"
+	case e.Queued > 1:
 		msg += fmt.Sprintf(", and %d earlier requests wait first", e.Queued)
 	}
 	return msg

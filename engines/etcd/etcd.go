@@ -9,6 +9,7 @@
 //	<prefix>delays/<namespace>/<kind>/<name>   → delay record (JSON), on a lease; only for locks with a lock-delay
 //	<prefix>released/<namespace>/<kind>/<name> → release marker (JSON), on a lease of two seconds; see events.go
 //	<prefix>token-base                         → the token base (see tokenBase), written once
+//	<prefix>sems/<namespace>/<kind>/<name>#<slot> → slot record (JSON), on a lease; see semaphore.go
 //
 // One watch on the prefix sees every kind of record, told apart by the
 // segment after it; it is the engine's lease watch (see "Lease accounting"
@@ -121,6 +122,9 @@ type Engine struct {
 	held   *heldCache
 	batch  *batcher
 	feed   *feed
+	turns  *turns // of semaphore acquires (see semaphore.go)
+
+	listPage int // slot keys per read of ListSemaphores (listPage)
 
 	// replaying bounds the replays of etcd history that run at once
 	// (see EventsAfter).
@@ -145,7 +149,7 @@ func WithRequestTimeout(d time.Duration) Option { return func(e *Engine) { e.tim
 // New returns an engine on client. The caller keeps ownership of client:
 // Close does not close it.
 func New(client *clientv3.Client, opts ...Option) *Engine {
-	e := &Engine{client: client, prefix: "/locklock/", timeout: 5 * time.Second}
+	e := &Engine{client: client, prefix: "/locklock/", timeout: 5 * time.Second, listPage: listPage}
 	for _, o := range opts {
 		o(e)
 	}
@@ -153,6 +157,7 @@ func New(client *clientv3.Client, opts ...Option) *Engine {
 	e.batch = newBatcher(client, e.timeout)
 	e.leases = newLeasePool(client, e.timeout, e.prefix, e.batch.lastWrite.Load)
 	e.feed = newFeed(e)
+	e.turns = newTurns()
 	e.leases.observe = e.feed.observe
 	e.replaying = make(chan struct{}, maxReplays)
 	return e

@@ -14,10 +14,20 @@ import (
 // TestConformance runs the shared suite on one etcd; each sub-test gets its
 // own key prefix, so they never see each other's locks.
 func TestConformance(t *testing.T) {
+	conformance.Run(t, harness(t))
+}
+
+// TestSemaphoreConformance runs the shared semaphore suite the same way.
+func TestSemaphoreConformance(t *testing.T) {
+	conformance.RunSemaphores(t, harness(t))
+}
+
+// harness is the etcd engine on one etcd, a new prefix for every engine.
+func harness(t *testing.T) conformance.Harness {
 	endpoints := etcdtest.Endpoints(t)
 	client := etcdtest.Client(t, endpoints...)
 	n := 0
-	conformance.Run(t, conformance.Harness{
+	return conformance.Harness{
 		NewEngine: func(t *testing.T) locklock.Engine {
 			n++
 			return etcd.New(client, etcd.WithPrefix(fmt.Sprintf("/locklock-test/%d-%d/", time.Now().UnixNano(), n)))
@@ -29,7 +39,7 @@ func TestConformance(t *testing.T) {
 			return etcd.New(etcdtest.Client(t, endpoints...), etcd.WithPrefix(e.(*etcd.Engine).Prefix()))
 		},
 		RealTime: true,
-	})
+	}
 }
 
 // TestTokensStartFromTheClock: a new cluster or prefix starts its tokens from

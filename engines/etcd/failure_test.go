@@ -13,8 +13,8 @@ import (
 )
 
 // TestUnreachableEtcdIsUnavailable: with no etcd to talk to, every operation
-// answers ErrUnavailable within the request timeout — never a lock, "held"
-// or "not found".
+// answers ErrUnavailable within the request timeout — never a lock or slot,
+// "held", "full" or "not found".
 func TestUnreachableEtcdIsUnavailable(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -24,6 +24,7 @@ func TestUnreachableEtcdIsUnavailable(t *testing.T) {
 	ln.Close() // nothing listens there now
 	svc := locklock.NewService(etcd.New(etcdtest.Client(t, dead), etcd.WithRequestTimeout(300*time.Millisecond)))
 	id := locklock.ID{Namespace: "public", Kind: locklock.KindKey, Name: "nowhere"}
+	slot := locklock.NewSlotID()
 	ops := map[string]func() error{
 		"acquire": func() error { _, _, err := svc.Acquire(t.Context(), locklock.AcquireRequest{ID: id}); return err },
 		"wait": func() error {
@@ -38,6 +39,24 @@ func TestUnreachableEtcdIsUnavailable(t *testing.T) {
 			return err
 		},
 		"ready": func() error { return svc.Ready(t.Context()) },
+		"acquire slot": func() error {
+			_, _, err := svc.AcquireSlot(t.Context(), locklock.SlotRequest{ID: id, Limit: 2})
+			return err
+		},
+		"get semaphore": func() error {
+			_, err := svc.GetSemaphore(t.Context(), locklock.SemaphoreRequest{ID: id})
+			return err
+		},
+		"get slot":     func() error { _, err := svc.GetSlot(t.Context(), id, slot); return err },
+		"release slot": func() error { _, err := svc.ReleaseSlot(t.Context(), id, slot, ""); return err },
+		"refresh slot": func() error {
+			_, err := svc.PatchSlot(t.Context(), slot, locklock.PatchRequest{ID: id, TTL: time.Minute})
+			return err
+		},
+		"list semaphores": func() error {
+			_, err := svc.ListSemaphores(t.Context(), locklock.ListRequest{Namespace: "public", Kind: locklock.KindKey})
+			return err
+		},
 	}
 	for name, op := range ops {
 		start := time.Now()
@@ -51,8 +70,9 @@ func TestUnreachableEtcdIsUnavailable(t *testing.T) {
 	}
 }
 
-// TestEtcdOutageAndReturn: a lock taken before etcd went down is still there,
-// with its token, once etcd is back; meanwhile answers are ErrUnavailable.
+// TestEtcdOutageAndReturn: a lock and a slot taken before etcd went down are
+// still there, with their tokens, once etcd is back; meanwhile answers are
+// ErrUnavailable.
 func TestEtcdOutageAndReturn(t *testing.T) {
 	if os.Getenv(etcdtest.EnvEndpoints) != "" {
 		t.Skip("stops and restarts an embedded etcd member; LOCKLOCK_ETCD_ENDPOINTS points at an external etcd")
@@ -64,7 +84,14 @@ func TestEtcdOutageAndReturn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	slot, _, err := svc.AcquireSlot(t.Context(), locklock.SlotRequest{ID: id, Limit: 1, Secret: "s", TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
 	member.Stop()
+	if _, _, err := svc.AcquireSlot(t.Context(), locklock.SlotRequest{ID: id, Limit: 1}); !errors.Is(err, locklock.ErrUnavailable) {
+		t.Errorf("acquire slot during the outage: %v, want ErrUnavailable", err)
+	}
 	if _, _, err := svc.Acquire(t.Context(), locklock.AcquireRequest{ID: id, Secret: "other"}); !errors.Is(err, locklock.ErrUnavailable) {
 		t.Errorf("acquire during the outage: %v, want ErrUnavailable", err)
 	}
@@ -78,6 +105,9 @@ func TestEtcdOutageAndReturn(t *testing.T) {
 		if err == nil {
 			if got.Token != held.Token {
 				t.Errorf("after the outage token %d, want %d", got.Token, held.Token)
+			}
+			if sl, err := svc.GetSlot(t.Context(), id, slot.ID); err != nil || sl.Token != slot.Token {
+				t.Errorf("after the outage the slot: %+v %v, want token %d", sl, err, slot.Token)
 			}
 			break
 		}
