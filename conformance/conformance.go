@@ -5,7 +5,8 @@
 //	}
 //
 // Engines that store semaphores (locklock.SemaphoreEngine) run
-// conformance.RunSemaphores too, with the same Harness.
+// conformance.RunSemaphores too, with the same Harness, and once they report
+// their slots' events conformance.RunSemaphoreEvents.
 //
 // Like dex's storage conformance tests, each sub-test gets a fresh engine;
 // like go-cloud's drivertest, the Harness says what the engine can do so that

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -253,28 +251,7 @@ func checkLinearizable(t *testing.T, services []*locklock.Service, now func() ti
 	if counts[lockmodel.Created] < 10 || counts[lockmodel.Held] < 10 {
 		t.Errorf("history too tame to mean much: %v", describeCounts(counts))
 	}
-	res, info := porcupine.CheckOperationsVerbose(lockmodel.Model(), history, time.Minute)
-	switch res {
-	case porcupine.Ok:
-	case porcupine.Unknown:
-		t.Fatal("porcupine timed out before deciding")
-	default:
-		t.Errorf("history is not linearizable under the lock model (set LOCKLOCK_LIN_DUMP=<file> to write the failing partitions)")
-		for _, part := range info.PartialLinearizationsOperations() {
-			if len(part) == 0 {
-				continue // a partition porcupine found nothing linearizable in
-			}
-			longest := slices.MaxFunc(part, func(a, b []porcupine.Operation) int { return len(a) - len(b) })
-			for _, op := range longest[max(0, len(longest)-3):] {
-				t.Logf("  end of the longest linearizable prefix: %s", lockmodel.Model().DescribeOperation(op.Input, op.Output))
-			}
-		}
-		if f := os.Getenv("LOCKLOCK_LIN_DUMP"); f != "" {
-			if err := lockmodel.DumpOperations(f, history, info); err != nil {
-				t.Logf("dump history: %v", err)
-			}
-		}
-	}
+	judge(t, lockmodel.Model(), history, "lock", lockmodel.DumpOperations)
 }
 
 func describeCounts(c map[lockmodel.Outcome]int) string {

@@ -7,7 +7,6 @@ import (
 	"maps"
 	"math"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -342,28 +341,7 @@ func checkSemaphoresLinearizable(t *testing.T, services []*locklock.Service, now
 	if counts[semmodel.Created] < 10 || counts[semmodel.Full] < 10 {
 		t.Errorf("history too tame to mean much: %v", describeSemCounts(counts))
 	}
-	res, info := porcupine.CheckOperationsVerbose(semmodel.Model(), history, time.Minute)
-	switch res {
-	case porcupine.Ok:
-	case porcupine.Unknown:
-		t.Fatal("porcupine timed out before deciding")
-	default:
-		t.Errorf("history is not linearizable under the semaphore model (set LOCKLOCK_LIN_DUMP=<file> to write the failing partitions)")
-		for _, part := range info.PartialLinearizationsOperations() {
-			if len(part) == 0 {
-				continue // a partition porcupine found nothing linearizable in
-			}
-			longest := slices.MaxFunc(part, func(a, b []porcupine.Operation) int { return len(a) - len(b) })
-			for _, op := range longest[max(0, len(longest)-3):] {
-				t.Logf("  end of the longest linearizable prefix: %s", semmodel.Model().DescribeOperation(op.Input, op.Output))
-			}
-		}
-		if f := os.Getenv("LOCKLOCK_LIN_DUMP"); f != "" {
-			if err := semmodel.DumpOperations(f, history, info); err != nil {
-				t.Logf("dump history: %v", err)
-			}
-		}
-	}
+	judge(t, semmodel.Model(), history, "semaphore", semmodel.DumpOperations)
 }
 
 func describeSemCounts(c map[semmodel.Outcome]int) string {

@@ -108,19 +108,24 @@ type Change struct {
 // Apply returns l with c applied. The token, the acquisition time, the
 // guard and the lock-delay never change.
 func (c Change) Apply(l Lock) Lock {
+	c.apply(&l.ExpiresAt, &l.Holder, &l.Metadata)
+	return l
+}
+
+// apply sets what c changes of a lock or a slot.
+func (c Change) apply(expiresAt *time.Time, holder *string, metadata *map[string]string) {
 	if !c.ExpiresAt.IsZero() {
-		l.ExpiresAt = c.ExpiresAt
+		*expiresAt = c.ExpiresAt
 	}
 	if c.Holder != nil {
-		l.Holder = *c.Holder
+		*holder = *c.Holder
 	}
 	if c.SetMetadata {
-		l.Metadata = nil
+		*metadata = nil
 		if len(c.Metadata) > 0 {
-			l.Metadata = maps.Clone(c.Metadata)
+			*metadata = maps.Clone(c.Metadata)
 		}
 	}
-	return l
 }
 
 // ChangesExpiry says whether applying c moves the lock's expiry.

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
-	"maps"
 	"time"
 
 	"github.com/locklock/locklock/internal/abbrev"
@@ -63,18 +62,7 @@ func (s Slot) Remaining() time.Duration {
 // ApplySlot returns s with c applied, as Apply does for a lock: the id,
 // token, acquisition time, guard, limit and weight never change.
 func (c Change) ApplySlot(s Slot) Slot {
-	if !c.ExpiresAt.IsZero() {
-		s.ExpiresAt = c.ExpiresAt
-	}
-	if c.Holder != nil {
-		s.Holder = *c.Holder
-	}
-	if c.SetMetadata {
-		s.Metadata = nil
-		if len(c.Metadata) > 0 {
-			s.Metadata = maps.Clone(c.Metadata)
-		}
-	}
+	c.apply(&s.ExpiresAt, &s.Holder, &s.Metadata)
 	return s
 }
 

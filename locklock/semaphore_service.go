@@ -91,14 +91,8 @@ func slotOutcome(req SlotRequest, created, waited bool, err error) AcquireOutcom
 		return OutcomeFull
 	case errors.Is(err, ErrLimitMismatch):
 		return OutcomeLimitMismatch
-	case errors.Is(err, ErrTooManyWaiters):
-		return OutcomeTooManyWaiters
-	case errors.Is(err, ErrInvalidUUID), errors.Is(err, ErrInvalidName), errors.Is(err, ErrInvalidArgument):
-		return OutcomeInvalid
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return OutcomeCanceled
 	}
-	return OutcomeFailed
+	return failedOutcome(err)
 }
 
 func (s *Service) validateSlotRequest(req *SlotRequest) error {
@@ -114,17 +108,8 @@ func (s *Service) validateSlotRequest(req *SlotRequest) error {
 	if req.Weight < 1 || req.Weight > req.Limit {
 		return invalidf("weight must be an integer between 1 and limit (%d)", req.Limit)
 	}
-	if err := validateSecret(req.Secret, ValidateNewSecret); err != nil {
+	if err := s.validateTerms(req.Secret, &req.TTL, req.Wait); err != nil {
 		return err
-	}
-	if req.TTL == 0 {
-		req.TTL = s.defaultTTL
-	}
-	if req.TTL < time.Second || req.TTL > s.maxTTL {
-		return invalidf("expires_in must be between 1 and %d seconds", int64(s.maxTTL/time.Second))
-	}
-	if req.Wait < 0 || req.Wait > s.maxWait {
-		return invalidf("wait must be between 0 and %d seconds", int64(s.maxWait/time.Second))
 	}
 	if req.Holder != "" {
 		if err := ValidateHolder(req.Holder); err != nil {

@@ -189,20 +189,8 @@ func (s *Service) acquire(ctx context.Context, req AcquireRequest, waited *bool)
 	if err := req.ID.Validate(); err != nil {
 		return Lock{}, false, err
 	}
-	// On an acquire the secret is potentially new (it creates the lock
-	// when the lock is free), so the rules for new secrets apply up front,
-	// to a retry of a held lock too.
-	if err := validateSecret(req.Secret, ValidateNewSecret); err != nil {
+	if err := s.validateTerms(req.Secret, &req.TTL, req.Wait); err != nil {
 		return Lock{}, false, err
-	}
-	if req.TTL == 0 {
-		req.TTL = s.defaultTTL
-	}
-	if req.TTL < time.Second || req.TTL > s.maxTTL {
-		return Lock{}, false, invalidf("expires_in must be between 1 and %d seconds", int64(s.maxTTL/time.Second))
-	}
-	if req.Wait < 0 || req.Wait > s.maxWait {
-		return Lock{}, false, invalidf("wait must be between 0 and %d seconds", int64(s.maxWait/time.Second))
 	}
 	if err := s.validateLabels(req); err != nil {
 		return Lock{}, false, err
@@ -212,6 +200,27 @@ func (s *Service) acquire(ctx context.Context, req AcquireRequest, waited *bool)
 		return s.tryAcquire(ctx, req, guard)
 	}
 	return s.waitAcquire(ctx, req, guard, waited)
+}
+
+// validateTerms checks what acquires of locks and slots share — the secret,
+// the lifetime (zero becomes the default) and the wait.
+func (s *Service) validateTerms(secret string, ttl *time.Duration, wait time.Duration) error {
+	// On an acquire the secret is potentially new (it creates the lock
+	// or slot when there is room), so the rules for new secrets apply up
+	// front, to a retry too.
+	if err := validateSecret(secret, ValidateNewSecret); err != nil {
+		return err
+	}
+	if *ttl == 0 {
+		*ttl = s.defaultTTL
+	}
+	if *ttl < time.Second || *ttl > s.maxTTL {
+		return invalidf("expires_in must be between 1 and %d seconds", int64(s.maxTTL/time.Second))
+	}
+	if wait < 0 || wait > s.maxWait {
+		return invalidf("wait must be between 0 and %d seconds", int64(s.maxWait/time.Second))
+	}
+	return nil
 }
 
 // acquireOutcome sorts an Acquire's result for metrics.
@@ -229,6 +238,13 @@ func acquireOutcome(req AcquireRequest, created, waited bool, err error) Acquire
 		return OutcomeHeld
 	case errors.Is(err, ErrDelayed):
 		return OutcomeDelayed
+	}
+	return failedOutcome(err)
+}
+
+// failedOutcome sorts the failures acquires of locks and slots share.
+func failedOutcome(err error) AcquireOutcome {
+	switch {
 	case errors.Is(err, ErrTooManyWaiters):
 		return OutcomeTooManyWaiters
 	case errors.Is(err, ErrInvalidUUID), errors.Is(err, ErrInvalidName), errors.Is(err, ErrInvalidArgument):

@@ -137,7 +137,8 @@ func (w *Watch) Close() {
 
 // Watch opens an event stream for req.Filter. A one-lock stream that
 // starts afresh carries the lock's state; events already reflected in it
-// are not sent again.
+// are not sent again. A one-semaphore stream carries the semaphore's, its
+// slots' events judged slot by slot (Subscription.settleSlots).
 func (s *Service) Watch(ctx context.Context, req WatchRequest) (*Watch, error) {
 	if s.hub == nil {
 		return nil, ErrNoEvents
@@ -222,7 +223,7 @@ func (s *Service) semaphoreState(ctx context.Context, w *Watch, at Position) (*W
 	}
 	// sem.Revision is set when not found too: the revision storage found
 	// no slot at, whose events (a release, say) are in the state as well.
-	w.At = w.sub.settle(slotOutcomeIs(w.SemaphoreState), sem.Revision, at)
+	w.At = w.sub.settleSlots(w.SemaphoreState, sem.Revision, at)
 	return w, nil
 }
 

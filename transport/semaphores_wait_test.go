@@ -38,7 +38,7 @@ func TestSlotWaitFIFO(t *testing.T) {
 	locks, slots := e.snapshot(), e.slots()
 	rec := e.do(post(semU1, `{"limit":2}`))
 	p := checkRecProblem(t, rec, http.StatusConflict, codeSemaphoreFull)
-	if *p.Limit != 2 || *p.InUse != 1 || !strings.Contains(p.Detail, "wait first") {
+	if *p.Limit != 2 || *p.InUse != 1 || !strings.Contains(p.Detail, "earlier request waits first") {
 		t.Errorf("a reader behind the queued writer: %+v", p)
 	}
 	wantHeader("Retry-After", "60")(t, e, rec, nil)

@@ -23,8 +23,8 @@ import (
 
 // Exit codes of the lock commands (acquire, release, status, refresh, run).
 const (
-	exitHeld     = 3 // the lock is held by someone else
-	exitNotFound = 4 // no such lock
+	exitHeld     = 3 // the lock is held by someone else, or the semaphore full
+	exitNotFound = 4 // no such lock, semaphore or slot
 	exitRefused  = 5 // secret mismatch, unauthorized, forbidden
 )
 
@@ -42,11 +42,14 @@ type lockFlags struct {
 	holder    string
 	metadata  metadataFlag
 	lockDelay time.Duration
+	limit     int  // semaphores
+	weight    int  // semaphores, with weightSet
+	weightSet bool // --weight was given (0 is refused, not the default)
 }
 
 // newLockFlagSet defines the flags every lock command has, and those of
-// "secret", "ttl", "wait", "holder", "metadata" and "lock-delay" that it
-// names.
+// "secret", "ttl", "wait", "holder", "metadata", "lock-delay", "limit" and
+// "weight" that it names.
 func newLockFlagSet(name string, stderr io.Writer, optional ...string) (*flag.FlagSet, *lockFlags) {
 	f := &lockFlags{}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
@@ -67,7 +70,11 @@ func newLockFlagSet(name string, stderr io.Writer, optional ...string) (*flag.Fl
 			f.metadata = metadataFlag{}
 			fs.Var(f.metadata, "metadata", "a label of the lock, `NAME=VALUE` (repeat the flag for more)")
 		case "lock-delay":
-			fs.DurationVar(&f.lockDelay, "lock-delay", 0, "if the lock expires, keep others off it this long after (whole seconds, rounded up; at most the server's --max-lock-delay)")
+			fs.DurationVar(&f.lockDelay, "lock-delay", 0, "if the lock expires, keep others off it this long after (whole seconds, rounded up; at most the server's --max-lock-delay); not for semaphores")
+		case "limit":
+			fs.IntVar(&f.limit, "limit", 0, "semaphores: how many units may be held at once, 1–10000 (required); it must match the live slots' limit")
+		case "weight":
+			fs.IntVar(&f.weight, "weight", 1, "semaphores: how many units the slot holds, 1 to --limit")
 		}
 	}
 	fs.DurationVar(&f.timeout, "timeout", 0, "give up after this long (default: --wait plus 30s)")
@@ -76,7 +83,7 @@ func newLockFlagSet(name string, stderr io.Writer, optional ...string) (*flag.Fl
 
 // commandFlags says which optional flags each command has.
 var commandFlags = map[string][]string{
-	"acquire": {"secret", "ttl", "wait", "holder", "metadata", "lock-delay"},
+	"acquire": {"secret", "ttl", "wait", "holder", "metadata", "lock-delay", "limit", "weight"},
 	"release": {"secret"},
 	"refresh": {"secret", "ttl"},
 	"status":  {},
@@ -110,19 +117,20 @@ func parseLockArgs(fs *flag.FlagSet, args []string, env func(string) (string, bo
 }
 
 // lockCommand is acquire, release, status or refresh: one request, the lock
-// object as JSON on stdout, an error as one line on stderr.
+// object (or the slot, or the semaphore) as JSON on stdout, an error as one
+// line on stderr.
 func lockCommand(cmd string, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) int {
 	name := "locklock " + cmd
 	fs, f := newLockFlagSet(name, stderr, commandFlags[cmd]...)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: %s TARGET [flags]\n\nTARGET is uuid/<uuid> or key/<name>.\n%s\nFlags:\n", name, lockCommandHelp)
+		fmt.Fprintf(stderr, "Usage: %s TARGET [flags]\n\nTARGET is a lock, uuid/<uuid> or key/<name>, or a semaphore,\nsemaphore/uuid/<uuid> or semaphore/key/<name>, or one of its slots,\nsemaphore/<kind>/<name>/<slot>.\n%s\nFlags:\n", name, lockCommandHelp)
 		fs.PrintDefaults()
 	}
 	positional, err := parseLockArgs(fs, args, env)
 	if err != nil {
 		return parseFailure(err)
 	}
-	target, c, code := lockTarget(name, positional, f, stderr)
+	target, c, code := lockTarget(cmd, fs, positional, f, stderr)
 	if c == nil {
 		return code
 	}
@@ -131,32 +139,37 @@ func lockCommand(cmd string, args []string, stdout, stderr io.Writer, env func(s
 	ctx, cancel := context.WithTimeout(ctx, f.deadline())
 	defer cancel()
 
-	var l client.Lock
-	switch cmd {
-	case "acquire":
-		opts := append([]client.LockOption{client.WithTTL(f.ttl), client.WithWait(f.wait)}, f.labels()...)
-		if f.secret == "" {
-			// A secret made here could not be shown, so the lock could not
-			// be released; without one it is open, as with curl.
-			opts = append(opts, client.Unprotected())
-		} else {
-			opts = append(opts, client.WithSecret(f.secret))
-		}
-		l, err = c.Acquire(ctx, target, opts...)
-	case "release":
-		l, err = c.Release(ctx, target, client.WithSecret(f.secret))
-	case "refresh":
-		l, err = c.Refresh(ctx, target, client.WithSecret(f.secret), client.WithTTL(f.ttl))
-	case "status":
-		l, err = c.Get(ctx, target)
+	var v any
+	switch {
+	case target.semaphore:
+		v, err = semaphoreCommand(ctx, cmd, target, c, f)
+	case cmd == "acquire":
+		v, err = c.Acquire(ctx, target.Target, f.acquireOpts()...)
+	case cmd == "release":
+		v, err = c.Release(ctx, target.Target, client.WithSecret(f.secret))
+	case cmd == "refresh":
+		v, err = c.Refresh(ctx, target.Target, client.WithSecret(f.secret), client.WithTTL(f.ttl))
+	case cmd == "status":
+		v, err = c.Get(ctx, target.Target)
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, name+":", oneLine(err))
 		return exitCode(err)
 	}
-	out, _ := json.Marshal(l)
+	out, _ := json.Marshal(v)
 	fmt.Fprintf(stdout, "%s\n", out)
 	return exitOK
+}
+
+// acquireOpts are acquire's options, of a lock or a slot.
+func (f *lockFlags) acquireOpts() []client.LockOption {
+	opts := append([]client.LockOption{client.WithTTL(f.ttl), client.WithWait(f.wait)}, f.labels()...)
+	if f.secret == "" {
+		// A secret made here could not be shown, so the lock could not
+		// be released; without one it is open, as with curl.
+		return append(opts, client.Unprotected())
+	}
+	return append(opts, client.WithSecret(f.secret))
 }
 
 const lockCommandHelp = `
@@ -166,6 +179,13 @@ mismatch, unauthorized, forbidden).
 
 acquire without --secret takes an open lock that anyone may release. A
 lock-delay that keeps others off counts as held (3).
+
+Semaphores: acquire semaphore/<kind>/<name> --limit N [--weight W] takes a
+slot and prints it; its "slot" is the id that release and refresh take
+(semaphore/<kind>/<name>/<slot>, with the --secret it was acquired with).
+status prints the semaphore (its limit, the units in use and every slot)
+or, given a slot id, the slot. A full semaphore exits 3, a semaphore or
+slot that is not there 4, and a --limit other than the live slots' 2.
 `
 
 // parseFailure is the exit code for a flag error, which the flag package
@@ -177,35 +197,40 @@ func parseFailure(err error) int {
 	return exitUsage
 }
 
-// lockTarget checks the one positional argument and the flags, resolves
-// --holder auto, and makes the client. A nil client means stop with the
-// returned exit code.
-func lockTarget(name string, positional []string, f *lockFlags, stderr io.Writer) (client.Target, *client.Client, int) {
+// lockTarget checks the one positional argument and the flags (against
+// what cmd may do with a lock, a semaphore or a slot), resolves --holder
+// auto, and makes the client. A nil client means stop with the returned
+// exit code.
+func lockTarget(cmd string, fs *flag.FlagSet, positional []string, f *lockFlags, stderr io.Writer) (cliTarget, *client.Client, int) {
+	name := "locklock " + cmd
 	if len(positional) != 1 {
-		fmt.Fprintf(stderr, "%s: want exactly one TARGET (uuid/<uuid> or key/<name>), got %d arguments\n", name, len(positional))
-		return client.Target{}, nil, exitUsage
+		fmt.Fprintf(stderr, "%s: want exactly one TARGET (uuid/<uuid>, key/<name> or semaphore/<kind>/<name>), got %d arguments\n", name, len(positional))
+		return cliTarget{}, nil, exitUsage
 	}
-	target, err := client.ParseTarget(positional[0])
+	target, err := parseCLITarget(positional[0])
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
-		return client.Target{}, nil, exitUsage
+		return cliTarget{}, nil, exitUsage
 	}
 	if f.ttl < 0 || f.wait < 0 || f.timeout < 0 || f.lockDelay < 0 {
 		fmt.Fprintf(stderr, "%s: --ttl, --wait, --timeout and --lock-delay must not be negative\n", name)
-		return client.Target{}, nil, exitUsage
+		return cliTarget{}, nil, exitUsage
+	}
+	if code := f.checkTarget(cmd, fs, target, stderr); code != exitOK {
+		return cliTarget{}, nil, code
 	}
 	if f.holder == "auto" {
 		host, err := os.Hostname()
 		if err != nil {
 			fmt.Fprintf(stderr, "%s: --holder auto: %v\n", name, err)
-			return client.Target{}, nil, exitError
+			return cliTarget{}, nil, exitError
 		}
 		f.holder = host + ":" + strconv.Itoa(os.Getpid())
 	}
 	c, err := client.New(f.server, client.WithAPIKey(f.apiKey), client.WithUserAgent("locklock-cli/"+versionString()))
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: --server: %v\n", name, err)
-		return client.Target{}, nil, exitUsage
+		return cliTarget{}, nil, exitUsage
 	}
 	return target, c, exitOK
 }
@@ -259,16 +284,19 @@ func (m metadataFlag) Set(s string) error {
 }
 
 // exitCode maps an error to the documented exit codes. A lock-delay counts
-// as held: the lock cannot be had now, and will be free later.
+// as held, as does a full semaphore: neither can be had now, and will be
+// free later. A limit other than the semaphore's is the caller's mistake,
+// which waiting does not mend.
 func exitCode(err error) int {
 	switch {
-	case errors.Is(err, locklock.ErrHeld), errors.Is(err, locklock.ErrDelayed):
+	case errors.Is(err, locklock.ErrHeld), errors.Is(err, locklock.ErrDelayed), errors.Is(err, locklock.ErrSemaphoreFull):
 		return exitHeld
-	case errors.Is(err, locklock.ErrNotFound):
+	case errors.Is(err, locklock.ErrNotFound), errors.Is(err, locklock.ErrSemaphoreNotFound), errors.Is(err, locklock.ErrSlotNotFound):
 		return exitNotFound
 	case errors.Is(err, locklock.ErrSecretMismatch), errors.Is(err, locklock.ErrUnauthorized), errors.Is(err, locklock.ErrForbidden):
 		return exitRefused
-	case errors.Is(err, locklock.ErrInvalidArgument), errors.Is(err, locklock.ErrInvalidUUID), errors.Is(err, locklock.ErrInvalidName):
+	case errors.Is(err, locklock.ErrInvalidArgument), errors.Is(err, locklock.ErrInvalidUUID), errors.Is(err, locklock.ErrInvalidName),
+		errors.Is(err, locklock.ErrLimitMismatch):
 		return exitUsage
 	}
 	return exitError

@@ -3,10 +3,15 @@
 //	locklock serve [flags]   serve the HTTP API (see locklock serve -h)
 //	locklock keys new|list   make an API key, or list a keys file
 //	locklock acquire|release|status|refresh TARGET [flags]
-//	                         one lock operation against a server
+//	                         one lock (or semaphore) operation against a server
 //	locklock run TARGET [flags] -- CMD ARGS...
-//	                         run CMD while holding the lock
+//	                         run CMD while holding the lock (or a slot)
+//	locklock watch [TARGET]  print a lock's, a semaphore's or a namespace's events
 //	locklock version         print the version
+//
+// TARGET is a lock, uuid/<uuid> or key/<name>, or a semaphore,
+// semaphore/uuid/<uuid> or semaphore/key/<name> (with --limit N), or one of
+// its slots, semaphore/<kind>/<name>/<slot>.
 //
 // Every flag of serve can also be set by an environment variable named
 // LOCKLOCK_ and the flag's name in upper case with '-' as '_'
@@ -81,10 +86,21 @@ Commands:
   version   print the version
   help      show this help
 
+Semaphores (at most N units held at once, in slots of a weight each) with the
+same commands:
+  acquire   take a slot:     locklock acquire semaphore/key/<name> --limit N [--weight W] [--secret S]
+  release   free a slot:     locklock release semaphore/key/<name>/<slot> [--secret S]
+  refresh   extend a slot:   locklock refresh semaphore/key/<name>/<slot> --ttl 30s [--secret S]
+  status    show a semaphore and its slots:  locklock status semaphore/key/<name>
+            (or one slot: locklock status semaphore/key/<name>/<slot>)
+  run       run a command holding a slot:  locklock run semaphore/key/<name> --limit N [--weight W] -- CMD ARGS...
+  watch     print a semaphore's events:  locklock watch semaphore/key/<name>
+
 Run 'locklock <command> -h' for a command's flags. The lock commands talk to
 --server (LOCKLOCK_SERVER, default http://127.0.0.1:8080) with --api-key
-(LOCKLOCK_API_KEY). Exit codes: 0 done, 1 other error, 2 usage, 3 lock held
-(or in its lock-delay), 4 lock not found, 5 refused (secret mismatch,
+(LOCKLOCK_API_KEY). Exit codes: 0 done, 1 other error, 2 usage (or a --limit
+other than the semaphore's), 3 lock held (or in its lock-delay) or semaphore
+full, 4 lock, semaphore or slot not found, 5 refused (secret mismatch,
 unauthorized, forbidden).
 `)
 }

@@ -25,10 +25,10 @@ const (
 )
 
 // runCommand is `locklock run TARGET [flags] -- CMD ARGS…`: CMD runs while
-// the lock is held, and never without it.
+// the lock (or a slot of the semaphore) is held, and never without it.
 func runCommand(args []string, stderr io.Writer, env func(string) (string, bool)) int {
 	const name = "locklock run"
-	fs, f := newLockFlagSet(name, stderr, "secret", "ttl", "wait", "holder", "metadata", "lock-delay")
+	fs, f := newLockFlagSet(name, stderr, "secret", "ttl", "wait", "holder", "metadata", "lock-delay", "limit", "weight")
 	f.ttl = 30 * time.Second
 	fs.Lookup("ttl").DefValue = "30s"
 	fs.Lookup("ttl").Usage = "lock lifetime, whole seconds (rounded up); refreshed every third of it while CMD runs"
@@ -51,7 +51,7 @@ func runCommand(args []string, stderr io.Writer, env func(string) (string, bool)
 	if err != nil {
 		return parseFailure(err)
 	}
-	target, c, code := lockTarget(name, positional, f, stderr)
+	target, c, code := lockTarget("run", fs, positional, f, stderr)
 	if c == nil {
 		return code
 	}
@@ -71,19 +71,29 @@ const runHelp = `
 Acquires TARGET (uuid/<uuid> or key/<name>), then runs CMD in a process group
 of its own with LOCKLOCK_FENCING_TOKEN, LOCKLOCK_LOCK and LOCKLOCK_NAMESPACE in
 its environment (and without LOCKLOCK_SECRET, LOCKLOCK_API_KEY and
-LOCKLOCK_ETCD_PASSWORD: the job cannot release the lock or act with the key), refreshing the lock every third of --ttl. SIGINT, SIGTERM and
-SIGHUP are passed on to CMD's group. When CMD exits, anything it left running
-in its group is stopped, the lock is released, and run exits with CMD's code
+LOCKLOCK_ETCD_PASSWORD: the job cannot release the lock or act with the key),
+refreshing the lock every third of --ttl. SIGINT, SIGTERM and SIGHUP are
+passed on to CMD's group. When CMD exits, anything it left running in its
+group is stopped, the lock is released, and run exits with CMD's code
 (128+N if a signal N killed it).
 
-If a refresh cannot be confirmed in time, CMD's whole group gets SIGTERM, and
-SIGKILL after --grace, both before the lock can lapse; run then exits 1
+With a semaphore, semaphore/<kind>/<name> --limit N [--weight W], run holds
+a slot of it instead, so that at most N units' worth of jobs run at once
+(--weight N: this job alone). CMD's environment then has
+LOCKLOCK_FENCING_TOKEN, LOCKLOCK_NAMESPACE, LOCKLOCK_SEMAPHORE (the TARGET),
+LOCKLOCK_SLOT (the slot id), LOCKLOCK_WEIGHT and LOCKLOCK_LIMIT. Everything
+else holds for the slot as for a lock.
+
+If a refresh cannot be confirmed in time, or the server reports the lock
+gone (expired, or released by someone else), CMD's whole group gets SIGTERM,
+and SIGKILL after --grace, both before the lock can lapse; run then exits 1
 saying the lock was lost. Without --secret, run makes a random one.
 
 --holder auto names run's own process (hostname:pid), which holds the lock.
 
-Exit codes of run itself: 2 usage, 3 lock held or in its lock-delay (CMD not started), 5 refused,
-126 CMD could not be started, 127 CMD not found, 1 other errors.
+Exit codes of run itself: 2 usage (a --limit other than the semaphore's
+too), 3 lock held or in its lock-delay, or semaphore full (CMD not started),
+5 refused, 126 CMD could not be started, 127 CMD not found, 1 other errors.
 `
 
 func isHelp(s string) bool { return s == "-h" || s == "--help" || s == "-help" || s == "help" }
@@ -92,7 +102,7 @@ type runner struct {
 	name    string
 	stderr  io.Writer
 	client  *client.Client
-	target  client.Target
+	target  cliTarget
 	flags   *lockFlags
 	grace   time.Duration
 	command []string
@@ -133,13 +143,13 @@ func (r *runner) run() int {
 	if r.flags.secret != "" {
 		opts = append(opts, client.WithSecret(r.flags.secret))
 	}
-	held, err := r.client.Hold(ctx, r.target, r.flags.ttl, opts...)
+	held, vars, err := r.hold(ctx, opts)
 	if err != nil {
 		return r.fail(err)
 	}
 	// Best effort: without it, daemonising grandchildren escape.
 	_ = adoptOrphans()
-	cmd, err := r.start(held)
+	cmd, err := r.start(held, vars)
 	if err != nil {
 		r.release(held)
 		if se, ok := err.(*startError); ok {
@@ -166,10 +176,52 @@ func (r *runner) run() int {
 	r.stopLeftovers(grace)
 	r.release(held)
 	if lost != nil {
-		fmt.Fprintf(r.stderr, "%s: lock lost; the command was stopped\n", r.name)
+		fmt.Fprintf(r.stderr, "%s: %s lost; the command was stopped\n", r.name, r.target.noun())
 		return exitError
 	}
 	return commandExitCode(err)
+}
+
+// holding is a held lock or slot: what run needs of client.Held and
+// client.HeldSlot.
+type holding interface {
+	Context() context.Context
+	Lost() error
+	ValidUntil() time.Time
+	Release(ctx context.Context) error
+}
+
+// hold takes and keeps the lock, or a slot of the semaphore, and returns
+// the variables that tell CMD what it holds.
+func (r *runner) hold(ctx context.Context, opts []client.LockOption) (holding, []string, error) {
+	if !r.target.semaphore {
+		h, err := r.client.Hold(ctx, r.target.Target, r.flags.ttl, opts...)
+		if err != nil {
+			return nil, nil, err
+		}
+		l := h.Lock()
+		return h, []string{
+			"LOCKLOCK_FENCING_TOKEN=" + strconv.FormatUint(l.FencingToken, 10),
+			"LOCKLOCK_LOCK=" + l.Target().String(),
+			"LOCKLOCK_NAMESPACE=" + l.Namespace,
+		}, nil
+	}
+	if r.flags.weightSet {
+		opts = append(opts, client.WithWeight(r.flags.weight))
+	}
+	h, err := r.client.Semaphore(r.target.Target, r.flags.limit).Hold(ctx, r.flags.ttl, opts...)
+	if err != nil {
+		return nil, nil, err
+	}
+	sl := h.Slot()
+	return h, []string{
+		"LOCKLOCK_FENCING_TOKEN=" + strconv.FormatUint(sl.FencingToken, 10),
+		"LOCKLOCK_NAMESPACE=" + sl.Namespace,
+		"LOCKLOCK_SEMAPHORE=" + cliTarget{Target: sl.Target(), semaphore: true}.String(),
+		"LOCKLOCK_SLOT=" + sl.ID,
+		"LOCKLOCK_WEIGHT=" + strconv.Itoa(sl.Weight),
+		"LOCKLOCK_LIMIT=" + strconv.Itoa(sl.Limit),
+	}, nil
 }
 
 // forward passes signals on to CMD's group once it runs; before that, a
@@ -214,18 +266,18 @@ func (r *runner) fail(err error) int {
 }
 
 // start runs CMD in a process group of its own, so that every process it
-// makes can be signalled at once. It does not start CMD when a signal or
-// the timeout came just as the lock was granted.
-func (r *runner) start(held *client.Held) (*exec.Cmd, error) {
+// makes can be signalled at once, with vars in its environment. It does
+// not start CMD when a signal or the timeout came just as the lock was
+// granted.
+func (r *runner) start(held holding, vars []string) (*exec.Cmd, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if held.Context().Err() != nil {
 		return nil, context.Cause(held.Context())
 	}
-	l := held.Lock()
 	cmd := exec.Command(r.command[0], r.command[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.Env = jobEnv(os.Environ(), l)
+	cmd.Env = jobEnv(os.Environ(), vars)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return nil, &startError{err}
@@ -244,18 +296,21 @@ var credentialEnv = map[string]bool{
 	"LOCKLOCK_ETCD_PASSWORD": true,
 }
 
+// jobVars are the variables run sets for CMD, of a lock or a slot. An
+// outer run's are dropped, so that a job under a lock inside a job under a
+// semaphore (or the other way round) sees only what it holds itself.
+var jobVars = map[string]bool{
+	"LOCKLOCK_FENCING_TOKEN": true, "LOCKLOCK_LOCK": true, "LOCKLOCK_NAMESPACE": true,
+	"LOCKLOCK_SEMAPHORE": true, "LOCKLOCK_SLOT": true, "LOCKLOCK_WEIGHT": true, "LOCKLOCK_LIMIT": true,
+}
+
 // jobEnv is CMD's environment: the caller's minus credentials (and minus
-// stale copies of the variables run sets), plus the lock's.
-func jobEnv(environ []string, l client.Lock) []string {
-	set := []string{
-		"LOCKLOCK_FENCING_TOKEN=" + strconv.FormatUint(l.FencingToken, 10),
-		"LOCKLOCK_LOCK=" + l.Target().String(),
-		"LOCKLOCK_NAMESPACE=" + l.Namespace,
-	}
+// stale copies of the variables run sets), plus set.
+func jobEnv(environ []string, set []string) []string {
 	env := make([]string, 0, len(environ)+len(set))
 	for _, kv := range environ {
 		name, _, _ := strings.Cut(kv, "=")
-		if credentialEnv[name] || name == "LOCKLOCK_FENCING_TOKEN" || name == "LOCKLOCK_LOCK" || name == "LOCKLOCK_NAMESPACE" {
+		if credentialEnv[name] || jobVars[name] {
 			continue
 		}
 		env = append(env, kv)
@@ -311,7 +366,7 @@ func (r *runner) stopLeftovers(grace time.Duration) {
 
 // release gives the lock back, with a bound: a server that stopped
 // answering must not keep run from exiting (the lock expires anyway).
-func (r *runner) release(held *client.Held) {
+func (r *runner) release(held holding) {
 	timeout := min(r.flags.ttl, 10*time.Second)
 	if held.Lost() != nil {
 		timeout = time.Second // a courtesy: the server is likely unreachable

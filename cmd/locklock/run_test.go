@@ -158,7 +158,7 @@ func TestRunJobEnvironment(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "env")
 	p := startRunEnv(t, s, []string{
 		"LOCKLOCK_SECRET=run-secret", "LOCKLOCK_API_KEY=" + proKey, "LOCKLOCK_ETCD_PASSWORD=pw",
-		"LOCKLOCK_FENCING_TOKEN=stale", "JOB_KEEPS_THIS=yes",
+		"LOCKLOCK_FENCING_TOKEN=stale", "LOCKLOCK_SLOT=stale", "LOCKLOCK_WEIGHT=stale", "JOB_KEEPS_THIS=yes",
 	}, "key/env-job", "--ttl", "5s", "--", "sh", "-c", `env > "$0.tmp" && mv "$0.tmp" "$0"`, out)
 	if code, stderr := p.wait(t, 10*time.Second); code != 0 {
 		t.Fatalf("run exited %d (stderr %q)", code, stderr)
@@ -186,6 +186,12 @@ func TestRunJobEnvironment(t *testing.T) {
 	}
 	if env["LOCKLOCK_LOCK"] != "key/env-job" || env["LOCKLOCK_NAMESPACE"] != "acme" {
 		t.Errorf("LOCKLOCK_LOCK=%q LOCKLOCK_NAMESPACE=%q", env["LOCKLOCK_LOCK"], env["LOCKLOCK_NAMESPACE"])
+	}
+	// An outer run's slot is not this job's: a lock holds no slot.
+	for _, name := range []string{"LOCKLOCK_SLOT", "LOCKLOCK_WEIGHT"} {
+		if v, ok := env[name]; ok {
+			t.Errorf("the job under a lock got %s=%q", name, v)
+		}
 	}
 }
 

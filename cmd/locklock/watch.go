@@ -19,11 +19,13 @@ import (
 // data plus the position, one JSON object per line (like `etcdctl watch -w
 // json`), so that jq and scripts read it line by line.
 type watchLine struct {
-	Type         string       `json:"type"`
-	ID           string       `json:"id,omitempty"`
-	At           *time.Time   `json:"at,omitempty"`
-	Lock         *client.Lock `json:"lock,omitempty"`
-	DelayedUntil *time.Time   `json:"delayed_until,omitempty"`
+	Type         string                 `json:"type"`
+	ID           string                 `json:"id,omitempty"`
+	At           *time.Time             `json:"at,omitempty"`
+	Lock         *client.Lock           `json:"lock,omitempty"`
+	Slot         *client.Slot           `json:"slot,omitempty"`
+	Semaphore    *client.SemaphoreState `json:"semaphore,omitempty"`
+	DelayedUntil *time.Time             `json:"delayed_until,omitempty"`
 }
 
 const watchHelp = `
@@ -33,8 +35,11 @@ SIGTERM): first "state" (one lock; "lock" absent when it is free) or
 revoked events. A dropped connection is resumed where it left off; "reset"
 says events were missed and a fresh state or ready follows.
 
-With TARGET (uuid/<uuid> or key/<name>) it watches one lock; without,
---kind and --prefix select locks of the API key's namespace.
+With TARGET (uuid/<uuid> or key/<name>) it watches one lock; with
+semaphore/<kind>/<name> one semaphore: its "state" carries "semaphore"
+(absent when it has no slot) with its limit, the units in use and its
+slots, and its events "slot" in place of "lock". Without TARGET, --kind
+and --prefix select the locks and semaphores of the API key's namespace.
 `
 
 // watchCommand is `locklock watch`.
@@ -60,11 +65,15 @@ func watchCommand(args []string, stdout, stderr io.Writer, env func(string) (str
 			fmt.Fprintf(stderr, "%s: --kind and --prefix select a namespace stream; not with a TARGET\n", name)
 			return exitUsage
 		}
-		target, c, code := lockTarget(name, positional, f, stderr)
+		target, c, code := lockTarget("watch", fs, positional, f, stderr)
 		if c == nil {
 			return code
 		}
-		stream = c.Watch(ctx, target)
+		if target.semaphore {
+			stream = c.WatchSemaphore(ctx, target.Target)
+		} else {
+			stream = c.Watch(ctx, target.Target)
+		}
 	case len(positional) == 0:
 		if *prefix != "" && *kind == "" {
 			fmt.Fprintf(stderr, "%s: --prefix needs --kind\n", name)
@@ -91,7 +100,7 @@ func watchCommand(args []string, stdout, stderr io.Writer, env func(string) (str
 			fmt.Fprintln(stderr, name+":", oneLine(err))
 			return exitCode(err)
 		}
-		line := watchLine{Type: ev.Type, ID: ev.ID, Lock: ev.Lock}
+		line := watchLine{Type: ev.Type, ID: ev.ID, Lock: ev.Lock, Slot: ev.Slot, Semaphore: ev.Semaphore}
 		if !ev.At.IsZero() {
 			line.At = &ev.At
 		}

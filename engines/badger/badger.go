@@ -16,8 +16,8 @@
 // lock-delay has run out (ops.go): like the lock itself it survives
 // restarts and crashes.
 //
-// Every change of a lock is reported as an event (API.md §9) once its batch
-// has committed (events.go).
+// Every change of a lock or of a semaphore's slot is reported as an event
+// (API.md §9) once its batch has committed (events.go).
 //
 // Semaphores (API.md §10) live in tables of their own beside the locks
 // (keys.go) and go through the same group commit, token counter, free-space

@@ -74,6 +74,8 @@ func TestConformance(t *testing.T) { conformance.Run(t, harness()) }
 
 func TestSemaphoreConformance(t *testing.T) { conformance.RunSemaphores(t, harness()) }
 
+func TestSemaphoreEventsConformance(t *testing.T) { conformance.RunSemaphoreEvents(t, harness()) }
+
 var t0 = time.Date(2026, 11, 26, 15, 4, 5, 123_000_000, time.UTC)
 
 func testID(name string) locklock.ID {

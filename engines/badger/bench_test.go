@@ -28,6 +28,14 @@ func BenchmarkServiceCycle(b *testing.B) {
 	b.Run("badger", func(b *testing.B) { reportBatches(b, e, func() { enginebench.Cycle(b, svc) }) })
 }
 
+// BenchmarkServiceSlotCycle: acquire and release of a slot, each caller on
+// its own semaphore; beside ServiceCycle.
+func BenchmarkServiceSlotCycle(b *testing.B) {
+	e := openEngine(b)
+	svc := locklock.NewService(e)
+	b.Run("badger", func(b *testing.B) { reportBatches(b, e, func() { enginebench.SlotCycle(b, svc) }) })
+}
+
 // BenchmarkServiceContended: every caller acquires one hot lock, waiting
 // for it, and releases it; an op is one hand-over.
 func BenchmarkServiceContended(b *testing.B) {

@@ -2,6 +2,7 @@ package badger
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/locklock/locklock/locklock"
@@ -19,7 +20,8 @@ import (
 // reports from the attempt that commits, and a step taken out of its batch
 // reports nothing. A batch is launched only after the one before it has
 // landed, so batches report in commit order, which is the order the steps
-// were applied: the events of one lock come in the order of its changes.
+// were applied: the events of one lock, or of one semaphore's slots, come
+// in the order of their changes.
 // The sink runs on Badger's callback goroutine, holding none of the
 // engine's locks.
 //
@@ -39,6 +41,12 @@ import (
 // it had been settled and nothing is reported yet: the sweeper settles and
 // reports it once there is room.
 //
+// Slots (semaphore.go) follow the same rules: a step records acquired,
+// refreshed and released as it makes the change, and expired for each
+// expired slot record it deletes; a record is deleted once, by whichever
+// step (an acquire, release or refresh, a read's settling step, a round of
+// Sweep) comes first, and a step that finds it gone reports nothing.
+//
 // A crash loses nothing reported: events go out only after the commit's
 // fsync. Events of a process that died are not reported again after a
 // restart; positions hold for the life of a process (API.md §9).
@@ -47,7 +55,8 @@ import (
 // just before it runs the commit's callback, so a Get could read a change
 // whose event has not been reported yet; a one-lock stream that starts with
 // that state (Service.Watch) would then get the event again after it. So
-// Get waits, after reading, until the last flight launched has reported
+// Get — and GetSemaphore, a one-semaphore stream's state, and GetSlot —
+// waits, after reading, until the last flight launched has reported
 // (awaitReported). It rarely waits at all: a transaction opened while a
 // commit is being written waits for that commit already (Badger's txnMark),
 // and the report follows at once.
@@ -70,6 +79,31 @@ func (ev *eventLog) add(typ locklock.EventType, at time.Time, l locklock.Lock) {
 func (ev *eventLog) expired(cur locklock.Lock) {
 	if !cur.Ended {
 		ev.add(locklock.EventExpired, cur.ExpiresAt, cur)
+	}
+}
+
+// addSlot records a change of slot s judged at at (Event.Slot; Lock zero).
+func (ev *eventLog) addSlot(typ locklock.EventType, at time.Time, s locklock.Slot) {
+	if ev.on {
+		ev.events = append(ev.events, &locklock.Event{Type: typ, At: at, Slot: &s})
+	}
+}
+
+// expiredSlots records that the step deleted slots, expired records still
+// stored: each one's expiry, at its ExpiresAt. A slot record is deleted
+// once (a step finding it gone reports nothing), so each grant's expiry is
+// reported once. They go in token order, the order they were granted in,
+// whatever order the step found them in.
+func (ev *eventLog) expiredSlots(slots []locklock.Slot) {
+	if !ev.on || len(slots) == 0 {
+		return
+	}
+	if len(slots) > 1 {
+		slots = slices.Clone(slots) // the caller's, in key order
+		byToken(slots)
+	}
+	for _, s := range slots {
+		ev.addSlot(locklock.EventExpired, s.ExpiresAt, s)
 	}
 }
 

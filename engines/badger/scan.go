@@ -114,7 +114,7 @@ func (e *Engine) Sweep(ctx context.Context, now time.Time) (int, error) {
 			n, more = 0, false // a retried attempt starts over
 			expired, moreExpired := dueKeys(txn, expiryPrefix, now, sweepBatch)
 			ended, moreEnded := dueKeys(txn, delayPrefix, now, sweepBatch-len(expired))
-			slots, moreSlots, err := sweepSlots(txn, now, sweepBatch-len(expired)-len(ended))
+			slots, moreSlots, err := sweepSlots(txn, ev, now, sweepBatch-len(expired)-len(ended))
 			if err != nil {
 				return err
 			}

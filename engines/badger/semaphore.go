@@ -54,10 +54,16 @@ var _ locklock.SemaphoreEngine = (*Engine)(nil)
 // steps of their own (settleSemaphore) — they are expired at its now, so
 // deleting them early changes no answer — and then runs its step again.
 //
-// Events: slots report none yet (the event filter cannot tell a semaphore
-// from a lock); the comments marked "slot events" say where they will be
-// recorded. Reads then need to wait for the events of what they read, as
-// Get does (events.go).
+// Events (API.md §9, events.go). Each step records its slots' events as
+// it makes the change: acquired after storing a new slot, refreshed after
+// a refresh, released, and expired for every expired slot it deletes —
+// whichever step deletes it first: an acquire, a release, a refresh, a
+// read's settling step, or a round of Sweep —, at the slot's ExpiresAt.
+// They are reported with the lock events, once the batch has committed.
+// A slot the free-space guard keeps from being deleted is reported by the
+// step that deletes it later (the sweeper, once there is room). Reads
+// (GetSemaphore, GetSlot) wait, as Get does, until what they read has been
+// reported.
 
 // maxSettle bounds the expired slots one step deletes (three or four writes
 // each), as sweepBatch bounds a round of Sweep.
@@ -88,7 +94,7 @@ func (e *Engine) TryAcquireSlot(ctx context.Context, cand locklock.Slot, now tim
 		created bool
 		refused error // AdmitSlot's answer, given after the step committed
 	)
-	step := func(txn *bdg.Txn, _ *eventLog) error {
+	step := func(txn *bdg.Txn, ev *eventLog) error {
 		out, created, refused = locklock.Slot{}, false, nil // a rerun starts over
 		head, err := readHead(txn, id)
 		if err != nil {
@@ -101,7 +107,7 @@ func (e *Engine) TryAcquireSlot(ctx context.Context, cand locklock.Slot, now tim
 		got, retry, aerr := locklock.AdmitSlot(live, cand, same)
 		if retry || aerr != nil {
 			out, refused = got, aerr
-			return e.settleIn(txn, id, head, expired)
+			return e.settleIn(txn, ev, id, head, expired)
 		}
 		if err := e.admit(needWrite); err != nil {
 			return answer(err)
@@ -126,7 +132,8 @@ func (e *Engine) TryAcquireSlot(ctx context.Context, cand locklock.Slot, now tim
 		if err := writeHead(txn, id, head-len(expired)+1); err != nil {
 			return err
 		}
-		// Slot events: expired for each of expired, then acquired.
+		ev.expiredSlots(expired)
+		ev.addSlot(locklock.EventAcquired, now, cand)
 		out, created = cand, true
 		return nil
 	}
@@ -200,7 +207,7 @@ func (e *Engine) presame(ctx context.Context, id locklock.ID, same func(locklock
 // writes nothing else; head is the head's count as the step read it. When
 // the free-space reserve refuses the deletion it writes nothing (see the
 // top of this file).
-func (e *Engine) settleIn(txn *bdg.Txn, id locklock.ID, head int, expired []locklock.Slot) error {
+func (e *Engine) settleIn(txn *bdg.Txn, ev *eventLog, id locklock.ID, head int, expired []locklock.Slot) error {
 	if len(expired) == 0 || e.admit(needRelease) != nil {
 		return nil
 	}
@@ -210,7 +217,7 @@ func (e *Engine) settleIn(txn *bdg.Txn, id locklock.ID, head int, expired []lock
 	if err := dropSlots(txn, expired); err != nil {
 		return err
 	}
-	// Slot events: expired for each of expired.
+	ev.expiredSlots(expired)
 	return writeHead(txn, id, head-len(expired))
 }
 
@@ -222,7 +229,7 @@ func (e *Engine) settleIn(txn *bdg.Txn, id locklock.ID, head int, expired []lock
 func (e *Engine) settleSemaphore(ctx context.Context, id locklock.ID, now time.Time) error {
 	for {
 		more := false
-		err := e.update(ctx, func(txn *bdg.Txn, _ *eventLog) error {
+		err := e.update(ctx, func(txn *bdg.Txn, ev *eventLog) error {
 			more = false
 			head, err := readHead(txn, id)
 			if err != nil {
@@ -238,7 +245,7 @@ func (e *Engine) settleSemaphore(ctx context.Context, id locklock.ID, now time.T
 			if err := dropSlots(txn, expired); err != nil {
 				return err
 			}
-			// Slot events: expired for each of expired.
+			ev.expiredSlots(expired)
 			more = len(expired) == maxSettle
 			return writeHead(txn, id, head-len(expired))
 		})
@@ -280,6 +287,12 @@ func (e *Engine) GetSemaphore(ctx context.Context, id locklock.ID, now time.Time
 			}
 			// Reads are served however full the disk: as if deleted.
 		}
+		// What was read may be a commit whose events are not reported yet
+		// (events.go): a one-semaphore stream starts from this state and
+		// must not get them after it.
+		if err := e.commit.awaitReported(ctx); err != nil {
+			return locklock.Semaphore{}, err
+		}
 		if len(live) == 0 {
 			return locklock.Semaphore{}, locklock.ErrSemaphoreNotFound
 		}
@@ -312,6 +325,12 @@ func (e *Engine) GetSlot(ctx context.Context, id locklock.ID, slot string, now t
 		cur, found, err = getSlot(txn, id, slot)
 		return err
 	})
+	if err == nil && (!found || cur.Live(now)) {
+		// As in GetSemaphore: a read answers only once what it saw has
+		// been reported, so that no stream opened after it gets an event
+		// of a change this caller has already seen.
+		err = e.commit.awaitReported(ctx)
+	}
 	switch {
 	case err != nil:
 		return locklock.Slot{}, err
@@ -324,12 +343,12 @@ func (e *Engine) GetSlot(ctx context.Context, id locklock.ID, slot string, now t
 	// the top of this file gives. Should it be live by then (refreshed by
 	// a step judged earlier that committed first), this answers after that.
 	return e.changeSlot(ctx, id, slot, now, func(locklock.Slot) error { return nil },
-		func(_ *bdg.Txn, cur locklock.Slot) (locklock.Slot, error) { return cur, nil })
+		func(_ *bdg.Txn, _ *eventLog, cur locklock.Slot) (locklock.Slot, error) { return cur, nil })
 }
 
 // ReleaseSlot implements locklock.SemaphoreEngine.
 func (e *Engine) ReleaseSlot(ctx context.Context, id locklock.ID, slot string, now time.Time, allow func(locklock.Slot) error) (locklock.Slot, error) {
-	return e.enterSlot(ctx, id, slot, now, allow, func(txn *bdg.Txn, cur locklock.Slot) (locklock.Slot, error) {
+	return e.enterSlot(ctx, id, slot, now, allow, func(txn *bdg.Txn, ev *eventLog, cur locklock.Slot) (locklock.Slot, error) {
 		// Refusing a release keeps the slot held: releases may use more of
 		// the free-space reserve than acquires and refreshes.
 		if err := e.admit(needRelease); err != nil {
@@ -338,7 +357,7 @@ func (e *Engine) ReleaseSlot(ctx context.Context, id locklock.ID, slot string, n
 		if err := dropSlots(txn, []locklock.Slot{cur}); err != nil {
 			return locklock.Slot{}, err
 		}
-		// Slot events: released.
+		ev.addSlot(locklock.EventReleased, now, cur)
 		return cur, adjustHead(txn, id, -1)
 	})
 }
@@ -346,7 +365,7 @@ func (e *Engine) ReleaseSlot(ctx context.Context, id locklock.ID, slot string, n
 // RefreshSlot implements locklock.SemaphoreEngine. The slot's expiry index
 // entry moves with its expiry.
 func (e *Engine) RefreshSlot(ctx context.Context, id locklock.ID, slot string, now time.Time, ch locklock.Change, allow func(locklock.Slot) error) (locklock.Slot, error) {
-	return e.enterSlot(ctx, id, slot, now, allow, func(txn *bdg.Txn, cur locklock.Slot) (locklock.Slot, error) {
+	return e.enterSlot(ctx, id, slot, now, allow, func(txn *bdg.Txn, ev *eventLog, cur locklock.Slot) (locklock.Slot, error) {
 		if err := e.admit(needWrite); err != nil {
 			return locklock.Slot{}, answer(err)
 		}
@@ -354,14 +373,14 @@ func (e *Engine) RefreshSlot(ctx context.Context, id locklock.ID, slot string, n
 		if err := deleteKey(txn, slotExpiryKey(cur.ExpiresAt, id, slot)); err != nil {
 			return locklock.Slot{}, err
 		}
-		// Slot events: refreshed.
+		ev.addSlot(locklock.EventRefreshed, now, updated)
 		return updated, putSlot(txn, updated)
 	})
 }
 
 // enterSlot is changeSlot for an operation that has not entered the engine.
 func (e *Engine) enterSlot(ctx context.Context, id locklock.ID, slot string, now time.Time, allow func(locklock.Slot) error,
-	write func(txn *bdg.Txn, cur locklock.Slot) (locklock.Slot, error)) (locklock.Slot, error) {
+	write func(txn *bdg.Txn, ev *eventLog, cur locklock.Slot) (locklock.Slot, error)) (locklock.Slot, error) {
 	if !checkSlotID(slot) {
 		return locklock.Slot{}, locklock.SlotNotFound(id, slot)
 	}
@@ -377,12 +396,12 @@ func (e *Engine) enterSlot(ctx context.Context, id locklock.ID, slot string, now
 // an expired slot): find the live slot — deleting it if it has expired —,
 // ask allow, and apply write.
 func (e *Engine) changeSlot(ctx context.Context, id locklock.ID, slot string, now time.Time, allow func(locklock.Slot) error,
-	write func(txn *bdg.Txn, cur locklock.Slot) (locklock.Slot, error)) (locklock.Slot, error) {
+	write func(txn *bdg.Txn, ev *eventLog, cur locklock.Slot) (locklock.Slot, error)) (locklock.Slot, error) {
 	var (
 		out    locklock.Slot
 		absent bool
 	)
-	err := e.update(ctx, func(txn *bdg.Txn, _ *eventLog) error {
+	err := e.update(ctx, func(txn *bdg.Txn, ev *eventLog) error {
 		out, absent = locklock.Slot{}, false // a rerun starts over
 		cur, found, err := getSlot(txn, id, slot)
 		switch {
@@ -399,13 +418,13 @@ func (e *Engine) changeSlot(ctx context.Context, id locklock.ID, slot string, no
 			if err := dropSlots(txn, []locklock.Slot{cur}); err != nil {
 				return err
 			}
-			// Slot events: expired.
+			ev.expiredSlots([]locklock.Slot{cur})
 			return adjustHead(txn, id, -1)
 		}
 		if err := allow(cur); err != nil {
 			return answer(err)
 		}
-		out, err = write(txn, cur)
+		out, err = write(txn, ev, cur)
 		return err
 	})
 	switch {

@@ -114,7 +114,7 @@ func (e *Engine) settleSlots(ctx context.Context, slots []locklock.Slot, now tim
 	for len(slots) > 0 {
 		chunk := slots[:min(len(slots), maxSettle)]
 		slots = slots[len(chunk):]
-		err := e.update(ctx, func(txn *bdg.Txn, _ *eventLog) error {
+		err := e.update(ctx, func(txn *bdg.Txn, ev *eventLog) error {
 			if err := e.admit(needRelease); err != nil {
 				return answer(err)
 			}
@@ -129,7 +129,7 @@ func (e *Engine) settleSlots(ctx context.Context, slots []locklock.Slot, now tim
 				if err := dropSlots(txn, []locklock.Slot{cur}); err != nil {
 					return err
 				}
-				// Slot events: expired.
+				ev.expiredSlots([]locklock.Slot{cur})
 				if err := adjustHead(txn, cur.Semaphore, -1); err != nil {
 					return err
 				}
@@ -148,7 +148,7 @@ func (e *Engine) settleSlots(ctx context.Context, slots []locklock.Slot, now tim
 // index (keys.go), and says how many it deleted and whether more are due.
 // Each index entry is checked against the slot's record, which alone
 // decides.
-func sweepSlots(txn *bdg.Txn, now time.Time, max int) (n int, more bool, err error) {
+func sweepSlots(txn *bdg.Txn, ev *eventLog, now time.Time, max int) (n int, more bool, err error) {
 	due, more := dueKeys(txn, slotExpiryPrefix, now, max)
 	for _, k := range due {
 		_, id, slot, err := parseSlotExpiryKey(k)
@@ -168,7 +168,7 @@ func sweepSlots(txn *bdg.Txn, now time.Time, max int) (n int, more bool, err err
 		if err := dropSlots(txn, []locklock.Slot{cur}); err != nil {
 			return n, more, err
 		}
-		// Slot events: expired.
+		ev.expiredSlots([]locklock.Slot{cur})
 		if err := adjustHead(txn, id, -1); err != nil {
 			return n, more, err
 		}

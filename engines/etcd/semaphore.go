@@ -108,17 +108,16 @@ func (e *Engine) TryAcquireSlot(ctx context.Context, cand locklock.Slot, now tim
 	}
 	defer leave()
 
-	rctx, cancel := context.WithTimeout(ctx, e.timeout)
-	resp, err := e.client.Get(rctx, sem, clientv3.WithPrefix())
-	cancel()
-	if err != nil {
-		return locklock.Slot{}, false, storeErr(ctx, "read semaphore", err)
-	}
-	live, err := e.decodeSlots(cand.Semaphore, sem, resp.Kvs, resp.Header.Revision)
-	if err != nil {
-		return locklock.Slot{}, false, err
-	}
-	rev := resp.Header.Revision
+	// The first try assumes the semaphore has no slot: judged against
+	// none, at revision 0, its transaction puts the slot only if the range
+	// holds no key at all (every key's create revision is at least 1) and
+	// otherwise reads the range, which the next try is judged against. A
+	// free semaphore so costs one transaction, batched with others, and a
+	// busy one the read it would have cost anyway.
+	var (
+		live []locklock.Slot
+		rev  int64
+	)
 
 	// Once a lease is taken, see the step through even if the client goes
 	// away, so that the lease learns its outcome (as TryAcquire does).

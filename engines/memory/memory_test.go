@@ -25,6 +25,12 @@ func TestSemaphoreConformance(t *testing.T) {
 	})
 }
 
+func TestSemaphoreEventsConformance(t *testing.T) {
+	conformance.RunSemaphoreEvents(t, conformance.Harness{
+		NewEngine: func(t *testing.T) locklock.Engine { return memory.New() },
+	})
+}
+
 // TestTokensFitInADouble: tokens stay exact for clients that read JSON
 // numbers as float64, and a later engine (a restart) starts above.
 func TestTokensFitInADouble(t *testing.T) {

@@ -88,6 +88,21 @@ func Dump(path string, ops []HistoryOp, slack time.Duration, info porcupine.Line
 // DumpOperations writes each partition's operations in call order, marking
 // those in the longest linearizable prefix with L, for reading a failure.
 func DumpOperations(path string, history []porcupine.Operation, info porcupine.LinearizationInfo) error {
+	return DumpPartitions(path, history, info, func(op porcupine.Operation) string { return op.Input.(Input).Name },
+		func(op porcupine.Operation) string {
+			in, out := op.Input.(Input), op.Output.(Output)
+			return fmt.Sprintf("c%-2d %-8v protected=%-5v ttl=%v clock=[%s,%s] -> %-10s token=%d expires=%s",
+				in.Client, in.Kind, in.Protected, in.TTL,
+				in.CallAt.Format("05.000"), in.ReturnAt.Format("05.000"), out.Outcome, out.Token, out.ExpiresAt.Format("05.000"))
+		})
+}
+
+// DumpPartitions writes each partition porcupine found no linearization
+// for (partitions are named by name), its operations in call order as line
+// describes them, marking those in the longest linearizable prefix with L.
+// Models of other histories (semaphores) share it.
+func DumpPartitions(path string, history []porcupine.Operation, info porcupine.LinearizationInfo,
+	name func(porcupine.Operation) string, line func(porcupine.Operation) string) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
@@ -98,29 +113,26 @@ func DumpOperations(path string, history []porcupine.Operation, info porcupine.L
 		if len(longest) == 0 {
 			continue
 		}
-		name := longest[0].Input.(Input).Name
+		partition := name(longest[0])
 		inPrefix := map[int64]bool{}
 		for _, op := range longest {
 			inPrefix[op.Call] = true
 		}
-		fmt.Fprintf(f, "== %s: linearizable prefix of %d operations\n", name, len(longest))
+		fmt.Fprintf(f, "== %s: linearizable prefix of %d operations\n", partition, len(longest))
 		var ops []porcupine.Operation
 		for _, op := range history {
-			if op.Input.(Input).Name == name {
+			if name(op) == partition {
 				ops = append(ops, op)
 			}
 		}
 		slices.SortFunc(ops, func(a, b porcupine.Operation) int { return int(a.Call - b.Call) })
 		for _, op := range ops {
-			in, out := op.Input.(Input), op.Output.(Output)
 			mark := " "
 			if inPrefix[op.Call] {
 				mark = "L"
 			}
-			fmt.Fprintf(f, "%s [%5d,%5d] c%-2d %-8v protected=%-5v ttl=%v clock=[%s,%s] -> %-10s token=%d expires=%s\n",
-				mark, op.Call, op.Return, in.Client, in.Kind, in.Protected, in.TTL,
-				in.CallAt.Format("05.000"), in.ReturnAt.Format("05.000"), out.Outcome, out.Token, out.ExpiresAt.Format("05.000"))
+			fmt.Fprintf(f, "%s [%5d,%5d] %s\n", mark, op.Call, op.Return, line(op))
 		}
 	}
-	return nil
+	return f.Close()
 }

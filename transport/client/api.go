@@ -11,7 +11,8 @@ import (
 	"github.com/locklock/locklock/locklock"
 )
 
-// lockBody is the JSON body of acquire, release, refresh and patch.
+// lockBody is the JSON body of acquire, release, refresh and patch, of a
+// lock or of a slot.
 type lockBody struct {
 	Secret    string  `json:"secret,omitempty"`
 	ExpiresIn int64   `json:"expires_in,omitempty"`
@@ -21,6 +22,9 @@ type lockBody struct {
 	// clears the metadata on PATCH) and an absent one not at all.
 	Metadata  *map[string]string `json:"metadata,omitempty"`
 	LockDelay int64              `json:"lock_delay,omitempty"`
+	// Limit and Weight are a slot's, on its acquire only.
+	Limit  int `json:"limit,omitempty"`
+	Weight int `json:"weight,omitempty"`
 }
 
 // Acquire takes the lock (POST). Options: WithSecret (default: a random
@@ -39,36 +43,50 @@ func (c *Client) Acquire(ctx context.Context, t Target, opts ...LockOption) (Loc
 		return Lock{}, err
 	}
 	o := callOpts(opts)
-	if err := o.checkDurations(); err != nil {
+	if o.weight != nil {
+		return Lock{}, fmt.Errorf("%w: a weight is a semaphore's, not a lock's (see Client.Semaphore)", locklock.ErrInvalidArgument)
+	}
+	var l Lock
+	secret, created, err := c.create(ctx, t.path(), o, lockBody{LockDelay: wholeSeconds(o.lockDelay)}, &l)
+	if err != nil {
 		return Lock{}, err
 	}
-	secret := rand.Text() // 128 random bits
+	l.Secret, l.Created = secret, created
+	return l, nil
+}
+
+// create POSTs the acquire of a lock or a slot at path: body with the
+// secret, lifetime, wait and labels of o filled in. It returns the secret
+// (the caller's, or a random one made here) and whether this call took the
+// lock or slot.
+func (c *Client) create(ctx context.Context, path string, o callOptions, body lockBody, out any) (secret string, created bool, err error) {
+	if err := o.checkDurations(); err != nil {
+		return "", false, err
+	}
+	secret = rand.Text() // 128 random bits
 	if o.secret != nil {
 		secret = *o.secret
 	}
-	body := lockBody{Secret: secret, ExpiresIn: wholeSeconds(o.ttl), Wait: wholeSeconds(o.wait), LockDelay: wholeSeconds(o.lockDelay)}
+	body.Secret, body.ExpiresIn, body.Wait = secret, wholeSeconds(o.ttl), wholeSeconds(o.wait)
 	if o.holder != nil && *o.holder != "" {
 		body.Holder = o.holder
 	}
 	if len(o.metadata) > 0 {
 		body.Metadata = &o.metadata
 	}
-	var l Lock
 	status, err := c.do(ctx, request{
 		method:     http.MethodPost,
-		path:       t.path(),
+		path:       path,
 		body:       body,
 		idempotent: secret != "",
-	}, &l)
+	}, out)
 	if err != nil {
-		return Lock{}, err
+		return "", false, err
 	}
-	// A 200 is a lock already held with this secret. A secret made here
-	// is known to nobody else, so that lock is this call's own: an earlier
-	// attempt took it and its answer was lost.
-	l.Secret = secret
-	l.Created = status == http.StatusCreated || (o.secret == nil && status == http.StatusOK)
-	return l, nil
+	// A 200 is a lock (or slot) already held with this secret. A secret
+	// made here is known to nobody else, so what it holds is this call's
+	// own: an earlier attempt took it and its answer was lost.
+	return secret, status == http.StatusCreated || (o.secret == nil && status == http.StatusOK), nil
 }
 
 // checkDurations refuses a negative TTL, wait or lock-delay, which would
@@ -126,8 +144,16 @@ func (c *Client) patch(ctx context.Context, t Target, o callOptions) (Lock, erro
 	if err := t.Validate(); err != nil {
 		return Lock{}, err
 	}
+	var l Lock
+	err := c.patchAt(ctx, t.path(), o, &l)
+	return l, err
+}
+
+// patchAt PATCHes the lock or slot at path with o's secret, lifetime and
+// labels.
+func (c *Client) patchAt(ctx context.Context, path string, o callOptions, out any) error {
 	if err := o.checkDurations(); err != nil {
-		return Lock{}, err
+		return err
 	}
 	body := secretBody(o)
 	body.ExpiresIn = wholeSeconds(o.ttl)
@@ -135,10 +161,9 @@ func (c *Client) patch(ctx context.Context, t Target, o callOptions) (Lock, erro
 	if o.setMeta {
 		body.Metadata = &o.metadata
 	}
-	var l Lock
 	// Idempotent: it sets values, so a second copy sets the same ones.
-	_, err := c.do(ctx, request{method: http.MethodPatch, path: t.path(), body: body, idempotent: true}, &l)
-	return l, err
+	_, err := c.do(ctx, request{method: http.MethodPatch, path: path, body: body, idempotent: true}, out)
+	return err
 }
 
 func secretBody(o callOptions) lockBody {
@@ -158,7 +183,7 @@ func (c *Client) Get(ctx context.Context, t Target) (Lock, error) {
 	return l, err
 }
 
-// ListOptions selects a page of List.
+// ListOptions selects a page of List or ListSemaphores.
 type ListOptions struct {
 	Kind   locklock.Kind // uuid (the default) or key
 	Prefix string        // only names starting with this
@@ -175,6 +200,19 @@ type Page struct {
 // List returns a page of the held locks of the API key's namespace, ordered
 // by name. Listing needs an API key.
 func (c *Client) List(ctx context.Context, o ListOptions) (Page, error) {
+	var p Page
+	err := c.list(ctx, "/locks", o, &p)
+	return p, err
+}
+
+// list GETs the page of the listing at path that o selects.
+func (c *Client) list(ctx context.Context, path string, o ListOptions, out any) error {
+	_, err := c.do(ctx, request{method: http.MethodGet, path: path + "?" + o.query(), idempotent: true}, out)
+	return err
+}
+
+// query is the listing's query string, for /locks and /semaphores.
+func (o ListOptions) query() string {
 	q := url.Values{}
 	kind := o.Kind
 	if kind == "" {
@@ -190,7 +228,5 @@ func (c *Client) List(ctx context.Context, o ListOptions) (Page, error) {
 	if o.After != "" {
 		q.Set("after", o.After)
 	}
-	var p Page
-	_, err := c.do(ctx, request{method: http.MethodGet, path: "/locks?" + q.Encode(), idempotent: true}, &p)
-	return p, err
+	return q.Encode()
 }

@@ -11,10 +11,27 @@
 //		return report(ctx, l.FencingToken) // ctx ends if the lock may be lost
 //	})
 //
+// A semaphore (API.md §10) lets up to its limit of units be held at once,
+// in slots of a weight each — N workers on a quota, or readers (weight 1)
+// and a writer (weight limit). Its slots are taken, kept and released the
+// same ways:
+//
+//	renders := c.Semaphore(client.Key("render-farm"), 4)
+//	err := renders.Do(ctx, func(ctx context.Context, s client.Slot) error {
+//		return render(ctx, s.FencingToken) // at most 4 at once; ctx ends if the slot may be lost
+//	}, client.WithWait(time.Minute))
+//
+// or one call at a time: renders.Acquire (client.WithWeight for more than
+// one unit), renders.Release(ctx, slot), Refresh, Patch, Get (the limit,
+// the units in use and the slots), and c.ListSemaphores and
+// c.WatchSemaphore.
+//
 // Errors match the core's sentinels with errors.Is (locklock.ErrHeld,
 // ErrDelayed, ErrNotFound, ErrSecretMismatch, ErrUnauthorized, ErrForbidden,
-// ErrRateLimited, ErrUnavailable, …); errors.As with *Error gives the HTTP
-// details, such as the server's Retry-After or a lock-delay's DelayedUntil.
+// ErrRateLimited, ErrUnavailable, and for semaphores ErrSemaphoreFull,
+// ErrLimitMismatch, ErrSemaphoreNotFound, ErrSlotNotFound, …); errors.As
+// with *Error gives the HTTP details, such as the server's Retry-After, a
+// lock-delay's DelayedUntil, or a full semaphore's Limit and InUse.
 package client
 
 import (

@@ -31,9 +31,16 @@ type Error struct {
 	// and on lock_not_found for a lock in its lock-delay. Zero otherwise.
 	DelayedUntil time.Time
 	// RetryAfter is the server's Retry-After: when to come back after a
-	// 409 (lock_held, lock_delayed), 429 or 503. Zero when the server sent
-	// none.
+	// 409 (lock_held, lock_delayed, semaphore_full: when the semaphore's
+	// first slot expires), 429 or 503. Zero when the server sent none.
 	RetryAfter time.Duration
+	// Limit is the semaphore's limit, on semaphore_full and on
+	// limit_mismatch (the limit its live slots have, which the request's
+	// did not match). Zero otherwise.
+	Limit int
+	// InUse is the sum of the weights of the semaphore's live slots, on
+	// semaphore_full. Zero otherwise.
+	InUse int
 }
 
 // Error is the server's detail, which already names the problem ("lock
@@ -53,6 +60,10 @@ var sentinels = map[string]error{
 	"lock_held":              locklock.ErrHeld,
 	"lock_delayed":           locklock.ErrDelayed,
 	"lock_not_found":         locklock.ErrNotFound,
+	"semaphore_full":         locklock.ErrSemaphoreFull,
+	"limit_mismatch":         locklock.ErrLimitMismatch,
+	"semaphore_not_found":    locklock.ErrSemaphoreNotFound,
+	"slot_not_found":         locklock.ErrSlotNotFound,
 	"secret_mismatch":        locklock.ErrSecretMismatch,
 	"unauthorized":           locklock.ErrUnauthorized,
 	"forbidden":              locklock.ErrForbidden,
@@ -100,9 +111,12 @@ func decodeError(resp *http.Response, body []byte) *Error {
 		Code         string `json:"code"`
 		ExpiresAt    string `json:"expires_at"`
 		DelayedUntil string `json:"delayed_until"`
+		Limit        int    `json:"limit"`
+		InUse        int    `json:"in_use"`
 	}
 	if json.Unmarshal(body, &p) == nil && p.Code != "" {
 		e.Code, e.Title, e.Detail = p.Code, p.Title, p.Detail
+		e.Limit, e.InUse = p.Limit, p.InUse
 		if t, err := time.Parse(time.RFC3339Nano, p.ExpiresAt); err == nil {
 			e.ExpiresAt = t
 		}

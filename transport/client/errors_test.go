@@ -19,6 +19,7 @@ var sentinels = []error{
 	locklock.ErrUnauthorized, locklock.ErrForbidden, locklock.ErrRateLimited,
 	locklock.ErrUnavailable, locklock.ErrInvalidUUID, locklock.ErrInvalidName,
 	locklock.ErrInvalidArgument,
+	locklock.ErrSemaphoreFull, locklock.ErrLimitMismatch, locklock.ErrSemaphoreNotFound, locklock.ErrSlotNotFound,
 }
 
 // checkSentinel asserts that err matches want (nil: none) and no other

@@ -23,8 +23,11 @@ func (s *testServer) patches() int {
 	return n
 }
 
-// alive fails the test if the Held's context ends within d.
-func alive(t *testing.T, h *client.Held, d time.Duration) {
+// holding is a Held or a HeldSlot.
+type holding interface{ Context() context.Context }
+
+// alive fails the test if the Held's (or HeldSlot's) context ends within d.
+func alive(t *testing.T, h holding, d time.Duration) {
 	t.Helper()
 	select {
 	case <-h.Context().Done():
@@ -33,8 +36,9 @@ func alive(t *testing.T, h *client.Held, d time.Duration) {
 	}
 }
 
-// ended waits up to d for the Held's context to end and returns when it did.
-func ended(t *testing.T, h *client.Held, d time.Duration) time.Time {
+// ended waits up to d for the Held's (or HeldSlot's) context to end and
+// returns when it did.
+func ended(t *testing.T, h holding, d time.Duration) time.Time {
 	t.Helper()
 	select {
 	case <-h.Context().Done():

@@ -13,7 +13,8 @@ import (
 
 // Target names a lock: a UUID lock (everyone) or a custom-named one (plans
 // with custom names). Its text form is "uuid/<uuid>" or "key/<name>", as on
-// the command line.
+// the command line. It names a semaphore too (Client.Semaphore), in a space
+// of its own: a lock and a semaphore may share a name.
 type Target struct {
 	Kind locklock.Kind
 	Name string
@@ -48,6 +49,11 @@ func (t Target) Validate() error {
 func (t Target) String() string { return string(t.Kind) + "/" + t.Name }
 
 func (t Target) path() string { return "/lock/" + string(t.Kind) + "/" + url.PathEscape(t.Name) }
+
+// semaphorePath is the path of the semaphore of the same name.
+func (t Target) semaphorePath() string {
+	return "/semaphore/" + string(t.Kind) + "/" + url.PathEscape(t.Name)
+}
 
 // Lock is the lock object of the API (API.md §3).
 type Lock struct {
@@ -96,6 +102,7 @@ type callOptions struct {
 	metadata  map[string]string // with setMeta: never nil
 	setMeta   bool
 	lockDelay time.Duration
+	weight    *int // slots only
 }
 
 // WithSecret sets the lock's secret. Acquire without it makes a random one
@@ -147,6 +154,12 @@ func WithMetadata(md map[string]string) LockOption {
 // this client's own secret may. Whole seconds, rounded up; at most the
 // server's maximum (default 60 s).
 func WithLockDelay(d time.Duration) LockOption { return func(o *callOptions) { o.lockDelay = d } }
+
+// WithWeight sets how many of a semaphore's units a slot holds (1 to the
+// semaphore's limit; default 1), for Semaphore.Acquire, Hold and Do: a
+// reader takes 1, a writer the whole limit. Locks have no weight: their
+// Acquire refuses it.
+func WithWeight(w int) LockOption { return func(o *callOptions) { o.weight = &w } }
 
 func callOpts(opts []LockOption) callOptions {
 	var o callOptions

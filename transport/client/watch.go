@@ -18,7 +18,8 @@ import (
 // Event types of a stream beyond the lock events (API.md §9).
 const (
 	// EventState starts a new stream of one lock: Lock is the lock, or nil
-	// when it is free.
+	// when it is free; or of one semaphore: Semaphore is the semaphore
+	// with its first page of slots, or nil when it has none.
 	EventState = "state"
 	// EventReady starts a new namespace stream: everything after it is
 	// seen.
@@ -32,20 +33,27 @@ const (
 
 // Event is one event of a stream.
 type Event struct {
-	// Type is EventState, EventReady, EventReset, or a lock event:
+	// Type is EventState, EventReady, EventReset, or a lock or slot event:
 	// "acquired", "refreshed", "released", "expired", "revoked".
 	Type string
 	// ID is the event's position, which the stream resumes after; "" for
 	// a reset.
 	ID string
-	// At is when a lock event happened.
+	// At is when a lock or slot event happened.
 	At time.Time
 	// Lock is the lock after the event (acquired, refreshed, state), or
 	// as it was (released, expired, revoked); nil in a state of a free
-	// lock, and in ready and reset.
+	// lock, in ready and reset, and in a semaphore's events.
 	Lock *Lock
-	// DelayedUntil is, on expired and revoked, when the lock-delay that
-	// began ends; zero without one.
+	// Slot is, in an event of a semaphore's slot, the slot after the
+	// event, or as it was (released, expired, revoked); nil otherwise.
+	Slot *Slot
+	// Semaphore is, in the state of a semaphore's stream, the semaphore
+	// with its first page of slots; nil when it has none, and in every
+	// other event.
+	Semaphore *SemaphoreState
+	// DelayedUntil is, on a lock's expired and revoked, when the
+	// lock-delay that began ends; zero without one.
 	DelayedUntil time.Time
 }
 
@@ -78,8 +86,14 @@ func (c *Client) Watch(ctx context.Context, t Target) *Stream {
 	return c.stream(ctx, t.path()+"/events")
 }
 
-// WatchNamespace opens a stream of every lock event of the key's namespace
-// (API keys only). It connects on the first Next.
+// WatchSemaphore opens a stream of one semaphore's events: its state, then
+// its slots' events. It connects on the first Next.
+func (c *Client) WatchSemaphore(ctx context.Context, t Target) *Stream {
+	return c.stream(ctx, t.semaphorePath()+"/events")
+}
+
+// WatchNamespace opens a stream of every lock and slot event of the key's
+// namespace (API keys only). It connects on the first Next.
 func (c *Client) WatchNamespace(ctx context.Context, o WatchOptions) *Stream {
 	q := url.Values{}
 	if o.Kind != "" {
@@ -224,13 +238,15 @@ func (s *Stream) read() (Event, error) {
 func decodeEvent(typ, id, data string) (Event, error) {
 	ev := Event{Type: typ, ID: id}
 	var body struct {
-		At           time.Time `json:"at"`
-		Lock         *Lock     `json:"lock"`
-		DelayedUntil time.Time `json:"delayed_until"`
+		At           time.Time       `json:"at"`
+		Lock         *Lock           `json:"lock"`
+		Slot         *Slot           `json:"slot"`
+		Semaphore    *SemaphoreState `json:"semaphore"`
+		DelayedUntil time.Time       `json:"delayed_until"`
 	}
 	if err := json.Unmarshal([]byte(data), &body); err != nil {
 		return Event{}, fmt.Errorf("client: event %q: unexpected data: %w", typ, err)
 	}
-	ev.At, ev.Lock, ev.DelayedUntil = body.At, body.Lock, body.DelayedUntil
+	ev.At, ev.Lock, ev.Slot, ev.Semaphore, ev.DelayedUntil = body.At, body.Lock, body.Slot, body.Semaphore, body.DelayedUntil
 	return ev, nil
 }
