@@ -40,6 +40,12 @@ type Harness struct {
 	// (etcd leases) rather than the now it is given; expiry sub-tests then
 	// use short TTLs and real sleeps, and Sweep need not remove anything.
 	RealTime bool
+
+	// Parallel runs the sub-tests in parallel, each on its own engine:
+	// for engines whose sub-tests spend most of their time waiting on
+	// real time (etcd's leases), where one after the other takes minutes.
+	// NewEngine must then be safe for concurrent use.
+	Parallel bool
 }
 
 // Run runs every sub-test against engines from h.
@@ -47,6 +53,9 @@ func Run(t *testing.T, h Harness) {
 	t.Helper()
 	for _, tc := range suite() {
 		t.Run(tc.name, func(t *testing.T) {
+			if h.Parallel {
+				t.Parallel()
+			}
 			tc.run(t, h)
 		})
 	}

@@ -29,6 +29,9 @@ func RunSemaphores(t *testing.T, h Harness) {
 	}
 	for _, tc := range semaphoreSuite() {
 		t.Run(tc.name, func(t *testing.T) {
+			if h.Parallel {
+				t.Parallel()
+			}
 			tc.run(t, h)
 		})
 	}

@@ -33,6 +33,9 @@ func RunSemaphoreEvents(t *testing.T, h Harness) {
 	}
 	for _, tc := range semaphoreEventsSuite() {
 		t.Run(tc.name, func(t *testing.T) {
+			if h.Parallel {
+				t.Parallel()
+			}
 			tc.run(t, h)
 		})
 	}
