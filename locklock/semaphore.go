@@ -160,7 +160,8 @@ type SemaphoreEngine interface {
 	TryAcquireSlot(ctx context.Context, cand Slot, now time.Time, same func(Slot) bool) (Slot, bool, error)
 
 	// GetSemaphore returns the semaphore's live slots, by token, with
-	// Limit and InUse; ErrSemaphoreNotFound when it has none.
+	// Limit and InUse; ErrSemaphoreNotFound when it has none (an engine
+	// with revisions then returns the Revision it read at, too).
 	GetSemaphore(ctx context.Context, id ID, now time.Time) (Semaphore, error)
 
 	// GetSlot returns the live slot; ErrSlotNotFound when there is none.

@@ -366,7 +366,8 @@ type SemaphoreRequest struct {
 }
 
 // GetSemaphore returns the semaphore with a page of its live slots (by
-// token), or an error wrapping ErrSemaphoreNotFound.
+// token), or an error wrapping ErrSemaphoreNotFound (with, from engines
+// with revisions, the semaphore's ID and Revision).
 func (s *Service) GetSemaphore(ctx context.Context, req SemaphoreRequest) (Semaphore, error) {
 	eng, err := s.semaphores()
 	if err != nil {
@@ -391,7 +392,9 @@ func (s *Service) GetSemaphore(ctx context.Context, req SemaphoreRequest) (Semap
 	sem, err := eng.GetSemaphore(ctx, req.ID, now)
 	if err != nil {
 		if errors.Is(err, ErrSemaphoreNotFound) {
-			return Semaphore{}, fmt.Errorf("%w: no semaphore %s (it has no live slot)", ErrSemaphoreNotFound, abbrev.String(req.ID.Name))
+			// With the revision storage found it empty at, for a
+			// stream's state (semaphoreState).
+			return Semaphore{ID: req.ID, Revision: sem.Revision}, fmt.Errorf("%w: no semaphore %s (it has no live slot)", ErrSemaphoreNotFound, abbrev.String(req.ID.Name))
 		}
 		return Semaphore{}, err
 	}

@@ -221,6 +221,8 @@ func (s *Service) semaphoreState(ctx context.Context, w *Watch, at Position) (*W
 		w.Close()
 		return nil, err
 	}
+	// sem.Revision is set when not found too: the revision storage found
+	// no slot at, whose events (a release, say) are in the state as well.
 	w.At = w.sub.settleSlots(w.SemaphoreState, sem.Revision, at)
 	return w, nil
 }

@@ -15,13 +15,41 @@ import (
 // events.go), for the live watch and for replays alike, so that both give
 // the same events at the same positions.
 
-// changes turns the watch events of one revision into lock events, in
-// order, with positions (but no epoch). prev gives the lock a delete
-// removed (false: not known); put, when not nil, learns every lock put.
-func (e *Engine) changes(rev int64, run []*clientv3.Event,
-	prev func(ev *clientv3.Event, tail string) (locklock.Lock, bool), put func(tail string, l locklock.Lock)) []*locklock.Event {
-	var markers map[string]marker
+// past is what changes needs beyond a revision's own watch events, which
+// carry no previous values: the record a delete removed. The live feed
+// also learns, through it, every record put, to answer that later.
+type past interface {
+	// lock is the lock the delete ev of the lock key tail removed, and
+	// slot the slot the delete of the slot key tail removed (false: not
+	// known).
+	lock(ev *clientv3.Event, tail string) (locklock.Lock, bool)
+	slot(ev *clientv3.Event, tail string) (locklock.Slot, bool)
+	// putLock and putSlot learn a record put under the key tail.
+	putLock(tail string, l locklock.Lock)
+	putSlot(tail string, sl locklock.Slot)
+}
+
+// changes turns the watch events of one revision into lock and slot
+// events, in position order, with positions (but no epoch). Lock keys are
+// numbered first, in etcd's order, from 1 — the numbers servers gave
+// before slots had events, so that positions stay those of every server
+// of a cluster that runs both —, then slot keys, after every lock key of
+// the revision.
+func (e *Engine) changes(rev int64, run []*clientv3.Event, p past) []*locklock.Event {
+	var (
+		markers map[string]marker
+		locks   uint32 // lock keys changed
+		slots   bool   // and slot keys
+	)
 	for _, ev := range run {
+		if _, ok := e.tailBytes(ev.Kv.Key, locksSegment); ok {
+			locks++
+			continue
+		}
+		if _, ok := e.tailBytes(ev.Kv.Key, semsSegment); ok {
+			slots = true
+			continue
+		}
 		if ev.Type != clientv3.EventTypePut {
 			continue
 		}
@@ -35,36 +63,50 @@ func (e *Engine) changes(rev int64, run []*clientv3.Event,
 		}
 	}
 	var (
-		out []*locklock.Event
-		sub uint32
+		out      []*locklock.Event
+		lockSub  uint32
+		slotSub  = locks
+		slotsOut []*locklock.Event
 	)
 	for _, ev := range run {
-		tail, ok := e.tailOf(ev.Kv.Key, locksSegment)
-		if !ok {
+		if tail, ok := e.tailOf(ev.Kv.Key, locksSegment); ok {
+			lockSub++
+			if le := e.lockChange(ev, tail, markers, p, locklock.Position{Seq: uint64(rev), Sub: lockSub}); le != nil {
+				out = append(out, le)
+			}
 			continue
 		}
-		sub++
-		id, ok := parseTail(tail)
-		if !ok {
-			continue // not a key the engine writes
-		}
-		pos := locklock.Position{Seq: uint64(rev), Sub: sub}
-		if ev.Type == clientv3.EventTypePut {
-			l, updated, err := e.decodeEvent(id, ev.Kv.Value, ev.Kv.CreateRevision)
-			if err != nil {
-				continue // a corrupt record: no event to tell
-			}
-			if put != nil {
-				put(tail, l)
-			}
-			out = append(out, putEvent(ev, l, updated, pos))
+		if !slots {
 			continue
 		}
-		l, known := prev(ev, tail)
-		m, marked := markers[tail]
-		out = append(out, endEvent(id, l, known, m, marked, pos))
+		if tail, ok := e.tailOf(ev.Kv.Key, semsSegment); ok {
+			slotSub++
+			if se := e.slotChange(ev, tail, markers, p, locklock.Position{Seq: uint64(rev), Sub: slotSub}); se != nil {
+				slotsOut = append(slotsOut, se)
+			}
+		}
 	}
-	return out
+	return append(out, slotsOut...)
+}
+
+// lockChange is the event of ev, a change of the lock key tail; nil for a
+// key the engine does not write.
+func (e *Engine) lockChange(ev *clientv3.Event, tail string, markers map[string]marker, p past, pos locklock.Position) *locklock.Event {
+	id, ok := parseTail(tail)
+	if !ok {
+		return nil // not a key the engine writes
+	}
+	if ev.Type == clientv3.EventTypePut {
+		l, updated, err := e.decodeEvent(id, ev.Kv.Value, ev.Kv.CreateRevision)
+		if err != nil {
+			return nil // a corrupt record: no event to tell
+		}
+		p.putLock(tail, l)
+		return putEvent(ev, l, updated, pos)
+	}
+	l, known := p.lock(ev, tail)
+	m, marked := markers[tail]
+	return endEvent(id, l, known, m, marked, pos)
 }
 
 // putEvent is the event of a put of lock l: acquired when it created the

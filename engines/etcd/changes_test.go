@@ -2,6 +2,7 @@ package etcd
 
 import (
 	"encoding/json"
+	"slices"
 	"testing"
 	"time"
 
@@ -58,11 +59,9 @@ func TestChangesOfOneRevision(t *testing.T) {
 		put("/p/released/ns/key/g", marker{Token: 1033, At: at.UnixMilli()}.encode(), rev),
 		del("/p/released/ns/key/z"), // a marker's lease ended: nothing
 	}
-	var learned []string
-	evs := e.changes(rev, run, func(_ *clientv3.Event, tail string) (locklock.Lock, bool) {
-		l, ok := known[tail]
-		return l, ok
-	}, func(tail string, l locklock.Lock) { learned = append(learned, tail) })
+	p := &testPast{locks: known}
+	evs := e.changes(rev, run, p)
+	learned := p.learned
 
 	type want struct {
 		typ   locklock.EventType
@@ -144,4 +143,130 @@ func FuzzDecodeMarker(f *testing.F) {
 			t.Fatalf("decodeMarker(%q) = %+v; encoding/json: %+v, %v", b, got, want, err)
 		}
 	})
+}
+
+// testPast is a past of given records that notes what it learns.
+type testPast struct {
+	locks   map[string]locklock.Lock
+	slots   map[string]locklock.Slot
+	learned []string
+}
+
+func (p *testPast) lock(_ *clientv3.Event, tail string) (locklock.Lock, bool) {
+	l, ok := p.locks[tail]
+	return l, ok
+}
+
+func (p *testPast) slot(_ *clientv3.Event, tail string) (locklock.Slot, bool) {
+	sl, ok := p.slots[tail]
+	return sl, ok
+}
+
+func (p *testPast) putLock(tail string, _ locklock.Lock) { p.learned = append(p.learned, tail) }
+func (p *testPast) putSlot(tail string, _ locklock.Slot) { p.learned = append(p.learned, tail) }
+
+// TestSlotChangesOfOneRevision: slot keys' changes are events of their
+// semaphore, numbered after every lock key of the revision (whose numbers
+// stay those of lock keys alone); a delete is released only with the
+// slot's own marker — not a lock's of the same name, nor the other way
+// round — and carries the slot as it was.
+func TestSlotChangesOfOneRevision(t *testing.T) {
+	e := &Engine{prefix: "/p/"}
+	e.base.Store(1000)
+	const rev = 100
+	at := time.UnixMilli(1_700_000_000_000).UTC()
+	sem := locklock.ID{Namespace: "ns", Kind: locklock.KindKey, Name: "farm"}
+	slot := func(id string, weight int) locklock.Slot {
+		return locklock.Slot{Semaphore: sem, ID: id, Limit: 5, Weight: weight, AcquiredAt: at, ExpiresAt: at.Add(time.Minute),
+			Token: 1000 + 30, Holder: "h-" + id}
+	}
+	rec := func(sl locklock.Slot, updated time.Time) []byte {
+		r := slotRecordOf(sl, 7)
+		if !updated.IsZero() {
+			r.UpdatedAt = updated.UnixMilli()
+		}
+		return r.encode()
+	}
+	put := func(key string, value []byte, createRev int64) *clientv3.Event {
+		return &clientv3.Event{Type: mvccpb.PUT, Kv: &mvccpb.KeyValue{Key: []byte(key), Value: value, CreateRevision: createRev, ModRevision: rev}}
+	}
+	del := func(key string) *clientv3.Event {
+		return &clientv3.Event{Type: mvccpb.DELETE, Kv: &mvccpb.KeyValue{Key: []byte(key), ModRevision: rev}}
+	}
+	lr := lockRecord(locklock.Lock{ID: sem, AcquiredAt: at, ExpiresAt: at.Add(time.Hour)}, 7, 0)
+	lockRec := lr.encode()
+	p := &testPast{
+		locks: map[string]locklock.Lock{"ns/key/farm": {ID: sem, Token: 1010, ExpiresAt: at.Add(time.Hour)}},
+		slots: map[string]locklock.Slot{"ns/key/farm#rel": slot("rel", 2), "ns/key/farm#exp": slot("exp", 1), "ns/key/farm#lockmarked": slot("lockmarked", 1)},
+	}
+	refreshedAt := at.Add(10 * time.Second)
+	run := []*clientv3.Event{
+		del("/p/sems/ns/key/farm#rel"),
+		put("/p/released/ns/key/farm#rel", marker{Token: 1030, At: at.Add(time.Second).UnixMilli()}.encode(), rev),
+		put("/p/locks/ns/key/other", lockRec, rev),
+		del("/p/sems/ns/key/farm#exp"),
+		put("/p/sems/ns/key/farm#new", rec(slot("new", 3), time.Time{}), rev),
+		put("/p/sems/ns/key/farm#ref", rec(slot("ref", 1), refreshedAt), 30),
+		del("/p/sems/ns/key/farm#lockmarked"),
+		del("/p/locks/ns/key/farm"), // released by its marker; the slot above is not
+		put("/p/released/ns/key/farm", marker{Token: 1010, At: at.UnixMilli()}.encode(), rev),
+		del("/p/sems/ns/key/farm#unknown"),
+		put("/p/sems/ns/key/farm", []byte(`{}`), rev), // no slot id: indexed, no event
+		del("/p/locks/ns/key/marked-by-slot"),
+		put("/p/released/ns/key/marked-by-slot#x", marker{Token: 1, At: at.UnixMilli()}.encode(), rev),
+	}
+	before := time.Now().Add(-time.Millisecond)
+	evs := e.changes(rev, run, p)
+
+	type want struct {
+		typ  locklock.EventType
+		name string // a lock's name, or a slot's id
+		sub  uint32
+		at   time.Time
+	}
+	wants := []want{
+		{locklock.EventAcquired, "other", 1, at},
+		{locklock.EventReleased, "farm", 2, at},
+		{locklock.EventExpired, "marked-by-slot", 3, time.Time{}},
+		{locklock.EventReleased, "rel", 4, at.Add(time.Second)},
+		{locklock.EventExpired, "exp", 5, at.Add(time.Minute)},
+		{locklock.EventAcquired, "new", 6, at},
+		{locklock.EventRefreshed, "ref", 7, refreshedAt},
+		{locklock.EventExpired, "lockmarked", 8, at.Add(time.Minute)},
+		{locklock.EventExpired, "unknown", 9, time.Time{}},
+	}
+	if len(evs) != len(wants) {
+		t.Fatalf("%d events, want %d: %+v", len(evs), len(wants), evs)
+	}
+	for i, w := range wants {
+		ev := evs[i]
+		name := ev.Lock.Name
+		if i >= 3 {
+			if ev.Slot == nil || ev.Slot.Semaphore != sem || ev.Lock.ID != (locklock.ID{}) {
+				t.Fatalf("event %d: %+v, want a slot of %s", i, ev, sem)
+			}
+			name = ev.Slot.ID
+		} else if ev.Slot != nil {
+			t.Fatalf("event %d: a slot's, want lock %s's", i, w.name)
+		}
+		if ev.Type != w.typ || name != w.name || ev.Pos.Seq != rev || ev.Pos.Sub != w.sub ||
+			!w.at.IsZero() && !ev.At.Equal(w.at) || w.at.IsZero() && ev.At.Before(before.Truncate(time.Millisecond)) {
+			t.Errorf("event %d: %s %s at %v sub %d; want %+v", i, ev.Type, name, ev.At, ev.Pos.Sub, w)
+		}
+	}
+	if rel := evs[3].Slot; rel.Holder != "h-rel" || rel.Weight != 2 || rel.Token != 1030 || !rel.ExpiresAt.Equal(at.Add(time.Minute)) {
+		t.Errorf("released carries %+v, want the slot as it was", rel)
+	}
+	if acq := evs[5].Slot; acq.Weight != 3 || acq.Limit != 5 || acq.Token != 1000+rev || acq.Holder != "h-new" {
+		t.Errorf("acquired carries %+v, want the new slot with its create revision's token", acq)
+	}
+	if ref := evs[6].Slot; ref.Token != 1000+30 {
+		t.Errorf("refreshed carries token %d, want the key's create revision's", ref.Token)
+	}
+	if u := evs[8].Slot; u.ID != "unknown" || u.Semaphore != sem || u.Token != 0 {
+		t.Errorf("an unknown slot's expiry carries %+v, want its name alone", u)
+	}
+	if want := []string{"ns/key/other", "ns/key/farm#new", "ns/key/farm#ref"}; !slices.Equal(p.learned, want) {
+		t.Errorf("learned %v, want %v", p.learned, want)
+	}
 }

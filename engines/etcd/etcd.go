@@ -10,6 +10,8 @@
 //	<prefix>released/<namespace>/<kind>/<name> → release marker (JSON), on a lease of two seconds; see events.go
 //	<prefix>token-base                         → the token base (see tokenBase), written once
 //	<prefix>sems/<namespace>/<kind>/<name>#<slot> → slot record (JSON), on a lease; see semaphore.go
+//	<prefix>released/<namespace>/<kind>/<name>#<slot> → a slot's release marker; see slot_events.go
+//	<prefix>replay                             → empty, rewritten by replays of events; see replay.go
 //
 // One watch on the prefix sees every kind of record, told apart by the
 // segment after it; it is the engine's lease watch (see "Lease accounting"

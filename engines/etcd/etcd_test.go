@@ -23,6 +23,12 @@ func TestSemaphoreConformance(t *testing.T) {
 	conformance.RunSemaphores(t, harness(t))
 }
 
+// TestSemaphoreEventsConformance runs the shared suite of slot events the
+// same way: the engine reports them from its watch.
+func TestSemaphoreEventsConformance(t *testing.T) {
+	conformance.RunSemaphoreEvents(t, harness(t))
+}
+
 // harness is the etcd engine on one etcd, a new prefix for every engine.
 func harness(t *testing.T) conformance.Harness {
 	endpoints := etcdtest.Endpoints(t)

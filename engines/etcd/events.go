@@ -18,7 +18,7 @@ import (
 // The engine's one watch on the prefix (the lease watch, see leases.go)
 // is also where its events come from: every server sees every change,
 // wherever it was made, in etcd's order. A change of a lock key is an
-// event:
+// event (and so is a change of a slot key, see slot_events.go):
 //
 //   - a put that creates the key: acquired (at the record's AcquiredAt);
 //   - a put that rewrites it (expiry, holder or metadata): refreshed, at
@@ -32,11 +32,11 @@ import (
 // events carry the lock as it was. etcd could add the previous value to
 // every event (WithPrevKV), but it reads it from its backend for each
 // one, which on etcd 3.4 cost about as much CPU as the steps themselves.
-// So the feed remembers the last put of every live lock key (known, fed by
-// the watch itself): memory per live lock instead of etcd work per change.
-// A lock it does not know — put before the engine started watching, or
-// beyond maxKnown — is read from etcd's history at the revision before its
-// delete, once per such delete.
+// So the feed remembers the last put of every live lock key and slot key
+// (memory, fed by the watch itself): memory per live lock instead of etcd
+// work per change. A lock (or slot) it does not know — put before the
+// engine started watching, or beyond maxKnown — is read from etcd's
+// history at the revision before its delete, once per such delete.
 //
 // Release markers. A release deletes the lock key and puts
 // <prefix>released/<namespace>/<kind>/<name> — the lock's token and the
@@ -49,8 +49,9 @@ import (
 // Positions: Epoch names the cluster and the prefix (etcd's cluster ID and
 // the token base, which a new prefix or cluster chooses afresh), Seq is the
 // etcd revision, Sub the index of the change among the lock-key changes of
-// that revision, from 1 — a batch of steps, or one shared lease ending,
-// changes several locks in one revision. Sub 0 is thus never an event:
+// that revision, from 1, and then among its slot-key changes — a batch of
+// steps, or one shared lease ending, changes several locks and slots in
+// one revision. Sub 0 is thus never an event:
 // (rev, 0) stands for "everything before rev", which is where a stream
 // starts (SetEventSink). Events of one revision go to the sink in one
 // call, in Sub order. Positions are the same on every server, so a stream
@@ -62,8 +63,9 @@ const (
 	releasedSegment = "released/"
 	// markerTTL is the lease TTL class of release markers, in seconds.
 	markerTTL = 1
-	// maxKnown bounds the feed's memory of live locks (about 300 bytes a
-	// lock, 300 MB): beyond it, a lock's end reads it from etcd's history.
+	// maxKnown bounds the feed's memory of live locks and slots (about
+	// 300 bytes each, 300 MB): beyond it, an end reads the lock or slot
+	// from etcd's history.
 	maxKnown = 1 << 20
 	// sinkStartWait bounds how long SetEventSink waits for etcd to tell
 	// the current position; a server that starts while etcd is down must
@@ -87,12 +89,78 @@ type feed struct {
 	from      locklock.Position  // the sink's stream starts after it: earlier events are not sent
 	processed int64              // the last revision the feed has seen from the watch
 
-	// known is the last put of each live lock key, by the key's tail
-	// (<namespace>/<kind>/<name>). Only the watch goroutine uses it.
-	known map[string]locklock.Lock
+	// mem is what the feed knows of live keys. Only the watch goroutine
+	// uses it.
+	mem memory
 }
 
-func newFeed(e *Engine) *feed { return &feed{e: e, known: make(map[string]locklock.Lock)} }
+func newFeed(e *Engine) *feed {
+	return &feed{e: e, mem: memory{locks: make(map[string]locklock.Lock), slots: make(map[string]locklock.Slot)}}
+}
+
+// memory is the feed's past (see changes): the last put of each live lock
+// key and slot key, by the key's tail (<namespace>/<kind>/<name>, and
+// #<slot> for a slot), at most maxKnown in all; and what readUnknown read
+// for the watch response at hand.
+type memory struct {
+	locks        map[string]locklock.Lock
+	slots        map[string]locklock.Slot
+	fetchedLocks map[string]locklock.Lock
+	fetchedSlots map[string]locklock.Slot
+}
+
+func (m *memory) lock(_ *clientv3.Event, tail string) (locklock.Lock, bool) {
+	if l, ok := m.locks[tail]; ok {
+		delete(m.locks, tail)
+		return l, true
+	}
+	l, ok := m.fetchedLocks[tail]
+	delete(m.fetchedLocks, tail)
+	return l, ok
+}
+
+func (m *memory) slot(_ *clientv3.Event, tail string) (locklock.Slot, bool) {
+	if sl, ok := m.slots[tail]; ok {
+		delete(m.slots, tail)
+		return sl, true
+	}
+	sl, ok := m.fetchedSlots[tail]
+	delete(m.fetchedSlots, tail)
+	return sl, ok
+}
+
+func (m *memory) putLock(tail string, l locklock.Lock) {
+	if _, ok := m.locks[tail]; ok || m.room() {
+		m.locks[tail] = l
+	}
+}
+
+func (m *memory) putSlot(tail string, sl locklock.Slot) {
+	if _, ok := m.slots[tail]; ok || m.room() {
+		m.slots[tail] = sl
+	}
+}
+
+func (m *memory) room() bool { return len(m.locks)+len(m.slots) < maxKnown }
+
+// knows says whether the record a delete of key removes is known (or the
+// key is neither a lock's nor a slot's).
+func (m *memory) knows(e *Engine, key []byte) bool {
+	if tail, ok := e.tailBytes(key, locksSegment); ok {
+		_, known := m.locks[string(tail)]
+		return known
+	}
+	if tail, ok := e.tailBytes(key, semsSegment); ok {
+		_, known := m.slots[string(tail)]
+		return known
+	}
+	return true
+}
+
+func (m *memory) forget() {
+	clear(m.locks)
+	clear(m.slots)
+}
 
 var (
 	_ locklock.EventSource  = (*Engine)(nil)
@@ -192,7 +260,7 @@ func (f *feed) observe(resp *clientv3.WatchResponse) {
 	if resp.CompactRevision != 0 {
 		// The watch missed the events before the compaction: what the
 		// feed knows may be stale, and the streams have gaps.
-		clear(f.known)
+		f.mem.forget()
 		f.restart(resp.CompactRevision)
 		return
 	}
@@ -209,7 +277,7 @@ func (f *feed) observe(resp *clientv3.WatchResponse) {
 	if !active {
 		return
 	}
-	fetched := f.readUnknown(evs)
+	f.readUnknown(evs)
 	for len(evs) > 0 {
 		rev := evs[0].Kv.ModRevision
 		n := 1
@@ -218,21 +286,9 @@ func (f *feed) observe(resp *clientv3.WatchResponse) {
 		}
 		run := evs[:n]
 		evs = evs[n:]
-		out := f.e.changes(rev, run, func(_ *clientv3.Event, tail string) (locklock.Lock, bool) {
-			if l, ok := f.known[tail]; ok {
-				delete(f.known, tail)
-				return l, true
-			}
-			l, ok := fetched[tail]
-			delete(fetched, tail)
-			return l, ok
-		}, func(tail string, l locklock.Lock) {
-			if _, ok := f.known[tail]; ok || len(f.known) < maxKnown {
-				f.known[tail] = l
-			}
-		})
-		f.publish(rev, out)
+		f.publish(rev, f.e.changes(rev, run, &f.mem))
 	}
+	f.mem.fetchedLocks, f.mem.fetchedSlots = nil, nil
 }
 
 // publish hands the events of revision rev to the sink, with the epoch,
@@ -268,71 +324,81 @@ func (f *feed) restart(rev int64) {
 	f.sink(&locklock.Event{Type: locklock.EventRestart, Pos: f.from})
 }
 
-// readUnknown reads, from etcd's history, the locks whose deletes in evs
-// (one watch response) the feed cannot tell from what it knows, by tail:
-// all in one transaction (or a few), each at the revision before its
-// delete, so that a watch that lags, and gets many revisions at once,
-// reads them together. (A tail has at most one such delete in evs: after
-// it, the key is put again, which the feed learns, before another delete.)
-// What it cannot read (etcd does not answer, or compacted that revision)
-// stays unknown: those events carry what the feed has — the lock's name,
-// and the token of a release.
-func (f *feed) readUnknown(evs []*clientv3.Event) map[string]locklock.Lock {
-	// Usually every lock deleted is known: find that out without
+// readUnknown reads, from etcd's history, the locks and slots whose
+// deletes in evs (one watch response) the feed cannot tell from what it
+// knows, into f.mem's fetched maps, by tail: all in one transaction (or a
+// few), each at the revision before its delete, so that a watch that
+// lags, and gets many revisions at once, reads them together. (A tail has
+// at most one such delete in evs: after it, the key is put again, which
+// the feed learns, before another delete.) What it cannot read (etcd does
+// not answer, or compacted that revision) stays unknown: those events
+// carry what the feed has — the lock's or slot's name, and the token of a
+// release.
+func (f *feed) readUnknown(evs []*clientv3.Event) {
+	// Usually every key deleted is known: find that out without
 	// allocating (a map index of string(bytes) does not copy).
 	unknown := false
 	for _, ev := range evs {
-		if ev.Type == clientv3.EventTypeDelete {
-			if tail, ok := f.e.tailBytes(ev.Kv.Key, locksSegment); ok {
-				if _, known := f.known[string(tail)]; !known {
-					unknown = true
-					break
-				}
-			}
+		if ev.Type == clientv3.EventTypeDelete && !f.mem.knows(f.e, ev.Kv.Key) {
+			unknown = true
+			break
 		}
 	}
 	if !unknown {
-		return nil
+		return
 	}
 	var (
 		ops []clientv3.Op
-		put = make(map[string]bool) // tails put earlier in evs: the feed will know them
+		put = make(map[string]bool) // keys put earlier in evs: the feed will know them
 	)
 	for _, ev := range evs {
-		tail, ok := f.e.tailBytes(ev.Kv.Key, locksSegment)
+		_, isLock := f.e.tailBytes(ev.Kv.Key, locksSegment)
+		_, isSlot := f.e.tailBytes(ev.Kv.Key, semsSegment)
 		switch {
-		case !ok:
+		case !isLock && !isSlot:
 		case ev.Type == clientv3.EventTypePut:
-			put[string(tail)] = true
-		case !put[string(tail)]:
-			if _, known := f.known[string(tail)]; !known {
-				ops = append(ops, clientv3.OpGet(string(ev.Kv.Key), clientv3.WithRev(ev.Kv.ModRevision-1)))
-			}
+			put[string(ev.Kv.Key)] = true
+		case !put[string(ev.Kv.Key)] && !f.mem.knows(f.e, ev.Kv.Key):
+			ops = append(ops, clientv3.OpGet(string(ev.Kv.Key), clientv3.WithRev(ev.Kv.ModRevision-1)))
 		}
 	}
 	if len(ops) == 0 {
-		return nil
+		return
 	}
 	ctx, cancel := context.WithTimeout(f.e.leases.ctx, f.e.timeout)
 	defer cancel()
-	out := make(map[string]locklock.Lock, len(ops))
+	f.mem.fetchedLocks = make(map[string]locklock.Lock)
+	f.mem.fetchedSlots = make(map[string]locklock.Slot)
 	for len(ops) > 0 {
 		n := min(len(ops), prevReadBatch)
 		resp, err := f.e.client.Txn(ctx).Then(ops[:n]...).Commit()
 		if err != nil {
-			return out
+			return
 		}
 		for _, r := range resp.Responses {
 			for _, kv := range r.GetResponseRange().GetKvs() {
-				tail, _ := f.e.tailOf(kv.Key, locksSegment)
-				if id, ok := parseTail(tail); ok {
-					if l, _, err := f.e.decodeEvent(id, kv.Value, kv.CreateRevision); err == nil {
-						out[tail] = l
-					}
-				}
+				f.remember(kv.Key, kv.Value, kv.CreateRevision)
 			}
 		}
 		ops = ops[n:]
 	}
-	return out
+}
+
+// remember puts a record read from etcd's history among the fetched.
+func (f *feed) remember(key, value []byte, createRev int64) {
+	if tail, ok := f.e.tailOf(key, locksSegment); ok {
+		if id, ok := parseTail(tail); ok {
+			if l, _, err := f.e.decodeEvent(id, value, createRev); err == nil {
+				f.mem.fetchedLocks[tail] = l
+			}
+		}
+		return
+	}
+	if tail, ok := f.e.tailOf(key, semsSegment); ok {
+		if id, slot, ok := parseSlotTail(tail); ok {
+			if sl, _, err := f.e.decodeSlotEvent(id, slot, value, createRev); err == nil {
+				f.mem.fetchedSlots[tail] = sl
+			}
+		}
+	}
 }

@@ -35,10 +35,11 @@ const (
 	maxReplayEvents = locklock.DefaultEventRetention
 	// replayTimeout bounds one replay (and its wait for a turn).
 	replayTimeout = 15 * time.Second
-	// progressEvery is how often a replay that must reach a revision
-	// without a change of its own asks etcd whether it has (etcd answers
-	// only once the watch has caught up, and otherwise drops the ask).
-	progressEvery = 100 * time.Millisecond
+	// replayMark is the key a replay writes to know when its watch has
+	// shown every change up to the revision it needs (see replay). It is
+	// in the replay watch's range (locks/ … sems/) and is no lock, slot or
+	// marker key: it makes no event. One key per prefix, rewritten.
+	replayMark = "replay"
 )
 
 // historyGone says why a stream cannot resume.
@@ -103,61 +104,47 @@ func (e *Engine) replay(ctx context.Context, f locklock.Filter, from, to lockloc
 	if last < start {
 		return nil, nil
 	}
-	// A watcher of its own: its own gRPC stream, which the progress
-	// requests below concern alone, and which Close ends.
+	// The watch shows the changes in its range in revision order, but
+	// has no change to show at last when last changed nothing there; nor
+	// can etcd's progress notifications say it has passed last: etcd
+	// releases without the fix of etcd-io/etcd#15220 (Debian's 3.4.23
+	// among them) may send one, with the current revision, ahead of the
+	// history still to be sent, and some with it do not answer a new
+	// watch that has nothing to send (etcd-io/etcd#17507). So the replay
+	// writes a change of its own in the range, after last (last is at
+	// most the current revision): once the watch shows a change after
+	// last, it has shown every change up to last. A replay to an event
+	// (to.Sub > 0) needs none: the watch reaches that event.
+	if to.Sub == 0 {
+		if _, err := e.client.Put(ctx, e.prefix+replayMark, ""); err != nil {
+			return nil, storeErr(ctx, "replay events", err)
+		}
+	}
+	// A watcher of its own: its own gRPC stream, which Close ends.
 	w := clientv3.NewWatcher(e.client)
 	defer w.Close()
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
-	// Lock keys and release markers: locks/ up to the end of released/
-	// (delay records sort before locks/; nothing else is written between).
+	// Lock keys, release markers, the replay mark and slot keys: locks/
+	// up to the end of sems/ (delay records sort before locks/, the token
+	// base after sems/; nothing else is written between).
 	wch := w.Watch(wctx, e.prefix+locksSegment,
-		clientv3.WithRange(clientv3.GetPrefixRangeEnd(e.prefix+releasedSegment)),
+		clientv3.WithRange(clientv3.GetPrefixRangeEnd(e.prefix+semsSegment)),
 		clientv3.WithRev(start), clientv3.WithPrevKV())
-	// When to is an event, its revision has a change in range, and the
-	// watch reaches it. Otherwise etcd says when the watch has caught up
-	// with a revision at or after last (a progress notification).
-	var tick <-chan time.Time
-	if to.Sub == 0 {
-		t := time.NewTicker(progressEvery)
-		defer t.Stop()
-		tick = t.C
-		_ = w.RequestProgress(wctx)
-	}
-	prevOf := func(ev *clientv3.Event, tail string) (locklock.Lock, bool) {
-		if ev.PrevKv == nil {
-			return locklock.Lock{}, false // its revision was compacted
-		}
-		id, _ := parseTail(tail)
-		l, _, err := e.decodeEvent(id, ev.PrevKv.Value, ev.PrevKv.CreateRevision)
-		return l, err == nil
-	}
 	var (
 		out     []*locklock.Event
 		scanned int
 	)
 	for {
-		var resp clientv3.WatchResponse
-		select {
-		case <-tick:
-			_ = w.RequestProgress(wctx) // a failure shows as the watch's
-			continue
-		case r, ok := <-wch:
-			if !ok {
-				return nil, storeErr(ctx, "replay events", errors.Join(ctx.Err(), errors.New("watch closed")))
-			}
-			resp = r
+		resp, ok := <-wch
+		if !ok {
+			return nil, storeErr(ctx, "replay events", errors.Join(ctx.Err(), errors.New("watch closed")))
 		}
 		switch err := resp.Err(); {
 		case resp.CompactRevision != 0 || errors.Is(err, rpctypes.ErrCompacted):
 			return nil, historyGone("etcd compacted its history past position %s", from)
 		case err != nil:
 			return nil, storeErr(ctx, "replay events", err)
-		case resp.IsProgressNotify():
-			if resp.Header.Revision >= last {
-				return out, nil
-			}
-			continue
 		}
 		evs := resp.Events
 		for len(evs) > 0 {
@@ -172,9 +159,9 @@ func (e *Engine) replay(ctx context.Context, f locklock.Filter, from, to lockloc
 			if scanned += n; scanned > maxReplayScan {
 				return nil, historyGone("more than %d changes since position %s", maxReplayScan, from)
 			}
-			for _, ev := range e.changes(rev, evs[:n], prevOf, nil) {
+			for _, ev := range e.changes(rev, evs[:n], replayPast{e}) {
 				ev.Pos.Epoch = from.Epoch
-				if ev.Pos.After(from) && !ev.Pos.After(to) && f.Matches(ev.Lock.ID) {
+				if ev.Pos.After(from) && !ev.Pos.After(to) && f.Selects(ev) {
 					out = append(out, ev)
 				}
 			}
@@ -188,3 +175,29 @@ func (e *Engine) replay(ctx context.Context, f locklock.Filter, from, to lockloc
 		}
 	}
 }
+
+// replayPast is a replay's past (see changes): the previous values its
+// watch carries. A delete without one (its revision was compacted) is not
+// known.
+type replayPast struct{ e *Engine }
+
+func (p replayPast) lock(ev *clientv3.Event, tail string) (locklock.Lock, bool) {
+	if ev.PrevKv == nil {
+		return locklock.Lock{}, false
+	}
+	id, _ := parseTail(tail)
+	l, _, err := p.e.decodeEvent(id, ev.PrevKv.Value, ev.PrevKv.CreateRevision)
+	return l, err == nil
+}
+
+func (p replayPast) slot(ev *clientv3.Event, tail string) (locklock.Slot, bool) {
+	if ev.PrevKv == nil {
+		return locklock.Slot{}, false
+	}
+	id, slot, _ := parseSlotTail(tail)
+	sl, _, err := p.e.decodeSlotEvent(id, slot, ev.PrevKv.Value, ev.PrevKv.CreateRevision)
+	return sl, err == nil
+}
+
+func (replayPast) putLock(string, locklock.Lock) {}
+func (replayPast) putSlot(string, locklock.Slot) {}

@@ -61,8 +61,8 @@ import (
 //     key's mod revision is still the one read.
 //   - Expiry is etcd's, as for locks: a slot is live while its key exists;
 //     now is not used to judge it. Sweep has nothing to do.
-//   - Slots have no events yet: the event feed and replays look under
-//     locks/ and released/ only, and ignore these keys.
+//   - Slots report events (API.md §9) from the engine's watch, as locks
+//     do; a release puts a marker outside sems/ (see slot_events.go).
 const (
 	semsSegment = "sems/"
 	// slotSep ends a semaphore's name in its slots' keys; slotSepNext is
@@ -189,20 +189,15 @@ func slotAcquireTxn(sem, key string, value []byte, lease clientv3.LeaseID, rev i
 	}
 }
 
-// slotWriteTxn deletes key (value nil) or puts it on lease, if its mod
-// revision is still modRev.
-func slotWriteTxn(key string, value []byte, lease clientv3.LeaseID, modRev int64) *pb.TxnRequest {
+// slotPutTxn puts key on lease, if its mod revision is still modRev.
+func slotPutTxn(key string, value []byte, lease clientv3.LeaseID, modRev int64) *pb.TxnRequest {
 	k := []byte(key)
-	op := &pb.RequestOp{Request: &pb.RequestOp_RequestDeleteRange{RequestDeleteRange: &pb.DeleteRangeRequest{Key: k}}}
-	if value != nil {
-		op = &pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: k, Value: value, Lease: int64(lease)}}}
-	}
 	return &pb.TxnRequest{
 		Compare: []*pb.Compare{{
 			Target: pb.Compare_MOD, Result: pb.Compare_EQUAL, Key: k,
 			TargetUnion: &pb.Compare_ModRevision{ModRevision: modRev},
 		}},
-		Success: []*pb.RequestOp{op},
+		Success: []*pb.RequestOp{{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: k, Value: value, Lease: int64(lease)}}}},
 	}
 }
 
@@ -223,7 +218,9 @@ func (e *Engine) GetSemaphore(ctx context.Context, id locklock.ID, now time.Time
 		return locklock.Semaphore{}, err
 	}
 	if len(slots) == 0 {
-		return locklock.Semaphore{}, locklock.ErrSemaphoreNotFound
+		// With the revision it was found empty at: a stream's state
+		// (locklock.Service.Watch) drops the events up to it.
+		return locklock.Semaphore{ID: id, Revision: resp.Header.Revision}, locklock.ErrSemaphoreNotFound
 	}
 	out := locklock.Semaphore{ID: id, Limit: slots[0].Limit, Slots: slots, Revision: resp.Header.Revision}
 	for _, sl := range slots {
@@ -294,12 +291,23 @@ func (e *Engine) changeSlot(ctx context.Context, id locklock.ID, slot string, al
 	}
 }
 
-// ReleaseSlot implements locklock.SemaphoreEngine. The lease the key was
-// on learns of the delete from its owner's watch (see "Lease accounting").
+// ReleaseSlot implements locklock.SemaphoreEngine. The slot's release
+// marker goes in the delete's transaction: it tells every server's watch
+// that this delete is a release, not an expiry (see slot_events.go). The
+// lease the key was on learns of the delete from its owner's watch (see
+// "Lease accounting").
 func (e *Engine) ReleaseSlot(ctx context.Context, id locklock.ID, slot string, now time.Time, allow func(locklock.Slot) error) (locklock.Slot, error) {
-	sem := e.semKey(id)
+	sem, markerKey := e.semKey(id), e.slotMarkerKey(id, slot)
 	return e.changeSlot(ctx, id, slot, allow, func(octx context.Context, cur storedSlot) (locklock.Slot, bool, error) {
-		res, err := e.batch.commit(octx, sem, slotWriteTxn(sem+slot, nil, 0, cur.modRev))
+		markerLease, err := e.leases.get(octx, markerTTL)
+		if err != nil {
+			return locklock.Slot{}, false, err
+		}
+		mk := marker{Token: cur.slot.Token, At: now.UnixMilli()}
+		res, err := e.batch.commit(octx, sem, slotReleaseTxn(sem+slot, markerKey, mk.encode(), markerLease, cur.modRev))
+		// A new key on the lease: slot ids are never reused, so no
+		// earlier marker of the slot can be on it.
+		e.settle(res, err, markerLease, 0)
 		if err != nil || !res.succeeded {
 			return locklock.Slot{}, false, err
 		}
@@ -324,7 +332,7 @@ func (e *Engine) RefreshSlot(ctx context.Context, id locklock.ID, slot string, n
 		}
 		r := slotRecordOf(next, lease)
 		r.UpdatedAt = now.UnixMilli()
-		res, err := e.batch.commit(octx, sem, slotWriteTxn(sem+slot, r.encode(), lease, cur.modRev))
+		res, err := e.batch.commit(octx, sem, slotPutTxn(sem+slot, r.encode(), lease, cur.modRev))
 		if ch.ChangesExpiry() {
 			// The compare proves cur.lease is the one the key was on.
 			e.settle(res, err, lease, cur.lease)

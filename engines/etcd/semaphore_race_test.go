@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
 	"github.com/locklock/locklock/engines/etcd"
 	"github.com/locklock/locklock/internal/etcdtest"
 	"github.com/locklock/locklock/internal/leakcheck"
@@ -197,82 +195,6 @@ func holderSecret(t *testing.T, sl locklock.Slot, n int) string {
 	}
 	t.Fatalf("no racer's secret protects slot %s", sl.ID)
 	return ""
-}
-
-// TestSlotsMakeNoEvents: the engine's watch sees slot keys (they are under
-// its prefix) but makes no events of them yet, live or replayed (a stream
-// of the semaphore gets its state, then nothing) — and does not
-// count them among a revision's changes: a lock put in the same revision
-// as a slot is its revision's first event (Sub 1).
-func TestSlotsMakeNoEvents(t *testing.T) {
-	endpoint := etcdtest.Endpoints(t)[0]
-	prefix := uniquePrefix("sem-events")
-	a := eventServer(t, endpoint, prefix)
-	engine := etcd.New(etcdtest.Client(t, endpoint), etcd.WithPrefix(prefix))
-	t.Cleanup(func() { _ = engine.Close() })
-	b := locklock.NewService(engine)
-	w := openWatch(t, b, locklock.Filter{Namespace: "public"}, "")
-
-	id := semID("quiet")
-	sl := mustSlot(t, a, locklock.SlotRequest{ID: id, Limit: 3, Secret: "s", TTL: time.Second})
-	// A one-semaphore stream starts from the semaphore as read.
-	one := openWatch(t, b, locklock.Filter{ID: &id, Semaphore: true}, "")
-	if st := one.SemaphoreState; st == nil || len(st.Slots) != 1 || st.Slots[0].ID != sl.ID || st.Revision == 0 {
-		t.Fatalf("one-semaphore stream's state %+v, want the slot %s", st, sl.ID)
-	}
-	if _, err := a.PatchSlot(t.Context(), sl.ID, locklock.PatchRequest{ID: id, Secret: "s", TTL: time.Minute}); err != nil {
-		t.Fatal(err)
-	}
-	h := "h"
-	if _, err := b.PatchSlot(t.Context(), sl.ID, locklock.PatchRequest{ID: id, Secret: "s", Holder: &h}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.ReleaseSlot(t.Context(), id, sl.ID, "s"); err != nil {
-		t.Fatal(err)
-	}
-	expiring := mustSlot(t, b, locklock.SlotRequest{ID: id, Limit: 3, TTL: time.Second})
-	for {
-		if _, err := a.GetSlot(t.Context(), id, expiring.ID); errors.Is(err, locklock.ErrSlotNotFound) {
-			break
-		} else if time.Since(expiring.ExpiresAt) > 5*time.Second {
-			t.Fatalf("the slot did not expire: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-
-	// One transaction puts a slot key and then a lock key, as a batch
-	// could: the lock is the revision's first event.
-	client := etcdtest.Client(t, endpoint)
-	now := time.Now().UnixMilli()
-	slotKey := prefix + "sems/public/key/quiet#" + locklock.NewSlotID()
-	lockKey := prefix + "locks/public/key/loud"
-	resp, err := client.Txn(t.Context()).Then(
-		clientv3.OpPut(slotKey, fmt.Sprintf(`{"limit":3,"weight":1,"acquired_at_ms":%d,"expires_at_ms":%d,"lease":0}`, now, now+60000)),
-		clientv3.OpPut(lockKey, fmt.Sprintf(`{"acquired_at_ms":%d,"expires_at_ms":%d,"lease":0}`, now, now+60000)),
-	).Commit()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := client.Delete(t.Context(), slotKey); err != nil {
-		t.Fatal(err)
-	}
-	evs := readEvents(t, w, 1)
-	checkEvents(t, evs, "acquired loud")
-	if want := (locklock.Position{Epoch: evs[0].Pos.Epoch, Seq: uint64(resp.Header.Revision), Sub: 1}); evs[0].Pos != want {
-		t.Fatalf("the lock's event at %v, want %v", evs[0].Pos, want)
-	}
-	noMoreEvents(t, w)
-	noMoreEvents(t, one)
-
-	// A replay of the same history, from etcd, agrees.
-	replayed, err := engine.EventsAfter(t.Context(), locklock.Filter{Namespace: "public"}, w.At, evs[0].Pos)
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkEvents(t, replayed, "acquired loud")
-	if replayed[0].Pos != evs[0].Pos {
-		t.Fatalf("replayed at %v, live at %v", replayed[0].Pos, evs[0].Pos)
-	}
 }
 
 // TestSlotLeasesRevoked: slot keys go on the shared leases, and the lease
