@@ -121,7 +121,9 @@ type Engine struct {
 	closed bool
 
 	leases *leasePool
-	held   *heldCache
+	held   *heldCache[locklock.ID, stored]
+	// heldSlots is heldCache for slots, by slot key.
+	heldSlots *heldCache[string, storedSlot]
 	batch  *batcher
 	feed   *feed
 	turns  *turns // of semaphore acquires (see semaphore.go)
@@ -155,7 +157,8 @@ func New(client *clientv3.Client, opts ...Option) *Engine {
 	for _, o := range opts {
 		o(e)
 	}
-	e.held = newHeldCache()
+	e.held = newHeldCache[locklock.ID, stored]()
+	e.heldSlots = newHeldCache[string, storedSlot]()
 	e.batch = newBatcher(client, e.timeout)
 	e.leases = newLeasePool(client, e.timeout, e.prefix, e.batch.lastWrite.Load)
 	e.feed = newFeed(e)

@@ -12,14 +12,14 @@ import (
 // (locks acquired for good, never released, would otherwise pile up).
 const heldCacheSize = 1 << 16
 
-// heldCache remembers, for locks this engine wrote (acquired or refreshed),
-// the lock as stored after that write. Release and refresh then commit in
-// one round trip — compare the mod revision, write — instead of reading
-// first. An entry is only a guess: the compare proves it, and a
-// stale one costs a failed compare and then the usual read.
-type heldCache struct {
+// heldCache remembers, for locks (or slots) this engine wrote — acquired or
+// refreshed — the record as stored after that write. Release and refresh
+// then commit in one round trip — compare the mod revision, write —
+// instead of reading first. An entry is only a guess: the compare proves
+// it, and a stale one costs a failed compare and then the usual read.
+type heldCache[K comparable, V any] struct {
 	mu sync.Mutex
-	m  map[locklock.ID]stored
+	m  map[K]V
 }
 
 // stored is a lock as the engine read or wrote it, with what a later write
@@ -32,16 +32,16 @@ type stored struct {
 	delayLease clientv3.LeaseID
 }
 
-func newHeldCache() *heldCache { return &heldCache{m: make(map[locklock.ID]stored)} }
+func newHeldCache[K comparable, V any]() *heldCache[K, V] { return &heldCache[K, V]{m: make(map[K]V)} }
 
-func (c *heldCache) get(id locklock.ID) (stored, bool) {
+func (c *heldCache[K, V]) get(id K) (V, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.m[id]
 	return e, ok
 }
 
-func (c *heldCache) set(id locklock.ID, e stored) {
+func (c *heldCache[K, V]) set(id K, e V) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.m[id]; !ok && len(c.m) >= heldCacheSize {
@@ -53,7 +53,7 @@ func (c *heldCache) set(id locklock.ID, e stored) {
 	c.m[id] = e
 }
 
-func (c *heldCache) forget(id locklock.ID) {
+func (c *heldCache[K, V]) forget(id K) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.m, id)

@@ -162,6 +162,7 @@ func (e *Engine) TryAcquireSlot(ctx context.Context, cand locklock.Slot, now tim
 		if res.succeeded {
 			cand.Token = e.base.Load() + uint64(res.revision)
 			cand.Revision = res.revision
+			e.heldSlots.set(key, storedSlot{slot: cand, modRev: res.revision, lease: lease})
 			return cand, true, nil
 		}
 		if len(res.responses) != 1 {
@@ -257,35 +258,56 @@ func (e *Engine) readSlot(ctx, octx context.Context, id locklock.ID, slot string
 	return storedSlot{slot: sl, modRev: kv.ModRevision, lease: clientv3.LeaseID(kv.Lease)}, nil
 }
 
-// changeSlot is ReleaseSlot's and RefreshSlot's common step: read the slot,
+// changeSlot is ReleaseSlot's and RefreshSlot's common step: find the slot,
 // ask allow, and commit write only if the key's mod revision is still the
-// one read; read again if another write came first.
+// one found; read again if another write came first. As change does for
+// locks, it finds the slot in heldSlots when this engine wrote it last (one
+// round trip in all), else reads it. write reports the slot's record after
+// it (zero when deleted), for heldSlots.
 func (e *Engine) changeSlot(ctx context.Context, id locklock.ID, slot string, allow func(locklock.Slot) error,
-	write func(octx context.Context, cur storedSlot) (locklock.Slot, bool, error)) (locklock.Slot, error) {
+	write func(octx context.Context, cur storedSlot) (locklock.Slot, storedSlot, bool, error)) (locklock.Slot, error) {
 	done, err := e.enter(ctx)
 	if err != nil {
 		return locklock.Slot{}, err
 	}
 	defer done()
+	key := e.semKey(id) + slot
 	// Reads are bounded by the request timeout, all together.
 	octx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
+	cached, useCache := e.heldSlots.get(key)
 	for {
-		cur, err := e.readSlot(ctx, octx, id, slot)
-		if err != nil {
-			return locklock.Slot{}, err
-		}
-		if err := allow(cur.slot); err != nil {
-			return locklock.Slot{}, err
+		var cur storedSlot
+		if useCache {
+			useCache = false
+			cur = cached
+			if allow(cur.slot) != nil {
+				continue // a refusal must rest on a fresh read
+			}
+		} else {
+			if cur, err = e.readSlot(ctx, octx, id, slot); err != nil {
+				e.heldSlots.forget(key)
+				return locklock.Slot{}, err
+			}
+			if err := allow(cur.slot); err != nil {
+				return locklock.Slot{}, err
+			}
 		}
 		// Like TryAcquireSlot: see a write that may take a lease through.
 		wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), e.timeout)
-		out, ok, err := write(wctx, cur)
+		out, after, ok, err := write(wctx, cur)
 		wcancel()
-		if err != nil {
+		switch {
+		case err != nil:
+			e.heldSlots.forget(key)
 			return locklock.Slot{}, storeErr(ctx, "write slot", err)
-		}
-		if ok {
+		case !ok:
+			e.heldSlots.forget(key)
+		case after.modRev == 0:
+			e.heldSlots.forget(key)
+			return out, nil
+		default:
+			e.heldSlots.set(key, after)
 			return out, nil
 		}
 	}
@@ -298,10 +320,10 @@ func (e *Engine) changeSlot(ctx context.Context, id locklock.ID, slot string, al
 // "Lease accounting").
 func (e *Engine) ReleaseSlot(ctx context.Context, id locklock.ID, slot string, now time.Time, allow func(locklock.Slot) error) (locklock.Slot, error) {
 	sem, markerKey := e.semKey(id), e.slotMarkerKey(id, slot)
-	return e.changeSlot(ctx, id, slot, allow, func(octx context.Context, cur storedSlot) (locklock.Slot, bool, error) {
+	return e.changeSlot(ctx, id, slot, allow, func(octx context.Context, cur storedSlot) (locklock.Slot, storedSlot, bool, error) {
 		markerLease, err := e.leases.get(octx, markerTTL)
 		if err != nil {
-			return locklock.Slot{}, false, err
+			return locklock.Slot{}, storedSlot{}, false, err
 		}
 		mk := marker{Token: cur.slot.Token, At: now.UnixMilli()}
 		res, err := e.batch.commit(octx, sem, slotReleaseTxn(sem+slot, markerKey, mk.encode(), markerLease, cur.modRev))
@@ -309,9 +331,9 @@ func (e *Engine) ReleaseSlot(ctx context.Context, id locklock.ID, slot string, n
 		// earlier marker of the slot can be on it.
 		e.settle(res, err, markerLease, 0)
 		if err != nil || !res.succeeded {
-			return locklock.Slot{}, false, err
+			return locklock.Slot{}, storedSlot{}, false, err
 		}
-		return cur.slot, true, nil
+		return cur.slot, storedSlot{}, true, nil
 	})
 }
 
@@ -321,13 +343,13 @@ func (e *Engine) ReleaseSlot(ctx context.Context, id locklock.ID, slot string, n
 // The put keeps the key's create revision: the token.
 func (e *Engine) RefreshSlot(ctx context.Context, id locklock.ID, slot string, now time.Time, ch locklock.Change, allow func(locklock.Slot) error) (locklock.Slot, error) {
 	sem := e.semKey(id)
-	return e.changeSlot(ctx, id, slot, allow, func(octx context.Context, cur storedSlot) (locklock.Slot, bool, error) {
+	return e.changeSlot(ctx, id, slot, allow, func(octx context.Context, cur storedSlot) (locklock.Slot, storedSlot, bool, error) {
 		next := ch.ApplySlot(cur.slot)
 		lease := cur.lease
 		if ch.ChangesExpiry() {
 			var err error
 			if lease, err = e.leases.get(octx, ttlSeconds(now, next.ExpiresAt)); err != nil {
-				return locklock.Slot{}, false, err
+				return locklock.Slot{}, storedSlot{}, false, err
 			}
 		}
 		r := slotRecordOf(next, lease)
@@ -338,10 +360,10 @@ func (e *Engine) RefreshSlot(ctx context.Context, id locklock.ID, slot string, n
 			e.settle(res, err, lease, cur.lease)
 		}
 		if err != nil || !res.succeeded {
-			return locklock.Slot{}, false, err
+			return locklock.Slot{}, storedSlot{}, false, err
 		}
 		next.Revision = res.revision
-		return next, true, nil
+		return next, storedSlot{slot: next, modRev: res.revision, lease: lease}, true, nil
 	})
 }
 
