@@ -124,9 +124,9 @@ type Engine struct {
 	held   *heldCache[locklock.ID, stored]
 	// heldSlots is heldCache for slots, by slot key.
 	heldSlots *heldCache[string, storedSlot]
-	batch  *batcher
-	feed   *feed
-	turns  *turns // of semaphore acquires (see semaphore.go)
+	batch     *batcher
+	feed      *feed
+	turns     *turns // of semaphore acquires (see semaphore.go)
 
 	listPage int // slot keys per read of ListSemaphores (listPage)
 
