@@ -72,21 +72,6 @@ func slotLabel(typ locklock.EventType, sl locklock.Slot) string {
 	return string(typ) + " " + sl.Semaphore.Name + "#" + sl.ID
 }
 
-// waitSlotGone waits until the slot's lease has ended.
-func waitSlotGone(t *testing.T, s *locklock.Service, sl locklock.Slot) {
-	t.Helper()
-	for {
-		_, err := s.GetSlot(t.Context(), sl.Semaphore, sl.ID)
-		if errors.Is(err, locklock.ErrSlotNotFound) {
-			return
-		}
-		if time.Since(sl.ExpiresAt) > 10*time.Second {
-			t.Fatalf("slot %s did not expire: %v", sl.ID, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // TestSlotEventsAcrossServers: a semaphore's stream on server B shows what
 // is done to its slots through server A — acquire, refresh, PATCH,
 // release, and an expiry no request made — each with its type and the
