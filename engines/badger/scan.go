@@ -13,6 +13,21 @@ import (
 
 // Scans: operations that read many keys (List, Sweep, CountHeld).
 
+// scanRange is where a listing scans: keys under base followed by names
+// starting with q.Prefix (prefix), from the first one past q.After (start):
+// base, q.After and then past, the first byte after every key of After's.
+func scanRange(base []byte, q locklock.ListQuery, past byte) (prefix, start []byte) {
+	prefix = append(bytes.Clone(base), q.Prefix...)
+	start = prefix
+	if q.After != "" {
+		after := append(append(bytes.Clone(base), q.After...), past)
+		if bytes.Compare(after, start) > 0 {
+			start = after
+		}
+	}
+	return prefix, start
+}
+
 // List implements locklock.Engine as one prefix scan in key order, which is
 // name order. Expired locks not yet swept, and records kept for their
 // lock-delay, are skipped.
@@ -29,15 +44,8 @@ func (e *Engine) List(ctx context.Context, q locklock.ListQuery, now time.Time) 
 		return nil, nil
 	}
 	base := listPrefix(q.Namespace, q.Kind)
-	prefix := append(bytes.Clone(base), q.Prefix...)
-	start := prefix
-	if q.After != "" {
-		// Names contain no NUL, so After+"\x00" is the first key after After.
-		after := append(append(bytes.Clone(base), q.After...), sep)
-		if bytes.Compare(after, start) > 0 {
-			start = after
-		}
-	}
+	// Names contain no NUL, so After+"\x00" is the first key after After.
+	prefix, start := scanRange(base, q, sep)
 	var out []locklock.Lock
 	var expired []locklock.Lock
 	err = e.view(func(txn *bdg.Txn) error {

@@ -415,11 +415,7 @@ func (e *Engine) changeSlot(ctx context.Context, id locklock.ID, slot string, no
 			if e.admit(needRelease) != nil {
 				return nil // answered as if deleted (see the top of this file)
 			}
-			if err := dropSlots(txn, []locklock.Slot{cur}); err != nil {
-				return err
-			}
-			ev.expiredSlots([]locklock.Slot{cur})
-			return adjustHead(txn, id, -1)
+			return expireSlot(txn, ev, cur)
 		}
 		if err := allow(cur); err != nil {
 			return answer(err)

@@ -31,16 +31,9 @@ func (e *Engine) ListSemaphores(ctx context.Context, q locklock.ListQuery, now t
 		return nil, nil
 	}
 	base := slotListPrefix(q.Namespace, q.Kind)
-	prefix := append(bytes.Clone(base), q.Prefix...)
-	start := prefix
-	if q.After != "" {
-		// A name's slot records are <name>\x00<slot>, and names contain no
-		// NUL: <after>\x01 is past all of After's and before any later name.
-		after := append(append(bytes.Clone(base), q.After...), sep+1)
-		if bytes.Compare(after, start) > 0 {
-			start = after
-		}
-	}
+	// A name's slot records are <name>\x00<slot>, and names contain no
+	// NUL: <after>\x01 is past all of After's and before any later name.
+	prefix, start := scanRange(base, q, sep+1)
 	var (
 		out     []locklock.SemaphoreSummary
 		expired []locklock.Slot
@@ -126,11 +119,7 @@ func (e *Engine) settleSlots(ctx context.Context, slots []locklock.Slot, now tim
 				if !found || cur.Live(now) {
 					continue // deleted, or refreshed by a step judged earlier
 				}
-				if err := dropSlots(txn, []locklock.Slot{cur}); err != nil {
-					return err
-				}
-				ev.expiredSlots([]locklock.Slot{cur})
-				if err := adjustHead(txn, cur.Semaphore, -1); err != nil {
+				if err := expireSlot(txn, ev, cur); err != nil {
 					return err
 				}
 			}
@@ -165,11 +154,7 @@ func sweepSlots(txn *bdg.Txn, ev *eventLog, now time.Time, max int) (n int, more
 		if !found || cur.Live(now) {
 			continue // a stale index entry; the record's own entry stays
 		}
-		if err := dropSlots(txn, []locklock.Slot{cur}); err != nil {
-			return n, more, err
-		}
-		ev.expiredSlots([]locklock.Slot{cur})
-		if err := adjustHead(txn, id, -1); err != nil {
+		if err := expireSlot(txn, ev, cur); err != nil {
 			return n, more, err
 		}
 		n++

@@ -57,6 +57,16 @@ func adjustHead(txn *bdg.Txn, id locklock.ID, delta int) error {
 	return writeHead(txn, id, n+delta)
 }
 
+// expireSlot deletes cur, a stored slot found expired, reports it and
+// counts it out of its semaphore's head.
+func expireSlot(txn *bdg.Txn, ev *eventLog, cur locklock.Slot) error {
+	if err := dropSlots(txn, []locklock.Slot{cur}); err != nil {
+		return err
+	}
+	ev.expiredSlots([]locklock.Slot{cur})
+	return adjustHead(txn, cur.Semaphore, -1)
+}
+
 // getSlot reads the stored slot record, live or not.
 func getSlot(txn *bdg.Txn, id locklock.ID, slot string) (locklock.Slot, bool, error) {
 	item, err := txn.Get(slotKey(id, slot))
