@@ -128,21 +128,7 @@ func (c *linClient) do(ctx context.Context, svc *locklock.Service, id locklock.I
 // testLinearizable checks the engine under test through one Service.
 func testLinearizable(t *testing.T, h Harness) {
 	e := newEnv(t, h)
-	now := time.Now
-	if e.clock != nil {
-		now = e.clock.Now
-	}
-	advance := func() {
-		if e.clock != nil {
-			e.clock.Advance(linTick)
-		} else {
-			time.Sleep(linTick)
-		}
-	}
-	var slack time.Duration
-	if h.RealTime {
-		slack = realTimeSlack
-	}
+	now, advance, slack := e.linTime()
 	checkLinearizable(t, []*locklock.Service{e.svc}, now, advance, slack, false, e.id)
 }
 
@@ -162,11 +148,29 @@ func testLinearizable(t *testing.T, h Harness) {
 // lease's countdown.
 func CheckLinearizable(t *testing.T, services []*locklock.Service, nemesis func(round int), slack time.Duration) {
 	t.Helper()
-	id := func(name string) locklock.ID {
-		return locklock.ID{Namespace: locklock.DefaultNamespace, Kind: locklock.KindKey, Name: name}
+	advance, slack := sharedLinTime(nemesis, slack)
+	checkLinearizable(t, services, time.Now, advance, slack, nemesis != nil, sharedLinID)
+}
+
+// linTime is how a history through the sub-test's own Service keeps time:
+// the manual clock moved on each round, or real time for engines that keep
+// their own (with slack for how late they may end a lock).
+func (e *env) linTime() (now func() time.Time, advance func(), slack time.Duration) {
+	if e.clock != nil {
+		return e.clock.Now, func() { e.clock.Advance(linTick) }, 0
 	}
+	if e.h.RealTime {
+		slack = realTimeSlack
+	}
+	return time.Now, func() { time.Sleep(linTick) }, slack
+}
+
+// sharedLinTime is how a history through several servers keeps time: real
+// time, nemesis called at the start of every round, slack by default
+// realTimeSlack.
+func sharedLinTime(nemesis func(round int), slack time.Duration) (advance func(), _ time.Duration) {
 	round := 0
-	advance := func() {
+	advance = func() {
 		if nemesis != nil {
 			nemesis(round)
 		}
@@ -176,7 +180,13 @@ func CheckLinearizable(t *testing.T, services []*locklock.Service, nemesis func(
 	if slack == 0 {
 		slack = realTimeSlack
 	}
-	checkLinearizable(t, services, time.Now, advance, slack, nemesis != nil, id)
+	return advance, slack
+}
+
+// sharedLinID names the locks and semaphores of a history through several
+// servers.
+func sharedLinID(name string) locklock.ID {
+	return locklock.ID{Namespace: locklock.DefaultNamespace, Kind: locklock.KindKey, Name: name}
 }
 
 // LinearizableRounds is how many rounds CheckLinearizable records.

@@ -229,21 +229,7 @@ func (c *semLinClient) do(ctx context.Context, svc *locklock.Service, id lockloc
 // Service.
 func testSemaphoresLinearizable(t *testing.T, h Harness) {
 	e := newEnv(t, h)
-	now := time.Now
-	if e.clock != nil {
-		now = e.clock.Now
-	}
-	advance := func() {
-		if e.clock != nil {
-			e.clock.Advance(linTick)
-		} else {
-			time.Sleep(linTick)
-		}
-	}
-	var slack time.Duration
-	if h.RealTime {
-		slack = realTimeSlack
-	}
+	now, advance, slack := e.linTime()
 	checkSemaphoresLinearizable(t, []*locklock.Service{e.svc}, now, advance, slack, false, e.id)
 }
 
@@ -254,21 +240,8 @@ func testSemaphoresLinearizable(t *testing.T, h Harness) {
 // real clocks, nemesis and slack).
 func CheckSemaphoresLinearizable(t *testing.T, services []*locklock.Service, nemesis func(round int), slack time.Duration) {
 	t.Helper()
-	id := func(name string) locklock.ID {
-		return locklock.ID{Namespace: locklock.DefaultNamespace, Kind: locklock.KindKey, Name: name}
-	}
-	round := 0
-	advance := func() {
-		if nemesis != nil {
-			nemesis(round)
-		}
-		round++
-		time.Sleep(linTick)
-	}
-	if slack == 0 {
-		slack = realTimeSlack
-	}
-	checkSemaphoresLinearizable(t, services, time.Now, advance, slack, nemesis != nil, id)
+	advance, slack := sharedLinTime(nemesis, slack)
+	checkSemaphoresLinearizable(t, services, time.Now, advance, slack, nemesis != nil, sharedLinID)
 }
 
 // SemaphoresLinearizableRounds is how many rounds
