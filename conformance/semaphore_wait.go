@@ -18,40 +18,20 @@ type slotResult struct {
 // startSlotWaiter begins a waiting acquire and returns once it is queued.
 func (e *env) startSlotWaiter(ctx context.Context, req locklock.SlotRequest) <-chan slotResult {
 	e.t.Helper()
-	before := e.svc.Waiters()
-	out := make(chan slotResult, 1)
-	go func() {
+	return startWaiting(e, req.ID, func() slotResult {
 		sl, created, err := e.svc.AcquireSlot(ctx, req)
-		out <- slotResult{sl, created, err}
-	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for e.svc.Waiters() <= before {
-		if time.Now().After(deadline) {
-			e.t.Fatalf("waiter for %s never queued", req.ID)
-		}
-		time.Sleep(time.Millisecond)
-	}
-	return out
+		return slotResult{sl, created, err}
+	})
 }
 
 func (e *env) slotResult(ch <-chan slotResult) slotResult {
 	e.t.Helper()
-	select {
-	case r := <-ch:
-		return r
-	case <-time.After(30 * time.Second):
-		e.t.Fatal("waiter never answered")
-		return slotResult{}
-	}
+	return answerOf(e, ch)
 }
 
 func (e *env) assertSlotWaiting(ch <-chan slotResult) {
 	e.t.Helper()
-	select {
-	case r := <-ch:
-		e.t.Fatalf("waiter answered early: %+v", r)
-	case <-time.After(50 * time.Millisecond):
-	}
+	assertWaiting(e, ch)
 }
 
 // testSemaphoreWriterNotStarved: waiting is first come, first served. A

@@ -19,34 +19,54 @@ type acquireResult struct {
 // startWaiter begins a long-poll acquire and returns once it is queued.
 func (e *env) startWaiter(ctx context.Context, req locklock.AcquireRequest) <-chan acquireResult {
 	e.t.Helper()
-	before := e.svc.Waiters()
-	out := make(chan acquireResult, 1)
-	go func() {
+	return startWaiting(e, req.ID, func() acquireResult {
 		l, created, err := e.svc.Acquire(ctx, req)
-		out <- acquireResult{l, created, err}
-	}()
+		return acquireResult{l, created, err}
+	})
+}
+
+func (e *env) result(ch <-chan acquireResult) acquireResult {
+	e.t.Helper()
+	return answerOf(e, ch)
+}
+
+func (e *env) assertStillWaiting(ch <-chan acquireResult) {
+	e.t.Helper()
+	assertWaiting(e, ch)
+}
+
+// startWaiting runs acquire, a waiting acquire of a lock or a slot named
+// id, and returns once the Service counts it as a waiter.
+func startWaiting[R any](e *env, id locklock.ID, acquire func() R) <-chan R {
+	e.t.Helper()
+	before := e.svc.Waiters()
+	out := make(chan R, 1)
+	go func() { out <- acquire() }()
 	deadline := time.Now().Add(10 * time.Second)
 	for e.svc.Waiters() <= before {
 		if time.Now().After(deadline) {
-			e.t.Fatalf("waiter for %s never queued", req.ID)
+			e.t.Fatalf("waiter for %s never queued", id)
 		}
 		time.Sleep(time.Millisecond)
 	}
 	return out
 }
 
-func (e *env) result(ch <-chan acquireResult) acquireResult {
+// answerOf is a waiter's answer, within 30 s.
+func answerOf[R any](e *env, ch <-chan R) R {
 	e.t.Helper()
 	select {
 	case r := <-ch:
 		return r
 	case <-time.After(30 * time.Second):
 		e.t.Fatal("waiter never answered")
-		return acquireResult{}
+		var zero R
+		return zero
 	}
 }
 
-func (e *env) assertStillWaiting(ch <-chan acquireResult) {
+// assertWaiting checks that a waiter has not answered yet.
+func assertWaiting[R any](e *env, ch <-chan R) {
 	e.t.Helper()
 	select {
 	case r := <-ch:
