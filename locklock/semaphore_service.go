@@ -79,12 +79,8 @@ func (a *slotAcquire) run(ctx context.Context) (Slot, bool, error) {
 // does a lock's.
 func slotOutcome(req SlotRequest, created, waited bool, err error) AcquireOutcome {
 	switch {
-	case err == nil && !created:
-		return OutcomeReacquired
-	case err == nil && waited:
-		return OutcomeWaited
 	case err == nil:
-		return OutcomeGranted
+		return grantOutcome(created, waited)
 	case errors.Is(err, ErrSemaphoreFull) && req.Wait > 0:
 		return OutcomeTimedOut
 	case errors.Is(err, ErrSemaphoreFull):

@@ -226,12 +226,8 @@ func (s *Service) validateTerms(secret string, ttl *time.Duration, wait time.Dur
 // acquireOutcome sorts an Acquire's result for metrics.
 func acquireOutcome(req AcquireRequest, created, waited bool, err error) AcquireOutcome {
 	switch {
-	case err == nil && !created:
-		return OutcomeReacquired
-	case err == nil && waited:
-		return OutcomeWaited
 	case err == nil:
-		return OutcomeGranted
+		return grantOutcome(created, waited)
 	case errors.Is(err, ErrHeld) && req.Wait > 0:
 		return OutcomeTimedOut
 	case errors.Is(err, ErrHeld):
@@ -240,6 +236,17 @@ func acquireOutcome(req AcquireRequest, created, waited bool, err error) Acquire
 		return OutcomeDelayed
 	}
 	return failedOutcome(err)
+}
+
+// grantOutcome sorts a successful acquire of a lock or a slot.
+func grantOutcome(created, waited bool) AcquireOutcome {
+	switch {
+	case !created:
+		return OutcomeReacquired
+	case waited:
+		return OutcomeWaited
+	}
+	return OutcomeGranted
 }
 
 // failedOutcome sorts the failures acquires of locks and slots share.

@@ -55,6 +55,21 @@ type body struct {
 	weight    *int64
 }
 
+// acquireTerms are the fields acquires of locks and slots share: the
+// lifetime and wait (zero when absent: the defaults) and the holder.
+func (b body) acquireTerms() (ttl, wait time.Duration, holder string) {
+	if b.expiresIn != nil {
+		ttl = seconds(*b.expiresIn)
+	}
+	if b.wait != nil {
+		wait = seconds(*b.wait)
+	}
+	if b.holder != nil {
+		holder = *b.holder
+	}
+	return ttl, wait, holder
+}
+
 // readBody reads and strictly decodes the body, accepting only the allowed
 // fields. Every mistake is a 4xx problem, before anything is changed.
 func readBody(w http.ResponseWriter, r *http.Request, allowed ...string) (body, error) {

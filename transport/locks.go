@@ -61,15 +61,7 @@ func (h *handler) acquire(w http.ResponseWriter, r *http.Request, id locklock.ID
 	if req.Secret, err = secretOf(r, b); err != nil {
 		return err
 	}
-	if b.expiresIn != nil {
-		req.TTL = seconds(*b.expiresIn)
-	}
-	if b.wait != nil {
-		req.Wait = seconds(*b.wait)
-	}
-	if b.holder != nil {
-		req.Holder = *b.holder
-	}
+	req.TTL, req.Wait, req.Holder = b.acquireTerms()
 	if b.lockDelay != nil {
 		req.LockDelay = seconds(*b.lockDelay)
 	}
@@ -79,12 +71,17 @@ func (h *handler) acquire(w http.ResponseWriter, r *http.Request, id locklock.ID
 	if err != nil {
 		return err
 	}
-	status := http.StatusOK
-	if created {
-		status = http.StatusCreated
-	}
-	writeLock(w, r, status, l)
+	writeLock(w, r, acquiredStatus(created), l)
 	return nil
+}
+
+// acquiredStatus is an acquire's answer: 201 for a new lock or slot, 200
+// for one the caller already held (a retry).
+func acquiredStatus(created bool) int {
+	if created {
+		return http.StatusCreated
+	}
+	return http.StatusOK
 }
 
 func (h *handler) release(w http.ResponseWriter, r *http.Request, id locklock.ID) error {

@@ -98,26 +98,14 @@ func (h *handler) acquireSlot(w http.ResponseWriter, r *http.Request, id lockloc
 	if b.weight != nil {
 		req.Weight = int(*b.weight)
 	}
-	if b.expiresIn != nil {
-		req.TTL = seconds(*b.expiresIn)
-	}
-	if b.wait != nil {
-		req.Wait = seconds(*b.wait)
-	}
-	if b.holder != nil {
-		req.Holder = *b.holder
-	}
+	req.TTL, req.Wait, req.Holder = b.acquireTerms()
 	// r.Context(): a client that disconnects stops its wait, and the
 	// Service then gives up (or gives back) the slot.
 	sl, created, err := h.svc.AcquireSlot(r.Context(), req)
 	if err != nil {
 		return err
 	}
-	status := http.StatusOK
-	if created {
-		status = http.StatusCreated
-	}
-	writeJSON(w, r, status, slotOf(sl))
+	writeJSON(w, r, acquiredStatus(created), slotOf(sl))
 	return nil
 }
 
