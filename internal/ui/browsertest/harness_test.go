@@ -298,7 +298,9 @@ func (tb *tab) listen(ev any) {
 		tb.dialogs++
 		tb.problems = append(tb.problems, fmt.Sprintf("a JavaScript %s dialog opened: %q", ev.Type, ev.Message))
 		// The dialog blocks the page; dismiss it from outside the loop.
-		go func() { _, _ = chromedp.Call(tb.ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: false}) }()
+		go func() {
+			_, _ = chromedp.Call(tb.ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: false})
+		}()
 	case *network.EventRequestWillBeSent:
 		u := ev.Request.URL
 		tb.requests = append(tb.requests, u)
@@ -398,10 +400,21 @@ func (tb *tab) waitFor(what, cond string, limit time.Duration) time.Duration {
 	}
 }
 
+// clearInput empties a field as a person would (select all, delete), which
+// fires its input event. (chromedp's Clear resets the value attribute, not
+// what was typed.)
+func (tb *tab) clearInput(sel string) {
+	tb.t.Helper()
+	eval[bool](tb, fmt.Sprintf(`(() => { const e = document.querySelector(%q); e.focus(); e.select(); return document.execCommand("delete"); })()`, sel))
+	if v := eval[string](tb, fmt.Sprintf(`document.querySelector(%q).value`, sel)); v != "" {
+		tb.t.Fatalf("tab %s: %s still holds %q", tb.name, sel, v)
+	}
+}
+
 // text is an element's textContent, or fails the test if there is none.
 func (tb *tab) text(sel string) string {
 	tb.t.Helper()
-	return eval[string](tb, fmt.Sprintf(`(() => { const e = document.querySelector(%q); return e ? e.textContent : "<no element %s>"; })()`, sel, sel))
+	return eval[string](tb, fmt.Sprintf(`(() => { const e = document.querySelector(%q); return e ? e.textContent : "<no element>"; })()`, sel))
 }
 
 // shot saves a screenshot of the whole page as shots/<name>.png.
@@ -452,6 +465,7 @@ func (tb *tab) colorScheme(scheme string) {
 	if _, err := chromedp.Call(tb.ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{Features: features}); err != nil {
 		tb.t.Fatalf("emulate prefers-color-scheme %q: %v", scheme, err)
 	}
+	time.Sleep(300 * time.Millisecond) // the page's colour transitions
 }
 
 // interactiveRoles are the roles a person operates; each needs a name a

@@ -106,7 +106,8 @@ function expiresEl(iso) {
 }
 
 function updateCountdown(e) {
-  const left = Date.parse(e.dataset.expires) - clientNow();
+  if (e.expiresMs === undefined) e.expiresMs = Date.parse(e.dataset.expires);
+  const left = e.expiresMs - clientNow();
   const text = countdown(left);
   if (e.textContent !== text) e.textContent = text;
   e.classList.toggle('soon', left < 60000 && left > 10000);
@@ -427,9 +428,9 @@ function renderNow() {
 
   let slots = 0;
   for (const m of sems) slots += m.slots.size;
-  $('stat-locks').textContent = locks.length.toLocaleString();
-  $('stat-sems').textContent = sems.length.toLocaleString();
-  $('stat-slots').textContent = slots.toLocaleString();
+  stat('locks', locks.length, 'lock', 'locks');
+  stat('sems', sems.length, 'semaphore', 'semaphores');
+  stat('slots', slots, 'slot', 'slots');
 
   const events = s.events.filter((e) => {
     const x = e.data.lock || e.data.slot;
@@ -439,11 +440,16 @@ function renderNow() {
   $('events-empty').hidden = events.length > 0;
 }
 
+function stat(id, n, one, many) {
+  $(`stat-${id}`).textContent = n.toLocaleString();
+  $(`stat-${id}-label`).textContent = n === 1 ? one : many;
+}
+
 function lockRow(l) {
   const tr = el('tr');
-  for (let i = 0; i < 8; i++) tr.append(el('td'));
-  const [, , , tok, , exp, , ops] = tr.children;
-  tok.className = 'num mono';
+  for (let i = 0; i < 7; i++) tr.append(el('td'));
+  const [, , tok, , exp, , ops] = tr.children;
+  tok.className = 'num mono token';
   exp.className = 'num';
   ops.className = 'op-col';
   const key = `${l.kind}/${l.name}`;
@@ -458,22 +464,36 @@ function lockRow(l) {
   return tr;
 }
 
+// holderCell is the holder with the metadata under it: who, then what
+// they said about it.
+function holderCell(x) {
+  const out = [holderEl(x.holder)];
+  if (x.metadata && Object.keys(x.metadata).length) out.push(metadataEl(x.metadata));
+  return out;
+}
+
 function updateLockRow(tr, l) {
   const sig = JSON.stringify(l);
   if (tr.dataset.sig === sig) return;
+  const fresh = tr.dataset.sig !== undefined;
   tr.dataset.sig = sig;
-  const [name, holder, md, tok, acq, exp, prot] = tr.children;
+  const [name, holder, tok, acq, exp, prot] = tr.children;
   name.replaceChildren(nameEl(l.kind, l.name));
-  if (l.lock_delay) name.append(el('span', { class: 'pill pill-delay', title: 'lock-delay after an expiry or a forced release' }, `delay ${seconds(l.lock_delay)}`));
-  holder.replaceChildren(holderEl(l.holder));
-  md.replaceChildren(metadataEl(l.metadata));
+  holder.replaceChildren(...holderCell(l));
   tok.textContent = l.fencing_token;
   acq.replaceChildren(timeEl(l.acquired_at));
   exp.replaceChildren(expiresEl(l.expires_at));
+  if (l.lock_delay) {
+    exp.append(el('span', { class: 'sub', title: 'after an expiry or a forced release, nobody may take it for this long' },
+      `then ${seconds(l.lock_delay)} delay`));
+  }
   prot.replaceChildren(protectedEl(l.protected));
-  tr.classList.remove('flash');
-  void tr.offsetWidth; // restart the highlight
-  tr.classList.add('flash');
+  if (fresh) {
+    // A change the stream reported: highlight it for a moment.
+    tr.classList.remove('flash');
+    void tr.offsetWidth;
+    tr.classList.add('flash');
+  }
 }
 
 function semCard(m) {
@@ -512,7 +532,7 @@ function slotRow(m, s) {
   for (let i = 0; i < 7; i++) tr.append(el('td'));
   const [, w, tok, , exp, , ops] = tr.children;
   w.className = 'num';
-  tok.className = 'num mono';
+  tok.className = 'num mono token';
   exp.className = 'num';
   ops.className = 'op-col';
   const semKey = `${m.kind}/${m.name}`;
@@ -534,8 +554,7 @@ function updateSlotRow(tr, s) {
   if (tr.dataset.sig === sig) return;
   tr.dataset.sig = sig;
   const [holder, w, tok, acq, exp, prot] = tr.children;
-  holder.replaceChildren(holderEl(s.holder));
-  if (s.metadata && Object.keys(s.metadata).length) holder.append(' ', metadataEl(s.metadata));
+  holder.replaceChildren(...holderCell(s));
   w.textContent = String(s.weight);
   tok.textContent = s.fencing_token;
   acq.replaceChildren(timeEl(s.acquired_at));
@@ -547,22 +566,24 @@ function eventItem(e) {
   const d = e.data;
   if (d.type === 'reset') {
     return el('li', { class: 'ev ev-system' },
-      el('span', { class: 'ev-type t-reset' }, 'reset'),
-      timeEl(d.at, true),
-      el('span', { class: 'ev-what' }, 'events were missed: listed again'));
+      el('span', { class: 'ev-head' },
+        el('span', { class: 'ev-type t-reset' }, 'reset'),
+        el('span', { class: 'ev-what' }, 'events were missed: listed again')),
+      el('span', { class: 'ev-details' }, el('time', { class: 'ev-time', datetime: d.at }, when(d.at, true))));
   }
   const x = d.lock || d.slot;
-  const what = el('span', { class: 'ev-what' }, kindBadge(x.kind), el('span', { class: 'name mono' }, x.name));
-  if (d.slot) what.append(el('span', { class: 'ev-slot' }, `slot ${d.slot.slot.slice(0, 8)}…`));
-  const extra = [];
-  if (x.holder) extra.push(el('span', { class: 'ev-holder' }, x.holder));
-  if (d.delayed_until) extra.push(el('span', { class: 'ev-delay' }, 'delayed until ', timeEl(d.delayed_until)));
-  return el('li', { class: `ev t-${d.type}` },
-    el('span', { class: `ev-type t-${d.type}` }, d.type),
+  const details = [
     el('time', { class: 'ev-time', datetime: d.at, title: new Date(d.at).toString() }, when(d.at, true)),
-    what,
-    el('span', { class: 'ev-token mono', title: 'fencing token' }, `#${x.fencing_token}`),
-    extra.length ? el('span', { class: 'ev-extra' }, extra) : null);
+    el('span', { class: 'ev-token', title: 'fencing token' }, `#${x.fencing_token}`),
+  ];
+  if (d.slot) details.push(el('span', { class: 'ev-slot', title: `slot ${d.slot.slot}` }, `slot ${d.slot.slot.slice(0, 6)}…`));
+  if (x.holder) details.push(el('span', { class: 'ev-holder', title: x.holder }, x.holder));
+  if (d.delayed_until) details.push(el('span', { class: 'ev-delay' }, 'delayed until ', timeEl(d.delayed_until)));
+  return el('li', { class: `ev t-${d.type}` },
+    el('span', { class: 'ev-head' },
+      el('span', { class: `ev-type t-${d.type}` }, d.type),
+      el('span', { class: 'ev-what' }, kindBadge(x.kind), el('span', { class: 'name mono', title: x.name }, x.name))),
+    el('span', { class: 'ev-details' }, details));
 }
 
 // ---- forced release ----
@@ -628,7 +649,7 @@ async function confirmForce() {
     }
     const box = $('force-error');
     box.replaceChildren(el('strong', {}, err instanceof ApiError ? err.title : 'Failed'),
-      ' ', err instanceof ApiError ? err.detail : String(err));
+      el('span', { class: 'detail' }, err instanceof ApiError ? err.detail : String(err)));
     box.hidden = false;
     confirm.disabled = false;
     confirm.textContent = 'Force release';
@@ -751,8 +772,13 @@ async function connect(key) {
   } catch (err) {
     s.close();
     setConn('failed', 'Not connected');
-    if (err instanceof ApiError && err.status === 401) sessionStorage.removeItem(KEY_STORAGE);
     showError(err);
+    if (err instanceof ApiError && err.status === 401) {
+      // A typo, most likely: ready to be typed over.
+      sessionStorage.removeItem(KEY_STORAGE);
+      $('key-input').focus();
+      $('key-input').select();
+    }
     return;
   } finally {
     $('key-submit').disabled = false;
@@ -840,11 +866,12 @@ function init() {
     filter.prefix = e.target.value.trim();
     renderNow();
   });
-  // Countdowns move every second; half-second ticks keep them within
-  // half a second of the server's clock.
+  // Countdowns move every second. Each has its own second boundaries, so
+  // they are checked ten times a second (the text changes once): a
+  // countdown is never more than 0.1 s behind the clock.
   setInterval(() => {
     for (const e of document.querySelectorAll('[data-expires]')) updateCountdown(e);
-  }, 500);
+  }, 100);
 
   const saved = sessionStorage.getItem(KEY_STORAGE);
   showView();
