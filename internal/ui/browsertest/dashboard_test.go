@@ -258,11 +258,22 @@ func TestDashboard(t *testing.T) {
 			t.Errorf("text in the dark theme is %s", fg)
 		}
 		ops.shot("06-dark")
-		ops.do("open the dialog in the dark", chromedp.Click(chromedp.CSS(`#locks-body tr[data-key="key/xss-probe"] button`)))
+		// By keyboard alone: Tab to the button, Enter opens the dialog,
+		// Escape cancels it and gives the focus back.
+		button := `#locks-body tr[data-key="key/xss-probe"] button`
+		ops.tabTo(button, 60)
+		if !eval[bool](ops, `document.activeElement.matches(":focus-visible") && getComputedStyle(document.activeElement).outlineStyle !== "none"`) {
+			t.Error("the focused button shows no focus ring")
+		}
+		ops.shot("07-dark-keyboard-focus")
+		ops.do("press Enter", chromedp.KeyEvent(kb.Enter))
 		ops.waitFor("the dialog", `document.getElementById("force-dialog").open`, 2*time.Second)
-		ops.shot("07-dark-dialog")
+		ops.shot("08-dark-dialog")
 		ops.do("cancel with Escape", chromedp.KeyEvent(kb.Escape))
 		ops.waitFor("the dialog closes", `!document.getElementById("force-dialog").open`, 2*time.Second)
+		if !eval[bool](ops, fmt.Sprintf(`document.activeElement === document.querySelector(%q)`, button)) {
+			t.Error("focus did not come back to the button that opened the dialog")
+		}
 		if n := eval[int](ops, `document.querySelectorAll("#locks-body tr").length`); n != 1 {
 			t.Errorf("cancelling released something: %d locks left", n)
 		}
@@ -288,7 +299,7 @@ func TestDashboard(t *testing.T) {
 		if code != 403 || body["code"] != "forbidden" {
 			t.Errorf("a forced release by a viewer: %d %v, want 403 forbidden", code, body)
 		}
-		viewer.shot("08-viewer")
+		viewer.shot("09-viewer")
 	})
 
 	anon := newTab(t, browser, srv, "anonymous", shots)
@@ -319,7 +330,7 @@ func TestDashboard(t *testing.T) {
 			t.Errorf("the lock's events show %q first", ev)
 		}
 		anon.checkAccessibleNames("anonymous view")
-		anon.shot("09-anonymous-lookup")
+		anon.shot("10-anonymous-lookup")
 	})
 
 	t.Run("forget the key", func(t *testing.T) {

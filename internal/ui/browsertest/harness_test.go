@@ -26,6 +26,7 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"github.com/locklock/locklock/internal/keys"
 )
@@ -409,6 +410,20 @@ func (tb *tab) clearInput(sel string) {
 	if v := eval[string](tb, fmt.Sprintf(`document.querySelector(%q).value`, sel)); v != "" {
 		tb.t.Fatalf("tab %s: %s still holds %q", tb.name, sel, v)
 	}
+}
+
+// tabTo presses Tab until the element sel has the focus, at most max
+// times: the page must be usable by keyboard alone.
+func (tb *tab) tabTo(sel string, max int) {
+	tb.t.Helper()
+	is := fmt.Sprintf(`document.activeElement === document.querySelector(%q)`, sel)
+	for i := 0; i < max; i++ {
+		if eval[bool](tb, is) {
+			return
+		}
+		tb.do("press Tab", chromedp.KeyEvent(kb.Tab))
+	}
+	tb.t.Fatalf("tab %s: %d presses of Tab did not reach %s", tb.name, max, sel)
 }
 
 // text is an element's textContent, or fails the test if there is none.
