@@ -312,6 +312,26 @@ func (s *Service) ReleaseSlot(ctx context.Context, id ID, slot, secret string) (
 	return sl, nil
 }
 
+// RevokeSlot frees a slot whatever its secret: an operator's forced
+// release (API.md §11). Slots have no lock-delay.
+func (s *Service) RevokeSlot(ctx context.Context, id ID, slot string) (Slot, error) {
+	eng, err := s.semaphores()
+	if err != nil {
+		return Slot{}, err
+	}
+	if err := checkSlot(id, slot); err != nil {
+		return Slot{}, err
+	}
+	now := s.now()
+	sl, err := eng.RevokeSlot(ctx, id, slot, now)
+	if err != nil {
+		return Slot{}, err
+	}
+	sl.ObservedAt = now
+	s.waits.notify(semaphoreWait(id))
+	return sl, nil
+}
+
 // PatchSlot applies req (its ID the semaphore's) to the live slot, as Patch
 // does to a lock.
 func (s *Service) PatchSlot(ctx context.Context, slot string, req PatchRequest) (Slot, error) {

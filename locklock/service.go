@@ -348,6 +348,23 @@ func (s *Service) Release(ctx context.Context, id ID, secret string) (Lock, erro
 	return l, nil
 }
 
+// Revoke ends the lock whatever its secret: an operator's forced release
+// (API.md §11). Whoever may do that is the caller's to decide. A lock-delay
+// then starts as on expiry, and holds for the lock's own secret too.
+func (s *Service) Revoke(ctx context.Context, id ID) (Lock, error) {
+	if err := id.Validate(); err != nil {
+		return Lock{}, err
+	}
+	now := s.now()
+	l, err := s.engine.Revoke(ctx, id, now)
+	if err != nil {
+		return Lock{}, describe(err, id)
+	}
+	l.ObservedAt = now
+	s.waits.notify(lockWait(id))
+	return l, nil
+}
+
 // Refresh makes the lock expire ttl from now (zero: the default TTL), keeping
 // its fencing token.
 func (s *Service) Refresh(ctx context.Context, id ID, secret string, ttl time.Duration) (Lock, error) {
