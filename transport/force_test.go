@@ -87,8 +87,8 @@ func TestForcedRelease(t *testing.T) {
 	for _, body := range []string{`{"secret":"the-holders-secret"}`, `{"secret":"someone-else"}`, ``} {
 		rec := e.do(req{method: "POST", path: "/lock/key/deploy", body: body, hdr: bearer(acmeKey)})
 		p := checkRecProblem(t, rec, http.StatusConflict, "lock_delayed")
-		if p.DelayedUntil != "2026-11-26T15:04:15.123Z" {
-			t.Errorf("acquire %s during the revoke's lock-delay: delayed_until %q, want the revoke + 10 s", body, p.DelayedUntil)
+		if p.DelayedUntil != "2026-11-26T15:04:15.123Z" || !strings.Contains(p.Detail, "revoked by an operator") {
+			t.Errorf("acquire %s during the revoke's lock-delay: delayed_until %q, detail %q; want the revoke + 10 s, and why", body, p.DelayedUntil, p.Detail)
 		}
 	}
 	e.clock.Advance(10 * time.Second)
