@@ -57,6 +57,7 @@ func semaphoreSuite() []testCase {
 		{"LockAndSemaphoreShareAName", testLockAndSemaphore},
 		{"LabelsStored", testSlotLabels},
 		{"Patch", testSlotPatch},
+		{"Revoke", testRevokeSlot},
 		{"WaitWriterNotStarved", testSemaphoreWriterNotStarved},
 		{"WaitForExpiry", testSemaphoreWaitForExpiry},
 		{"WaitTimesOut", testSemaphoreWaitTimesOut},

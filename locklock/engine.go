@@ -50,6 +50,13 @@ type Engine interface {
 	// engine. Errors as for Get.
 	Release(ctx context.Context, id ID, now time.Time, allow func(Lock) error) (Lock, error)
 
+	// Revoke ends the live lock with id at now whatever its secret (an
+	// operator's forced release, API.md §11): it deletes the record, or
+	// keeps it as Lock.Revoke makes it while its lock-delay runs. It
+	// reports EventRevoked with that record (ExpiresAt now, Revoked set)
+	// and returns the lock as it was. Errors as for Get.
+	Revoke(ctx context.Context, id ID, now time.Time) (Lock, error)
+
 	// Refresh applies ch (Change.Apply) to the live lock if allow(lock)
 	// returns nil, keeping its token, AcquiredAt, guard and lock-delay, and
 	// returns the updated lock. Errors as for Get.

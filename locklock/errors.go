@@ -102,6 +102,10 @@ type DelayedError struct {
 }
 
 func (e *DelayedError) Error() string {
+	if e.Lock.Revoked {
+		return fmt.Sprintf("lock %s was revoked by an operator at %s and its lock-delay keeps everyone off it, its last holder too, until %s",
+			abbrev.String(e.Lock.Name), e.Lock.ExpiresAt.UTC().Format(timeFormat), e.Lock.DelayedUntil().UTC().Format(timeFormat))
+	}
 	return fmt.Sprintf("lock %s ended at %s and its lock-delay keeps others off it until %s",
 		abbrev.String(e.Lock.Name), e.Lock.ExpiresAt.UTC().Format(timeFormat), e.Lock.DelayedUntil().UTC().Format(timeFormat))
 }

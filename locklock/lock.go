@@ -235,6 +235,15 @@ func (l Lock) End(now time.Time) (Lock, bool) {
 	return l, l.Delaying(now)
 }
 
+// Revoke is the record an engine keeps after an operator ends l at now (a
+// forced release, API.md §11): l ended at now and marked Revoked, kept
+// (keep true) while its lock-delay runs — barring every acquire, its own
+// secret's too — else nothing (delete it).
+func (l Lock) Revoke(now time.Time) (Lock, bool) {
+	l.ExpiresAt, l.Revoked = now, true
+	return l.End(now)
+}
+
 // Remaining is how long the lock had left when it was observed (never negative).
 func (l Lock) Remaining() time.Duration {
 	d := l.ExpiresAt.Sub(l.ObservedAt)

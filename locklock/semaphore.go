@@ -171,6 +171,11 @@ type SemaphoreEngine interface {
 	// returns it as it was. Errors as for GetSlot, or allow's.
 	ReleaseSlot(ctx context.Context, id ID, slot string, now time.Time, allow func(Slot) error) (Slot, error)
 
+	// RevokeSlot deletes the live slot whatever its secret (an operator's
+	// forced release; slots have no lock-delay), reports EventRevoked and
+	// returns the slot as it was. Errors as for GetSlot.
+	RevokeSlot(ctx context.Context, id ID, slot string, now time.Time) (Slot, error)
+
 	// RefreshSlot applies ch (Change.ApplySlot) to the live slot if
 	// allow(slot) returns nil, and returns the slot after. Errors as for
 	// ReleaseSlot.

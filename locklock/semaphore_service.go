@@ -292,6 +292,33 @@ func checkSlot(id ID, slot string) error {
 
 // ReleaseSlot frees a slot. A protected slot needs its secret.
 func (s *Service) ReleaseSlot(ctx context.Context, id ID, slot, secret string) (Slot, error) {
+	sl, err := s.slotStep(ctx, id, slot, func(eng SemaphoreEngine, now time.Time) (Slot, error) {
+		if err := validateSecret(secret, ValidateSecret); err != nil {
+			return Slot{}, err
+		}
+		return eng.ReleaseSlot(ctx, id, slot, now, admitSlot(secret))
+	})
+	if err == nil {
+		s.waits.notify(semaphoreWait(id))
+	}
+	return sl, err
+}
+
+// RevokeSlot frees a slot whatever its secret: an operator's forced
+// release (API.md §11). Slots have no lock-delay.
+func (s *Service) RevokeSlot(ctx context.Context, id ID, slot string) (Slot, error) {
+	sl, err := s.slotStep(ctx, id, slot, func(eng SemaphoreEngine, now time.Time) (Slot, error) {
+		return eng.RevokeSlot(ctx, id, slot, now)
+	})
+	if err == nil {
+		s.waits.notify(semaphoreWait(id))
+	}
+	return sl, err
+}
+
+// slotStep makes the checks of every operation on one slot, runs step at the
+// instant the Service judges it at, and stamps the answer with that instant.
+func (s *Service) slotStep(ctx context.Context, id ID, slot string, step func(eng SemaphoreEngine, now time.Time) (Slot, error)) (Slot, error) {
 	eng, err := s.semaphores()
 	if err != nil {
 		return Slot{}, err
@@ -299,16 +326,12 @@ func (s *Service) ReleaseSlot(ctx context.Context, id ID, slot, secret string) (
 	if err := checkSlot(id, slot); err != nil {
 		return Slot{}, err
 	}
-	if err := validateSecret(secret, ValidateSecret); err != nil {
-		return Slot{}, err
-	}
 	now := s.now()
-	sl, err := eng.ReleaseSlot(ctx, id, slot, now, admitSlot(secret))
+	sl, err := step(eng, now)
 	if err != nil {
 		return Slot{}, err
 	}
 	sl.ObservedAt = now
-	s.waits.notify(semaphoreWait(id))
 	return sl, nil
 }
 
@@ -336,20 +359,9 @@ func (s *Service) PatchSlot(ctx context.Context, slot string, req PatchRequest) 
 
 // GetSlot returns the live slot, or an error wrapping ErrSlotNotFound.
 func (s *Service) GetSlot(ctx context.Context, id ID, slot string) (Slot, error) {
-	eng, err := s.semaphores()
-	if err != nil {
-		return Slot{}, err
-	}
-	if err := checkSlot(id, slot); err != nil {
-		return Slot{}, err
-	}
-	now := s.now()
-	sl, err := eng.GetSlot(ctx, id, slot, now)
-	if err != nil {
-		return Slot{}, err
-	}
-	sl.ObservedAt = now
-	return sl, nil
+	return s.slotStep(ctx, id, slot, func(eng SemaphoreEngine, now time.Time) (Slot, error) {
+		return eng.GetSlot(ctx, id, slot, now)
+	})
 }
 
 // SemaphoreRequest selects a page of a semaphore's slots, by token.

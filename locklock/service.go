@@ -332,19 +332,41 @@ func (s *Service) validateLabels(req AcquireRequest) error {
 // Release frees the lock. A protected lock needs its secret; an unprotected
 // one can be released by anyone.
 func (s *Service) Release(ctx context.Context, id ID, secret string) (Lock, error) {
+	l, err := s.lockStep(id, func(now time.Time) (Lock, error) {
+		if err := validateSecret(secret, ValidateSecret); err != nil {
+			return Lock{}, err
+		}
+		return s.engine.Release(ctx, id, now, admit(secret))
+	})
+	if err == nil {
+		s.waits.notify(lockWait(id))
+	}
+	return l, err
+}
+
+// Revoke ends the lock whatever its secret: an operator's forced release
+// (API.md §11). Whoever may do that is the caller's to decide. A lock-delay
+// then starts as on expiry, and holds for the lock's own secret too.
+func (s *Service) Revoke(ctx context.Context, id ID) (Lock, error) {
+	l, err := s.lockStep(id, func(now time.Time) (Lock, error) { return s.engine.Revoke(ctx, id, now) })
+	if err == nil {
+		s.waits.notify(lockWait(id))
+	}
+	return l, err
+}
+
+// lockStep checks id, runs step at the instant the Service judges it at,
+// and stamps the answer with that instant (an error says which lock).
+func (s *Service) lockStep(id ID, step func(now time.Time) (Lock, error)) (Lock, error) {
 	if err := id.Validate(); err != nil {
 		return Lock{}, err
 	}
-	if err := validateSecret(secret, ValidateSecret); err != nil {
-		return Lock{}, err
-	}
 	now := s.now()
-	l, err := s.engine.Release(ctx, id, now, admit(secret))
+	l, err := step(now)
 	if err != nil {
 		return Lock{}, describe(err, id)
 	}
 	l.ObservedAt = now
-	s.waits.notify(lockWait(id))
 	return l, nil
 }
 
@@ -419,16 +441,7 @@ func (s *Service) change(req PatchRequest) (ch Change, now time.Time, err error)
 
 // Get returns the live lock with id, or ErrNotFound.
 func (s *Service) Get(ctx context.Context, id ID) (Lock, error) {
-	if err := id.Validate(); err != nil {
-		return Lock{}, err
-	}
-	now := s.now()
-	l, err := s.engine.Get(ctx, id, now)
-	if err != nil {
-		return Lock{}, describe(err, id)
-	}
-	l.ObservedAt = now
-	return l, nil
+	return s.lockStep(id, func(now time.Time) (Lock, error) { return s.engine.Get(ctx, id, now) })
 }
 
 // ListRequest selects a page of locks.

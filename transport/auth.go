@@ -23,6 +23,15 @@ type Caller struct {
 	RateKey string
 	// RateLimit is the caller's plan's request rate; zero means unlimited.
 	RateLimit ratelimit.Limit
+	// Operator lets the caller end any lock or slot of its namespace
+	// without its secret (Locklock-Force, API.md §11). Never set it for
+	// anonymous callers.
+	Operator bool
+	// KeyID names the caller's API key in the audit line of a forced
+	// release and in /whoami; "" for anonymous callers.
+	KeyID string
+	// Plan names the caller's plan, for /whoami; "" when not known.
+	Plan string
 }
 
 // AnonymousCaller is the caller of a request without an API key: the public

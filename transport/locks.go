@@ -7,7 +7,7 @@ import (
 )
 
 // lockFunc serves one method on one lock.
-type lockFunc func(w http.ResponseWriter, r *http.Request, id locklock.ID) error
+type lockFunc func(w http.ResponseWriter, r *http.Request, c Caller, id locklock.ID) error
 
 // lockOp resolves the caller and the lock ID, then runs op; any error on
 // the way becomes the response. The lock's name is the rest of the path
@@ -15,14 +15,14 @@ type lockFunc func(w http.ResponseWriter, r *http.Request, id locklock.ID) error
 func (h *handler) lockOp(kind locklock.Kind, routePrefix string, op lockFunc) http.HandlerFunc {
 	skip := len(h.prefix) + len(routePrefix)
 	return func(w http.ResponseWriter, r *http.Request) {
-		id, err := h.lockID(w, r, kind, r.URL.Path[skip:])
+		c, id, err := h.lockCaller(w, r, kind, r.URL.Path[skip:])
 		if err == nil {
 			// Lock routes take no query parameters (API.md §7): a
 			// ?secret=… that was ignored would leave an open lock.
 			_, err = parseQuery(r.URL.RawQuery)
 		}
 		if err == nil {
-			err = op(w, r, id)
+			err = op(w, r, c, id)
 		}
 		if err != nil {
 			h.fail(w, r, err)
@@ -52,7 +52,7 @@ func (h *handler) lockCaller(w http.ResponseWriter, r *http.Request, kind locklo
 	return c, id, err
 }
 
-func (h *handler) acquire(w http.ResponseWriter, r *http.Request, id locklock.ID) error {
+func (h *handler) acquire(w http.ResponseWriter, r *http.Request, _ Caller, id locklock.ID) error {
 	b, err := readBody(w, r, fieldSecret, fieldExpiresIn, fieldWait, fieldHolder, fieldMetadata, fieldLockDelay)
 	if err != nil {
 		return err
@@ -84,16 +84,25 @@ func acquiredStatus(created bool) int {
 	return http.StatusOK
 }
 
-func (h *handler) release(w http.ResponseWriter, r *http.Request, id locklock.ID) error {
-	b, err := readBody(w, r, fieldSecret)
+// release serves DELETE: a release by the holder, or an operator's forced
+// release (Locklock-Force), which ignores the secret.
+func (h *handler) release(w http.ResponseWriter, r *http.Request, c Caller, id locklock.ID) error {
+	force, err := forced(r, c)
 	if err != nil {
 		return err
 	}
-	s, err := secretOf(r, b)
+	s, err := releaseSecret(w, r)
 	if err != nil {
 		return err
 	}
-	l, err := h.svc.Release(r.Context(), id, s)
+	var l locklock.Lock
+	if force {
+		if l, err = h.svc.Revoke(r.Context(), id); err == nil {
+			h.logForced(c, id, l.Token, "")
+		}
+	} else {
+		l, err = h.svc.Release(r.Context(), id, s)
+	}
 	if err != nil {
 		return err
 	}
@@ -101,8 +110,17 @@ func (h *handler) release(w http.ResponseWriter, r *http.Request, id locklock.ID
 	return nil
 }
 
+// releaseSecret reads a DELETE's secret, from its body or header.
+func releaseSecret(w http.ResponseWriter, r *http.Request) (string, error) {
+	b, err := readBody(w, r, fieldSecret)
+	if err != nil {
+		return "", err
+	}
+	return secretOf(r, b)
+}
+
 // inspect serves GET and HEAD; a body, if any, is ignored.
-func (h *handler) inspect(w http.ResponseWriter, r *http.Request, id locklock.ID) error {
+func (h *handler) inspect(w http.ResponseWriter, r *http.Request, _ Caller, id locklock.ID) error {
 	l, err := h.svc.Get(r.Context(), id)
 	if err != nil {
 		return err
@@ -113,7 +131,7 @@ func (h *handler) inspect(w http.ResponseWriter, r *http.Request, id locklock.ID
 
 // patch serves PATCH: a refresh (expires_in), a new holder or new metadata,
 // or any of them at once (API.md §3, §8).
-func (h *handler) patch(w http.ResponseWriter, r *http.Request, id locklock.ID) error {
+func (h *handler) patch(w http.ResponseWriter, r *http.Request, _ Caller, id locklock.ID) error {
 	b, err := readBody(w, r, fieldSecret, fieldExpiresIn, fieldHolder, fieldMetadata)
 	if err != nil {
 		return err

@@ -565,8 +565,8 @@ func TestOpenAPIRoutes(t *testing.T) {
 	if !slices.Equal(servedOrder, Routes()) {
 		t.Errorf("the router serves %v, Routes lists %v", servedOrder, Routes())
 	}
-	if len(routeTable) != 14 {
-		t.Errorf("the route table has %d routes, want 14", len(routeTable))
+	if len(routeTable) != 15 {
+		t.Errorf("the route table has %d routes, want 15", len(routeTable))
 	}
 	documented := d.documentedMethods()
 	for _, row := range routeTable {
@@ -643,6 +643,7 @@ const (
 	oaAcme    = "Bearer llk_oa-acme"   // namespace acme, pro plan (metered)
 	oaGlobex  = "Bearer llk_oa-globex" // namespace globex, pro plan
 	oaDev     = "Bearer llk_oa-dev"    // namespace devco, developer plan
+	oaOps     = "Bearer llk_oa-ops"    // namespace acme, ops plan (operator, metered)
 	oaBroken  = "Bearer oa-broken"     // the authenticator returns a bad namespace: 500
 	oaSubHost = "acme.locks.example.com"
 )
@@ -667,11 +668,13 @@ func newOAEnv(t *testing.T, anon oaAnonymity, closed bool, svcOpts ...locklock.O
 			// Metered, so that acme's answers carry the RateLimit headers
 			// and the test sees that they are documented wherever sent.
 			"pro": {CustomNames: true, Rate: 0.001, Burst: 100000},
+			"ops": {CustomNames: true, Operator: true, Rate: 0.001, Burst: 100000},
 		},
 		Keys: []keys.Key{
 			{ID: "acme", Namespace: "acme", Plan: "pro", SHA256: keys.HashKey(strings.TrimPrefix(oaAcme, "Bearer "))},
 			{ID: "globex", Namespace: "globex", Plan: "pro", SHA256: keys.HashKey(strings.TrimPrefix(oaGlobex, "Bearer "))},
 			{ID: "dev", Namespace: "devco", Plan: "developer", SHA256: keys.HashKey(strings.TrimPrefix(oaDev, "Bearer "))},
+			{ID: "ops", Namespace: "acme", Plan: "ops", SHA256: keys.HashKey(strings.TrimPrefix(oaOps, "Bearer "))},
 		},
 	}
 	keyAuth := keyAuthenticator(keyauth.Access{Keys: keys.NewStore(keys.NewIndex(file)), BaseDomain: "locks.example.com"})
@@ -825,6 +828,7 @@ func TestOpenAPIResponses(t *testing.T) {
 		add(main, "list on another namespace's subdomain", "/locks", 403, oaReq{method: m, path: "/locks?kind=uuid", hdr: []string{"Host", oaSubHost, "Authorization", oaGlobex}})
 		add(main, "list, authenticator bug", "/locks", 500, oaReq{method: m, path: "/locks?kind=uuid", hdr: []string{"Authorization", oaBroken}})
 		add(limited, "list over the rate", "/locks", 429, oaReq{method: m, path: "/locks?kind=uuid"})
+		add(limited, "whoami over the rate", "/whoami", 429, oaReq{method: m, path: "/whoami"})
 		add(down, "list, storage down", "/locks", 503, oaReq{method: m, path: "/locks?kind=uuid", hdr: acme})
 	}
 	cases = append(cases, oaCase{
@@ -842,6 +846,7 @@ func TestOpenAPIResponses(t *testing.T) {
 	add(main, "list, unknown parameter", "/locks", 400, oaReq{method: "GET", path: "/locks?kind=uuid&sort=name", hdr: acme})
 	add(main, "list, bad prefix", "/locks", 400, oaReq{method: "GET", path: "/locks?kind=key&prefix=a*", hdr: acme})
 	cases = append(cases, oaLabelCases(t)...)
+	cases = append(cases, oaForceCases(main)...)
 	cases = append(cases, oaSemaphoreCases(main, limited, down)...)
 
 	for _, m := range []string{http.MethodGet, http.MethodHead} {

@@ -62,6 +62,9 @@ var routeTable = []route{
 	newRoute("/semaphores", func(h *handler, _ string) map[string]http.HandlerFunc {
 		return map[string]http.HandlerFunc{http.MethodGet: h.listSemaphores, http.MethodHead: h.listSemaphores}
 	}),
+	newRoute("/whoami", func(h *handler, _ string) map[string]http.HandlerFunc {
+		return map[string]http.HandlerFunc{http.MethodGet: h.whoami, http.MethodHead: h.whoami}
+	}),
 	newRoute("/openapi.json", func(*handler, string) map[string]http.HandlerFunc {
 		return map[string]http.HandlerFunc{http.MethodGet: serveOpenAPI, http.MethodHead: serveOpenAPI}
 	}),

@@ -57,7 +57,7 @@ func (h *handler) semaphoreOp(kind locklock.Kind, routePrefix string, params []s
 }
 
 // slotFunc serves one method on one slot.
-type slotFunc func(w http.ResponseWriter, r *http.Request, id locklock.ID, slot string) error
+type slotFunc func(w http.ResponseWriter, r *http.Request, c Caller, id locklock.ID, slot string) error
 
 // slotOp cuts the rest of the path at its last slash into the semaphore's
 // name and the slot id (which has no slash), resolves the caller and the
@@ -68,12 +68,12 @@ func (h *handler) slotOp(kind locklock.Kind, routePrefix string, op slotFunc) ht
 	return func(w http.ResponseWriter, r *http.Request) {
 		rest := r.URL.Path[skip:]
 		cut := strings.LastIndexByte(rest, '/') // the router matched one
-		_, id, err := h.lockCaller(w, r, kind, rest[:cut])
+		c, id, err := h.lockCaller(w, r, kind, rest[:cut])
 		if err == nil {
 			_, err = parseQuery(r.URL.RawQuery)
 		}
 		if err == nil {
-			err = op(w, r, id, rest[cut+1:])
+			err = op(w, r, c, id, rest[cut+1:])
 		}
 		if err != nil {
 			h.fail(w, r, err)
@@ -135,7 +135,7 @@ func (h *handler) inspectSemaphore(w http.ResponseWriter, r *http.Request, id lo
 	return nil
 }
 
-func (h *handler) inspectSlot(w http.ResponseWriter, r *http.Request, id locklock.ID, slot string) error {
+func (h *handler) inspectSlot(w http.ResponseWriter, r *http.Request, _ Caller, id locklock.ID, slot string) error {
 	sl, err := h.svc.GetSlot(r.Context(), id, slot)
 	if err != nil {
 		return err
@@ -146,7 +146,7 @@ func (h *handler) inspectSlot(w http.ResponseWriter, r *http.Request, id lockloc
 
 // patchSlot serves PATCH of a slot, as patch does a lock's: a refresh, a
 // new holder or new metadata, or any of them at once.
-func (h *handler) patchSlot(w http.ResponseWriter, r *http.Request, id locklock.ID, slot string) error {
+func (h *handler) patchSlot(w http.ResponseWriter, r *http.Request, _ Caller, id locklock.ID, slot string) error {
 	b, err := readBody(w, r, fieldSecret, fieldExpiresIn, fieldHolder, fieldMetadata)
 	if err != nil {
 		return err
@@ -166,16 +166,23 @@ func (h *handler) patchSlot(w http.ResponseWriter, r *http.Request, id locklock.
 	return nil
 }
 
-func (h *handler) releaseSlot(w http.ResponseWriter, r *http.Request, id locklock.ID, slot string) error {
-	b, err := readBody(w, r, fieldSecret)
+func (h *handler) releaseSlot(w http.ResponseWriter, r *http.Request, c Caller, id locklock.ID, slot string) error {
+	force, err := forced(r, c)
 	if err != nil {
 		return err
 	}
-	s, err := secretOf(r, b)
+	s, err := releaseSecret(w, r)
 	if err != nil {
 		return err
 	}
-	sl, err := h.svc.ReleaseSlot(r.Context(), id, slot, s)
+	var sl locklock.Slot
+	if force {
+		if sl, err = h.svc.RevokeSlot(r.Context(), id, slot); err == nil {
+			h.logForced(c, id, sl.Token, slot)
+		}
+	} else {
+		sl, err = h.svc.ReleaseSlot(r.Context(), id, slot, s)
+	}
 	if err != nil {
 		return err
 	}

@@ -45,6 +45,7 @@ type lockFlags struct {
 	limit     int  // semaphores
 	weight    int  // semaphores, with weightSet
 	weightSet bool // --weight was given (0 is refused, not the default)
+	force     bool // release only: an operator's forced release
 }
 
 // newLockFlagSet defines the flags every lock command has, and those of
@@ -75,6 +76,8 @@ func newLockFlagSet(name string, stderr io.Writer, optional ...string) (*flag.Fl
 			fs.IntVar(&f.limit, "limit", 0, "semaphores: how many units may be held at once, 1–10000 (required); it must match the live slots' limit")
 		case "weight":
 			fs.IntVar(&f.weight, "weight", 1, "semaphores: how many units the slot holds, 1 to --limit")
+		case "force":
+			fs.BoolVar(&f.force, "force", false, "operator keys only: end the lock or slot whatever its secret (Locklock-Force: true); it is announced as revoked, a lock's lock-delay starts, and the server logs who did it")
 		}
 	}
 	fs.DurationVar(&f.timeout, "timeout", 0, "give up after this long (default: --wait plus 30s)")
@@ -84,7 +87,7 @@ func newLockFlagSet(name string, stderr io.Writer, optional ...string) (*flag.Fl
 // commandFlags says which optional flags each command has.
 var commandFlags = map[string][]string{
 	"acquire": {"secret", "ttl", "wait", "holder", "metadata", "lock-delay", "limit", "weight"},
-	"release": {"secret"},
+	"release": {"secret", "force"},
 	"refresh": {"secret", "ttl"},
 	"status":  {},
 }
@@ -146,7 +149,7 @@ func lockCommand(cmd string, args []string, stdout, stderr io.Writer, env func(s
 	case cmd == "acquire":
 		v, err = c.Acquire(ctx, target.Target, f.acquireOpts()...)
 	case cmd == "release":
-		v, err = c.Release(ctx, target.Target, client.WithSecret(f.secret))
+		v, err = c.Release(ctx, target.Target, f.releaseOpts()...)
 	case cmd == "refresh":
 		v, err = c.Refresh(ctx, target.Target, client.WithSecret(f.secret), client.WithTTL(f.ttl))
 	case cmd == "status":
@@ -159,6 +162,16 @@ func lockCommand(cmd string, args []string, stdout, stderr io.Writer, env func(s
 	out, _ := json.Marshal(v)
 	fmt.Fprintf(stdout, "%s\n", out)
 	return exitOK
+}
+
+// releaseOpts are release's options, of a lock or a slot: the secret, or
+// none when forced (a forced release needs none, and one from the
+// environment must not travel for nothing).
+func (f *lockFlags) releaseOpts() []client.LockOption {
+	if f.force {
+		return []client.LockOption{client.Forced()}
+	}
+	return []client.LockOption{client.WithSecret(f.secret)}
 }
 
 // acquireOpts are acquire's options, of a lock or a slot.
@@ -179,6 +192,11 @@ mismatch, unauthorized, forbidden).
 
 acquire without --secret takes an open lock that anyone may release. A
 lock-delay that keeps others off counts as held (3).
+
+release --force, with an API key on an operator plan, ends a lock or a slot
+of the key's namespace without its secret: it is announced as revoked, a
+lock's lock-delay starts as on expiry, and the server logs a "forced
+release" line naming the key. Any other key exits 5 (forbidden).
 
 Semaphores: acquire semaphore/<kind>/<name> --limit N [--weight W] takes a
 slot and prints it; its "slot" is the id that release and refresh take

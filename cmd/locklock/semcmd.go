@@ -111,7 +111,7 @@ func semaphoreCommand(ctx context.Context, cmd string, t cliTarget, c *client.Cl
 		}
 		return sem.Acquire(ctx, opts...)
 	case "release":
-		return sem.Release(ctx, slot, client.WithSecret(f.secret))
+		return sem.Release(ctx, slot, f.releaseOpts()...)
 	case "refresh":
 		return sem.Refresh(ctx, slot, client.WithSecret(f.secret), client.WithTTL(f.ttl))
 	case "status":

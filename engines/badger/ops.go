@@ -259,7 +259,7 @@ func (e *Engine) Get(ctx context.Context, id locklock.ID, now time.Time) (locklo
 // admitted that could make the lock live again, and the answer is as if
 // it had been settled.
 func (e *Engine) deleteExpired(ctx context.Context, seen locklock.Lock, now time.Time) (locklock.Lock, error) {
-	l, err := e.changeEntered(ctx, seen.ID, now, func(locklock.Lock) error { return nil },
+	l, err := e.changeEntered(ctx, seen.ID, now, allowAny,
 		func(_ *bdg.Txn, _ *eventLog, cur locklock.Lock) (locklock.Lock, error) { return cur, nil })
 	if errors.Is(err, locklock.ErrStorageFull) {
 		return locklock.Lock{}, gone(seen, now)
@@ -283,6 +283,31 @@ func (e *Engine) Release(ctx context.Context, id locklock.ID, now time.Time, all
 		return cur, nil
 	})
 }
+
+// Revoke implements locklock.Engine. With a lock-delay the record stays,
+// Ended and Revoked, its index entry moved to the delay index.
+func (e *Engine) Revoke(ctx context.Context, id locklock.ID, now time.Time) (locklock.Lock, error) {
+	return e.change(ctx, id, now, allowAny, func(txn *bdg.Txn, ev *eventLog, cur locklock.Lock) (locklock.Lock, error) {
+		if err := e.admit(needRelease); err != nil {
+			return locklock.Lock{}, answer(err)
+		}
+		ended, keep := cur.Revoke(now)
+		ended = normalize(ended)
+		var err error
+		if keep {
+			err = replace(txn, cur, ended)
+		} else {
+			err = remove(txn, cur)
+		}
+		if err != nil {
+			return locklock.Lock{}, err
+		}
+		ev.add(locklock.EventRevoked, now, ended)
+		return cur, nil
+	})
+}
+
+func allowAny(locklock.Lock) error { return nil }
 
 // Refresh implements locklock.Engine. It moves the lock's expiry index
 // entry along with its expiry.

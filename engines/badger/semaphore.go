@@ -342,13 +342,26 @@ func (e *Engine) GetSlot(ctx context.Context, id locklock.ID, slot string, now t
 	// Rare (expired, not yet swept): delete it in a step, for the reason
 	// the top of this file gives. Should it be live by then (refreshed by
 	// a step judged earlier that committed first), this answers after that.
-	return e.changeSlot(ctx, id, slot, now, func(locklock.Slot) error { return nil },
+	return e.changeSlot(ctx, id, slot, now, allowAnySlot,
 		func(_ *bdg.Txn, _ *eventLog, cur locklock.Slot) (locklock.Slot, error) { return cur, nil })
 }
 
 // ReleaseSlot implements locklock.SemaphoreEngine.
 func (e *Engine) ReleaseSlot(ctx context.Context, id locklock.ID, slot string, now time.Time, allow func(locklock.Slot) error) (locklock.Slot, error) {
-	return e.enterSlot(ctx, id, slot, now, allow, func(txn *bdg.Txn, ev *eventLog, cur locklock.Slot) (locklock.Slot, error) {
+	return e.enterSlot(ctx, id, slot, now, allow, e.dropSlot(id, locklock.EventReleased, now))
+}
+
+// RevokeSlot implements locklock.SemaphoreEngine.
+func (e *Engine) RevokeSlot(ctx context.Context, id locklock.ID, slot string, now time.Time) (locklock.Slot, error) {
+	return e.enterSlot(ctx, id, slot, now, allowAnySlot, e.dropSlot(id, locklock.EventRevoked, now))
+}
+
+func allowAnySlot(locklock.Slot) error { return nil }
+
+// dropSlot is the write of ReleaseSlot and RevokeSlot: the slot goes,
+// reported as typ.
+func (e *Engine) dropSlot(id locklock.ID, typ locklock.EventType, now time.Time) func(*bdg.Txn, *eventLog, locklock.Slot) (locklock.Slot, error) {
+	return func(txn *bdg.Txn, ev *eventLog, cur locklock.Slot) (locklock.Slot, error) {
 		// Refusing a release keeps the slot held: releases may use more of
 		// the free-space reserve than acquires and refreshes.
 		if err := e.admit(needRelease); err != nil {
@@ -357,9 +370,9 @@ func (e *Engine) ReleaseSlot(ctx context.Context, id locklock.ID, slot string, n
 		if err := dropSlots(txn, []locklock.Slot{cur}); err != nil {
 			return locklock.Slot{}, err
 		}
-		ev.addSlot(locklock.EventReleased, now, cur)
+		ev.addSlot(typ, now, cur)
 		return cur, adjustHead(txn, id, -1)
-	})
+	}
 }
 
 // RefreshSlot implements locklock.SemaphoreEngine. The slot's expiry index

@@ -31,8 +31,6 @@ func sameSecret(secret string) func(locklock.Slot) bool {
 	return func(s locklock.Slot) bool { return s.Guard.Protected() && s.Guard.Admits(secret) }
 }
 
-func allowAnySlot(locklock.Slot) error { return nil }
-
 func mustSlot(t *testing.T, e *Engine, cand locklock.Slot, now time.Time) locklock.Slot {
 	t.Helper()
 	got, created, err := e.TryAcquireSlot(t.Context(), cand, now, nil)

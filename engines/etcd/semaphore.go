@@ -319,13 +319,24 @@ func (e *Engine) changeSlot(ctx context.Context, id locklock.ID, slot string, al
 // lease the key was on learns of the delete from its owner's watch (see
 // "Lease accounting").
 func (e *Engine) ReleaseSlot(ctx context.Context, id locklock.ID, slot string, now time.Time, allow func(locklock.Slot) error) (locklock.Slot, error) {
+	return e.dropSlot(ctx, id, slot, now, allow, false)
+}
+
+// RevokeSlot implements locklock.SemaphoreEngine as ReleaseSlot, with a
+// marker that says Revoked.
+func (e *Engine) RevokeSlot(ctx context.Context, id locklock.ID, slot string, now time.Time) (locklock.Slot, error) {
+	return e.dropSlot(ctx, id, slot, now, func(locklock.Slot) error { return nil }, true)
+}
+
+// dropSlot deletes the slot with its marker, revoked or not.
+func (e *Engine) dropSlot(ctx context.Context, id locklock.ID, slot string, now time.Time, allow func(locklock.Slot) error, revoked bool) (locklock.Slot, error) {
 	sem, markerKey := e.semKey(id), e.slotMarkerKey(id, slot)
 	return e.changeSlot(ctx, id, slot, allow, func(octx context.Context, cur storedSlot) (locklock.Slot, storedSlot, bool, error) {
 		markerLease, err := e.leases.get(octx, markerTTL)
 		if err != nil {
 			return locklock.Slot{}, storedSlot{}, false, err
 		}
-		mk := marker{Token: cur.slot.Token, At: now.UnixMilli()}
+		mk := marker{Token: cur.slot.Token, At: now.UnixMilli(), Revoked: revoked}
 		res, err := e.batch.commit(octx, sem, slotReleaseTxn(sem+slot, markerKey, mk.encode(), markerLease, cur.modRev))
 		// A new key on the lease: slot ids are never reused, so no
 		// earlier marker of the slot can be on it.

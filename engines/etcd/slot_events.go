@@ -17,8 +17,8 @@ import (
 //   - a put that creates a slot key: acquired, at the slot's AcquiredAt;
 //   - a put that rewrites it (RefreshSlot, a PATCH): refreshed, at the
 //     record's UpdatedAt;
-//   - a delete: released when the same revision puts the slot's release
-//     marker, expired otherwise — etcd deleted the key because its lease
+//   - a delete: released (revoked, when its marker says so) when the same
+//     revision puts the slot's release marker, expired otherwise — etcd deleted the key because its lease
 //     ended (at the slot's ExpiresAt).
 //
 // A slot's release marker is the lock's, under the slot key's tail:
@@ -79,6 +79,8 @@ func (e *Engine) slotChange(ev *clientv3.Event, tail string, markers map[string]
 	}
 	out := &locklock.Event{Slot: &sl, Pos: pos}
 	switch {
+	case marked && m.Revoked:
+		out.Type, out.At = locklock.EventRevoked, time.UnixMilli(m.At).UTC()
 	case marked:
 		out.Type, out.At = locklock.EventReleased, time.UnixMilli(m.At).UTC()
 	case known:

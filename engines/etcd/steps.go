@@ -301,6 +301,47 @@ func (e *Engine) Release(ctx context.Context, id locklock.ID, now time.Time, all
 	})
 }
 
+// Revoke implements locklock.Engine as Release does, but for two things:
+// its marker says Revoked, so that every server's watch reports the delete
+// as `revoked`; and a lock with a lock-delay leaves its delay record, now
+// Revoked and ended at now, on a lease that ends with the new lock-delay.
+func (e *Engine) Revoke(ctx context.Context, id locklock.ID, now time.Time) (locklock.Lock, error) {
+	key, delayKey, markerKey := e.key(id), e.delayKey(id), e.markerKey(id)
+	return e.change(ctx, id, now, allowAny, func(octx context.Context, cur stored) (locklock.Lock, bool, error) {
+		ended, keep := cur.lock.Revoke(now)
+		var (
+			delay      *delayPut
+			delayLease clientv3.LeaseID
+			err        error
+		)
+		if keep {
+			if delayLease, err = e.leases.get(octx, ttlSeconds(now, ended.DelayedUntil())); err != nil {
+				return locklock.Lock{}, false, err
+			}
+			dr := delayRecord(ended, delayLease)
+			delay = &delayPut{value: dr.encode(), lease: delayLease}
+		}
+		markerLease, err := e.leases.get(octx, markerTTL)
+		if err != nil {
+			if delayLease != 0 {
+				e.leases.settle(delayLease, stepNotApplied)
+			}
+			return locklock.Lock{}, false, err
+		}
+		mk := marker{Token: cur.lock.Token, At: now.UnixMilli(), Revoked: true}
+		resp, err := e.batch.commit(octx, key, revokeTxn(key, delayKey, delay, markerKey, mk.encode(), markerLease, cur.modRev))
+		e.settle(resp, err, markerLease, 0) // as in Release
+		e.settle(resp, err, delayLease, cur.delayLease)
+		if err != nil || !resp.succeeded {
+			return locklock.Lock{}, false, err
+		}
+		e.held.forget(id)
+		return cur.lock, true, nil
+	})
+}
+
+func allowAny(locklock.Lock) error { return nil }
+
 // Refresh implements locklock.Engine. A change of expiry puts the key again
 // on a lease for the new TTL (a lease's TTL cannot change), with its delay
 // record if it has a lock-delay; the leases they leave learn of the move

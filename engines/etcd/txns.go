@@ -145,6 +145,20 @@ func releaseTxn(key, delayKey, markerKey string, markerValue []byte, markerLease
 	return m.done()
 }
 
+// revokeTxn deletes key, puts delay (when not nil) under delayKey and the
+// revoke's marker on markerLease, if key's mod revision is still modRev.
+func revokeTxn(key, delayKey string, delay *delayPut, markerKey string, markerValue []byte, markerLease clientv3.LeaseID, modRev int64) *pb.TxnRequest {
+	k := []byte(key)
+	m := new(stepMsgs)
+	m.modRevIs(k, modRev)
+	m.addThen(m.delOf(k))
+	if delay != nil {
+		m.addThen(m.putOn([]byte(delayKey), delay.value, delay.lease))
+	}
+	m.addThen(m.putOn([]byte(markerKey), markerValue, markerLease))
+	return m.done()
+}
+
 // refreshTxn puts key again, on lease — and with delay, the delay record
 // under delayKey — if key's mod revision is still modRev.
 func refreshTxn(key, delayKey string, value []byte, lease clientv3.LeaseID, delay *delayPut, modRev int64) *pb.TxnRequest {

@@ -144,6 +144,20 @@ func (e *Engine) Release(ctx context.Context, id locklock.ID, now time.Time, all
 	})
 }
 
+// Revoke implements locklock.Engine.
+func (e *Engine) Revoke(ctx context.Context, id locklock.ID, now time.Time) (locklock.Lock, error) {
+	return e.change(ctx, id, now, allowAny, func(s *shard, i slot, l locklock.Lock) {
+		ended, keep := l.Revoke(now)
+		s.emit(locklock.EventRevoked, now, ended)
+		if !keep {
+			s.locks.remove(i)
+			return
+		}
+		s.locks.set(i, ended)
+		s.locks.moved(i)
+	})
+}
+
 // Refresh implements locklock.Engine.
 func (e *Engine) Refresh(ctx context.Context, id locklock.ID, now time.Time, ch locklock.Change, allow func(locklock.Lock) error) (locklock.Lock, error) {
 	var updated locklock.Lock

@@ -104,10 +104,21 @@ func (e *Engine) GetSlot(ctx context.Context, id locklock.ID, slot string, now t
 
 // ReleaseSlot implements locklock.SemaphoreEngine.
 func (e *Engine) ReleaseSlot(ctx context.Context, id locklock.ID, slot string, now time.Time, allow func(locklock.Slot) error) (locklock.Slot, error) {
-	return e.changeSlot(ctx, id, slot, now, allow, func(s *shard, sem *semaphore, i int) {
-		s.emitSlot(locklock.EventReleased, now, sem.slots[i])
+	return e.changeSlot(ctx, id, slot, now, allow, dropSlot(locklock.EventReleased, now))
+}
+
+// RevokeSlot implements locklock.SemaphoreEngine.
+func (e *Engine) RevokeSlot(ctx context.Context, id locklock.ID, slot string, now time.Time) (locklock.Slot, error) {
+	return e.changeSlot(ctx, id, slot, now, allowAnySlot, dropSlot(locklock.EventRevoked, now))
+}
+
+// dropSlot is the write of ReleaseSlot and RevokeSlot: the slot goes,
+// reported as typ.
+func dropSlot(typ locklock.EventType, now time.Time) func(*shard, *semaphore, int) {
+	return func(s *shard, sem *semaphore, i int) {
+		s.emitSlot(typ, now, sem.slots[i])
 		sem.slots = slices.Delete(sem.slots, i, i+1)
-	})
+	}
 }
 
 // RefreshSlot implements locklock.SemaphoreEngine.

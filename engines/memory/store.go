@@ -26,6 +26,7 @@ type store struct {
 	nameOf     map[slot]string // the key of every entry in names
 	guards     map[slot]locklock.Guard
 	labels     map[slot]labels   // holder and metadata, for entries that have them
+	revoked    map[slot]struct{} // ended entries an operator revoked (rare: not in entry, kept at 56 bytes)
 	namespaces map[string]uint32 // namespace numbers of UUID keys; never forgotten
 	nsNames    []string          // namespace by number
 	pages      []*page
@@ -79,6 +80,7 @@ func newStore() *store {
 		nameOf:     make(map[slot]string),
 		guards:     make(map[slot]locklock.Guard),
 		labels:     make(map[slot]labels),
+		revoked:    make(map[slot]struct{}),
 		namespaces: make(map[string]uint32),
 	}
 	s.expiry.s = s
@@ -141,6 +143,11 @@ func (s *store) set(i slot, l locklock.Lock) {
 	} else {
 		delete(s.labels, i)
 	}
+	if l.Revoked {
+		s.revoked[i] = struct{}{}
+	} else {
+		delete(s.revoked, i)
+	}
 }
 
 // setEnded marks entry i as kept for its lock-delay, or not.
@@ -173,6 +180,7 @@ func (s *store) remove(i slot) {
 	if ent.labeled {
 		delete(s.labels, i)
 	}
+	delete(s.revoked, i)
 	s.setEnded(i, false)
 	*ent = entry{}
 	s.free = append(s.free, i)
@@ -220,6 +228,9 @@ func (s *store) lock(i slot, id locklock.ID) locklock.Lock {
 	if ent.labeled {
 		lb := s.labels[i]
 		l.Holder, l.Metadata = lb.holder, lb.metadata
+	}
+	if ent.ended {
+		_, l.Revoked = s.revoked[i]
 	}
 	return l
 }

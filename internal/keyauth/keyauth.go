@@ -34,6 +34,12 @@ type Caller struct {
 	RateKey string
 	// RateLimit is the caller's plan's request rate; zero means unlimited.
 	RateLimit ratelimit.Limit
+	// Operator: the key's plan says "operator": true (API.md §11).
+	Operator bool
+	// KeyID is the key's id; "" for anonymous callers.
+	KeyID string
+	// Plan is the plan's name.
+	Plan string
 }
 
 // Access configures New.
@@ -75,6 +81,7 @@ func New(a Access) func(*http.Request) (Caller, error) {
 				CustomNames: plan.CustomNames,
 				Anonymous:   true,
 				RateLimit:   ratelimit.Limit{Rate: plan.Rate, Burst: plan.Burst},
+				Plan:        idx.AnonymousPlan(),
 			}
 			if !c.RateLimit.Unlimited() { // no bucket, no need to tell clients apart
 				c.RateKey = "addr:" + ratelimit.ClientAddr(r.RemoteAddr, r.Header.Values("X-Forwarded-For"), a.TrustedProxies)
@@ -93,6 +100,9 @@ func New(a Access) func(*http.Request) (Caller, error) {
 			CustomNames: plan.CustomNames,
 			RateKey:     "key:" + key.ID,
 			RateLimit:   ratelimit.Limit{Rate: plan.Rate, Burst: plan.Burst},
+			Operator:    plan.Operator,
+			KeyID:       key.ID,
+			Plan:        key.Plan,
 		}, nil
 	}
 }

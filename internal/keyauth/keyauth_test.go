@@ -15,6 +15,7 @@ import (
 const (
 	proKey = "llk_pro-test-key"
 	devKey = "llk_dev-test-key"
+	opsKey = "llk_ops-test-key"
 )
 
 // TestNew: who each request acts for, and which sentinel each refusal wraps
@@ -28,10 +29,12 @@ func TestNew(t *testing.T) {
 			Plans: map[string]keys.Plan{
 				keys.PlanDeveloper: {Rate: slow.Rate, Burst: slow.Burst},
 				keys.PlanPro:       {CustomNames: true},
+				"ops":              {CustomNames: true, Operator: true},
 			},
 			Keys: []keys.Key{
 				{ID: "acme-ci", Namespace: "acme", Plan: keys.PlanPro, SHA256: keys.HashKey(proKey)},
 				{ID: "dev", Namespace: "devco", Plan: keys.PlanDeveloper, SHA256: keys.HashKey(devKey)},
+				{ID: "acme-oncall", Namespace: "acme", Plan: "ops", SHA256: keys.HashKey(opsKey)},
 			},
 		})),
 		BaseDomain:     "locks.example.com",
@@ -46,15 +49,17 @@ func TestNew(t *testing.T) {
 		err    error
 	}{
 		{name: "pro key", hdr: []string{"Authorization", "Bearer " + proKey},
-			want: keyauth.Caller{Namespace: "acme", CustomNames: true, RateKey: "key:acme-ci"}},
+			want: keyauth.Caller{Namespace: "acme", CustomNames: true, RateKey: "key:acme-ci", KeyID: "acme-ci", Plan: keys.PlanPro}},
 		{name: "scheme in any case", hdr: []string{"Authorization", "bearer " + devKey},
-			want: keyauth.Caller{Namespace: "devco", RateKey: "key:dev", RateLimit: slow}},
+			want: keyauth.Caller{Namespace: "devco", RateKey: "key:dev", RateLimit: slow, KeyID: "dev", Plan: keys.PlanDeveloper}},
+		{name: "operator key", hdr: []string{"Authorization", "Bearer " + opsKey},
+			want: keyauth.Caller{Namespace: "acme", CustomNames: true, RateKey: "key:acme-oncall", Operator: true, KeyID: "acme-oncall", Plan: "ops"}},
 		{name: "anonymous, bucket per address", remote: "198.51.100.7:4000",
-			want: keyauth.Caller{Namespace: locklock.DefaultNamespace, Anonymous: true, RateKey: "addr:198.51.100.7", RateLimit: slow}},
+			want: keyauth.Caller{Namespace: locklock.DefaultNamespace, Anonymous: true, RateKey: "addr:198.51.100.7", RateLimit: slow, Plan: keys.PlanDeveloper}},
 		{name: "anonymous behind a trusted proxy", remote: "192.0.2.1:4000", hdr: []string{"X-Forwarded-For", "203.0.113.9"},
-			want: keyauth.Caller{Namespace: locklock.DefaultNamespace, Anonymous: true, RateKey: "addr:203.0.113.9", RateLimit: slow}},
+			want: keyauth.Caller{Namespace: locklock.DefaultNamespace, Anonymous: true, RateKey: "addr:203.0.113.9", RateLimit: slow, Plan: keys.PlanDeveloper}},
 		{name: "its own subdomain", host: "acme.locks.example.com", hdr: []string{"Authorization", "Bearer " + proKey},
-			want: keyauth.Caller{Namespace: "acme", CustomNames: true, RateKey: "key:acme-ci"}},
+			want: keyauth.Caller{Namespace: "acme", CustomNames: true, RateKey: "key:acme-ci", KeyID: "acme-ci", Plan: keys.PlanPro}},
 		{name: "unknown key", hdr: []string{"Authorization", "Bearer llk_nope"}, err: locklock.ErrUnauthorized},
 		{name: "not bearer", hdr: []string{"Authorization", "Basic YTpi"}, err: locklock.ErrUnauthorized},
 		{name: "two headers", hdr: []string{"Authorization", "Bearer " + proKey, "Authorization", "Bearer " + proKey}, err: locklock.ErrUnauthorized},

@@ -11,6 +11,7 @@ import (
 type Index struct {
 	plans     map[string]Plan
 	anonymous Plan
+	anonPlan  string // its name
 	anonOK    bool
 	byHash    map[[sha256.Size]byte]entry
 }
@@ -35,6 +36,10 @@ func NewIndex(f File) *Index {
 	}
 	if f.Anonymous != nil {
 		idx.anonymous, idx.anonOK = idx.plans[f.Anonymous.Plan]
+		idx.anonPlan = f.Anonymous.Plan
+		// Fail closed, as Validate refuses it: anonymous callers are
+		// never operators.
+		idx.anonymous.Operator = false
 	}
 	for _, k := range f.Keys {
 		p, ok := idx.plans[k.Plan]
@@ -78,6 +83,15 @@ func (x *Index) Anonymous() (Plan, bool) {
 		return Plan{}, false
 	}
 	return x.anonymous, x.anonOK
+}
+
+// AnonymousPlan is the name of the anonymous callers' plan ("" when
+// anonymous access is off).
+func (x *Index) AnonymousPlan() string {
+	if x == nil || !x.anonOK {
+		return ""
+	}
+	return x.anonPlan
 }
 
 // Plan returns the plan called name.

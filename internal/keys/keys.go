@@ -33,6 +33,9 @@
 //     limit. A rate above 0 needs a burst of at least 1 (a bucket of size 0
 //     would refuse everything), and a burst above 0 needs a rate (a burst
 //     without a rate would be silently meaningless).
+//   - "operator": true on a plan lets its keys force releases (API.md §11).
+//     The anonymous policy may not name such a plan: that would make
+//     every caller an operator.
 //   - Errors name the offending entry (plan name, key id or position) and
 //     field, never a key or a hash.
 package keys
@@ -70,6 +73,10 @@ type Plan struct {
 	Rate float64 `json:"rate"`
 	// Burst is the token bucket's size; 0 when Rate is 0.
 	Burst int `json:"burst"`
+	// Operator lets the plan's keys end any lock or slot of their
+	// namespace without its secret (API.md §11). Never for anonymous
+	// callers: Validate refuses it.
+	Operator bool `json:"operator,omitempty"`
 }
 
 // Key is one API key's entry. The key itself is not kept, only its SHA-256.
@@ -138,8 +145,12 @@ func (f File) Validate() error {
 	}
 	names := planNames(f.Plans)
 	if f.Anonymous != nil {
-		if _, ok := f.Plans[f.Anonymous.Plan]; !ok {
+		p, ok := f.Plans[f.Anonymous.Plan]
+		if !ok {
 			return fmt.Errorf("anonymous: plan %q does not exist (%s)", f.Anonymous.Plan, describePlans(names))
+		}
+		if p.Operator {
+			return fmt.Errorf("anonymous: plan %q is an operator plan; anonymous callers cannot be operators (give the anonymous policy a plan without \"operator\": true)", f.Anonymous.Plan)
 		}
 	}
 	ids := make(map[string]int, len(f.Keys))

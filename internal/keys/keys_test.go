@@ -93,11 +93,13 @@ func TestParseRoundTrip(t *testing.T) {
 			Plans: map[string]Plan{
 				"free":                        {Rate: 0.5, Burst: 1},
 				"business":                    {CustomNames: true, Rate: 250, Burst: 500},
+				"ops":                         {CustomNames: true, Operator: true},
 				`odd "name" with ,:{}\ and é`: {CustomNames: true},
 			},
 			Keys: []Key{
 				{ID: "acme-ci", Namespace: "acme", Plan: "business", SHA256: hashA},
 				{ID: `weird, id: "quoted" <&>`, Namespace: "public", Plan: "free", SHA256: hashB},
+				{ID: "acme-ops", Namespace: "acme", Plan: "ops", SHA256: HashKey("ops")},
 			},
 		},
 		"anonymous on pro": {
@@ -227,6 +229,9 @@ func TestParseErrors(t *testing.T) {
 		// Unknown, duplicate and misspelled fields.
 		{"unknown top-level field", `{"anonymous": null, "users": []}`, []string{`unknown field "users"`, "anonymous, plans, keys"}},
 		{"field in another case", `{"Plans": {}}`, []string{`unknown field "Plans"`}},
+		{"operator not a bool", withPlan(`{"operator": "yes"}`), []string{`"operator"`}},
+		{"anonymous on an operator plan", `{"anonymous": {"plan": "ops"}, "plans": {"ops": {"operator": true}}}`,
+			[]string{`anonymous: plan "ops" is an operator plan`, "cannot be operators"}},
 		{"unknown field in anonymous", `{"anonymous": {"plan": "developer", "rate": 1}, "plans": {"developer": {}}}`, []string{`"anonymous": unknown field "rate"`}},
 		{"unknown field in plan", withPlan(`{"custom_names": true, "rat": 1}`), []string{`plan "p": unknown field "rat"`, "custom_names, rate, burst"}},
 		{"unknown field in key", withKeys(`{"id": "a", "namespace": "acme", "plan": "pro", "sha256": "` + hashA + `", "key": "x"}`), []string{`keys[0]: unknown field "key"`, "id, namespace, plan, sha256"}},
@@ -443,6 +448,13 @@ func TestNewIndexFailsClosed(t *testing.T) {
 	}
 	if k, _, ok := idx.Lookup("k2"); !ok || k.ID != "first" {
 		t.Errorf("Lookup(k2) = %+v, %v; want the first entry", k, ok)
+	}
+
+	// An operator plan for anonymous callers, which Validate refuses,
+	// leaves them without its power.
+	idx = NewIndex(File{Anonymous: &AnonymousPolicy{Plan: "ops"}, Plans: map[string]Plan{"ops": {CustomNames: true, Operator: true}}})
+	if p, ok := idx.Anonymous(); !ok || p.Operator || !p.CustomNames || idx.AnonymousPlan() != "ops" {
+		t.Errorf("anonymous on an operator plan: %+v, %v, %q; want the plan without Operator", p, ok, idx.AnonymousPlan())
 	}
 }
 

@@ -58,6 +58,7 @@ var (
 		{"custom_names", &shape{kind: kindBool}},
 		{"rate", &shape{kind: kindNumber}},
 		{"burst", &shape{kind: kindInt}},
+		{"operator", &shape{kind: kindBool}},
 	}}
 	keyShape = &shape{kind: kindObject, fields: []field{
 		{"id", &shape{kind: kindString}},

@@ -158,6 +158,13 @@ func (e *instrumented) Release(ctx context.Context, id locklock.ID, now time.Tim
 	return l, err
 }
 
+func (e *instrumented) Revoke(ctx context.Context, id locklock.ID, now time.Time) (locklock.Lock, error) {
+	start := time.Now()
+	l, err := e.Engine.Revoke(ctx, id, now)
+	e.observe("revoke", start, err)
+	return l, err
+}
+
 func (e *instrumented) Refresh(ctx context.Context, id locklock.ID, now time.Time, ch locklock.Change, allow func(locklock.Lock) error) (locklock.Lock, error) {
 	start := time.Now()
 	l, err := e.Engine.Refresh(ctx, id, now, ch, allow)

@@ -101,7 +101,7 @@ func (o callOptions) checkDurations() error {
 }
 
 // Release frees the lock (DELETE) and returns it as it was. A protected lock
-// needs WithSecret. A lock that is gone (released, expired, never taken)
+// needs WithSecret, unless an operator forces the release (Forced). A lock that is gone (released, expired, never taken)
 // matches locklock.ErrNotFound.
 //
 // A release is retried only after failures that certainly did nothing: had
@@ -114,7 +114,7 @@ func (c *Client) Release(ctx context.Context, t Target, opts ...LockOption) (Loc
 	var out struct {
 		Lock Lock `json:"lock"`
 	}
-	_, err := c.do(ctx, request{method: http.MethodDelete, path: t.path(), body: secretBody(o)}, &out)
+	_, err := c.do(ctx, request{method: http.MethodDelete, path: t.path(), body: secretBody(o), force: o.force}, &out)
 	return out.Lock, err
 }
 

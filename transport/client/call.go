@@ -26,6 +26,8 @@ type request struct {
 	// failure may be retried. Otherwise only failures that certainly did
 	// nothing are (429, a refused connection).
 	idempotent bool
+	// force sends Locklock-Force: true (a forced release, API.md §11).
+	force bool
 }
 
 // do sends req, retrying as the Client allows, and decodes a 2xx body into
@@ -66,6 +68,9 @@ func (c *Client) once(ctx context.Context, req request, payload []byte, out any)
 	}
 	hr.Header.Set("Accept", "application/json, application/problem+json")
 	hr.Header.Set("User-Agent", c.userAgent)
+	if req.force {
+		hr.Header.Set("Locklock-Force", "true")
+	}
 	if c.apiKey != "" {
 		hr.Header.Set("Authorization", "Bearer "+c.apiKey)
 	}

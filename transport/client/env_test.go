@@ -35,6 +35,7 @@ type testServer struct {
 	Svc    *locklock.Service
 	ProKey string // namespace acme, plan pro (custom names)
 	DevKey string // namespace devco, plan developer (UUID locks only)
+	OpsKey string // namespace acme, plan ops (an operator: forced releases)
 	// Clock is the Service's clock with withManualClock; nil otherwise.
 	Clock *locklock.ManualClock
 
@@ -104,6 +105,10 @@ func newServer(t *testing.T, opts ...serverOption) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	opsKey, err := keys.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
 	file := keys.Default()
 	file.Plans[keys.PlanDeveloper] = keys.Plan{Rate: cfg.anonRate, Burst: cfg.anonBurst}
 	if cfg.anonOff {
@@ -112,7 +117,9 @@ func newServer(t *testing.T, opts ...serverOption) *testServer {
 	file.Keys = []keys.Key{
 		{ID: "acme-ci", Namespace: "acme", Plan: keys.PlanPro, SHA256: keys.HashKey(proKey)},
 		{ID: "devco", Namespace: "devco", Plan: keys.PlanDeveloper, SHA256: keys.HashKey(devKey)},
+		{ID: "acme-oncall", Namespace: "acme", Plan: "ops", SHA256: keys.HashKey(opsKey)},
 	}
+	file.Plans["ops"] = keys.Plan{CustomNames: true, Operator: true}
 	if err := file.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -134,6 +141,7 @@ func newServer(t *testing.T, opts ...serverOption) *testServer {
 		Svc:     svc,
 		ProKey:  proKey,
 		DevKey:  devKey,
+		OpsKey:  opsKey,
 		Clock:   cfg.clock,
 		api:     api,
 		stopped: make(chan struct{}),

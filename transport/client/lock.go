@@ -103,11 +103,19 @@ type callOptions struct {
 	setMeta   bool
 	lockDelay time.Duration
 	weight    *int // slots only
+	force     bool // Release only
 }
 
 // WithSecret sets the lock's secret. Acquire without it makes a random one
 // (returned in Lock.Secret); Release and Refresh of a protected lock need it.
 func WithSecret(s string) LockOption { return func(o *callOptions) { o.secret = &s } }
+
+// Forced makes a Release an operator's forced release (Locklock-Force:
+// true, API.md §11): the lock or slot ends whatever its secret, announced
+// as `revoked`, and a lock's lock-delay starts as on expiry. Only an API
+// key on a plan with "operator": true may do it; any other gets an error
+// matching locklock.ErrForbidden. Other calls ignore it.
+func Forced() LockOption { return func(o *callOptions) { o.force = true } }
 
 // Unprotected acquires without a secret: anyone may then release the lock
 // (the API's seed behaviour). Such an acquire is not retried after a

@@ -172,7 +172,8 @@ func (s *Semaphore) Release(ctx context.Context, sl Slot, opts ...LockOption) (S
 	var out struct {
 		Slot Slot `json:"slot"`
 	}
-	_, err = s.c.do(ctx, request{method: http.MethodDelete, path: path, body: secretBody(slotOpts(sl, opts))}, &out)
+	o := slotOpts(sl, opts)
+	_, err = s.c.do(ctx, request{method: http.MethodDelete, path: path, body: secretBody(o), force: o.force}, &out)
 	return out.Slot, err
 }
 
