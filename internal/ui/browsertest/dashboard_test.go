@@ -24,6 +24,7 @@ func TestDashboard(t *testing.T) {
 	srv, k := startServer(t)
 	browser := startBrowser(t)
 	shots := filepath.Join(repoRoot(t), "ui-screenshots")
+	clearShots(t, shots)
 	t.Logf("server and browser up in %v; screenshots in %s", time.Since(start).Round(time.Millisecond), shots)
 
 	ops := newTab(t, browser, srv, "operator", shots)
@@ -324,13 +325,14 @@ func TestDashboard(t *testing.T) {
 				t.Errorf("an anonymous visitor's page asked for %s", u)
 			}
 		}
+		anon.shot("10-anonymous-held")
 		srv.must(t, 200, "DELETE", "lock/uuid/"+id, "", "")
 		anon.waitFor("the release", `document.getElementById("lookup-state").dataset.state === "free"`, 3*time.Second)
 		if ev := anon.text("#lookup-events li .ev-type"); ev != "released" {
 			t.Errorf("the lock's events show %q first", ev)
 		}
 		anon.checkAccessibleNames("anonymous view")
-		anon.shot("10-anonymous-lookup")
+		anon.shot("11-anonymous-released")
 	})
 
 	t.Run("forget the key", func(t *testing.T) {

@@ -166,13 +166,6 @@ func startServer(t *testing.T) (*server, keyring) {
 	return s, k
 }
 
-// log is what the server logged so far.
-func (s *server) log() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.stderr.String()
-}
-
 // call makes an API request the way any client would, outside the browser.
 func (s *server) call(t *testing.T, method, path, key, body string, hdr ...string) (int, map[string]any) {
 	t.Helper()
@@ -455,6 +448,18 @@ func (tb *tab) viewportShot(dir, name string) string {
 		tb.t.Fatalf("tab %s: screenshot %s: %v", tb.name, name, err)
 	}
 	return writeShot(tb.t, dir, name, png)
+}
+
+// clearShots removes the screenshots of an earlier run, so that the
+// folder shows this run's steps only.
+func clearShots(t *testing.T, dir string) {
+	t.Helper()
+	old, _ := filepath.Glob(filepath.Join(dir, "*.png"))
+	for _, f := range old {
+		if err := os.Remove(f); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 func writeShot(t *testing.T, dir, name string, png []byte) string {

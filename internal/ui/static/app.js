@@ -738,6 +738,7 @@ function renderLookup() {
     $('lookup-facts').replaceChildren(...facts);
   }
   sync($('lookup-events'), l.events, (e) => String(e.seq), eventItem, () => {});
+  $('lookup-events-empty').hidden = l.events.length > 0;
 }
 
 // ---- switching between the views ----
