@@ -333,6 +333,38 @@ func TestDashboard(t *testing.T) {
 		}
 		anon.checkAccessibleNames("anonymous view")
 		anon.shot("11-anonymous-released")
+		anon.do("stop watching", chromedp.Click(chromedp.CSS("#lookup-stop")))
+		anon.waitFor("the watch ends", `document.getElementById("lookup-result").hidden && document.getElementById("conn").dataset.state === "idle"`, 2*time.Second)
+	})
+
+	t.Run("the stream resumes after the server restarts", func(t *testing.T) {
+		ops.t = t
+		before := len(ops.streamRequests())
+		// While the server is down the page's reconnects fail, as they should.
+		ops.expectFailedLoad(srv.base + "/v1/api/events")
+		viewer.expectFailedLoad(srv.base + "/v1/api/events")
+		restarted := time.Now()
+		srv.restart(t)
+		// The new process knows none of the old positions: it answers the
+		// resume with reset and ready, and the page lists afresh (the
+		// memory engine came back empty).
+		ops.waitFor("listed afresh", `document.getElementById("conn").dataset.state === "live" && document.querySelectorAll("#locks-body tr").length === 0 && document.querySelector("#events-list li.ev-system")`, 20*time.Second)
+		t.Logf("live again %v after the restart began", time.Since(restarted).Round(time.Millisecond))
+		reqs := ops.streamRequests()[before:]
+		resumed := false
+		for _, r := range reqs {
+			resumed = resumed || r.lastEventID != ""
+			if r.authorization != "Bearer "+k.operator {
+				t.Errorf("a stream request without the key in its Authorization header: %s", r.url)
+			}
+		}
+		if len(reqs) == 0 || !resumed {
+			t.Errorf("the page reconnected without Last-Event-ID: %+v", reqs)
+		}
+		acquired := time.Now()
+		srv.must(t, 201, "POST", "lock/key/after-restart", k.viewer, `{"holder":"ci-runner-8","expires_in":60}`)
+		ops.waitFor("a new lock", `document.querySelector('#locks-body tr[data-key="key/after-restart"]')`, 2*time.Second-time.Since(acquired))
+		ops.shot("12-after-restart")
 	})
 
 	t.Run("forget the key", func(t *testing.T) {

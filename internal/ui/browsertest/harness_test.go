@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -55,9 +56,13 @@ func repoRoot(t *testing.T) string {
 
 // server is a real `locklock serve`, built from this tree.
 type server struct {
-	base   string // http://127.0.0.1:port
-	mu     sync.Mutex
-	stderr bytes.Buffer
+	base     string // http://127.0.0.1:port
+	bin      string
+	keysFile string
+	mu       sync.Mutex
+	stderr   bytes.Buffer
+	proc     *exec.Cmd
+	done     chan struct{} // closed when proc has exited
 }
 
 // keyring is the keys of the test's keys file.
@@ -105,17 +110,30 @@ func writeKeysFile(t *testing.T, path string) keyring {
 func startServer(t *testing.T) (*server, keyring) {
 	t.Helper()
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "locklock")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/locklock")
+	s := &server{bin: filepath.Join(dir, "locklock"), keysFile: filepath.Join(dir, "keys.json")}
+	build := exec.Command("go", "build", "-o", s.bin, "./cmd/locklock")
 	build.Dir = repoRoot(t)
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build ./cmd/locklock: %v\n%s", err, out)
 	}
-	keysFile := filepath.Join(dir, "keys.json")
-	k := writeKeysFile(t, keysFile)
+	k := writeKeysFile(t, s.keysFile)
+	t.Cleanup(func() {
+		s.stop(t, os.Kill)
+		if t.Failed() {
+			s.mu.Lock()
+			t.Logf("server log:\n%s", s.stderr.String())
+			s.mu.Unlock()
+		}
+	})
+	s.launch(t, "127.0.0.1:0")
+	return s, k
+}
 
-	cmd := exec.Command(bin, "serve", "--engine", "memory", "--addr", "127.0.0.1:0",
-		"--keys-file", keysFile, "--log-format", "json", "--log-level", "info")
+// launch starts the server on addr and waits until it serves.
+func (s *server) launch(t *testing.T, addr string) {
+	t.Helper()
+	cmd := exec.Command(s.bin, "serve", "--engine", "memory", "--addr", addr,
+		"--keys-file", s.keysFile, "--log-format", "json", "--log-level", "info")
 	cmd.Env = append(os.Environ(), "LOCKLOCK_UI=true")
 	pipe, err := cmd.StderrPipe()
 	if err != nil {
@@ -124,17 +142,8 @@ func startServer(t *testing.T) (*server, keyring) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	s := &server{}
 	done := make(chan struct{})
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-done
-		if t.Failed() {
-			s.mu.Lock()
-			t.Logf("server log:\n%s", s.stderr.String())
-			s.mu.Unlock()
-		}
-	})
+	s.proc, s.done = cmd, done
 	urls := make(chan string, 1)
 	go func() {
 		defer close(done)
@@ -163,7 +172,37 @@ func startServer(t *testing.T) (*server, keyring) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("locklock serve did not start in 30 s")
 	}
-	return s, k
+}
+
+// stop signals the server and waits for it to exit.
+func (s *server) stop(t *testing.T, sig os.Signal) {
+	t.Helper()
+	if s.proc == nil {
+		return
+	}
+	_ = s.proc.Process.Signal(sig)
+	select {
+	case <-s.done:
+	case <-time.After(20 * time.Second):
+		_ = s.proc.Process.Kill()
+		<-s.done
+		t.Errorf("locklock serve did not stop on %v", sig)
+	}
+	s.proc = nil
+}
+
+// restart stops the server as an operator would (SIGTERM: streams end,
+// clients resume elsewhere) and starts it again on the same address. The
+// memory engine comes back empty, and event positions of the old process
+// mean nothing to the new one.
+func (s *server) restart(t *testing.T) {
+	t.Helper()
+	addr := strings.TrimPrefix(s.base, "http://")
+	s.stop(t, syscall.SIGTERM)
+	s.launch(t, addr)
+	if "http://"+addr != s.base {
+		t.Fatalf("restarted on %s, not %s", s.base, addr)
+	}
 }
 
 // call makes an API request the way any client would, outside the browser.
@@ -245,6 +284,7 @@ type tab struct {
 	mu       sync.Mutex
 	problems []string
 	requests []string
+	streams  []streamRequest // the requests for event streams, in order
 	dialogs  int
 	expected map[string]bool // URLs whose failed loads a step provokes on purpose
 }
@@ -298,10 +338,39 @@ func (tb *tab) listen(ev any) {
 	case *network.EventRequestWillBeSent:
 		u := ev.Request.URL
 		tb.requests = append(tb.requests, u)
+		if strings.HasSuffix(strings.SplitN(u, "?", 2)[0], "/events") {
+			tb.streams = append(tb.streams, streamRequest{
+				url:           u,
+				lastEventID:   header(ev.Request.Headers, "Last-Event-ID"),
+				authorization: header(ev.Request.Headers, "Authorization"),
+			})
+		}
 		if !sameOrigin(u, tb.origin) {
 			tb.problems = append(tb.problems, "a request to another origin: "+u)
 		}
 	}
+}
+
+// streamRequest is what a request for an event stream carried.
+type streamRequest struct {
+	url, lastEventID, authorization string
+}
+
+func header(h network.Headers, name string) string {
+	for k, v := range h {
+		if strings.EqualFold(k, name) {
+			s, _ := v.(string)
+			return s
+		}
+	}
+	return ""
+}
+
+// streamRequests lists the tab's requests for event streams so far.
+func (tb *tab) streamRequests() []streamRequest {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	return append([]streamRequest(nil), tb.streams...)
 }
 
 func sameOrigin(raw, origin string) bool {
