@@ -47,6 +47,20 @@ test-image: ## build the image with `make image` and test it in Docker: volume, 
 test: vet ## vet, format check, then every test with the race detector
 	$(GO) test -race -count=1 -timeout 8m $(PKGS)
 
+# The dashboard's browser tests need Debian's chromium; as root (CI, the dev
+# machines) it is installed when missing.
+CHROMIUM_INSTALL := command -v chromium >/dev/null || { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium >/dev/null; }
+
+.PHONY: test-ui
+test-ui: ## the dashboard (/ui/) in headless Chromium against a real server; installs Debian's chromium if missing; screenshots in ui-screenshots/
+	$(CHROMIUM_INSTALL)
+	$(GO) test -tags browser -count=1 -timeout 10m -v ./internal/ui/browsertest/
+
+.PHONY: docs-screenshot
+docs-screenshot: ## refresh docs/dashboard.png (the README's picture of the dashboard) with the browser tests' harness
+	$(CHROMIUM_INSTALL)
+	$(GO) test -tags browser -count=1 -timeout 5m -run '^TestDocsScreenshot$$' ./internal/ui/browsertest/ -update-docs
+
 .PHONY: test-etcd-compat
 test-etcd-compat: ## the etcd engine's tests against Debian's etcd 3.4 (installs etcd-server)
 	GO=$(GO) ./scripts/test-etcd-compat.sh
@@ -58,6 +72,7 @@ lint: vet ## go vet, gofmt and staticcheck
 .PHONY: vet
 vet: ## go vet and gofmt
 	$(GO) vet $(PKGS)
+	$(GO) vet -tags browser ./internal/ui/browsertest/
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
 

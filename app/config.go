@@ -22,6 +22,7 @@ type Config struct {
 	Addr          string   // listen address
 	OpsAddr       string   // optional separate listener for /metrics, /healthz, /readyz
 	Pprof         bool     // serve Go's profiles at /debug/pprof/ on the ops listener
+	UI            bool     // serve the dashboard at /ui/ on the API listener (API.md §11)
 	Engine        string   // memory | badger | etcd
 	DataDir       string   // Badger's directory
 	EtcdEndpoints []string // etcd client URLs
@@ -79,6 +80,7 @@ func DefaultConfig() Config {
 	return Config{
 		Addr:                 "127.0.0.1:8080",
 		Engine:               EngineBadger,
+		UI:                   true,
 		DataDir:              "./locklock-data",
 		DefaultTTL:           locklock.DefaultTTL,
 		MaxTTL:               locklock.DefaultMaxTTL,

@@ -16,6 +16,7 @@ import (
 
 	"github.com/locklock/locklock/internal/keyauth"
 	"github.com/locklock/locklock/internal/metrics"
+	"github.com/locklock/locklock/internal/ui"
 	"github.com/locklock/locklock/locklock"
 	"github.com/locklock/locklock/transport"
 	"github.com/locklock/locklock/transport/client"
@@ -63,8 +64,9 @@ func (s *Server) OpsURL() string {
 	return "http://" + s.opsAddr.String()
 }
 
-// httpModule provides the HTTP handlers (the API under client.APIPrefix, and
-// /metrics, /healthz, /readyz on the main listener or on the ops listener)
+// httpModule provides the HTTP handlers (the API under client.APIPrefix, the
+// dashboard at /ui/, and /metrics, /healthz, /readyz on the main listener or
+// on the ops listener)
 // and a *Server that listens in OnStart — so a busy port fails start-up —
 // and drains in OnStop. A TLS certificate is re-read on SIGHUP.
 func httpModule() fx.Option {
@@ -82,8 +84,11 @@ type handlers struct {
 // opsPaths are the operational endpoints, outside the API.
 var opsPaths = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}
 
-// newHandlers routes client.APIPrefix to the API and the operational paths to
-// their handlers. It deliberately avoids http.ServeMux, which would clean
+// newHandlers routes client.APIPrefix to the API, /ui/ to the dashboard
+// (unless Config.UI is off) and the operational paths to their handlers.
+// The dashboard is the standalone server's, beside the API whatever
+// --ops-addr says: it talks to the API from the API's origin, and its CSP
+// allows no other. It deliberately avoids http.ServeMux, which would clean
 // paths ("//", "/./") and redirect before the API could answer 400 for a
 // malformed lock name. Every request is instrumented: a request id, a debug
 // log line, metrics.
@@ -109,6 +114,10 @@ func newHandlers(cfg Config, svc *locklock.Service, access keyauth.Access, limit
 		health.ServeHTTP(w, r) // /healthz, /readyz, /metrics, or a not_found problem
 	})
 	notFound := transport.NotFoundHandler()
+	var dashboard http.Handler
+	if cfg.UI {
+		dashboard = ui.Handler()
+	}
 	instrument := func(h http.Handler) http.Handler {
 		return transport.Instrument(h, log, routeOf, func(i transport.RequestInfo) {
 			m.ObserveRequest(i.Route, i.Method, i.Status, i.Duration, i.Anonymous)
@@ -119,6 +128,8 @@ func newHandlers(cfg Config, svc *locklock.Service, access keyauth.Access, limit
 		switch {
 		case strings.HasPrefix(r.URL.Path, client.APIPrefix+"/"):
 			api.ServeHTTP(w, r)
+		case dashboard != nil && isDashboard(r.URL.Path):
+			dashboard.ServeHTTP(w, r)
 		case separateOps:
 			notFound.ServeHTTP(w, r) // the ops endpoints live elsewhere
 		default:
@@ -144,8 +155,16 @@ func routeOf(r *http.Request) string {
 		return route // "unmatched"
 	case opsPaths[p]:
 		return p
+	case isDashboard(p):
+		return ui.Path // one label for all its files (a 404 when it is off)
 	}
 	return "unmatched"
+}
+
+// isDashboard says whether a path is the dashboard's: /ui/ and below, and
+// /ui, which it redirects to /ui/.
+func isDashboard(p string) bool {
+	return strings.HasPrefix(p, ui.Path) || p == strings.TrimSuffix(ui.Path, "/")
 }
 
 // apiRoutes maps the API's route templates to their full paths, made once

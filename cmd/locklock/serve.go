@@ -39,6 +39,7 @@ func serve(args []string, stderr io.Writer, env func(string) (string, bool)) int
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate `file` (PEM); serves HTTPS with --tls-key")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key `file` (PEM); both are re-read on SIGHUP")
 	fs.StringVar(&cfg.OpsAddr, "ops-addr", "", "separate listen `address` for /metrics, /healthz and /readyz (plain HTTP); the API listener then does not serve them")
+	fs.BoolVar(&cfg.UI, "ui", cfg.UI, "serve the dashboard at /ui/ on the --addr listener (--ui=false: 404)")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve Go's runtime profiles (CPU, heap, mutex, block, goroutines) at /debug/pprof/ on the --ops-addr listener")
 	fs.DurationVar(&cfg.ReadHeaderTimeout, "read-header-timeout", cfg.ReadHeaderTimeout, "how long a client may take to send its request headers")
 	fs.IntVar(&cfg.MaxHeaderBytes, "max-header-bytes", cfg.MaxHeaderBytes, "largest request header block, in bytes")
