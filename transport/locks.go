@@ -30,14 +30,9 @@ func (h *handler) lockOp(kind locklock.Kind, routePrefix string, op lockFunc) ht
 	}
 }
 
-// lockID checks the caller before the name, so that a caller who may not
-// use key routes gets 401/403 whatever name it sent.
-func (h *handler) lockID(w http.ResponseWriter, r *http.Request, kind locklock.Kind, name string) (locklock.ID, error) {
-	_, id, err := h.lockCaller(w, r, kind, name)
-	return id, err
-}
-
-// lockCaller is lockID that also returns the caller.
+// lockCaller resolves the caller, then the lock's ID: the caller is checked
+// before the name, so that a caller who may not use key routes gets 401/403
+// whatever name it sent.
 func (h *handler) lockCaller(w http.ResponseWriter, r *http.Request, kind locklock.Kind, name string) (Caller, locklock.ID, error) {
 	c, err := h.caller(w, r)
 	if err != nil {
