@@ -5,6 +5,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -100,11 +103,32 @@ func TestFiles(t *testing.T) {
 	}
 }
 
+// pageFiles are the dashboard's scripts and style sheet, read from the
+// directory the handler embeds, so that a module added to the page is
+// checked without being listed here.
+func pageFiles(t *testing.T) []string {
+	t.Helper()
+	entries, err := os.ReadDir("static")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var paths []string
+	for _, e := range entries {
+		if ext := filepath.Ext(e.Name()); ext == ".js" || ext == ".css" {
+			paths = append(paths, ui.Path+e.Name())
+		}
+	}
+	if len(paths) < 3 {
+		t.Fatalf("static/ has only %v", paths)
+	}
+	return paths
+}
+
 // TestPageIsSelfContained: the page loads nothing from anywhere else and
 // has no inline script, inline style or markup sink for the CSP to refuse.
 func TestPageIsSelfContained(t *testing.T) {
 	h := ui.Handler()
-	for _, path := range []string{"/ui/", "/ui/app.js", "/ui/api.js", "/ui/style.css"} {
+	for _, path := range append([]string{"/ui/"}, pageFiles(t)...) {
 		body := serve(t, h, "GET", path, nil).Body.String()
 		bad := []string{"http://", "https://", "//cdn", "innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "style=", "<style", "onclick=", "onload="}
 		if strings.HasSuffix(path, ".css") {
@@ -119,6 +143,46 @@ func TestPageIsSelfContained(t *testing.T) {
 	index := serve(t, h, "GET", "/ui/", nil).Body.String()
 	if n := strings.Count(index, "<script"); n != 1 || !strings.Contains(index, `<script type="module" src="app.js"></script>`) {
 		t.Errorf("index.html has %d script elements; want only the external app.js", n)
+	}
+}
+
+// TestModulesResolve: every module the page imports, from app.js down,
+// is served, as JavaScript (a module served as anything else does not
+// run), and is imported by a relative path, which the CSP allows.
+func TestModulesResolve(t *testing.T) {
+	h := ui.Handler()
+	importRE := regexp.MustCompile(`(?m)^import\b[^;]*?\bfrom\s+'([^']+)';`)
+	seen := map[string]bool{}
+	queue := []string{"app.js"}
+	for len(queue) > 0 {
+		name := queue[0]
+		queue = queue[1:]
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		rec := serve(t, h, "GET", ui.Path+name, nil)
+		if rec.Code != http.StatusOK || rec.Header().Get("Content-Type") != "text/javascript; charset=utf-8" {
+			t.Errorf("GET %s%s: %d %q, want 200 text/javascript", ui.Path, name, rec.Code, rec.Header().Get("Content-Type"))
+			continue
+		}
+		for _, m := range importRE.FindAllStringSubmatch(rec.Body.String(), -1) {
+			spec, ok := strings.CutPrefix(m[1], "./")
+			if !ok || strings.Contains(spec, "/") {
+				t.Errorf("%s imports %q, want ./name.js beside it", name, m[1])
+				continue
+			}
+			queue = append(queue, spec)
+		}
+	}
+	// Every script in static/ is reached from app.js: none is left over.
+	for _, path := range pageFiles(t) {
+		if name := strings.TrimPrefix(path, ui.Path); strings.HasSuffix(name, ".js") && !seen[name] {
+			t.Errorf("%s is not imported by app.js or its imports", name)
+		}
+	}
+	if len(seen) < 3 {
+		t.Errorf("app.js reaches only %v", seen)
 	}
 }
 
