@@ -101,6 +101,13 @@ type ReleaseWatcher interface {
 	// expiry, a poll interval) for that case. It stops watching when ctx
 	// is done.
 	WatchRelease(ctx context.Context, held Lock) <-chan struct{}
+
+	// WatchSlotRelease is WatchRelease for a semaphore that was full (as
+	// judged at full.Revision): the channel is closed once any of its
+	// slots may be gone — released, revoked or expired — so that the
+	// first waiter for room tries again. The same hint, never proof. An
+	// engine that stores no semaphores returns a channel that stays open.
+	WatchSlotRelease(ctx context.Context, full *FullError) <-chan struct{}
 }
 
 // ListQuery selects locks for Engine.List.

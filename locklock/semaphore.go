@@ -202,6 +202,10 @@ type FullError struct {
 	FreesAt time.Time
 	// ObservedAt is when the Service judged it.
 	ObservedAt time.Time
+	// Revision is the storage revision the engine judged the semaphore
+	// at (etcd), so that a watch from the next one misses no release;
+	// zero for engines without revisions.
+	Revision int64
 }
 
 func (e *FullError) Error() string {

@@ -183,7 +183,8 @@ func (a *slotAcquire) behindQueue(ctx context.Context, queued int) (Slot, bool, 
 
 // wait queues behind earlier waiters for the semaphore and tries whenever it
 // is first and room may have come: a release through this Service, a slot's
-// expiry, or every poll interval (releases through other servers).
+// expiry, a release anywhere that the engine's watch reports
+// (ReleaseWatcher), or every poll interval.
 func (a *slotAcquire) wait(ctx context.Context) (Slot, bool, error) {
 	s := a.s
 	key := semaphoreWait(a.req.ID)
@@ -215,8 +216,12 @@ func (a *slotAcquire) wait(ctx context.Context) (Slot, bool, error) {
 	var (
 		full         *FullError
 		expiry, poll <-chan time.Time
+		gone         <-chan struct{}
+		watch        watchScope
 		timedOut     bool
 	)
+	defer watch.stop()
+	watcher, _ := s.engine.(ReleaseWatcher)
 	// slept counts the times this waiter blocked below, as in waitAcquire.
 	for slept := 0; ; slept++ {
 		if s.waits.isHead(w) {
@@ -237,6 +242,9 @@ func (a *slotAcquire) wait(ctx context.Context) (Slot, bool, error) {
 				expiry = s.clock.At(full.FreesAt)
 			}
 			poll = s.clock.At(full.ObservedAt.Add(s.waitPoll))
+			if watcher != nil {
+				gone = watcher.WatchSlotRelease(watch.renew(ctx), full)
+			}
 		}
 		if timedOut {
 			if full != nil {
@@ -252,6 +260,7 @@ func (a *slotAcquire) wait(ctx context.Context) (Slot, bool, error) {
 		}
 		select {
 		case <-w.wake:
+		case <-gone:
 		case <-expiry:
 		case <-poll:
 		case <-deadline:

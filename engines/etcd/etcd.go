@@ -315,9 +315,26 @@ func (e *Engine) CountHeld(ctx context.Context, now time.Time) (int, error) {
 // from just after the revision it was read at, for a delete (release or
 // lease expiry).
 func (e *Engine) WatchRelease(ctx context.Context, held locklock.Lock) <-chan struct{} {
+	return e.watchDelete(ctx, e.key(held.ID), held.Revision+1)
+}
+
+// WatchSlotRelease implements locklock.ReleaseWatcher: it watches the
+// semaphore's range from just after the revision it was judged full at,
+// for the delete of any slot key (a release, a revoke, a lease's end).
+// Puts — other acquires, refreshes — make no room and are filtered out.
+func (e *Engine) WatchSlotRelease(ctx context.Context, full *locklock.FullError) <-chan struct{} {
+	if full.Revision == 0 {
+		return make(chan struct{}) // not judged by this engine: nothing to watch from
+	}
+	return e.watchDelete(ctx, e.semKey(full.ID), full.Revision+1, clientv3.WithPrefix())
+}
+
+// watchDelete returns a channel closed at the first delete of key (or of
+// the keys opts select) from revision from on.
+func (e *Engine) watchDelete(ctx context.Context, key string, from int64, opts ...clientv3.OpOption) <-chan struct{} {
 	gone := make(chan struct{})
-	wch := e.client.Watch(clientv3.WithRequireLeader(ctx), e.key(held.ID),
-		clientv3.WithRev(held.Revision+1), clientv3.WithFilterPut())
+	opts = append(opts, clientv3.WithRev(from), clientv3.WithFilterPut())
+	wch := e.client.Watch(clientv3.WithRequireLeader(ctx), key, opts...)
 	go func() {
 		for resp := range wch {
 			if resp.Err() != nil {

@@ -3,6 +3,7 @@ package etcd
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -139,6 +140,10 @@ func (e *Engine) TryAcquireSlot(ctx context.Context, cand locklock.Slot, now tim
 	key := sem + cand.ID
 	for try := 1; ; try++ {
 		got, retry, err := locklock.AdmitSlot(live, cand, same)
+		var full *locklock.FullError
+		if errors.As(err, &full) {
+			full.Revision = rev // where a waiter's watch for room starts
+		}
 		switch {
 		case err != nil:
 			return locklock.Slot{}, false, err

@@ -34,8 +34,9 @@ func threeServers(t *testing.T, opts ...locklock.Option) ([]*locklock.Service, [
 	return svcs, engines
 }
 
-// watchCounter is the etcd engine, counting WatchRelease calls, so that a
-// test knows a waiter has seen the lock held and is watching it.
+// watchCounter is the etcd engine, counting WatchRelease and
+// WatchSlotRelease calls, so that a test knows a waiter has seen the lock
+// held (or the semaphore full) and is watching it.
 type watchCounter struct {
 	*etcd.Engine
 	watches atomic.Int32
@@ -44,6 +45,11 @@ type watchCounter struct {
 func (w *watchCounter) WatchRelease(ctx context.Context, held locklock.Lock) <-chan struct{} {
 	w.watches.Add(1)
 	return w.Engine.WatchRelease(ctx, held)
+}
+
+func (w *watchCounter) WatchSlotRelease(ctx context.Context, full *locklock.FullError) <-chan struct{} {
+	w.watches.Add(1)
+	return w.Engine.WatchSlotRelease(ctx, full)
 }
 
 func (w *watchCounter) waitWatching(t *testing.T, before int32) {
