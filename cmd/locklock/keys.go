@@ -165,7 +165,7 @@ func writeKeysList(w io.Writer, f keys.File) error {
 		fmt.Fprintf(tw, "anonymous: plan %s\n", f.Anonymous.Plan)
 	}
 	fmt.Fprintln(tw)
-	fmt.Fprintln(tw, "PLAN\tCUSTOM_NAMES\tRATE\tBURST")
+	fmt.Fprintln(tw, "PLAN\tCUSTOM_NAMES\tOPERATOR\tRATE\tBURST")
 	names := make([]string, 0, len(f.Plans))
 	for n := range f.Plans {
 		names = append(names, n)
@@ -178,7 +178,7 @@ func writeKeysList(w io.Writer, f keys.File) error {
 			rate = strconv.FormatFloat(p.Rate, 'g', -1, 64) + "/s"
 			burst = strconv.Itoa(p.Burst)
 		}
-		fmt.Fprintf(tw, "%s\t%t\t%s\t%s\n", n, p.CustomNames, rate, burst)
+		fmt.Fprintf(tw, "%s\t%t\t%t\t%s\t%s\n", n, p.CustomNames, p.Operator, rate, burst)
 	}
 	fmt.Fprintln(tw)
 	if len(f.Keys) == 0 {

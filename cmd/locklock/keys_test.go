@@ -90,7 +90,7 @@ func TestKeysNewCreatesFile(t *testing.T) {
 func TestKeysList(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "keys.json")
 	data := `{"anonymous": {"plan": "free"},
-	 "plans": {"free": {"rate": 2.5, "burst": 5}, "pro": {"custom_names": true}},
+	 "plans": {"free": {"rate": 2.5, "burst": 5}, "pro": {"custom_names": true}, "ops": {"custom_names": true, "operator": true}},
 	 "keys": [{"id": "acme-ci", "namespace": "acme", "plan": "pro", "sha256": "` + keys.HashKey("k1") + `"},
 	          {"id": "beta-1", "namespace": "beta", "plan": "free", "sha256": "` + keys.HashKey("k2") + `"}]}`
 	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
@@ -102,9 +102,10 @@ func TestKeysList(t *testing.T) {
 	}
 	want := `anonymous: plan free
 
-PLAN  CUSTOM_NAMES  RATE       BURST
-free  false         2.5/s      5
-pro   true          unlimited  -
+PLAN  CUSTOM_NAMES  OPERATOR  RATE       BURST
+free  false         false     2.5/s      5
+ops   true          true      unlimited  -
+pro   true          false     unlimited  -
 
 ID       NAMESPACE  PLAN
 acme-ci  acme       pro
