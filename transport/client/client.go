@@ -66,6 +66,7 @@ type Client struct {
 	retries    int
 	backoff    time.Duration
 	maxBackoff time.Duration
+	slotFeeds  slotFeeds // the semaphore streams its HeldSlots share
 }
 
 // Option configures a Client.

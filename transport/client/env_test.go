@@ -66,6 +66,7 @@ type serverConfig struct {
 	wrap      func(http.Handler) http.Handler // around the API handler, inside the front
 	mount     string                          // the API's prefix; default /v1/api
 	clock     *locklock.ManualClock
+	svcOpts   []locklock.Option
 }
 
 type serverOption func(*serverConfig)
@@ -86,6 +87,11 @@ func withMount(prefix string) serverOption { return func(c *serverConfig) { c.mo
 // that a test can let locks expire and lock-delays run without sleeping.
 func withManualClock() serverOption {
 	return func(c *serverConfig) { c.clock = locklock.NewManualClock(time.Now().UTC().Truncate(time.Millisecond)) }
+}
+
+// withServiceOptions passes options (caps, say) to the Service.
+func withServiceOptions(opts ...locklock.Option) serverOption {
+	return func(c *serverConfig) { c.svcOpts = append(c.svcOpts, opts...) }
 }
 
 // withAnonymousOff refuses every request without an API key (401).
@@ -124,7 +130,7 @@ func newServer(t *testing.T, opts ...serverOption) *testServer {
 		t.Fatal(err)
 	}
 	engine := memory.New()
-	var svcOpts []locklock.Option
+	svcOpts := cfg.svcOpts
 	if cfg.clock != nil {
 		svcOpts = append(svcOpts, locklock.WithClock(cfg.clock))
 	}

@@ -60,8 +60,10 @@ func (c *Client) lockOps(t Target, secret string) keeperOps[Lock] {
 			return err
 		},
 		notFound: locklock.ErrNotFound,
-		watch:    func(ctx context.Context) *Stream { return c.Watch(ctx, t) },
-		loss:     lockLoss,
+		// One stream per Held: a lock has one holder, so there is
+		// nothing to share.
+		watch: func(ctx context.Context, _ span, _ func()) events { return c.Watch(ctx, t) },
+		loss:  lockLoss,
 		keep: func(from, to Lock) Lock {
 			to.Secret, to.Created = from.Secret, from.Created
 			return to

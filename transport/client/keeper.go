@@ -24,9 +24,11 @@ type keeper[T any] struct {
 	margin time.Duration
 	ops    keeperOps[T]
 
-	ctx    context.Context
-	cancel context.CancelCauseFunc
-	done   chan struct{} // closed when the refresher has stopped
+	ctx     context.Context
+	cancel  context.CancelCauseFunc
+	done    chan struct{} // closed when the refresher has stopped
+	recheck chan struct{} // a refresh is due at once (see keeperOps.watch)
+	events  events        // what the watcher reads
 
 	mu         sync.Mutex
 	held       T
@@ -46,8 +48,10 @@ type keeperOps[T any] struct {
 	release func(ctx context.Context) error
 	// notFound is the sentinel of an answer that says it is gone.
 	notFound error
-	// watch opens the event stream that reports its loss.
-	watch func(ctx context.Context) *Stream
+	// watch opens the events that report its loss. acquired spans the
+	// acquire that confirmed it held; recheck asks for a refresh at once,
+	// for when the events cannot tell whether it is still held.
+	watch func(ctx context.Context, acquired span, recheck func()) events
 	// loss says why ev means that what has token ours is lost ("" if it
 	// does not), and the sentinel a refresh would have been told.
 	loss func(ev Event, ours uint64) (string, error)
@@ -55,6 +59,17 @@ type keeperOps[T any] struct {
 	// from the held T to a refreshed one.
 	keep func(from, to T) T
 }
+
+// events is what a keeper's watcher reads: a lock's own Stream, or a
+// slot's share of its semaphore's (slotSub).
+type events interface {
+	Next() (Event, error)
+	Close()
+}
+
+// span is when a request was sent and when its answer came: the server
+// acted on it at some moment in between.
+type span struct{ sent, answered time.Time }
 
 // holdTiming rounds the TTL up to whole seconds and checks it and the
 // safety margin (default: a fifth of the TTL).
@@ -84,7 +99,11 @@ func startKeeper[T any](ctx context.Context, c *Client, ttl, margin time.Duratio
 	if err != nil {
 		return nil, err
 	}
-	k := &keeper[T]{c: c, ttl: ttl, margin: margin, ops: ops(v), held: v, validUntil: sent.Add(ttl), done: make(chan struct{})}
+	acquired := span{sent, time.Now()}
+	k := &keeper[T]{
+		c: c, ttl: ttl, margin: margin, ops: ops(v), held: v, validUntil: sent.Add(ttl),
+		done: make(chan struct{}), recheck: make(chan struct{}, 1),
+	}
 	k.what = k.ops.what
 	if !created || time.Since(sent) >= ttl/3 {
 		// It does not surely last a full TTL from sent with the first
@@ -106,18 +125,29 @@ func startKeeper[T any](ctx context.Context, c *Client, ttl, margin time.Duratio
 		k.held, k.validUntil = k.ops.keep(v, r), sent.Add(ttl)
 	}
 	k.ctx, k.cancel = context.WithCancelCause(ctx)
+	k.events = k.ops.watch(k.ctx, acquired, k.checkNow)
 	go k.refresh(sent)
 	go k.watch()
 	return k, nil
 }
 
+// checkNow has the refresher refresh at once: a refused refresh is the
+// one answer that says it is gone when the events cannot.
+func (k *keeper[T]) checkNow() {
+	select {
+	case k.recheck <- struct{}{}:
+	default: // one is due already
+	}
+}
+
 // watch ends the Context the moment the server reports the loss — expiry,
 // a forced release, a release or a takeover by someone else — rather than
 // at the next refresh, ttl/3 away. It is a second line: when the stream
-// cannot be had (an engine without events, a refused stream) or is reset,
-// the refreshes still find the loss.
+// cannot be had (an engine without events, a refused stream), is reset, or
+// a slot's share of it is cut off (slotSub), the refreshes still find the
+// loss.
 func (k *keeper[T]) watch() {
-	w := k.ops.watch(k.ctx)
+	w := k.events
 	defer w.Close()
 	ours := k.ops.token(k.current())
 	for {
@@ -177,6 +207,7 @@ func (k *keeper[T]) refresh(acquired time.Time) {
 		case <-k.ctx.Done():
 			return
 		case <-timer.C:
+		case <-k.recheck:
 		}
 		cutoff := k.ValidUntil().Add(-k.margin)
 		if !time.Now().Before(cutoff) {

@@ -19,9 +19,15 @@ type HeldSlot struct{ k *keeper[Slot] }
 // with a cause wrapping ErrLost when no refresh is confirmed before the
 // slot would lapse less the safety margin, or when the server says it is
 // gone — the semaphore's event stream reports it expired, revoked or
-// released by someone else. Options as for Acquire (WithWeight among them),
-// plus WithSafetyMargin; a semaphore without room is Acquire's error
-// (ErrSemaphoreFull, ErrLimitMismatch), after the wait if one was given.
+// released by someone else. Options as for Acquire (WithWeight among
+// them), plus WithSafetyMargin; a semaphore without room is Acquire's
+// error (ErrSemaphoreFull, ErrLimitMismatch), after the wait if one was
+// given.
+//
+// The HeldSlots of one semaphore in one Client share one stream (one
+// connection, one of the server's --max-watchers-per-caller), which
+// closes when the last of them ends; each is handed only its own slot's
+// events.
 func (s *Semaphore) Hold(ctx context.Context, ttl time.Duration, opts ...LockOption) (*HeldSlot, error) {
 	o := callOpts(opts)
 	ttl, margin, err := holdTiming(ttl, o.margin)
@@ -56,8 +62,10 @@ func (s *Semaphore) slotOps(held Slot) keeperOps[Slot] {
 			return err
 		},
 		notFound: locklock.ErrSlotNotFound,
-		watch:    func(ctx context.Context) *Stream { return s.c.WatchSemaphore(ctx, s.target) },
-		loss:     func(ev Event, _ uint64) (string, error) { return slotLoss(ev, held) },
+		watch: func(ctx context.Context, acquired span, recheck func()) events {
+			return s.c.slotFeeds.join(ctx, s.c, s.target, held, acquired, recheck)
+		},
+		loss: func(ev Event, _ uint64) (string, error) { return slotLoss(ev, held) },
 		keep: func(from, to Slot) Slot {
 			to.Secret, to.Created = from.Secret, from.Created
 			return to

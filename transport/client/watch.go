@@ -73,6 +73,9 @@ type Stream struct {
 	body   io.ReadCloser
 	r      *bufio.Reader
 	fails  int
+	// dialed is when the open connection was requested: a state on it
+	// was read by the server after that (slotFeed judges by it).
+	dialed time.Time
 }
 
 // WatchOptions selects a namespace stream's locks.
@@ -192,6 +195,7 @@ func (s *Stream) connect() error {
 	if s.lastID != "" {
 		hr.Header.Set("Last-Event-ID", s.lastID)
 	}
+	s.dialed = time.Now()
 	resp, err := s.c.http.Do(hr)
 	if err != nil {
 		return err
