@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/locklock/locklock/locklock"
@@ -70,7 +71,8 @@ type Stream struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	body   io.ReadCloser
+	bodyMu sync.Mutex    // body is set by Next's goroutine, closed by Close's too
+	body   io.ReadCloser // under bodyMu
 	r      *bufio.Reader
 	fails  int
 	// dialed is when the open connection was requested: a state on it
@@ -120,9 +122,7 @@ func (c *Client) stream(ctx context.Context, path string) *Stream {
 // Close ends the stream; Next then returns context.Canceled.
 func (s *Stream) Close() {
 	s.cancel()
-	if s.body != nil {
-		s.body.Close()
-	}
+	s.drop()
 }
 
 // Next returns the next event, connecting or reconnecting as needed. It
@@ -153,6 +153,7 @@ func (s *Stream) Next() (Event, error) {
 			}
 			return ev, nil
 		}
+		s.r = nil // Next's own, unlike body: it connects again, or ends
 		s.drop()
 		if !s.retry(err) {
 			return Event{}, err
@@ -175,11 +176,15 @@ func (s *Stream) retry(err error) bool {
 	return s.c.sleep(s.ctx, d)
 }
 
+// drop closes the open connection, if any. Next's reader is left for Next
+// to clear: Close may run while Next reads.
 func (s *Stream) drop() {
+	s.bodyMu.Lock()
+	defer s.bodyMu.Unlock()
 	if s.body != nil {
 		s.body.Close()
 	}
-	s.body, s.r = nil, nil
+	s.body = nil
 }
 
 func (s *Stream) connect() error {
@@ -204,6 +209,12 @@ func (s *Stream) connect() error {
 		raw, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 		resp.Body.Close()
 		return decodeError(resp, raw)
+	}
+	s.bodyMu.Lock()
+	defer s.bodyMu.Unlock()
+	if s.ctx.Err() != nil { // closed meanwhile: Close found no body to close
+		resp.Body.Close()
+		return s.ctx.Err()
 	}
 	s.body, s.r = resp.Body, bufio.NewReader(resp.Body)
 	return nil

@@ -162,3 +162,30 @@ func TestWatchEndsWithItsContext(t *testing.T) {
 		t.Fatalf("after Close: %v", err)
 	}
 }
+
+// TestWatchCloseFromAnotherGoroutine: Close ends a Next that is waiting for
+// an event in another goroutine, as its documentation promises — under the
+// race detector too (the connection Next opened is closed, not raced for).
+func TestWatchCloseFromAnotherGoroutine(t *testing.T) {
+	s := newServer(t)
+	w := s.client(t).Watch(t.Context(), client.UUID(u1))
+	ended := make(chan error, 1)
+	go func() {
+		for {
+			if _, err := w.Next(); err != nil {
+				ended <- err
+				return
+			}
+		}
+	}()
+	waitWatching(t, s, 1) // Next has connected and waits for the next event
+	w.Close()
+	select {
+	case err := <-ended:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Next after Close: %v, want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Next still waiting 5 s after Close")
+	}
+}
