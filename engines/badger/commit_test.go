@@ -32,6 +32,22 @@ func openGated(t *testing.T, opts ...Option) *gatedEngine {
 	return g
 }
 
+// failNextTokenReservation leaves one token in the lease and makes the
+// next reservation of more fail once, with err: a step that fails after it
+// has written.
+func (g *gatedEngine) failNextTokenReservation(err error) {
+	var persists atomic.Int32
+	g.tokens.mu.Lock()
+	defer g.tokens.mu.Unlock()
+	g.tokens.leased = g.tokens.next + 1
+	g.tokens.persist = func(db *bdg.DB, bound uint64) error {
+		if persists.Add(1) == 1 {
+			return err
+		}
+		return storeBound(db, bound)
+	}
+}
+
 // open lets every later batch through without waiting.
 func (g *gatedEngine) open() { g.openOnce.Do(func() { close(g.gate) }) }
 
@@ -259,18 +275,8 @@ func TestBatchFailedStepTakenOut(t *testing.T) {
 		t.Fatal(old.err)
 	}
 
-	// One token left in the lease; the next reservation fails once.
 	failing := errors.New("disk full")
-	var persists atomic.Int32
-	g.tokens.mu.Lock()
-	g.tokens.leased = g.tokens.next + 1
-	g.tokens.persist = func(db *bdg.DB, bound uint64) error {
-		if persists.Add(1) == 1 {
-			return failing
-		}
-		return storeBound(db, bound)
-	}
-	g.tokens.mu.Unlock()
+	g.failNextTokenReservation(failing)
 
 	later := t0.Add(time.Hour)
 	var a, replace, b result

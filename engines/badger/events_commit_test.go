@@ -118,17 +118,7 @@ func TestEventsFailedStepTakenOut(t *testing.T) {
 		t.Fatal(old.err)
 	}
 	log.take()
-	// One token left in the lease; the next reservation fails once.
-	var persists atomic.Int32
-	g.tokens.mu.Lock()
-	g.tokens.leased = g.tokens.next + 1
-	g.tokens.persist = func(db *bdg.DB, bound uint64) error {
-		if persists.Add(1) == 1 {
-			return errors.New("disk full")
-		}
-		return storeBound(db, bound)
-	}
-	g.tokens.mu.Unlock()
+	g.failNextTokenReservation(errors.New("disk full"))
 
 	later := t0.Add(time.Hour)
 	var a, replace, b result

@@ -353,17 +353,7 @@ func TestSlotEventsFailedStepTakenOut(t *testing.T) {
 	ctx := context.Background()
 	x := mustSlotGated(t, g, newSlot("s", 3, 1, t0, time.Second, ""), t0)
 	log.take()
-	// One token left in the lease; the next reservation fails once.
-	var persists atomic.Int32
-	g.tokens.mu.Lock()
-	g.tokens.leased = g.tokens.next + 1
-	g.tokens.persist = func(db *bdg.DB, bound uint64) error {
-		if persists.Add(1) == 1 {
-			return errors.New("disk full")
-		}
-		return storeBound(db, bound)
-	}
-	g.tokens.mu.Unlock()
+	g.failNextTokenReservation(errors.New("disk full"))
 
 	later := t0.Add(time.Hour)
 	var a, b locklock.Slot
