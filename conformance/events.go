@@ -51,9 +51,15 @@ func (e *env) quiet(w *locklock.Watch) {
 	}
 }
 
+// describeEvents names each event: a lock's by name and token, a slot's
+// by semaphore, slot id and token.
 func describeEvents(evs []*locklock.Event) string {
 	s := ""
 	for _, ev := range evs {
+		if ev.Slot != nil {
+			s += fmt.Sprintf("%s %s/%.6s#%d; ", ev.Type, ev.Slot.Semaphore.Name, ev.Slot.ID, ev.Slot.Token)
+			continue
+		}
 		s += fmt.Sprintf("%s %s#%d; ", ev.Type, ev.Lock.Name, ev.Lock.Token)
 	}
 	return s

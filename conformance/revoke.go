@@ -173,6 +173,6 @@ func testRevokeSlot(t *testing.T, h Harness) {
 		t.Errorf("token after the revoke %d, want > %d", b.Token, a.Token)
 	}
 	if w != nil {
-		wantSlotEvents(t, e.slotEvents(w, 2), slotChange{locklock.EventRevoked, a}, slotChange{locklock.EventAcquired, b})
+		wantSlotEvents(t, e.events(w, 2), slotChange{locklock.EventRevoked, a}, slotChange{locklock.EventAcquired, b})
 	}
 }

@@ -55,34 +55,6 @@ func semaphoreFilter(id locklock.ID) locklock.Filter {
 	return locklock.Filter{ID: &id, Semaphore: true}
 }
 
-func describeSlotEvents(evs []*locklock.Event) string {
-	s := ""
-	for _, ev := range evs {
-		if ev.Slot == nil {
-			s += fmt.Sprintf("%s of lock %s#%d; ", ev.Type, ev.Lock.Name, ev.Lock.Token)
-			continue
-		}
-		s += fmt.Sprintf("%s %s/%.6s#%d; ", ev.Type, ev.Slot.Semaphore.Name, ev.Slot.ID, ev.Slot.Token)
-	}
-	return s
-}
-
-// slotEvents reads until n events came, or fails after the timeout.
-func (e *env) slotEvents(w *locklock.Watch, n int) []*locklock.Event {
-	e.t.Helper()
-	ctx, cancel := context.WithTimeout(e.ctx(), 20*time.Second)
-	defer cancel()
-	var got []*locklock.Event
-	for len(got) < n {
-		evs, err := w.Next(ctx)
-		if err != nil {
-			e.t.Fatalf("after %d of %d events (%s): %v", len(got), n, describeSlotEvents(got), err)
-		}
-		got = append(got, evs...)
-	}
-	return got
-}
-
 // wantSlotEvents checks that evs are these slots' events, in this order,
 // each carrying the slot as it was stored (after an acquire or a refresh,
 // before a release or an expiry) and no lock, at rising positions.
@@ -99,7 +71,7 @@ func wantSlotEvents(t *testing.T, evs []*locklock.Event, want ...slotChange) {
 		for _, c := range want {
 			w = append(w, &locklock.Event{Type: c.typ, Slot: &c.slot})
 		}
-		t.Fatalf("events %s\nwant %s", describeSlotEvents(evs), describeSlotEvents(w))
+		t.Fatalf("events %s\nwant %s", describeEvents(evs), describeEvents(w))
 	}
 }
 
@@ -144,7 +116,7 @@ func testSlotEventsOneSemaphore(t *testing.T, h Harness) {
 		// on its own time.
 		time.Sleep(realTimeGrace)
 	}
-	evs := e.slotEvents(w, 5)
+	evs := e.events(w, 5)
 	wantSlotEvents(t, evs,
 		slotChange{locklock.EventAcquired, second},
 		slotChange{locklock.EventRefreshed, refreshed},
@@ -184,19 +156,19 @@ func testSlotEventsBesideLock(t *testing.T, h Harness) {
 		t.Fatal(err)
 	}
 
-	wantSlotEvents(t, e.slotEvents(semW, 2), slotChange{locklock.EventAcquired, sl}, slotChange{locklock.EventReleased, sl})
-	lockEvs := e.slotEvents(lockW, 2)
+	wantSlotEvents(t, e.events(semW, 2), slotChange{locklock.EventAcquired, sl}, slotChange{locklock.EventReleased, sl})
+	lockEvs := e.events(lockW, 2)
 	wantTypes(t, lockEvs, locklock.EventAcquired, locklock.EventReleased)
 	for _, ev := range lockEvs {
 		if ev.Slot != nil || ev.Lock.Token != l.Token {
-			t.Fatalf("the lock's stream: %s", describeSlotEvents(lockEvs))
+			t.Fatalf("the lock's stream: %s", describeEvents(lockEvs))
 		}
 	}
-	all := e.slotEvents(nsW, 4)
+	all := e.events(nsW, 4)
 	wantTypes(t, all, locklock.EventAcquired, locklock.EventAcquired, locklock.EventReleased, locklock.EventReleased)
 	if all[0].Slot == nil || all[0].Slot.ID != sl.ID || all[1].Slot != nil || all[1].Lock.Token != l.Token ||
 		all[2].Slot == nil || all[3].Slot != nil {
-		t.Fatalf("namespace stream: %s; want the slot's acquire, the lock's, the slot's release, the lock's", describeSlotEvents(all))
+		t.Fatalf("namespace stream: %s; want the slot's acquire, the lock's, the slot's release, the lock's", describeEvents(all))
 	}
 	e.quiet(semW)
 	e.quiet(lockW)
@@ -212,7 +184,7 @@ func testSlotEventsExpired(t *testing.T, h Harness) {
 	w := e.watch(e.svc, semaphoreFilter(id), "")
 	s := e.take(locklock.SlotRequest{ID: id, Limit: 2, TTL: e.shortTTL(), Holder: "h"})
 	keep := e.take(locklock.SlotRequest{ID: id, Limit: 2, TTL: time.Hour})
-	wantSlotEvents(t, e.slotEvents(w, 2), slotChange{locklock.EventAcquired, s}, slotChange{locklock.EventAcquired, keep})
+	wantSlotEvents(t, e.events(w, 2), slotChange{locklock.EventAcquired, s}, slotChange{locklock.EventAcquired, keep})
 	start := time.Now()
 	if e.clock != nil {
 		e.clock.Advance(s.ExpiresAt.Sub(e.now()))
@@ -225,7 +197,7 @@ func testSlotEventsExpired(t *testing.T, h Harness) {
 			}
 		}()
 	}
-	evs := e.slotEvents(w, 1)
+	evs := e.events(w, 1)
 	wantSlotEvents(t, evs, slotChange{locklock.EventExpired, s})
 	if !evs[0].At.Equal(s.ExpiresAt) {
 		t.Errorf("expired at %v, want the slot's expiry %v", evs[0].At, s.ExpiresAt)
@@ -330,7 +302,7 @@ func testSlotEventsStateUnderRace(t *testing.T, h Harness) {
 	time.Sleep(50 * time.Millisecond)
 	for i, w := range watches {
 		if evs, err := w.Take(); len(evs) > 0 || err != nil {
-			t.Fatalf("stream %d after the last release: %s, %v", i, describeSlotEvents(evs), err)
+			t.Fatalf("stream %d after the last release: %s, %v", i, describeEvents(evs), err)
 		}
 	}
 	t.Logf("%d grants; %d streams, %d of them opened on held slots", granted.Load(), len(watches), states.Load())
@@ -354,7 +326,7 @@ func followSemaphore(ctx context.Context, w *locklock.Watch, id locklock.ID, lim
 	}
 	var seen []*locklock.Event
 	fail := func(why string) error {
-		return fmt.Errorf("%s, after %d events: … %s", why, len(seen), describeSlotEvents(seen[max(0, len(seen)-30):]))
+		return fmt.Errorf("%s, after %d events: … %s", why, len(seen), describeEvents(seen[max(0, len(seen)-30):]))
 	}
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
