@@ -445,16 +445,7 @@ func (s *Subscription) Close() {
 func (s *Subscription) settle(inState func(*Event) bool, readAt int64, at Position) Position {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if readAt > 0 {
-		// Every change up to the revision the state was read at is in
-		// it, whether its event is queued already or still to come; and
-		// the state is the stream's position, even if this server's
-		// watch has not reached it yet.
-		s.skip = Position{Epoch: at.Epoch, Seq: uint64(readAt), Sub: ^uint32(0)}
-		if s.skip.After(at) {
-			at = s.skip
-		}
-	}
+	at = s.skipTo(readAt, at)
 	k := -1
 	for i, ev := range s.queue {
 		if !s.skip.IsZero() && !ev.Pos.After(s.skip) || inState(ev) {
@@ -464,6 +455,22 @@ func (s *Subscription) settle(inState func(*Event) bool, readAt int64, at Positi
 	if k >= 0 {
 		at = s.queue[k].Pos
 		s.queue = s.queue[k+1:]
+	}
+	return at
+}
+
+// skipTo, with storage-numbered events (readAt > 0), drops from now on
+// every event up to the revision the state was read at: every change up to
+// it is in the state, whether its event is queued already or still to
+// come. It returns the stream's position, which is the state's even if this
+// server's watch has not reached it yet. Under s.mu.
+func (s *Subscription) skipTo(readAt int64, at Position) Position {
+	if readAt <= 0 {
+		return at
+	}
+	s.skip = Position{Epoch: at.Epoch, Seq: uint64(readAt), Sub: ^uint32(0)}
+	if s.skip.After(at) {
+		return s.skip
 	}
 	return at
 }

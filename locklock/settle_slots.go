@@ -33,12 +33,7 @@ package locklock
 func (s *Subscription) settleSlots(state *Semaphore, readAt int64, at Position) Position {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if readAt > 0 {
-		s.skip = Position{Epoch: at.Epoch, Seq: uint64(readAt), Sub: ^uint32(0)}
-		if s.skip.After(at) {
-			at = s.skip
-		}
-	}
+	at = s.skipTo(readAt, at)
 	inState := slotOutcomeIs(state)
 	shown := map[string]bool{}
 	if state != nil {
