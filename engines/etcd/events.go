@@ -110,34 +110,33 @@ type memory struct {
 }
 
 func (m *memory) lock(_ *clientv3.Event, tail string) (locklock.Lock, bool) {
-	if l, ok := m.locks[tail]; ok {
-		delete(m.locks, tail)
-		return l, true
-	}
-	l, ok := m.fetchedLocks[tail]
-	delete(m.fetchedLocks, tail)
-	return l, ok
+	return forget(tail, m.locks, m.fetchedLocks)
 }
 
 func (m *memory) slot(_ *clientv3.Event, tail string) (locklock.Slot, bool) {
-	if sl, ok := m.slots[tail]; ok {
-		delete(m.slots, tail)
-		return sl, true
-	}
-	sl, ok := m.fetchedSlots[tail]
-	delete(m.fetchedSlots, tail)
-	return sl, ok
+	return forget(tail, m.slots, m.fetchedSlots)
 }
 
-func (m *memory) putLock(tail string, l locklock.Lock) {
-	if _, ok := m.locks[tail]; ok || m.room() {
-		m.locks[tail] = l
+// forget takes the record under tail out of the feed's memory: remembered
+// from a put, else read for the response at hand.
+func forget[T any](tail string, remembered, fetched map[string]T) (T, bool) {
+	if v, ok := remembered[tail]; ok {
+		delete(remembered, tail)
+		return v, true
 	}
+	v, ok := fetched[tail]
+	delete(fetched, tail)
+	return v, ok
 }
 
-func (m *memory) putSlot(tail string, sl locklock.Slot) {
-	if _, ok := m.slots[tail]; ok || m.room() {
-		m.slots[tail] = sl
+func (m *memory) putLock(tail string, l locklock.Lock) { remember(m, m.locks, tail, l) }
+
+func (m *memory) putSlot(tail string, sl locklock.Slot) { remember(m, m.slots, tail, sl) }
+
+// remember keeps v under tail, while the feed's memory has room.
+func remember[T any](m *memory, into map[string]T, tail string, v T) {
+	if _, ok := into[tail]; ok || m.room() {
+		into[tail] = v
 	}
 }
 
